@@ -1,0 +1,1 @@
+"""Corpus construction (D1): read, clean, dedup, decontaminate, mix."""

@@ -1,0 +1,283 @@
+"""Readers: turn one recipe source into a stream of Documents, quarantining malformed records.
+
+Every reader yields ``Document`` objects and reports malformed input through a ``Quarantine``
+(file, line, field, reason) instead of raising or dropping it, so that for every source
+read = yielded + quarantined.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import multiprocessing as mp
+import sys
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+from hare.corpus.document import Document
+from hare.io import open_binary_read
+from hare.recipe import SourceConfig
+
+log = logging.getLogger("hare.corpus.read")
+
+
+class Quarantine:
+    """Collects malformed records with where they came from and why; written aside by the step."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+        self.counts: dict[str, int] = {}
+
+    def add(self, source: str, file: str, line: int | None, reason: str, raw: str | bytes = "") -> None:
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", errors="replace")
+        self.records.append({"source": source, "file": file, "line": line, "reason": reason,
+                             "raw": raw[:2000]})
+        self.counts[source] = self.counts.get(source, 0) + 1
+        log.warning("quarantined %s:%s (%s)", file, line, reason)
+
+
+def expand_paths(pattern: str, suffixes: tuple[str, ...] = ()) -> list[Path]:
+    """A file, every matching file of a folder (recursively), or the files of a glob pattern; sorted."""
+    p = Path(pattern).expanduser()
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = [q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")]
+        if suffixes:
+            files = [q for q in files if any(q.name.endswith(s) for s in suffixes)]
+        return sorted(files)
+    return sorted(Path(q) for q in glob.glob(str(p), recursive=True) if Path(q).is_file())
+
+
+JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".jsonl.bz2")
+
+
+def read_jsonl_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:
+    """JSON lines, one document per line; bad lines go to quarantine with file, line and reason."""
+    for path in expand_paths(src.path, JSONL_SUFFIXES):
+        with open_binary_read(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                if len(raw) > max_line_bytes:
+                    q.add(src.name, str(path), lineno, f"line longer than {max_line_bytes} bytes",
+                          raw[:200])
+                    continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    q.add(src.name, str(path), lineno, f"invalid UTF-8 at byte {e.start}", raw)
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    q.add(src.name, str(path), lineno, f"bad JSON: {e.msg} at column {e.colno}", line)
+                    continue
+                if not isinstance(rec, dict):
+                    q.add(src.name, str(path), lineno, f"record is a JSON {type(rec).__name__}, not an object",
+                          line)
+                    continue
+                text = rec.get(src.text_field)
+                if text is None:
+                    q.add(src.name, str(path), lineno, f"field '{src.text_field}' is missing", line)
+                    continue
+                if not isinstance(text, str):
+                    q.add(src.name, str(path), lineno,
+                          f"field '{src.text_field}' is a {type(text).__name__}, not a string", line)
+                    continue
+                doc_id = _record_id(src, rec, path, lineno)
+                yield Document(text, doc_id, src.name)
+
+
+def _record_id(src: SourceConfig, rec: dict, path: Path, lineno: int) -> str:
+    if src.id_field and rec.get(src.id_field) is not None:
+        return f"{src.name}/{rec[src.id_field]}"
+    return f"{src.name}/{path.name}:{lineno}"
+
+
+def read_parquet_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
+    """Parquet files read in record batches (bounded memory); null or non-string text is quarantined."""
+    import pyarrow.parquet as pq
+
+    for path in expand_paths(src.path, (".parquet",)):
+        pf = pq.ParquetFile(path)
+        if src.text_field not in pf.schema_arrow.names:
+            raise ValueError(f"{path}: no column '{src.text_field}' (columns: {', '.join(pf.schema_arrow.names)})")
+        cols = [src.text_field] + ([src.id_field] if src.id_field else [])
+        row = 0
+        for batch in pf.iter_batches(batch_size=1024, columns=cols):
+            data = batch.to_pydict()
+            for i, text in enumerate(data[src.text_field]):
+                row += 1
+                if not isinstance(text, str):
+                    q.add(src.name, str(path), row, f"column '{src.text_field}' is "
+                          f"{'null' if text is None else type(text).__name__}, not a string")
+                    continue
+                rid = data[src.id_field][i] if src.id_field else None
+                doc_id = f"{src.name}/{rid}" if rid is not None else f"{src.name}/{path.name}:{row}"
+                yield Document(text, doc_id, src.name)
+
+
+def read_text_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
+    """A folder (or glob) of .txt files, one document per file; undecodable files are quarantined."""
+    for path in expand_paths(src.path, (".txt", ".txt.gz", ".txt.zst", ".txt.bz2")):
+        with open_binary_read(path) as f:
+            raw = f.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            q.add(src.name, str(path), None, f"invalid UTF-8 at byte {e.start}", raw[:200])
+            continue
+        yield Document(text, f"{src.name}/{path.name}", src.name)
+
+
+# Modules whose import has side effects (a browser, a window, printed text) or that only exist as
+# test suites and platform stubs; their documentation is not worth the risk.
+PYDOC_SKIP = {
+    "antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "lib2to3", "ensurepip",
+    "pydoc_data", "msvcrt", "winreg", "winsound", "nt", "_winapi", "xxlimited", "xxsubtype", "__main__",
+    "sre_compile", "sre_constants", "sre_parse", "distutils", "nturl2path", "msilib", "_msi", "ntpath",
+}
+
+
+def pydoc_modules() -> list[str]:
+    """Public standard-library modules and their public submodules, sorted."""
+    import pkgutil
+
+    names = sorted(n for n in sys.stdlib_module_names if not n.startswith("_") and n not in PYDOC_SKIP)
+    out = []
+    for name in names:
+        out.append(name)
+        spec = None
+        try:
+            import importlib.util
+
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.submodule_search_locations:
+            for info in pkgutil.iter_modules(spec.submodule_search_locations):
+                if not info.name.startswith("_") and "test" not in info.name:
+                    out.append(f"{name}.{info.name}")
+    return out
+
+
+def _render_module(name: str) -> tuple[str, str | None, str | None]:
+    """Render one module's documentation as plain text in a worker; (name, text, error)."""
+    import io
+    import contextlib
+    import pydoc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                obj, _ = pydoc.resolve(name)
+                text = pydoc.render_doc(obj, title="%s", renderer=pydoc.plaintext)
+            return name, text, None
+        except BaseException as e:  # noqa: BLE001 - a module that cannot be documented is reported, not fatal
+            return name, None, f"{type(e).__name__}: {e}"
+
+
+SECTION_HEADS = ("NAME", "DESCRIPTION", "CLASSES", "FUNCTIONS", "DATA", "FILE", "MODULE REFERENCE",
+                 "PACKAGE CONTENTS", "SUBMODULES", "VERSION", "AUTHOR", "CREDITS")
+
+
+def split_pydoc(module: str, text: str) -> list[tuple[str, str]]:
+    """Split a module's pydoc page into documents: its description and one per class or function.
+
+    pydoc indents every entry of CLASSES and FUNCTIONS by four spaces under its heading and starts
+    each entry at exactly that indent ("class X(...)", "name(args)"); continuation lines are deeper.
+    """
+    sections: dict[str, list[str]] = {}
+    cur = None
+    for line in text.splitlines():
+        if line in SECTION_HEADS:
+            cur = line
+            sections[cur] = []
+        elif cur is not None:
+            sections[cur].append(line)
+    docs: list[tuple[str, str]] = []
+    desc = "\n".join(l[4:] if l.startswith("    ") else l for l in sections.get("DESCRIPTION", []))
+    if desc.strip():
+        docs.append((module, f"{module}\n\n{desc.strip()}\n"))
+    for head in ("CLASSES", "FUNCTIONS"):
+        entry: list[str] = []
+        name = None
+        for line in sections.get(head, []) + ["    <end>"]:
+            body = line[4:] if line.startswith("    ") else line
+            starts = line.startswith("    ") and not line.startswith("     ") and line.strip()
+            # CLASSES opens with an inheritance tree at the same indent: entries start with "class".
+            is_entry = "class " in body.split("(")[0] if head == "CLASSES" else "(" in body
+            if starts and (is_entry or body == "<end>"):
+                if name and entry:
+                    block = "\n".join(_strip_gutter(l) for l in entry).strip()
+                    if block.startswith("class "):
+                        block = f"class {module}.{block[6:]}"
+                    elif block:
+                        block = f"{module}.{block}"
+                    if block:
+                        docs.append((f"{module}.{name}", block + "\n"))
+                entry = [body]
+                name = body.split("(")[0].split("class ")[-1].split(" ")[0].strip() or None
+            elif starts:
+                name, entry = None, []
+            elif name is not None:
+                entry.append(body)
+    return docs
+
+
+def read_pydoc_source(src: SourceConfig, q: Quarantine, processes: int | None = None) -> Iterator[Document]:
+    """The Python standard library's documentation, rendered by pydoc in worker processes.
+
+    Real English prose that every Python installation has: no download and no project-written text.
+    Each module gives its description and one document per public class and function.
+    """
+    from hare.progress import progress
+
+    modules = pydoc_modules()
+    seen: dict[str, int] = {}
+    if src.limit:
+        modules = modules[: max(1, src.limit // 10)]
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ctx.Pool(processes or max(1, mp.cpu_count()), maxtasksperchild=20) as pool:
+        for name, text, err in progress(pool.imap(_render_module, modules, chunksize=4),
+                                        desc=f"render pydoc ({src.name})", total=len(modules), unit="module"):
+            if err is not None:
+                log.info("pydoc: %s not documented (%s)", name, err)
+                continue
+            for doc_id, body in split_pydoc(name, text):
+                # A name can be documented twice in one module (an alias): ids stay unique.
+                seen[doc_id] = seen.get(doc_id, 0) + 1
+                if seen[doc_id] > 1:
+                    doc_id = f"{doc_id}#{seen[doc_id]}"
+                yield Document(body, f"{src.name}/{doc_id}", src.name, {"module": name})
+
+
+def _strip_gutter(line: str) -> str:
+    """pydoc draws a " |  " gutter down each class body; the text reads better without it."""
+    if line.startswith(" |  "):
+        return line[4:]
+    return "" if line.rstrip() == " |" else line
+
+
+READERS = {
+    "jsonl": read_jsonl_source,
+    "parquet": read_parquet_source,
+    "text": read_text_source,
+    "pydoc": read_pydoc_source,
+}
+
+
+def read_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:
+    """Documents of one source, at most ``src.limit``."""
+    n = 0
+    stream = (read_jsonl_source(src, q, max_line_bytes) if src.kind == "jsonl" else READERS[src.kind](src, q))
+    for doc in stream:
+        yield doc
+        n += 1
+        if src.limit and n >= src.limit:
+            return

@@ -1,0 +1,1 @@
+"""Evaluation: held-out perplexity, benchmark registry, lm-evaluation-harness tasks."""

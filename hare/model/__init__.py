@@ -1,0 +1,1 @@
+"""Mistral-architecture model presets and tokenizers."""

@@ -1,0 +1,64 @@
+"""Build a Mistral-architecture causal LM from a preset, and account for its parameters and FLOPs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from hare.model.presets import preset_config
+
+
+def mistral_config(preset: str, overrides: dict[str, Any] | None = None, vocab_size: int | None = None):
+    """A ``transformers.MistralConfig`` from a preset; ``vocab_size`` (the tokenizer's) wins over both."""
+    from transformers import MistralConfig
+
+    overrides = dict(overrides or {})
+    known = set(MistralConfig().to_dict())
+    unknown = sorted(k for k in overrides if k not in known)
+    if unknown:
+        raise ValueError(f"model.overrides: unknown MistralConfig keys {unknown}")
+    kwargs = preset_config(preset, **overrides)
+    if vocab_size is not None:
+        kwargs["vocab_size"] = vocab_size
+    return MistralConfig(**kwargs)
+
+
+def build_model(config, seed: int = 0, attn_implementation: str = "sdpa"):
+    """A freshly initialised ``MistralForCausalLM``; the seed fixes the initial weights."""
+    from transformers import MistralForCausalLM
+
+    torch.manual_seed(seed)
+    config._attn_implementation = attn_implementation
+    return MistralForCausalLM(config)
+
+
+def count_params(model, non_embedding: bool = False) -> int:
+    n = sum(p.numel() for p in model.parameters())
+    if non_embedding:
+        n -= model.get_input_embeddings().weight.numel()
+    return n
+
+
+def flops_per_token(config, seq_len: int) -> float:
+    """Training FLOPs per token: 6 N (non-embedding weights incl. the LM head) + 12 L H T attention.
+
+    The PaLM paper's appendix B estimate, as nanoGPT's ``estimate_mfu`` uses it.
+    """
+    h, L, ffn = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    kv = config.num_key_value_heads * (h // config.num_attention_heads)
+    per_layer = h * h * 2 + h * kv * 2 + 3 * h * ffn
+    n = L * per_layer + h * config.vocab_size
+    return 6 * n + 12 * L * h * seq_len
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """Dense bf16 peak of known accelerators (for MFU); None where it is not known (CPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, flops in (("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("L40S", 362e12),
+                       ("A10", 125e12), ("4090", 165e12)):
+        if key in name:
+            return flops
+    return None

@@ -1,0 +1,343 @@
+"""Typed recipe: one YAML file describes a whole run, validated before any work starts.
+
+Every section is a pydantic model with ``extra="forbid"``, so a misspelled or unknown key fails
+with its key path and the keys that are allowed there. Field descriptions are the documentation:
+``hare recipe-schema`` prints them, and the CLI help text is built from them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PACKAGE_RECIPES = Path(__file__).parent / "recipes"
+DEFAULT_RECIPE = PACKAGE_RECIPES / "demo.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(Section):
+    """One raw-text source of the corpus (a D1 part)."""
+
+    name: str = Field(description="Short name, recorded on every document read from this source.")
+    kind: Literal["pydoc", "jsonl", "parquet", "text"] = Field(
+        description="pydoc: the Python standard library's documentation rendered by pydoc (needs no "
+        "files); jsonl: JSON lines, plain or .gz/.zst/.bz2; parquet: Parquet files; text: a folder of "
+        ".txt files, one document per file."
+    )
+    path: str | None = Field(None, description="File, folder or glob pattern (not used by kind=pydoc).")
+    text_field: str = Field("text", description="Field holding the document text (jsonl, parquet).")
+    id_field: str | None = Field(
+        None, description="Field holding a stable id; when unset, ids are '<source>/<file>:<line>'."
+    )
+    weight: float = Field(1.0, ge=0, description="Relative weight of this source in the training mix.")
+    limit: int | None = Field(None, ge=1, description="Read at most this many documents (a quick look).")
+
+
+class CleanConfig(Section):
+    """Heuristic line- and document-level cleaning rules (Gopher / C4 / FineWeb style)."""
+
+    min_words: int = Field(50, ge=0, description="Drop documents with fewer words (Gopher: 50).")
+    max_words: int = Field(100_000, ge=1, description="Drop documents with more words (Gopher: 100,000).")
+    min_mean_word_length: float = Field(3.0, description="Gopher: mean word length at least 3 characters.")
+    max_mean_word_length: float = Field(10.0, description="Gopher: mean word length at most 10 characters.")
+    max_symbol_word_ratio: float = Field(0.1, description="Gopher: '#' and '...' per word at most 0.1.")
+    min_alpha_word_fraction: float = Field(
+        0.6, description="Fraction of words with an alphabetic character (Gopher uses 0.8 for web text)."
+    )
+    max_duplicate_line_fraction: float = Field(
+        0.3, description="Gopher: fraction of lines that are duplicates of another line at most 0.3."
+    )
+    min_stop_words: int = Field(2, ge=0, description="Gopher: at least 2 English stop words.")
+    max_non_ascii_fraction: float = Field(
+        0.3, description="Drop documents whose letters are mostly outside ASCII (a cheap non-English test)."
+    )
+    min_english_word_fraction: float = Field(
+        0.1, ge=0, le=1, description="Share of words that must be common English function words (language check)."
+    )
+    min_line_chars: int = Field(0, ge=0, description="Drop lines shorter than this (0 keeps all lines).")
+    remove_pii: bool = Field(True, description="Mask e-mail addresses, phone numbers and IP addresses.")
+    remove_urls: bool = Field(True, description="Remove web links (the paper removes them from D1).")
+    boilerplate_lines: bool = Field(
+        True, description="Remove C4 boilerplate lines: javascript notices, cookie/privacy policy, lorem ipsum."
+    )
+
+
+class CorpusConfig(Section):
+    """Reading, cleaning, exact dedup and the held-out split."""
+
+    clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")
+    dedup: Literal["exact", "none"] = Field(
+        "exact", description="exact: drop documents whose normalized text was already seen (first kept)."
+    )
+    heldout_fraction: float = Field(
+        0.05, ge=0, lt=1, description="Fraction of documents held out as the evaluation set (by id hash)."
+    )
+    shard_docs: int = Field(2000, ge=1, description="Documents per output shard.")
+    max_line_bytes: int = Field(
+        50_000_000, ge=1, description="Input lines longer than this are quarantined, not parsed."
+    )
+
+
+class DecontamConfig(Section):
+    """n-gram decontamination of the training documents against evaluation data."""
+
+    ngram: int = Field(13, ge=1, description="n of the word n-grams (GPT-3: 13; paper: 10-15 for long text).")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="drop policy: drop a document when this fraction of its n-grams match."
+    )
+    policy: Literal["drop", "cut"] = Field(
+        "drop", description="drop: remove the whole document; cut: cut matching spans (GPT-3 style)."
+    )
+    cut_margin: int = Field(200, ge=0, description="cut policy: characters removed on each side of a match.")
+    min_document_ngrams: int = Field(
+        1, ge=1, description="Documents with fewer n-grams than this are kept without a check."
+    )
+    max_ngram_doc_frequency: int | None = Field(
+        10,
+        ge=1,
+        description="Ignore n-grams that occur in more training documents than this: ordinary English or "
+        "boilerplate, not leaked items (GPT-3 / NeMo frequency cutoff). null disables the cutoff.",
+    )
+    heldout: bool = Field(True, description="Decontaminate against the recipe's own held-out documents.")
+    benchmarks_dir: str | None = Field(
+        None,
+        description="Folder with benchmark files in their usual layouts (arc/, hellaswag/, mmlu/, gsm8k/, "
+        "truthfulqa/); every benchmark found there is used.",
+    )
+    benchmarks: list[str] = Field(
+        default_factory=lambda: ["arc_easy", "arc_challenge", "hellaswag", "mmlu", "gsm8k", "truthfulqa",
+                                 "winogrande"],
+        description="Benchmarks to look for in benchmarks_dir.",
+    )
+
+
+class MixConfig(Section):
+    """Per-source sampling of the decontaminated corpus into the training set."""
+
+    max_chars: int | None = Field(
+        None, ge=1, description="Character budget of the mix; null takes every document once."
+    )
+
+
+class TokenizerConfig(Section):
+    """Train a byte-level BPE tokenizer, or load a local Hugging Face tokenizer."""
+
+    path: str | None = Field(None, description="Local tokenizer folder to load instead of training one.")
+    vocab_size: int = Field(4096, ge=256, description="Vocabulary size of a trained tokenizer.")
+    train_docs: int = Field(20_000, ge=1, description="Documents sampled to train the tokenizer.")
+
+
+class PackConfig(Section):
+    """Tokenize the mix and pack it into fixed-length sequences (no padding, EOS between documents)."""
+
+    seq_len: int = Field(256, ge=8, description="Tokens per training sequence.")
+    batch_docs: int = Field(
+        512, ge=1, description="Documents per tokenizer batch (the Rust tokenizer spreads a batch over all cores)."
+    )
+
+
+class ModelConfig(Section):
+    """Mistral-architecture model from a preset, overridable key by key."""
+
+    preset: str = Field("tiny", description="Preset name: tiny, small, 0.25b or hare-1.1b.")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="MistralConfig keys that replace the preset's, e.g. num_hidden_layers."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        from hare.model.presets import PRESETS
+
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset '{self.preset}'; presets: {', '.join(PRESETS)}")
+        from transformers import MistralConfig
+
+        known = set(MistralConfig().to_dict())
+        unknown = sorted(k for k in self.overrides if k not in known)
+        if unknown:
+            raise ValueError(f"unknown MistralConfig keys {unknown}")
+        return self
+
+
+class TrainConfig(Section):
+    """The training loop: AdamW, warmup + cosine, gradient accumulation, checkpoints."""
+
+    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass.")
+    grad_accum: int = Field(2, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate.")
+    min_lr: float = Field(3e-4, ge=0, description="Learning rate at the end of the cosine decay.")
+    warmup_steps: int = Field(30, ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (not on norms and biases).")
+    beta1: float = Field(0.9, description="AdamW beta1.")
+    beta2: float = Field(0.95, description="AdamW beta2.")
+    eps: float = Field(1e-8, description="AdamW epsilon.")
+    grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm to this (0 disables).")
+    checkpoint_every: int = Field(50, ge=1, description="Write a checkpoint every N steps.")
+    keep_checkpoints: int = Field(2, ge=1, description="Keep the last K checkpoints.")
+    log_every: int = Field(10, ge=1, description="Log loss and throughput every N steps.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Autocast dtype: auto is bfloat16 on GPU, float32 on CPU."
+    )
+    threads: int = Field(0, ge=0, description="CPU threads for PyTorch; 0 keeps PyTorch's default.")
+
+
+class EvalConfig(Section):
+    """Held-out perplexity and lm-evaluation-harness tasks run from local files."""
+
+    heldout_perplexity: bool = Field(True, description="Bits per byte and loss on the held-out documents.")
+    tasks: list[str] = Field(
+        default_factory=lambda: ["hare_heldout"],
+        description="lm-eval tasks: hare_heldout (rolling log-likelihood of the held-out documents) and, "
+        "when decontam.benchmarks_dir has the files, arc_easy, arc_challenge, hellaswag, mmlu, gsm8k, "
+        "truthfulqa_mc2.",
+    )
+    limit: int | None = Field(None, ge=1, description="Evaluate at most this many items per task.")
+    num_fewshot: int | None = Field(None, ge=0, description="Override every task's few-shot count.")
+    batch_size: int = Field(8, ge=1, description="Evaluation batch size.")
+    max_heldout_docs: int | None = Field(200, ge=1, description="Held-out documents used for perplexity.")
+
+
+class Recipe(Section):
+    """A whole run: sources, the corpus steps, tokenizer, model, training, evaluation."""
+
+    name: str = Field(description="Run name: outputs go to <out_dir>/<name>/.")
+    out_dir: str = Field("runs", description="Folder that holds every run, relative to the working directory.")
+    seed: int = Field(1234, description="Seed for every random choice of the run.")
+    sources: list[SourceConfig] = Field(description="Raw-text sources of the corpus.")
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig, description="Corpus construction.")
+    decontam: DecontamConfig = Field(default_factory=DecontamConfig, description="Decontamination.")
+    mix: MixConfig = Field(default_factory=MixConfig, description="Training mix.")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="Tokenizer.")
+    pack: PackConfig = Field(default_factory=PackConfig, description="Tokenize and pack.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Recipe":
+        names = [s.name for s in self.sources]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"source names must be unique, repeated: {sorted(dup)}")
+        if not self.sources:
+            raise ValueError("a recipe needs at least one source")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the file, the key path and what is allowed."""
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at ``loc`` (the parent of the bad key), walking nested sections and lists."""
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(cur, type) and issubclass(cur, BaseModel)) or part not in cur.model_fields:
+            return []
+        ann = cur.model_fields[part].annotation
+        args = getattr(ann, "__args__", ()) or ()
+        cur = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    if isinstance(cur, type) and issubclass(cur, BaseModel):
+        return list(cur.model_fields)
+    return []
+
+
+def _key_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid recipe"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        path = _key_path(loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(Recipe, loc[:-1])
+            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            msg = f"  {path}: unknown key"
+            if hint:
+                msg += f" (did you mean '{hint[0]}'?)"
+            msg += f"; allowed: {', '.join(allowed)}"
+        elif e["type"] == "missing":
+            msg = f"  {path}: required key is missing"
+        else:
+            msg = f"  {path}: {e['msg']} (got {e.get('input')!r})"
+        lines.append(msg)
+    return "\n".join(lines)
+
+
+def load_recipe(path: str | Path | None = None, check_paths: bool = True) -> Recipe:
+    """Read and validate a recipe; ``None`` gives the embedded demo recipe.
+
+    Relative input paths in the recipe are resolved against the recipe file's folder, so a recipe
+    runs the same from any working directory. ``out_dir`` stays relative to the working directory.
+    """
+    path = Path(path) if path is not None else DEFAULT_RECIPE
+    if not path.exists():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of keys, got {type(raw).__name__}")
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise RecipeError(format_validation_error(e, str(path))) from None
+    base = path.resolve().parent
+    for s in recipe.sources:
+        if s.path is not None and not Path(s.path).expanduser().is_absolute():
+            s.path = str(base / s.path)
+    for sec, key in ((recipe.decontam, "benchmarks_dir"), (recipe.tokenizer, "path")):
+        val = getattr(sec, key)
+        if val is not None and not Path(val).expanduser().is_absolute():
+            setattr(sec, key, str(base / val))
+    if check_paths:
+        check_inputs(recipe, str(path))
+    return recipe
+
+
+def check_inputs(recipe: Recipe, origin: str = "recipe") -> None:
+    """Fail before any work when an input path named by the recipe does not exist."""
+    problems = []
+    for i, s in enumerate(recipe.sources):
+        if s.kind == "pydoc":
+            continue
+        if not s.path:
+            problems.append(f"  sources[{i}].path: required for kind={s.kind}")
+            continue
+        p = Path(s.path).expanduser()
+        if not p.exists() and not any(p.parent.glob(p.name)):
+            problems.append(f"  sources[{i}].path: {p} does not exist")
+    if recipe.decontam.benchmarks_dir and not Path(recipe.decontam.benchmarks_dir).expanduser().is_dir():
+        problems.append(f"  decontam.benchmarks_dir: {recipe.decontam.benchmarks_dir} is not a folder")
+    if recipe.tokenizer.path and not Path(recipe.tokenizer.path).expanduser().exists():
+        problems.append(f"  tokenizer.path: {recipe.tokenizer.path} does not exist")
+    if problems:
+        raise RecipeError(f"{origin}: missing inputs\n" + "\n".join(problems))
+
+
+def section_dump(obj: BaseModel | list) -> Any:
+    """JSON-ready form of a section (or list of sections), used for step fingerprints."""
+    if isinstance(obj, list):
+        return [section_dump(o) for o in obj]
+    return obj.model_dump(mode="json")

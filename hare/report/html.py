@@ -1,0 +1,226 @@
+"""The report step: one static report.html with the run's counts, cleaning reasons, loss curve and evaluations.
+
+Plots are drawn with matplotlib and inlined as SVG, so the file has no external reference and can be
+mailed or archived as is. The report is written into the step folder and copied to
+``runs/<name>/report.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hare.io import atomic_open, read_json, read_jsonl
+
+log = logging.getLogger("hare.report")
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em} th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left}
+th{background:#f4f4f4} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.muted{color:#777;font-size:.9em} pre{white-space:pre-wrap;background:#f8f8f8;padding:.5em;font-size:.85em;margin:0}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:.5em;margin-bottom:.8em}
+"""
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4f}" if abs(v) < 100 else f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, (dict, list)):
+        return html.escape(json.dumps(v))
+    return html.escape(str(v))
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td class='{'n' if isinstance(c, (int, float)) else ''}'>{_fmt(c)}</td>"
+                                    for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def loss_plot(metrics: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
+    steps = [m["step"] for m in metrics]
+    ax[0].plot(steps, [m["loss"] for m in metrics], color="#1f77b4")
+    ax[0].set_xlabel("step")
+    ax[0].set_ylabel("training loss")
+    ax[0].grid(alpha=.3)
+    ax[1].plot(steps, [m["lr"] for m in metrics], color="#ff7f0e")
+    ax[1].set_xlabel("step")
+    ax[1].set_ylabel("learning rate")
+    ax[1].grid(alpha=.3)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def reasons_plot(removed: dict[str, int]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(removed.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(items) + 0.8))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#9467bd")
+    ax.set_xlabel("documents removed")
+    ax.grid(alpha=.3, axis="x")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _load(folder: Path, name: str) -> Any:
+    p = folder / name
+    return read_json(p) if p.exists() else None
+
+
+def build_report(run_dir: Path, recipe_name: str) -> str:
+    parts = [f"<h1>hare run: {html.escape(recipe_name)}</h1>",
+             f"<p class='muted'>{html.escape(str(run_dir.resolve()))}</p>"]
+
+    # Steps
+    rows = []
+    manifests = {}
+    for step in ("corpus", "decontam", "mix", "tokenize", "train", "eval"):
+        m = _load(run_dir / step, "manifest.json")
+        if m is None:
+            continue
+        manifests[step] = m
+        counts = {k: v for k, v in m.get("counts", {}).items() if isinstance(v, (int, float))}
+        rows.append([step, m["timings"]["seconds"], ", ".join(f"{k}={_fmt(v)}" for k, v in list(counts.items())[:8])])
+    parts += ["<h2>Steps</h2>", table(["step", "seconds", "counts"], rows)]
+
+    # Corpus
+    cstats = _load(run_dir / "corpus", "stats.json")
+    if cstats:
+        s = cstats["summary"]
+        parts.append("<h2>Corpus</h2>")
+        parts.append(f"<p>{s['read']:,} documents read: {s['train']:,} kept for training, {s['heldout']:,} held out "
+                     f"for evaluation, {s['removed']:,} removed, {s['quarantined']:,} quarantined.</p>")
+        rows = [[name, st["docs_in"], st["chars_in"], sum(st["removed"].values()), st["quarantined"], st["train"],
+                 st["heldout"], st["chars_out"]] for name, st in cstats["sources"].items()]
+        parts.append(table(["source", "docs in", "chars in", "removed", "quarantined", "train", "held out",
+                            "chars out"], rows))
+        parts.append("<h3>Cleaning: documents removed, by reason</h3>")
+        removed = s["removed_by_reason"]
+        if removed:
+            parts.append(table(["reason", "documents"], [[k, v] for k, v in removed.items()]))
+            parts.append(reasons_plot(removed))
+        parts.append("<p class='muted'>Documents changed by line-level rules: "
+                     + ", ".join(f"{k}: {v:,}" for k, v in s["formatter_changes"].items()) + "</p>")
+
+    # Decontamination
+    dstats = _load(run_dir / "decontam", "stats.json")
+    if dstats:
+        parts.append("<h2>Decontamination</h2>")
+        parts.append(f"<p>{dstats['ngram']}-gram overlap, policy <b>{dstats['policy']}</b>: {dstats['docs_in']:,} "
+                     f"documents in, {dstats['docs_dropped']:,} dropped, {dstats['docs_cut']:,} cut; characters "
+                     f"{dstats['chars_in']:,} &rarr; {dstats['chars_out']:,}. {dstats['ignored_common_ngrams']:,} "
+                     "matching n-grams were ignored as common text.</p>")
+        rows = [[name, b["items_indexed"], b["items_found"],
+                 sum(v for k, v in b.items() if k not in ("items_indexed", "items_found"))]
+                for name, b in dstats["benchmarks"].items()]
+        parts.append(table(["evaluation set", "items indexed", "items found in corpus", "documents affected"], rows))
+        for name, why in dstats.get("missing_benchmarks", {}).items():
+            parts.append(f"<p class='muted'>{html.escape(name)}: {html.escape(why)}</p>")
+        matches = list(read_jsonl(run_dir / "decontam" / "matches.jsonl")) if (
+            run_dir / "decontam" / "matches.jsonl").exists() else []
+        acted = [m for m in matches if m["action"] in ("dropped", "cut", "dropped_after_cut")][:5]
+        if acted:
+            parts.append("<h3>Examples (corpus passage | evaluation item)</h3>")
+            for m in acted:
+                ex = m["example"]
+                parts.append(f"<p class='muted'>{html.escape(m['id'])} &mdash; {m['action']}, overlap rate "
+                             f"{m['rate']:.1%}, item from {html.escape(ex['item_source'])}</p>"
+                             f"<div class='pair'><pre>{html.escape(ex['corpus'])}</pre>"
+                             f"<pre>{html.escape(ex['item'])}</pre></div>")
+
+    # Mix
+    mstats = _load(run_dir / "mix", "stats.json")
+    if mstats:
+        parts.append("<h2>Training mix</h2>")
+        rows = [[n, st["weight"], st["docs"], st["chars"], st["share"], st["epochs"]] for n, st in mstats["sources"].items()]
+        parts.append(table(["source", "weight", "documents", "characters", "share", "epochs"], rows))
+
+    # Tokenize
+    idx = _load(run_dir / "tokenize", "index.json")
+    if idx:
+        parts.append("<h2>Tokens</h2>")
+        parts.append(table(["vocabulary", "documents", "tokens", "sequence length", "sequences", "unused tail"],
+                           [[idx["vocab_size"], idx["num_docs"], idx["num_tokens"], idx["seq_len"], idx["num_sequences"],
+                             idx["unused_tail_tokens"]]]))
+
+    # Training
+    mpath = run_dir / "train" / "metrics.jsonl"
+    if mpath.exists():
+        metrics = list(read_jsonl(mpath))
+        tm = manifests.get("train", {}).get("counts", {})
+        parts.append("<h2>Training</h2>")
+        if tm:
+            parts.append(f"<p>{tm.get('params', 0):,} parameters, {tm.get('step', 0):,} steps, "
+                         f"{tm.get('tokens', 0):,} tokens ({tm.get('epochs', 0)} epochs), final loss "
+                         f"{tm.get('final_loss', float('nan')):.4f}.</p>")
+        if metrics:
+            parts.append(loss_plot(metrics))
+            last = metrics[-1]
+            parts.append(f"<p class='muted'>last logged: {last.get('tokens_per_s', 0):,.0f} tokens/s"
+                         + (f", MFU {last['mfu']:.1%}" if "mfu" in last else "") + "</p>")
+
+    # Evaluation
+    es = _load(run_dir / "eval", "summary.json")
+    if es:
+        parts.append("<h2>Evaluation</h2>")
+        if "perplexity" in es:
+            p = es["perplexity"]
+            parts.append(table(["held-out documents", "tokens", "loss (nats/token)", "perplexity", "bits per byte"],
+                               [[p["docs"], p["tokens"], p["loss"], p["perplexity"], p["bits_per_byte"]]]))
+        if es.get("tasks"):
+            parts.append("<h3>lm-evaluation-harness</h3>")
+            parts.append(table(["task", "metric", "value", "stderr"],
+                               [[t["task"], t["metric"], t["value"], t["stderr"] if t["stderr"] is not None else ""]
+                                for t in es["tasks"]]))
+        for name, why in es.get("skipped_tasks", {}).items():
+            parts.append(f"<p class='muted'>task {html.escape(name)} skipped: {html.escape(why)}</p>")
+
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>hare: {html.escape(recipe_name)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def run_report(ctx) -> dict:
+    text = build_report(ctx.run_dir, ctx.recipe.name)
+    with atomic_open(ctx.out / "report.html") as f:
+        f.write(text)
+    publish(ctx.run_dir)
+    log.info("report: %s", ctx.run_dir / "report.html")
+    return {"bytes": len(text.encode())}
+
+
+def publish(run_dir: Path) -> None:
+    """Copy report/report.html to the run folder, where people look for it."""
+    src = run_dir / "report" / "report.html"
+    if src.exists():
+        tmp = run_dir / ".report.html.tmp"
+        shutil.copyfile(src, tmp)
+        tmp.replace(run_dir / "report.html")

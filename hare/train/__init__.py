@@ -1,0 +1,1 @@
+"""Tokenize-and-pack and the training loop."""

@@ -1,0 +1,153 @@
+"""The tokenize step: train (or load) a tokenizer, then pack the mix into one flat token file.
+
+Packing (as nanoGPT and litgpt do): every document's tokens followed by EOS, concatenated into one
+memory-mapped array (uint16 when the vocabulary fits, else uint32). Sequence ``i`` is the window
+``tokens[i*L : i*L + L + 1]`` (inputs are its first L tokens, targets its last L), so there is no
+padding and no token is wasted except the tail that does not fill a window.
+
+Outputs: tokenizer/ (a Hugging Face tokenizer folder), tokens.bin, doc_offsets.npy (start of each
+document in tokens.bin), index.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from hare.corpus.document import read_shards
+from hare.io import atomic_path, read_json, write_json
+from hare.progress import Progress
+
+log = logging.getLogger("hare.train.pack")
+
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 as in Mistral's tokenizer
+
+
+def train_tokenizer(texts, vocab_size: int, out_dir: Path):
+    """Byte-level BPE (GPT-2 style pre-tokenization) trained on ``texts``; saved as a HF tokenizer folder."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                 model_max_length=1 << 30)
+    hf.save_pretrained(out_dir)
+    return hf
+
+
+def load_tokenizer(path: str | Path):
+    """A local Hugging Face tokenizer folder (never the hub)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+def token_dtype(vocab_size: int):
+    return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
+
+
+def pack_documents(texts, tokenizer, out_dir: Path, seq_len: int, batch_docs: int = 512,
+                   total_docs: int | None = None) -> dict:
+    """Tokenize ``texts`` in batches (the Rust tokenizer runs a batch on every core) into tokens.bin."""
+    eos = tokenizer.eos_token_id
+    dtype = token_dtype(len(tokenizer))
+    backend = tokenizer.backend_tokenizer
+    offsets = [0]
+    n_tokens = 0
+    bar = Progress(total=total_docs, desc="tokenize and pack", unit="doc")
+    with atomic_path(out_dir / "tokens.bin") as tmp, open(tmp, "wb") as f:
+        batch: list[str] = []
+
+        def flush():
+            nonlocal n_tokens
+            for enc in backend.encode_batch(batch, add_special_tokens=False):
+                arr = np.asarray(enc.ids + [eos], dtype=dtype)
+                arr.tofile(f)
+                n_tokens += len(arr)
+                offsets.append(n_tokens)
+            bar.update(len(batch))
+            batch.clear()
+
+        for t in texts:
+            batch.append(t)
+            if len(batch) >= batch_docs:
+                flush()
+        if batch:
+            flush()
+        f.flush()
+    bar.close()
+    with atomic_path(out_dir / "doc_offsets.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(offsets, dtype=np.int64))
+    n_seq = max(0, (n_tokens - 1) // seq_len)
+    index = {"dtype": np.dtype(dtype).name, "num_tokens": n_tokens, "num_docs": len(offsets) - 1,
+             "seq_len": seq_len, "num_sequences": n_seq, "eos_id": eos, "vocab_size": len(tokenizer),
+             "unused_tail_tokens": n_tokens - n_seq * seq_len - (1 if n_seq else 0)}
+    write_json(out_dir / "index.json", index)
+    return index
+
+
+class PackedTokens:
+    """Read side of a packed token file: fixed windows, ordered by a seeded permutation per epoch."""
+
+    def __init__(self, folder: str | Path, seed: int = 0):
+        self.folder = Path(folder)
+        self.index = read_json(self.folder / "index.json")
+        self.seq_len = self.index["seq_len"]
+        self.n = self.index["num_sequences"]
+        if self.n == 0:
+            raise ValueError(f"{self.folder}: fewer than {self.seq_len + 1} tokens, no training sequence")
+        self.seed = seed
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def tokens(self) -> np.memmap:
+        # A fresh memmap per call: a long-lived one keeps every touched page resident (nanoGPT's note).
+        return np.memmap(self.folder / "tokens.bin", dtype=self.index["dtype"], mode="r")
+
+    def sequence_id(self, g: int) -> int:
+        """The window read at global sample position ``g`` (epoch g // n, shuffled within the epoch)."""
+        epoch, pos = divmod(g, self.n)
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n))
+        return int(self._perm[1][pos])
+
+    def batch(self, start: int, size: int) -> tuple[np.ndarray, list[int]]:
+        """``size`` windows of L+1 tokens for global positions start..start+size-1, and their ids."""
+        data = self.tokens()
+        ids = [self.sequence_id(g) for g in range(start, start + size)]
+        L = self.seq_len
+        out = np.stack([np.asarray(data[i * L: i * L + L + 1], dtype=np.int64) for i in ids])
+        return out, ids
+
+
+def run_tokenize(ctx) -> dict:
+    r = ctx.recipe
+    mix = ctx.deps["mix"] / "train"
+    tok_dir = ctx.out / "tokenizer"
+    if r.tokenizer.path:
+        tokenizer = load_tokenizer(r.tokenizer.path)
+        tokenizer.save_pretrained(tok_dir)
+    else:
+        def sample():
+            for i, d in enumerate(read_shards(mix)):
+                if i >= r.tokenizer.train_docs:
+                    return
+                yield d.text
+
+        log.info("training a byte-level BPE tokenizer (vocab %d)", r.tokenizer.vocab_size)
+        tokenizer = train_tokenizer(sample(), r.tokenizer.vocab_size, tok_dir)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer {r.tokenizer.path or tok_dir} has no EOS token; packing needs one")
+    n_docs = sum(1 for _ in read_shards(mix))
+    index = pack_documents((d.text for d in read_shards(mix)), tokenizer, ctx.out, r.pack.seq_len,
+                           batch_docs=r.pack.batch_docs, total_docs=n_docs)
+    log.info("packed %d documents into %d tokens (%d sequences of %d)", index["num_docs"], index["num_tokens"],
+             index["num_sequences"], index["seq_len"])
+    return index
