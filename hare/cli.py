@@ -49,6 +49,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _type_name(ann) -> str:
+    import typing
+
+    if typing.get_origin(ann) is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(ann))
+    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
+
 def schema_lines(model: type = Recipe, prefix: str = "") -> list[str]:
     """Every recipe key with its type, default and description, nested sections indented."""
     from pydantic import BaseModel
@@ -60,7 +68,7 @@ def schema_lines(model: type = Recipe, prefix: str = "") -> list[str]:
                    None)
         default = "" if f.is_required() else (" = " + repr(f.get_default(call_default_factory=True))
                                               if sub is None else "")
-        tname = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+        tname = _type_name(ann)
         lines.append(f"{prefix}{name}: {tname if sub is None else ('[' + sub.__name__ + ']' if ann is not sub else sub.__name__)}"
                      f"{default}")
         if f.description:

@@ -159,7 +159,7 @@ class ModelConfig(Section):
             raise ValueError(f"unknown preset '{self.preset}'; presets: {', '.join(PRESETS)}")
         from transformers import MistralConfig
 
-        known = set(MistralConfig().to_dict())
+        known = set(MistralConfig().to_dict()) | {"rope_theta"}
         unknown = sorted(k for k in self.overrides if k not in known)
         if unknown:
             raise ValueError(f"unknown MistralConfig keys {unknown}")

@@ -210,11 +210,12 @@ class Cleaner:
             self.formatters.append(URLFormatter())
         if cfg.remove_pii:
             self.formatters.append(PIIFormatter())
+        # Language first (as datatrove's pipelines do): rules below are tuned for English.
         self.filters: list[Filter] = [
+            EnglishFilter(cfg),
             GopherRepetitionFilter(cfg),
             GopherQualityFilter(cfg),
             C4BadContentFilter(),
-            EnglishFilter(cfg),
         ]
         self.removed: Counter[str] = Counter()
 

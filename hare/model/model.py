@@ -14,6 +14,8 @@ def mistral_config(preset: str, overrides: dict[str, Any] | None = None, vocab_s
     from transformers import MistralConfig
 
     overrides = dict(overrides or {})
+    if "rope_theta" in overrides:  # the familiar spelling; transformers 5 keeps it in rope_parameters
+        overrides["rope_parameters"] = {"rope_type": "default", "rope_theta": float(overrides.pop("rope_theta"))}
     known = set(MistralConfig().to_dict())
     unknown = sorted(k for k in overrides if k not in known)
     if unknown:

@@ -12,7 +12,7 @@ from typing import Any
 COMMON: dict[str, Any] = {
     "hidden_act": "silu",
     "rms_norm_eps": 1e-5,
-    "rope_theta": 10000.0,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
     "tie_word_embeddings": False,
     "sliding_window": None,
     "attention_dropout": 0.0,

@@ -1,0 +1,59 @@
+"""Shared fixtures: real text and benchmark files from ../shared/data (tests only, never user code)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_or_skip(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} is not available")
+    return p
+
+
+def nltk_texts(corpus: str, limit: int | None = None) -> list[tuple[str, str]]:
+    """(name, text) of the files in one of the NLTK corpus zips, in archive order."""
+    path = shared_or_skip("nltk_corpora", f"{corpus}.zip")
+    out = []
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if name.endswith("/") or "README" in name:
+                continue
+            raw = z.read(name)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("latin-1")
+            out.append((name, text))
+            if limit and len(out) >= limit:
+                break
+    return out
+
+
+def write_corpus_jsonl(path: Path, corpus: str, limit: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for name, text in nltk_texts(corpus, limit):
+            f.write(json.dumps({"id": name, "text": text}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.exists():
+        pytest.skip("../shared/data is not available")
+    return SHARED
+
+
+@pytest.fixture
+def reviews() -> list[str]:
+    """200 real movie reviews (English prose, ~650 words each)."""
+    return [t for _, t in nltk_texts("movie_reviews", 200)]

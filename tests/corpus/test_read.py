@@ -1,0 +1,84 @@
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from hare.corpus.read import Quarantine, _render_module, read_source, split_pydoc
+from hare.recipe import SourceConfig
+
+
+def test_jsonl_quarantines_every_kind_of_bad_record_with_file_and_line(tmp_path):
+    p = tmp_path / "a.jsonl"
+    lines = [
+        json.dumps({"text": "good one", "id": 1}).encode(),
+        b'{"text": "broken',
+        json.dumps({"body": "no text field"}).encode(),
+        json.dumps({"text": 42}).encode(),
+        b'{"text": "bad \xff utf8"}',
+        json.dumps({"text": "x" * 500}).encode(),
+        json.dumps([1, 2]).encode(),
+        json.dumps({"text": "good two"}).encode(),
+    ]
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    q = Quarantine()
+    src = SourceConfig(name="s", kind="jsonl", path=str(p), id_field="id")
+    docs = list(read_source(src, q, max_line_bytes=200))
+    assert [d.text for d in docs] == ["good one", "good two"]
+    assert docs[0].id == "s/1" and docs[1].id == "s/a.jsonl:8" and docs[0].source == "s"
+    reasons = {r["line"]: r["reason"] for r in q.records}
+    assert set(reasons) == {2, 3, 4, 5, 6, 7}
+    assert "bad JSON" in reasons[2]
+    assert "'text' is missing" in reasons[3]
+    assert "is a int" in reasons[4]
+    assert "invalid UTF-8" in reasons[5]
+    assert "longer than 200" in reasons[6]
+    assert "not an object" in reasons[7]
+    assert all(r["file"] == str(p) for r in q.records)
+    assert len(docs) + len(q.records) == len(lines)  # nothing silently dropped
+
+
+def test_compressed_jsonl_folder(tmp_path):
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"text": "from gzip"}) + "\n")
+    with open(tmp_path / "b.jsonl.zst", "wb") as raw:
+        with zstandard.ZstdCompressor().stream_writer(raw) as w:
+            w.write((json.dumps({"text": "from zstd"}) + "\n").encode())
+    docs = list(read_source(SourceConfig(name="s", kind="jsonl", path=str(tmp_path)), Quarantine()))
+    assert [d.text for d in docs] == ["from gzip", "from zstd"]
+
+
+def test_parquet_reader_quarantines_nulls(tmp_path):
+    pq.write_table(pa.table({"content": ["one", None, "three"], "key": ["a", "b", "c"]}), tmp_path / "x.parquet")
+    q = Quarantine()
+    src = SourceConfig(name="p", kind="parquet", path=str(tmp_path), text_field="content", id_field="key")
+    docs = list(read_source(src, q))
+    assert [(d.id, d.text) for d in docs] == [("p/a", "one"), ("p/c", "three")]
+    assert q.records[0]["line"] == 2 and "null" in q.records[0]["reason"]
+
+
+def test_text_folder_one_document_per_file(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha")
+    (tmp_path / "b.txt").write_bytes(b"\xff\xfe bad")
+    q = Quarantine()
+    docs = list(read_source(SourceConfig(name="t", kind="text", path=str(tmp_path)), q))
+    assert [d.text for d in docs] == ["alpha"] and len(q.records) == 1
+
+
+def test_limit(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text("".join(json.dumps({"text": str(i)}) + "\n" for i in range(10)))
+    assert len(list(read_source(SourceConfig(name="s", kind="jsonl", path=str(p), limit=3), Quarantine()))) == 3
+
+
+def test_pydoc_split_gives_description_classes_and_functions():
+    name, text, err = _render_module("json")
+    assert err is None
+    docs = dict(split_pydoc(name, text))
+    assert "json" in docs and "JavaScript Object Notation" in docs["json"]
+    assert docs["json.JSONDecoder"].startswith("class json.JSONDecoder(")
+    assert docs["json.dumps"].startswith("json.dumps(obj")
+    assert "Serialize ``obj``" in docs["json.dumps"]
+    # the inheritance tree at the top of CLASSES is not a document
+    assert not any(k.startswith("json.builtins") for k in docs)
