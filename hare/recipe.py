@@ -59,7 +59,9 @@ class CleanConfig(Section):
         0.3, description="Drop documents whose letters are mostly outside ASCII (a cheap non-English test)."
     )
     min_english_word_fraction: float = Field(
-        0.1, ge=0, le=1, description="Share of words that must be common English function words (language check)."
+        0.1, ge=0, le=1,
+        description="Share of alphabetic words that must be common English function words (language check; "
+        "English prose has about 40 %).",
     )
     min_line_chars: int = Field(0, ge=0, description="Drop lines shorter than this (0 keeps all lines).")
     remove_pii: bool = Field(True, description="Mask e-mail addresses, phone numbers and IP addresses.")

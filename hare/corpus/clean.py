@@ -195,8 +195,9 @@ class EnglishFilter(Filter):
         non_ascii = sum(not ch.isascii() for ch in letters) / len(letters)
         if non_ascii > self.cfg.max_non_ascii_fraction:
             return False, "non_english"
-        words = [w.lower().strip(".,;:!?\"'()") for w in _words(doc.text)]
-        if words and sum(w in ENGLISH_WORDS for w in words) / len(words) < self.cfg.min_english_word_fraction:
+        # Function words among alphabetic words only: code and numbers neither help nor hurt.
+        words = [w for w in (t.lower().strip(".,;:!?\"'()[]") for t in _words(doc.text)) if w.isalpha()]
+        if len(words) >= 20 and sum(w in ENGLISH_WORDS for w in words) / len(words) < self.cfg.min_english_word_fraction:
             return False, "non_english"
         return True
 

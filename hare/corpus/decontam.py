@@ -144,12 +144,17 @@ class Decontaminator:
         items = sorted({k for _, h in live for k in self.index.refs[h]})
         rec = {"id": doc.id, "source": doc.source, "rate": round(rate, 4), "ngrams": len(live),
                "items": [{"source": self.index.items[k].source, "id": self.index.items[k].id} for k in items[:20]]}
-        first = live[0][0]
-        rec["example"] = {
-            "corpus": doc.text[spans[first][0]: spans[min(first + n, len(spans)) - 1][1]][:400],
-            "item": self.index.items[self.index.refs[live[0][1]][0]].text[:400],
-            "item_source": self.index.items[self.index.refs[live[0][1]][0]].source,
-        }
+        # The example shown to people is the longest run of consecutive matching n-grams.
+        best = cur = (live[0][0], live[0][0], live[0][1])
+        for (i, h), (j, _) in zip(live[1:], live):
+            cur = (cur[0], i, cur[2]) if i == j + 1 else (i, i, h)
+            if cur[1] - cur[0] > best[1] - best[0]:
+                best = cur
+        a, b, h = best
+        item = self.index.items[self.index.refs[h][0]]
+        rec["example"] = {"corpus": doc.text[spans[a][0]: spans[min(b + n, len(spans)) - 1][1]][:600],
+                          "item": item.text[:600], "item_source": item.source, "item_id": item.id,
+                          "matched_words": b - a + n}
         if total < self.cfg.min_document_ngrams:
             rec["action"] = "kept_short"
             return doc, rec

@@ -11,6 +11,7 @@ import glob
 import json
 import logging
 import multiprocessing as mp
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -187,7 +188,7 @@ SECTION_HEADS = ("NAME", "DESCRIPTION", "CLASSES", "FUNCTIONS", "DATA", "FILE", 
 
 
 def split_pydoc(module: str, text: str) -> list[tuple[str, str]]:
-    """Split a module's pydoc page into documents: its description and one per class or function.
+    """Split a module's pydoc page into documents: its description, one per class, one for its functions.
 
     pydoc indents every entry of CLASSES and FUNCTIONS by four spaces under its heading and starts
     each entry at exactly that indent ("class X(...)", "name(args)"); continuation lines are deeper.
@@ -205,6 +206,7 @@ def split_pydoc(module: str, text: str) -> list[tuple[str, str]]:
     if desc.strip():
         docs.append((module, f"{module}\n\n{desc.strip()}\n"))
     for head in ("CLASSES", "FUNCTIONS"):
+        entries: list[tuple[str, str]] = []
         entry: list[str] = []
         name = None
         for line in sections.get(head, []) + ["    <end>"]:
@@ -214,19 +216,24 @@ def split_pydoc(module: str, text: str) -> list[tuple[str, str]]:
             is_entry = "class " in body.split("(")[0] if head == "CLASSES" else "(" in body
             if starts and (is_entry or body == "<end>"):
                 if name and entry:
-                    block = "\n".join(_strip_gutter(l) for l in entry).strip()
+                    block = "\n".join(_drop_inherited([_strip_gutter(l) for l in entry])).strip()
                     if block.startswith("class "):
                         block = f"class {module}.{block[6:]}"
                     elif block:
                         block = f"{module}.{block}"
                     if block:
-                        docs.append((f"{module}.{name}", block + "\n"))
+                        entries.append((f"{module}.{name}", block + "\n"))
                 entry = [body]
                 name = body.split("(")[0].split("class ")[-1].split(" ")[0].strip() or None
             elif starts:
                 name, entry = None, []
             elif name is not None:
                 entry.append(body)
+        if head == "CLASSES":
+            docs.extend(entries)
+        elif entries:
+            # Most functions have a few lines of documentation: one document holds them all.
+            docs.append((f"{module}#functions", f"Functions of {module}\n\n" + "\n".join(b for _, b in entries)))
     return docs
 
 
@@ -255,6 +262,28 @@ def read_pydoc_source(src: SourceConfig, q: Quarantine, processes: int | None = 
                 if seen[doc_id] > 1:
                     doc_id = f"{doc_id}#{seen[doc_id]}"
                 yield Document(body, f"{src.name}/{doc_id}", src.name, {"module": name})
+
+
+_INHERITED = re.compile(r"^(Methods|Data descriptors|Data and other attributes|Class methods|Static methods|"
+                        r"Readonly properties) inherited from ")
+
+
+def _drop_inherited(lines: list[str]) -> list[str]:
+    """Drop the "... inherited from X:" sections and the dashed rules between sections.
+
+    They repeat the base class's documentation in every subclass: boilerplate, not new text.
+    """
+    out, skipping = [], False
+    for line in lines:
+        if _INHERITED.match(line):
+            skipping = True
+            continue
+        if line.startswith("-----"):
+            skipping = False
+            continue
+        if not skipping:
+            out.append(line)
+    return out
 
 
 def _strip_gutter(line: str) -> str:

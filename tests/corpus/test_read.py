@@ -78,7 +78,10 @@ def test_pydoc_split_gives_description_classes_and_functions():
     docs = dict(split_pydoc(name, text))
     assert "json" in docs and "JavaScript Object Notation" in docs["json"]
     assert docs["json.JSONDecoder"].startswith("class json.JSONDecoder(")
-    assert docs["json.dumps"].startswith("json.dumps(obj")
-    assert "Serialize ``obj``" in docs["json.dumps"]
+    funcs = docs["json#functions"]
+    assert funcs.startswith("Functions of json") and "json.dumps(obj" in funcs and "json.loads(s" in funcs
+    assert "Serialize ``obj``" in funcs
+    # inherited sections repeat the base class: they are not part of a class's document
+    assert "inherited from" not in docs["json.JSONDecodeError"] and "-----" not in docs["json.JSONDecodeError"]
     # the inheritance tree at the top of CLASSES is not a document
     assert not any(k.startswith("json.builtins") for k in docs)
