@@ -87,12 +87,33 @@ class CorpusConfig(Section):
     )
 
 
+class DecontamPart(Section):
+    """Decontamination settings for one source (data part), replacing the recipe-wide ones."""
+
+    ngram: int | None = Field(None, ge=1, description="n for this part (paper: 4-8 for short task samples).")
+    policy: Literal["drop", "cut"] | None = Field(None, description="drop or cut for this part.")
+    threshold: float | None = Field(None, ge=0, le=1, description="drop threshold for this part.")
+    cut_margin: int | None = Field(None, ge=0, description="cut margin in characters for this part.")
+
+
+class CustomBenchmarkConfig(Section):
+    """A benchmark of your own: one JSONL/JSON/Parquet/CSV file and the names of its fields."""
+
+    name: str = Field(description="Name shown in the report.")
+    path: str = Field(description="The file.")
+    question_field: str = Field("question", description="Field with the question or prompt.")
+    choices_field: str | None = Field(None, description="Field with the list of answer options, if any.")
+    answer_field: str | None = Field("answer", description="Field with the answer (text or option index).")
+    split: str = Field("test", description="Split name recorded for its items.")
+
+
 class DecontamConfig(Section):
     """n-gram decontamination of the training documents against evaluation data."""
 
     ngram: int = Field(13, ge=1, description="n of the word n-grams (GPT-3: 13; paper: 10-15 for long text).")
     threshold: float = Field(
-        0.5, ge=0, le=1, description="drop policy: drop a document when this fraction of its n-grams match."
+        0.5, ge=0, le=1, description="drop policy: drop a document when more than this fraction of its n-grams "
+        "match (the paper: 50 %)."
     )
     policy: Literal["drop", "cut"] = Field(
         "drop", description="drop: remove the whole document; cut: cut matching spans (GPT-3 style)."
@@ -107,17 +128,32 @@ class DecontamConfig(Section):
         description="Ignore n-grams that occur in more training documents than this: ordinary English or "
         "boilerplate, not leaked items (GPT-3 / NeMo frequency cutoff). null disables the cutoff.",
     )
+    parts: dict[str, DecontamPart] = Field(
+        default_factory=dict,
+        description="Per-source overrides by source name, e.g. {qa: {ngram: 8}} for short task samples.",
+    )
     heldout: bool = Field(True, description="Decontaminate against the recipe's own held-out documents.")
     benchmarks_dir: str | None = Field(
         None,
         description="Folder with benchmark files in their usual layouts (arc/, hellaswag/, mmlu/, gsm8k/, "
-        "truthfulqa/); every benchmark found there is used.",
+        "truthfulqa/, winogrande/). Benchmarks not found there are looked up in the local Hugging Face hub "
+        "cache; the report lists those found nowhere.",
     )
     benchmarks: list[str] = Field(
         default_factory=lambda: ["arc_easy", "arc_challenge", "hellaswag", "mmlu", "gsm8k", "truthfulqa",
                                  "winogrande"],
-        description="Benchmarks to look for in benchmarks_dir.",
+        description="Benchmarks to decontaminate against (every split: train, validation and test).",
     )
+    custom_benchmarks: list[CustomBenchmarkConfig] = Field(
+        default_factory=list, description="Benchmarks of your own, from a file and its field names."
+    )
+
+    def for_source(self, name: str) -> "DecontamConfig":
+        """This config with the source's overrides applied."""
+        part = self.parts.get(name)
+        if part is None:
+            return self
+        return self.model_copy(update={k: v for k, v in part.model_dump().items() if v is not None})
 
 
 class MixConfig(Section):
@@ -232,6 +268,9 @@ class Recipe(Section):
             raise ValueError(f"source names must be unique, repeated: {sorted(dup)}")
         if not self.sources:
             raise ValueError("a recipe needs at least one source")
+        unknown = sorted(set(self.decontam.parts) - set(names))
+        if unknown:
+            raise ValueError(f"decontam.parts names no source: {unknown}; sources: {', '.join(names)}")
         return self
 
     @property
@@ -309,6 +348,9 @@ def load_recipe(path: str | Path | None = None, check_paths: bool = True) -> Rec
     for s in recipe.sources:
         if s.path is not None and not Path(s.path).expanduser().is_absolute():
             s.path = str(base / s.path)
+    for cb in recipe.decontam.custom_benchmarks:
+        if not Path(cb.path).expanduser().is_absolute():
+            cb.path = str(base / cb.path)
     for sec, key in ((recipe.decontam, "benchmarks_dir"), (recipe.tokenizer, "path")):
         val = getattr(sec, key)
         if val is not None and not Path(val).expanduser().is_absolute():
@@ -332,6 +374,9 @@ def check_inputs(recipe: Recipe, origin: str = "recipe") -> None:
             problems.append(f"  sources[{i}].path: {p} does not exist")
     if recipe.decontam.benchmarks_dir and not Path(recipe.decontam.benchmarks_dir).expanduser().is_dir():
         problems.append(f"  decontam.benchmarks_dir: {recipe.decontam.benchmarks_dir} is not a folder")
+    for i, cb in enumerate(recipe.decontam.custom_benchmarks):
+        if not Path(cb.path).expanduser().exists():
+            problems.append(f"  decontam.custom_benchmarks[{i}].path: {cb.path} does not exist")
     if recipe.tokenizer.path and not Path(recipe.tokenizer.path).expanduser().exists():
         problems.append(f"  tokenizer.path: {recipe.tokenizer.path} does not exist")
     if problems:

@@ -1,24 +1,33 @@
 """n-gram decontamination of the training documents against held-out documents and benchmark items.
 
-Text is normalized before n-grams are taken: lowercased, split into runs of letters and digits, so
-case, punctuation and spacing changes do not hide an overlap. Every n-gram of every evaluation item
-goes into an index (hashed n-gram -> the items it came from). A training document's overlap rate
-is the share of its n-grams found in the index, after n-grams that occur in more than
-``max_ngram_doc_frequency`` training documents are ignored as ordinary English (the GPT-3 and NeMo
-Curator cutoff). Policies: ``drop`` removes a document whose rate exceeds ``threshold`` (the paper:
-50 %); ``cut`` removes each matching span with ``cut_margin`` characters on both sides (GPT-3).
+Text is normalized before n-grams are taken: lowercased and split into runs of letters and digits,
+so case, punctuation and spacing changes do not hide an overlap. Each word of the evaluation items
+gets a stable 64-bit code; an n-gram is a polynomial rolling hash of its word codes, computed for a
+whole document at once with numpy. The index is a sorted array of the evaluation n-gram hashes with
+the first item each came from (12 bytes an n-gram: the six leaderboard benchmarks at n = 13 take
+about 60 MB). A word that no evaluation item contains cannot be part of a match, so windows that
+hold one are skipped before the lookup.
+
+A training document's overlap rate is the share of its n-grams found in the index, after n-grams
+that occur in more than ``max_ngram_doc_frequency`` training documents are ignored as ordinary
+text (the GPT-3 and NeMo Curator cutoff). Policies: ``drop`` removes a document whose rate exceeds
+``threshold`` (the paper: 50 %); ``cut`` removes each matching span with ``cut_margin`` characters
+on both sides (GPT-3, appendix C).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from hare.corpus.document import Document, ShardWriter, read_shards
-from hare.evals.benchmarks import BenchmarkMissing, load_benchmark
+from hare.evals.benchmarks import BenchmarkMissing, CustomBenchmark, load_benchmark, load_custom
 from hare.io import write_json, write_jsonl
 from hare.progress import progress
 from hare.recipe import DecontamConfig
@@ -26,7 +35,7 @@ from hare.recipe import DecontamConfig
 log = logging.getLogger("hare.corpus.decontam")
 
 WORD_RE = re.compile(r"[^\W_]+")
-MAX_REFS = 4  # items remembered per n-gram: enough to show examples, bounded memory
+_PRIME = np.uint64(1099511628211)  # FNV-1a's 64-bit prime: odd, so the rolling hash mixes every position
 
 
 def words_with_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
@@ -38,8 +47,25 @@ def words_with_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     return words, spans
 
 
-def ngram_hashes(words: list[str], n: int) -> list[int]:
-    return [hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1)]
+def normalized_words(text: str) -> list[str]:
+    return WORD_RE.findall(text.lower())
+
+
+def word_code(word: str) -> int:
+    """A stable, nonzero 64-bit code for a word (the same in every process and run)."""
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little") | 1
+
+
+def rolling_hashes(codes: np.ndarray, n: int) -> np.ndarray:
+    """Hash of every window of ``n`` codes: sum of code[i+k] * P^(n-1-k), modulo 2^64."""
+    m = len(codes) - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    h = codes[:m].copy()
+    for k in range(1, n):
+        h *= _PRIME
+        h += codes[k:k + m]
+    return h
 
 
 @dataclass
@@ -51,48 +77,111 @@ class EvalText:
     text: str
 
 
+class _Codes(dict):
+    """Word -> code; a word the index has never seen reads as 0 (without being added)."""
+
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
+FILTER_BITS = 27  # a 16 MB bit filter in front of the sorted array: most lookups end there
+
+
 class NgramIndex:
-    """Hashed n-grams of evaluation items, each pointing at (up to MAX_REFS) items it came from."""
+    """Hashed n-grams of evaluation items: a sorted hash array and the first item of each n-gram.
+
+    Lookups first test a bit filter addressed by the top bits of the hash (about 2 % false
+    positives at 2.5M n-grams), so the binary search runs only for the few likely hits.
+    """
 
     def __init__(self, n: int):
         self.n = n
-        self.refs: dict[int, list[int]] = {}
+        self.codes: _Codes = _Codes()
         self.items: list[EvalText] = []
         self.indexed: Counter[str] = Counter()
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.hashes = np.zeros(0, dtype=np.uint64)
+        self.first_item = np.zeros(0, dtype=np.int32)
+        self.filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)
+
+    def _code(self, w: str) -> int:
+        c = self.codes[w]
+        if c == 0:
+            c = self.codes[w] = word_code(w)
+        return c
 
     def add(self, item: EvalText) -> None:
-        words, _ = words_with_spans(item.text)
-        hashes = ngram_hashes(words, self.n)
-        if not hashes:
+        words = normalized_words(item.text)
+        if len(words) < self.n:
             return
         k = len(self.items)
         self.items.append(item)
         self.indexed[item.source] += 1
-        for h in set(hashes):
-            refs = self.refs.setdefault(h, [])
-            if len(refs) < MAX_REFS:
-                refs.append(k)
+        h = np.unique(rolling_hashes(np.fromiter((self._code(w) for w in words), np.uint64, len(words)), self.n))
+        self._parts.append((h, np.full(len(h), k, dtype=np.int32)))
+
+    def finalize(self) -> "NgramIndex":
+        """Sort the n-grams; keep, for each, the first item it came from."""
+        if self._parts:
+            h = np.concatenate([p[0] for p in self._parts] + [self.hashes])
+            it = np.concatenate([p[1] for p in self._parts] + [self.first_item])
+            order = np.lexsort((it, h))
+            h, it = h[order], it[order]
+            keep = np.ones(len(h), dtype=bool)
+            keep[1:] = h[1:] != h[:-1]
+            self.hashes, self.first_item = h[keep], it[keep]
+            self._parts = []
+            slot = self.hashes >> np.uint64(64 - FILTER_BITS)
+            np.bitwise_or.at(self.filter, (slot >> np.uint64(3)).astype(np.int64),
+                             (np.uint8(1) << (slot & np.uint64(7)).astype(np.uint8)))
+        return self
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return len(self.hashes)
+
+    def lookup(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(word positions, hashes) of the n-grams of ``words`` that are in the index."""
+        n = self.n
+        if len(words) < n or not len(self.hashes):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        codes = np.fromiter(map(self.codes.__getitem__, words), np.uint64, len(words))
+        unknown = np.concatenate(([0], np.cumsum(codes == 0)))
+        ok = (unknown[n:] - unknown[:-n]) == 0  # windows made only of words the index knows
+        if not ok.any():
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        h = rolling_hashes(codes, n)
+        slot = h >> np.uint64(64 - FILTER_BITS)
+        maybe = (self.filter[(slot >> np.uint64(3)).astype(np.int64)] >> (slot & np.uint64(7)).astype(np.uint8)) & 1
+        pos = np.flatnonzero(ok & maybe.astype(bool))
+        h = h[pos]
+        at = np.searchsorted(self.hashes, h)
+        at[at == len(self.hashes)] = 0
+        hit = self.hashes[at] == h
+        return pos[hit], h[hit]
+
+    def item_of(self, h: int) -> EvalText:
+        return self.items[int(self.first_item[np.searchsorted(self.hashes, np.uint64(h))])]
 
 
 def eval_texts(cfg: DecontamConfig, heldout_dir: Path | None) -> tuple[list[EvalText], dict[str, str]]:
-    """The held-out documents and every benchmark item found; also the benchmarks that were missing."""
+    """The held-out documents and every benchmark item found; also the benchmarks found nowhere."""
     out: list[EvalText] = []
     missing: dict[str, str] = {}
     if cfg.heldout and heldout_dir is not None:
         out.extend(EvalText("heldout", d.id, d.text) for d in read_shards(heldout_dir))
-    if cfg.benchmarks_dir:
-        for name in cfg.benchmarks:
-            try:
-                items = load_benchmark(name, cfg.benchmarks_dir)
-            except BenchmarkMissing as e:
-                missing[name] = f"no file found; expected {e}"
-                log.warning("benchmark %s: no file found, expected %s", name, e)
-                continue
-            out.extend(EvalText(name, f"{it.split}/{it.id}", it.text()) for it in items)
-            log.info("benchmark %s: %d items", name, len(items))
+    for name in cfg.benchmarks:
+        try:
+            items = load_benchmark(name, cfg.benchmarks_dir)
+        except BenchmarkMissing as e:
+            missing[name] = f"no file found; expected {e}"
+            log.warning("benchmark %s: no file found, expected %s", name, e)
+            continue
+        out.extend(EvalText(name, f"{it.split}/{it.id}", it.text()) for it in items)
+        log.info("benchmark %s: %d items", name, len(items))
+    for cb in cfg.custom_benchmarks:
+        items = load_custom(CustomBenchmark(**cb.model_dump()))
+        out.extend(EvalText(cb.name, f"{it.split}/{it.id}", it.text()) for it in items)
+        log.info("benchmark %s (custom): %d items", cb.name, len(items))
     return out, missing
 
 
@@ -117,15 +206,15 @@ class Decontaminator:
     """Finds and removes overlap between training documents and an ``NgramIndex``."""
 
     def __init__(self, index: NgramIndex, cfg: DecontamConfig, min_words_after_cut: int = 1):
-        self.index = index
+        self.index = index.finalize()
         self.cfg = cfg
         self.min_words_after_cut = min_words_after_cut
         self.doc_freq: Counter[int] = Counter()
 
     def matches(self, doc: Document) -> list[tuple[int, int]]:
         """(word position, n-gram hash) of every n-gram of ``doc`` present in the index."""
-        words, _ = words_with_spans(doc.text)
-        return [(i, h) for i, h in enumerate(ngram_hashes(words, self.index.n)) if h in self.index.refs]
+        pos, h = self.index.lookup(normalized_words(doc.text))
+        return list(zip(pos.tolist(), h.tolist()))
 
     def count(self, matched: list[tuple[int, int]]) -> None:
         """First pass: how many training documents contain each matched n-gram."""
@@ -141,9 +230,12 @@ class Decontaminator:
         n = self.index.n
         total = max(1, len(words) - n + 1)
         rate = len(live) / total
-        items = sorted({k for _, h in live for k in self.index.refs[h]})
+        items = {}
+        for _, h in live:
+            it = self.index.item_of(h)
+            items.setdefault((it.source, it.id), None)
         rec = {"id": doc.id, "source": doc.source, "rate": round(rate, 4), "ngrams": len(live),
-               "items": [{"source": self.index.items[k].source, "id": self.index.items[k].id} for k in items[:20]]}
+               "items": [{"source": s, "id": i} for s, i in list(items)[:20]]}
         # The example shown to people is the longest run of consecutive matching n-grams.
         best = cur = (live[0][0], live[0][0], live[0][1])
         for (i, h), (j, _) in zip(live[1:], live):
@@ -151,7 +243,7 @@ class Decontaminator:
             if cur[1] - cur[0] > best[1] - best[0]:
                 best = cur
         a, b, h = best
-        item = self.index.items[self.index.refs[h][0]]
+        item = self.index.item_of(h)
         rec["example"] = {"corpus": doc.text[spans[a][0]: spans[min(b + n, len(spans)) - 1][1]][:600],
                           "item": item.text[:600], "item_source": item.source, "item_id": item.id,
                           "matched_words": b - a + n}
@@ -179,23 +271,36 @@ def run_decontam(ctx) -> dict:
     cfg = r.decontam
     corpus = ctx.deps["corpus"]
     items, missing = eval_texts(cfg, corpus / "heldout")
-    index = NgramIndex(cfg.ngram)
-    for it in progress(items, desc="index evaluation n-grams", total=len(items), unit="item"):
-        index.add(it)
-    log.info("index: %d distinct %d-grams from %d items", len(index), cfg.ngram, len(index.items))
-    dec = Decontaminator(index, cfg, min_words_after_cut=r.corpus.clean.min_words)
+    # One index per n in use (parts may ask for a shorter n, e.g. for short task samples).
+    per_source = {s.name: cfg.for_source(s.name) for s in r.sources}
+    indexes: dict[int, NgramIndex] = {}
+    for n in sorted({c.ngram for c in per_source.values()}):
+        index = NgramIndex(n)
+        for it in progress(items, desc=f"index {n}-grams", total=len(items), unit="item"):
+            index.add(it)
+        indexes[n] = index.finalize()
+        log.info("index: %d distinct %d-grams from %d items", len(index), n, len(index.items))
+    min_words = r.corpus.clean.min_words
+    decs = {name: Decontaminator(indexes[c.ngram], c, min_words_after_cut=min_words) for name, c in per_source.items()}
 
     matched: dict[int, list[tuple[int, int]]] = {}  # by position in the corpus stream
     n_docs = 0
     for k, doc in enumerate(progress(read_shards(corpus / "train"), desc="find overlaps", unit="doc")):
         n_docs += 1
+        dec = decs[doc.source]
         m = dec.matches(doc)
         if m:
             matched[k] = m
             dec.count(m)
+    # Document frequencies are counted across all sources that share an index.
+    by_n: dict[int, Counter] = defaultdict(Counter)
+    for name, dec in decs.items():
+        by_n[dec.index.n].update(dec.doc_freq)
+    for dec in decs.values():
+        dec.doc_freq = by_n[dec.index.n]
 
     actions: Counter[str] = Counter()
-    per_source: dict[str, Counter] = defaultdict(Counter)
+    per_bench: dict[str, Counter] = defaultdict(Counter)
     found_items: dict[str, set[str]] = defaultdict(set)
     records = []
     chars_in = chars_out = 0
@@ -204,14 +309,14 @@ def run_decontam(ctx) -> dict:
         for k, doc in enumerate(progress(read_shards(corpus / "train"), desc="decontaminate", total=n_docs,
                                          unit="doc")):
             chars_in += len(doc.text)
-            kept, rec = dec.decide(doc, matched.get(k, []))
+            kept, rec = decs[doc.source].decide(doc, matched.get(k, []))
             if rec is not None:
                 records.append(rec)
                 actions[rec["action"]] += 1
                 for it in rec["items"]:
                     found_items[it["source"]].add(it["id"])
                 for src in {it["source"] for it in rec["items"]}:
-                    per_source[src][rec["action"]] += 1
+                    per_bench[src][rec["action"]] += 1
             if kept is None:
                 removed.write({**doc.to_record(), "reason": f"decontam_{rec['action']}"})
                 continue
@@ -219,9 +324,11 @@ def run_decontam(ctx) -> dict:
             train.write(kept)
     write_jsonl(ctx.out / "matches.jsonl", records)
     benchmarks = {}
-    for src, n in sorted(index.indexed.items()):
+    any_index = next(iter(indexes.values()))
+    for src, n in sorted(any_index.indexed.items()):
         benchmarks[src] = {"items_indexed": n, "items_found": len(found_items.get(src, ())),
-                           **dict(per_source.get(src, {}))}
+                           **dict(per_bench.get(src, {}))}
+    cutoff = cfg.max_ngram_doc_frequency
     summary = {
         "docs_in": n_docs,
         "docs_out": train.docs,
@@ -232,13 +339,13 @@ def run_decontam(ctx) -> dict:
         "actions": dict(actions),
         "ngram": cfg.ngram,
         "policy": cfg.policy,
-        "index_ngrams": len(index),
-        "ignored_common_ngrams": sum(1 for c in dec.doc_freq.values()
-                                     if cfg.max_ngram_doc_frequency and c > cfg.max_ngram_doc_frequency),
+        "parts": {k: v.model_dump(exclude_none=True) for k, v in cfg.parts.items()},
+        "index_ngrams": sum(len(i) for i in indexes.values()),
+        "ignored_common_ngrams": sum(1 for c in by_n[cfg.ngram].values() if cutoff and c > cutoff),
         "benchmarks": benchmarks,
         "missing_benchmarks": missing,
     }
     write_json(ctx.out / "stats.json", summary)
     log.info("decontam: %d docs in, %d dropped, %d cut; chars %d -> %d", n_docs, removed.docs,
              actions.get("cut", 0), chars_in, chars_out)
-    return {k: v for k, v in summary.items() if k not in ("benchmarks", "missing_benchmarks")}
+    return {k: v for k, v in summary.items() if k not in ("benchmarks", "missing_benchmarks", "parts")}

@@ -1,14 +1,21 @@
-"""Benchmark registry: load the Open LLM Leaderboard benchmarks from local files in their usual layouts.
+"""Benchmark registry: the Open LLM Leaderboard benchmarks from local files in their usual layouts.
 
-Each loader yields ``Item`` objects (question, choices, answer index, split). The expected layout
-under a benchmark folder:
+Each loader yields ``Item`` objects (question, choices, answer, split). Files are looked up under a
+benchmark folder, in either the original release layout or the Hugging Face row layout (JSONL,
+JSON, Parquet or CSV), and then in the local Hugging Face hub cache (``$HF_HUB_CACHE``, by default
+``~/.cache/huggingface/hub``) where a dataset downloaded earlier keeps its Parquet files:
 
-  arc/ARC-Easy-{train,validation,test}.jsonl, arc/ARC-Challenge-*.jsonl   (HF allenai/ai2_arc rows)
-  hellaswag/*.jsonl                       (ctx, endings, label; split from the file name)
-  mmlu/{dev,val,test}/<subject>_<split>.csv (question, 4 choices, answer; with or without header)
-  gsm8k/{train,test}.jsonl                (question, answer with "#### <number>")
-  truthfulqa/TruthfulQA.csv               (Question, Best Answer, Correct/Incorrect Answers)
-  winogrande/*.jsonl                      (sentence, option1, option2, answer "1"/"2")
+  benchmark    under <folder>/                                   hub cache (datasets--org--name)
+  arc_easy     arc/ARC-Easy-{train,validation,test}.jsonl         allenai/ai2_arc ARC-Easy/*.parquet
+  arc_challenge arc/ARC-Challenge-*.jsonl                         allenai/ai2_arc ARC-Challenge/
+  hellaswag    hellaswag/*.{jsonl,parquet} (ctx or ctx_a/ctx_b)   Rowan/hellaswag
+  mmlu         mmlu/{dev,val,test}/<subject>_<split>.csv           cais/mmlu <subject>/ or all/
+  gsm8k        gsm8k/{train,test}.jsonl                            openai/gsm8k main/
+  truthfulqa   truthfulqa/TruthfulQA.csv (or HF generation rows)  truthfulqa/truthful_qa generation/
+  winogrande   winogrande/*.jsonl (sentence, option1/2, answer)   allenai/winogrande winogrande_xl/
+
+The split of a file comes from its name (train, val/validation/dev, test). A user adds a benchmark
+of their own with ``CustomBenchmark`` (a file and its field names) in the recipe.
 """
 
 from __future__ import annotations
@@ -16,13 +23,16 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from hare.io import open_text_read
 
 log = logging.getLogger("hare.evals.benchmarks")
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".jsonl.gz", ".jsonl.zst")
 
 
 @dataclass
@@ -53,112 +63,243 @@ class BenchmarkMissing(FileNotFoundError):
     """No file of a benchmark was found; the message names the expected paths."""
 
 
-def _jsonl(path: Path) -> Iterator[dict]:
-    with open_text_read(path) as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+# --------------------------------------------------------------------------- reading rows
 
 
-def _split_of(name: str) -> str:
-    low = name.lower()
-    for key, split in (("train", "train"), ("val", "validation"), ("dev", "validation"), ("test", "test")):
+def read_rows(path: Path) -> Iterator[dict]:
+    """Rows of a JSONL, JSON (a list, or {"data": [...]}), Parquet or CSV file."""
+    name = path.name
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=2048):
+            yield from batch.to_pylist()
+    elif name.endswith(".csv"):
+        with open(path, encoding="utf-8", newline="") as f:
+            yield from csv.DictReader(f)
+    elif name.endswith(".json"):
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        yield from (data.get("data", []) if isinstance(data, dict) else data)
+    else:
+        with open_text_read(path) as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def split_of(name: str) -> str:
+    """The split a file holds, from its name (HF shards like 'test-00000-of-00001' included)."""
+    low = Path(name).name.lower()
+    for key, split in (("train", "train"), ("validation", "validation"), ("val", "validation"),
+                       ("dev", "dev"), ("test", "test")):
         if key in low:
             return split
     return "test"
 
 
-def _arc(folder: Path, subset: str) -> Iterator[Item]:
-    files = sorted((folder / "arc").glob(f"ARC-{subset}-*.jsonl"))
-    if not files:
-        raise BenchmarkMissing(f"{folder / 'arc'}/ARC-{subset}-{{train,validation,test}}.jsonl")
-    for path in files:
-        split = path.stem.split("-")[-1]
-        for row in _jsonl(path):
-            labels = list(row["choices"]["label"])
-            answer = labels.index(row["answerKey"]) if row["answerKey"] in labels else None
-            yield Item(f"arc_{subset.lower()}", split, row["id"], row["question"], list(row["choices"]["text"]),
-                       answer)
+def hub_cache_dirs(repo_id: str) -> list[Path]:
+    """Snapshot folders of a dataset in the local Hugging Face hub cache (never downloads)."""
+    root = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")), "hub")
+    base = Path(root) / f"datasets--{repo_id.replace('/', '--')}" / "snapshots"
+    return sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []
 
 
-def _hellaswag(folder: Path) -> Iterator[Item]:
-    files = sorted((folder / "hellaswag").glob("*.jsonl"))
-    if not files:
-        raise BenchmarkMissing(f"{folder / 'hellaswag'}/hellaswag_val.jsonl (ctx, endings, label)")
-    for path in files:
-        split = _split_of(path.name)
-        for i, row in enumerate(_jsonl(path)):
-            label = row.get("label")
-            answer = int(label) if label not in (None, "") else None
-            yield Item("hellaswag", split, str(row.get("ind", i)), row["ctx"], list(row["endings"]), answer,
-                       {"activity_label": row.get("activity_label", "")})
+def _data_files(folder: Path, pattern: str = "*") -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob(pattern) if p.is_file() and p.name.endswith(DATA_SUFFIXES))
 
 
-def _mmlu(folder: Path) -> Iterator[Item]:
-    files = sorted((folder / "mmlu").glob("*/*.csv"))
-    if not files:
-        raise BenchmarkMissing(f"{folder / 'mmlu'}/{{dev,val,test}}/<subject>_<split>.csv")
-    for path in files:
-        subject, _, split = path.stem.rpartition("_")
-        with open(path, encoding="utf-8", newline="") as f:
-            for i, row in enumerate(csv.reader(f)):
-                if i == 0 and row and row[0] == "question":
-                    continue
-                if len(row) < 6:
-                    continue
-                ans = row[5].strip()
-                answer = "ABCD".index(ans) if ans in ("A", "B", "C", "D") else int(ans)
-                yield Item("mmlu", {"val": "validation"}.get(split, split),
-                           f"{subject}/{split}/{i}", row[0], row[1:5], answer, {"subject": subject})
+def find_files(folder: Path | None, local: str, local_glob: str, hub: tuple[str, str] | None) -> list[Path]:
+    """Files of a benchmark: ``<folder>/<local>/<local_glob>`` first, else ``<snapshot>/<subdir>/`` in the hub cache."""
+    if folder is not None:
+        files = _data_files(Path(folder) / local, local_glob)
+        if files:
+            return files
+    if hub is not None:
+        repo, sub = hub
+        for snap in reversed(hub_cache_dirs(repo)):
+            files = _data_files(snap / sub if sub else snap)
+            if files:
+                return files
+    return []
 
 
-def _gsm8k(folder: Path) -> Iterator[Item]:
-    files = sorted((folder / "gsm8k").glob("*.jsonl"))
-    if not files:
-        raise BenchmarkMissing(f"{folder / 'gsm8k'}/{{train,test}}.jsonl")
-    for path in files:
-        split = _split_of(path.name)
-        for i, row in enumerate(_jsonl(path)):
-            yield Item("gsm8k", split, f"{split}/{i}", row["question"], [], row["answer"])
+def _missing(folder: Path | None, expected: str, hub: tuple[str, str] | None) -> BenchmarkMissing:
+    where = f"{Path(folder) / expected}" if folder is not None else expected
+    if hub:
+        where += f" (or the hub cache copy of {hub[0]})"
+    return BenchmarkMissing(where)
 
 
-def _truthfulqa(folder: Path) -> Iterator[Item]:
-    path = folder / "truthfulqa" / "TruthfulQA.csv"
-    if not path.exists():
-        raise BenchmarkMissing(str(path))
-    with open(path, encoding="utf-8", newline="") as f:
-        for i, row in enumerate(csv.DictReader(f)):
-            correct = [a.strip() for a in row["Correct Answers"].split(";") if a.strip()]
-            incorrect = [a.strip() for a in row["Incorrect Answers"].split(";") if a.strip()]
-            yield Item("truthfulqa", "validation", str(i), row["Question"], correct + incorrect,
-                       row["Best Answer"], {"correct": correct, "incorrect": incorrect})
+# --------------------------------------------------------------------------- one mapper per benchmark
 
 
-def _winogrande(folder: Path) -> Iterator[Item]:
-    files = sorted((folder / "winogrande").glob("*.jsonl"))
-    if not files:
-        raise BenchmarkMissing(f"{folder / 'winogrande'}/{{train_xl,dev}}.jsonl (sentence, option1, option2, answer)")
-    for path in files:
-        split = _split_of(path.name)
-        for i, row in enumerate(_jsonl(path)):
-            ans = str(row.get("answer", "")).strip()
-            yield Item("winogrande", split, row.get("qID", f"{split}/{i}"), row["sentence"],
-                       [row["option1"], row["option2"]], int(ans) - 1 if ans in ("1", "2") else None)
+def _answer_index(value: Any, labels: list[str] | None = None) -> int | None:
+    if value is None or value == "":
+        return None
+    if labels and str(value) in labels:
+        return labels.index(str(value))
+    s = str(value).strip()
+    if s in ("A", "B", "C", "D", "E"):
+        return "ABCDE".index(s)
+    return int(s)
 
 
-LOADERS: dict[str, Callable[[Path], Iterator[Item]]] = {
-    "arc_easy": lambda d: _arc(d, "Easy"),
-    "arc_challenge": lambda d: _arc(d, "Challenge"),
-    "hellaswag": _hellaswag,
+def _arc_row(name: str, split: str, i: int, row: dict) -> Item:
+    choices = row["choices"]
+    labels = [str(x) for x in choices["label"]]
+    return Item(name, split, str(row.get("id", f"{split}/{i}")), row["question"], list(choices["text"]),
+                _answer_index(row.get("answerKey"), labels))
+
+
+def _hellaswag_row(name: str, split: str, i: int, row: dict) -> Item:
+    if "ctx_a" in row:  # HF layout: activity_label, ctx_a, ctx_b kept for lm-eval's own preprocessing
+        ctx = f"{row.get('activity_label', '')}: {row['ctx_a']} {row.get('ctx_b', '')}".strip()
+    else:
+        ctx = row["ctx"]
+    meta = {k: row[k] for k in ("activity_label", "ctx_a", "ctx_b", "source_id") if k in row}
+    return Item(name, split, str(row.get("ind", f"{split}/{i}")), ctx, list(row["endings"]),
+                _answer_index(row.get("label")), meta)
+
+
+def _mmlu_row(name: str, split: str, i: int, row: dict, subject: str = "") -> Item:
+    if "choices" in row:  # HF layout
+        choices = list(row["choices"])
+        subject = row.get("subject") or subject
+    else:
+        choices = [row[f"choice{k}"] for k in range(4)]
+    return Item(name, split, f"{subject}/{split}/{i}", row["question"], choices, _answer_index(row["answer"]),
+                {"subject": subject})
+
+
+def _gsm8k_row(name: str, split: str, i: int, row: dict) -> Item:
+    return Item(name, split, f"{split}/{i}", row["question"], [], row["answer"])
+
+
+def _truthfulqa_row(name: str, split: str, i: int, row: dict) -> Item:
+    def answers(v: Any) -> list[str]:
+        if isinstance(v, str):
+            return [a.strip() for a in v.split(";") if a.strip()]
+        return [str(a).strip() for a in v or [] if str(a).strip()]
+
+    if "Question" in row:  # the original CSV
+        q, best = row["Question"], row["Best Answer"]
+        correct, incorrect = answers(row["Correct Answers"]), answers(row["Incorrect Answers"])
+    elif "mc2_targets" in row:  # HF multiple_choice layout
+        q = row["question"]
+        t = row["mc2_targets"]
+        correct = [c for c, lab in zip(t["choices"], t["labels"]) if lab]
+        incorrect = [c for c, lab in zip(t["choices"], t["labels"]) if not lab]
+        best = row["mc1_targets"]["choices"][row["mc1_targets"]["labels"].index(1)]
+    else:  # HF generation layout
+        q, best = row["question"], row["best_answer"]
+        correct, incorrect = answers(row["correct_answers"]), answers(row["incorrect_answers"])
+    return Item(name, "validation", str(i), q, correct + incorrect, best,
+                {"correct": correct, "incorrect": incorrect, "category": row.get("Category", row.get("category", ""))})
+
+
+def _winogrande_row(name: str, split: str, i: int, row: dict) -> Item:
+    split = "validation" if split == "dev" else split  # Winogrande's dev set is its validation split
+    return Item(name, split, str(row.get("qID", f"{split}/{i}")), row["sentence"], [row["option1"], row["option2"]],
+                (_answer_index(row.get("answer")) - 1) if str(row.get("answer", "")).strip() in ("1", "2") else None)
+
+
+def _mmlu_files(folder: Path | None) -> Iterator[tuple[Path, str, str, bool]]:
+    """(file, split, subject, has_header) for MMLU's per-subject CSVs or HF Parquet shards."""
+    files = find_files(folder, "mmlu", "*", ("cais/mmlu", ""))
+    if any(p.parent.name == "all" for p in files):  # the hub copy has every subject in all/ as well
+        files = [p for p in files if p.parent.name == "all"]
+    files = [p for p in files if "auxiliary_train" not in str(p)]
+    for p in files:
+        if p.suffix == ".csv":
+            subject, _, split = p.stem.rpartition("_")
+            with open(p, encoding="utf-8") as f:
+                header = f.readline().startswith("question,")
+            yield p, {"val": "validation"}.get(split, split), subject, header
+        else:
+            yield p, split_of(p.name), p.parent.name, True
+
+
+def _mmlu(folder: Path | None) -> Iterator[Item]:
+    found = False
+    for path, split, subject, header in _mmlu_files(folder):
+        found = True
+        if path.suffix == ".csv" and not header:  # the original release: no header, answer letter last
+            with open(path, encoding="utf-8", newline="") as f:
+                rows = [dict(zip(["question", "choice0", "choice1", "choice2", "choice3", "answer"], r))
+                        for r in csv.reader(f) if len(r) >= 6]
+        else:
+            rows = list(read_rows(path))
+        for i, row in enumerate(rows):
+            yield _mmlu_row("mmlu", split, i, row, subject)
+    if not found:
+        raise _missing(folder, "mmlu/{dev,val,test}/<subject>_<split>.csv", ("cais/mmlu", ""))
+
+
+def _generic(name: str, local: str, local_glob: str, hub: tuple[str, str] | None, expected: str,
+             mapper: Callable[[str, str, int, dict], Item]) -> Callable[[Path | None], Iterator[Item]]:
+    def load(folder: Path | None) -> Iterator[Item]:
+        files = find_files(folder, local, local_glob, hub)
+        if not files:
+            raise _missing(folder, expected, hub)
+        for path in files:
+            split = split_of(path.name)
+            for i, row in enumerate(read_rows(path)):
+                yield mapper(name, split, i, row)
+
+    return load
+
+
+LOADERS: dict[str, Callable[[Path | None], Iterator[Item]]] = {
+    "arc_easy": _generic("arc_easy", "arc", "*ARC-Easy*", ("allenai/ai2_arc", "ARC-Easy"),
+                         "arc/ARC-Easy-{train,validation,test}.jsonl", _arc_row),
+    "arc_challenge": _generic("arc_challenge", "arc", "*ARC-Challenge*", ("allenai/ai2_arc", "ARC-Challenge"),
+                              "arc/ARC-Challenge-{train,validation,test}.jsonl", _arc_row),
+    "hellaswag": _generic("hellaswag", "hellaswag", "*", ("Rowan/hellaswag", ""),
+                          "hellaswag/hellaswag_val.jsonl (ctx, endings, label)", _hellaswag_row),
     "mmlu": _mmlu,
-    "gsm8k": _gsm8k,
-    "truthfulqa": _truthfulqa,
-    "winogrande": _winogrande,
+    "gsm8k": _generic("gsm8k", "gsm8k", "*", ("openai/gsm8k", "main"), "gsm8k/{train,test}.jsonl", _gsm8k_row),
+    "truthfulqa": _generic("truthfulqa", "truthfulqa", "*", ("truthfulqa/truthful_qa", "generation"),
+                           "truthfulqa/TruthfulQA.csv", _truthfulqa_row),
+    "winogrande": _generic("winogrande", "winogrande", "*", ("allenai/winogrande", "winogrande_xl"),
+                           "winogrande/{train_xl,dev}.jsonl (sentence, option1, option2, answer)", _winogrande_row),
 }
 
 
-def load_benchmark(name: str, folder: str | Path) -> list[Item]:
-    """Every item of every split of ``name`` under ``folder``; raises BenchmarkMissing naming the path."""
+@dataclass
+class CustomBenchmark:
+    """A user's own benchmark: one file (JSONL/JSON/Parquet/CSV) and the names of its fields."""
+
+    name: str
+    path: str
+    question_field: str = "question"
+    choices_field: str | None = None
+    answer_field: str | None = "answer"
+    split: str = "test"
+
+
+def load_custom(spec: CustomBenchmark) -> list[Item]:
+    path = Path(spec.path)
+    if not path.exists():
+        raise BenchmarkMissing(str(path))
+    items = []
+    for i, row in enumerate(read_rows(path)):
+        for f in (spec.question_field, spec.choices_field, spec.answer_field):
+            if f and f not in row:
+                raise ValueError(f"{path}: row {i + 1} has no field '{f}' (fields: {', '.join(row)})")
+        choices = list(row[spec.choices_field]) if spec.choices_field else []
+        ans = row[spec.answer_field] if spec.answer_field else None
+        if choices and isinstance(ans, (int, str)) and str(ans).isdigit() and int(ans) < len(choices):
+            ans = int(ans)
+        items.append(Item(spec.name, spec.split, f"{spec.split}/{i}", str(row[spec.question_field]),
+                          [str(c) for c in choices], ans))
+    return items
+
+
+def load_benchmark(name: str, folder: str | Path | None) -> list[Item]:
+    """Every item of every split of ``name``; raises BenchmarkMissing naming the expected path."""
     if name not in LOADERS:
         raise ValueError(f"unknown benchmark '{name}'; known: {', '.join(LOADERS)}")
-    return list(LOADERS[name](Path(folder)))
+    return list(LOADERS[name](Path(folder) if folder is not None else None))

@@ -169,7 +169,7 @@ def train(model_config, data: PackedTokens, cfg: TrainConfig, out: Path, seed: i
                     rec["mfu"] = round(tps * fpt / peak, 4)
                 mf.write(json.dumps(rec) + "\n")
                 mf.flush()
-                bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tps:,.0f}")
+                bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
                 t_log, steps_since = time.perf_counter(), 0
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
                 save_checkpoint(ckpt_dir, step, model, opt, sched, {"train": cfg.model_dump()}, cfg.keep_checkpoints)

@@ -32,34 +32,65 @@ def variants(text: str, rng: random.Random) -> list[str]:
     ]
 
 
-@pytest.fixture
-def arc_items(shared_data):
-    items = [it for it in load_benchmark("arc_challenge", shared_data) if it.split == "test"]
-    return [it for it in items if len(words_with_spans(it.text())[0]) >= 20][:60]
+BENCHMARKS = ["arc_easy", "arc_challenge", "hellaswag", "mmlu", "gsm8k", "truthfulqa"]
 
 
-def test_planted_items_are_found_in_real_text(arc_items, reviews):
+@pytest.fixture(scope="module")
+def full_index(shared_data):
+    """Every item of every split of the six benchmarks available here, in one 13-gram index."""
+    items = {name: load_benchmark(name, shared_data) for name in BENCHMARKS}
+    index = NgramIndex(13)
+    for name, its in items.items():
+        for it in its:
+            index.add(EvalText(name, f"{it.split}/{it.id}", it.text()))
+    return items, index.finalize()
+
+
+def test_planted_items_from_every_benchmark_are_found_and_clean_text_is_not(full_index):
+    from tests.conftest import nltk_texts
+
+    items, index = full_index
+    assert len(index) > 1_000_000 and index.hashes.nbytes + index.first_item.nbytes < 40e6
     rng = random.Random(0)
-    cfg = DecontamConfig(ngram=13, policy="cut", max_ngram_doc_frequency=None)
-    dec = build([EvalText("arc_challenge", it.id, it.text()) for it in arc_items], cfg)
+    hosts = [t for _, t in nltk_texts("movie_reviews")]
     docs, planted = [], []
-    for i, it in enumerate(arc_items):
-        for v in variants(it.text(), rng):
-            host = reviews[len(docs) % len(reviews)]
-            cut = host.find(". ", len(host) // 2) + 2
-            docs.append(Document(host[:cut] + v + " " + host[cut:], f"p{len(docs)}"))
-            planted.append(it.id)
-    clean = [Document(t, f"c{i}") for i, t in enumerate(reviews)]
+    for name, its in items.items():
+        eligible = [it for it in its if len(words_with_spans(it.text())[0]) >= 13]
+        for it in rng.sample(eligible, 25):
+            for v in variants(it.text(), rng):
+                host = hosts[len(docs) % len(hosts)]
+                cut = host.find(". ", len(host) // 2) + 2
+                docs.append(Document(host[:cut] + v + " " + host[cut:], f"p{len(docs)}"))
+                planted.append((name, it))
+    clean = [Document(t, f"c{i}") for i, t in enumerate(hosts)]
+    for name, text in nltk_texts("abc") + nltk_texts("webtext"):  # news and web text, in 40-line documents
+        lines = text.split("\n")
+        clean += [Document("\n".join(lines[j:j + 40]), f"{name}:{j}") for j in range(0, len(lines), 40)]
+    dec = Decontaminator(index, DecontamConfig(ngram=13, policy="cut", max_ngram_doc_frequency=None))
     results = run_all(dec, docs + clean)
-    found = sum(1 for (doc, rec), item_id in zip(results[:len(docs)], planted)
-                if rec and any(x["id"] == item_id for x in rec["items"]))
-    assert found / len(docs) >= 0.99
-    flagged_clean = sum(1 for _, rec in results[len(docs):] if rec)
-    assert flagged_clean / len(clean) < 0.001
-    # the cut removed the planted item and kept the host text around it
+    found = [rec is not None for _, rec in results[:len(docs)]]
+    assert sum(found) / len(docs) >= 0.99, [p[1].text()[:80] for p, f in zip(planted, found) if not f][:5]
+    flagged = [d.id for d, (_, rec) in zip(clean, results[len(docs):]) if rec]
+    assert len(flagged) / len(clean) < 0.001, flagged
+    # the cut takes the planted item out and keeps the host text around it
     kept, rec = results[0]
-    assert rec["action"] == "cut" and arc_items[0].question not in kept.text
+    assert rec["action"] == "cut" and planted[0][1].question not in kept.text
     assert kept.text[:50] == docs[0].text[:50]
+    assert any(x["source"] == planted[0][0] for x in rec["items"])
+
+
+def test_real_quotations_are_found(full_index):
+    """MMLU's US-history questions quote State of the Union addresses: true overlaps, found."""
+    from tests.conftest import nltk_texts
+
+    _, index = full_index
+    dec = Decontaminator(index, DecontamConfig(ngram=13, policy="drop", max_ngram_doc_frequency=None))
+    speeches = {n: t for n, t in nltk_texts("state_union")}
+    doc = Document(speeches["state_union/1980-Carter.txt"], "carter")
+    [(kept, rec)] = run_all(dec, [doc])
+    assert rec["example"]["item_source"] == "mmlu" and rec["ngrams"] > 100
+    assert "Soviet military power" in rec["example"]["corpus"]
+    assert kept is not None and rec["action"] == "kept_below_threshold"  # a long speech, a few quoted passages
 
 
 def test_drop_policy_uses_the_overlap_rate(reviews):
