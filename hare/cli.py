@@ -78,6 +78,163 @@ def schema_lines(model: type = Recipe, prefix: str = "") -> list[str]:
     return lines
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hare.evals.audit import run_audit
+    from hare.evals.benchmarks import LOADERS
+    from hare.evals.rewrite import ChatRewriter, DeterministicRewriter
+
+    model = Path(args.model)
+    if not (model / "config.json").exists():
+        print(f"error: {model}: not a Hugging Face model folder (no config.json)", file=sys.stderr)
+        return 2
+    benchmarks = args.benchmarks.split(",") if args.benchmarks else list(LOADERS)
+    unknown = [b for b in benchmarks if b not in LOADERS]
+    if unknown:
+        print(f"error: --benchmarks: unknown {unknown}; known: {', '.join(LOADERS)}", file=sys.stderr)
+        return 2
+    # A model exported by a hare run sits in runs/<name>/train/model: its audit goes beside the run.
+    run_dir = model.parent.parent if (model.parent.name == "train" and (model.parent.parent / "mix").is_dir()) else None
+    if args.run:
+        run_dir = Path(args.run)
+    out = Path(args.out) if args.out else (run_dir / "audit" if run_dir else Path("audit") / model.name)
+    if args.endpoint:
+        if not args.rewriter_model:
+            print("error: --endpoint needs --rewriter-model (the model name the endpoint serves)", file=sys.stderr)
+            return 2
+        import os
+
+        rewriter = ChatRewriter(args.endpoint, args.rewriter_model, out / "rewrites.jsonl",
+                                api_key=os.environ.get(args.api_key_env) if args.api_key_env else None)
+    else:
+        rewriter = DeterministicRewriter(seed=args.seed)
+    result = run_audit(model, benchmarks, args.benchmarks_dir, out, rewriter, max_items=args.max_items,
+                       splits=args.splits.split(",") if args.splits else None, n=args.n, k=args.k,
+                       batch_size=args.batch_size, device=args.device, run_dir=run_dir, seed=args.seed)
+    from hare.evals.audit import markdown
+
+    print(markdown(result), end="")
+    if run_dir is not None and (run_dir / "report").is_dir():
+        from hare.report.html import rebuild
+
+        rebuild(run_dir)
+    print(f"written: {out / 'audit.json'}, {out / 'audit.md'}")
+    return 0
+
+
+def _audit_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("model", help="a Hugging Face model folder (e.g. runs/<name>/train/model)")
+    sp.add_argument("--benchmarks-dir", default=None,
+                    help="folder with the benchmark files (arc/, gsm8k/, ...); the hub cache is searched too")
+    sp.add_argument("--benchmarks", default=None, help="comma-separated benchmarks (default: all known)")
+    sp.add_argument("--splits", default=None, help="comma-separated splits to audit (default: every split found)")
+    sp.add_argument("--max-items", type=int, default=3000, help="items sampled per split (the paper: 3000)")
+    sp.add_argument("--n", type=int, default=5, help="tokens that must be reproduced at each start point")
+    sp.add_argument("--k", type=int, default=5, help="start points per item")
+    sp.add_argument("--endpoint", default=None,
+                    help="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1) that paraphrases the items; "
+                         "without it hare's deterministic rewriter is used")
+    sp.add_argument("--rewriter-model", default=None, help="model name to ask the endpoint for")
+    sp.add_argument("--api-key-env", default=None, help="environment variable holding the endpoint's API key")
+    sp.add_argument("--run", default=None,
+                    help="a hare run folder whose training data gives the clean-subset view (found automatically "
+                         "for runs/<name>/train/model)")
+    sp.add_argument("--out", default=None, help="output folder (default: <run>/audit or audit/<model name>)")
+    sp.add_argument("--batch-size", type=int, default=16, help="texts per forward pass")
+    sp.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the item sample and the rewriter")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``hare eval MODEL``: evaluate a model folder; ``hare eval [RECIPE]``: run a recipe's eval step."""
+    from pathlib import Path
+
+    from hare.evals.evaluate import evaluate_model, is_model_dir
+
+    target = args.target
+    model_opts = [o for o, v in (("--suite", args.suite), ("--tasks", args.tasks), ("--limit", args.limit),
+                                 ("--benchmarks-dir", args.benchmarks_dir), ("--heldout", args.heldout),
+                                 ("--max-length", args.max_length)) if v]
+    if target is None or not is_model_dir(target):
+        if target is not None and Path(target).is_dir():
+            print(f"error: {target}: not a model folder (no config.json) and not a recipe file", file=sys.stderr)
+            return 2
+        if model_opts:
+            print(f"error: {', '.join(model_opts)} apply to a model folder; a recipe sets them in its eval "
+                  "section", file=sys.stderr)
+            return 2
+        args.recipe = target
+        return _pipeline_command(["eval"])(args)
+    if args.force or args.redo:
+        print("error: --force and --redo apply to a recipe, not to a model folder", file=sys.stderr)
+        return 2
+    model = Path(target)
+    # a model exported by a hare run (runs/<name>/train/model) is named after its run
+    name = model.parent.parent.name if model.name == "model" and model.parent.name == "train" else model.name
+    out = Path(args.out_dir or "runs") / "eval" / name
+    if args.tasks:
+        tasks = args.tasks.split(",")
+    elif args.suite or not args.heldout:  # --heldout alone measures perplexity only
+        tasks = [args.suite or "leaderboard"]
+    else:
+        tasks = []
+    batch = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
+    try:
+        summary = evaluate_model(model, out, tasks, benchmarks=args.benchmarks_dir, limit=args.limit, batch_size=batch,
+                                 device=args.device, max_length=args.max_length, heldout=args.heldout,
+                                 text_field=args.text_field, name=name)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if (out / "leaderboard.md").exists():
+        print((out / "leaderboard.md").read_text(encoding="utf-8"))
+    for row in summary["tasks"]:
+        print(f"{row['task']}: {row['metric']} {row['value']:.4f}")
+    if "perplexity" in summary:
+        p = summary["perplexity"]
+        print(f"held-out: {p['docs']} documents, {p['loss']:.4f} nats/token, {p['bits_per_byte']:.4f} bits/byte")
+    for task, why in summary["skipped_tasks"].items():
+        print(f"skipped {task}: {why}")
+    print(f"written: {out}")
+    ran = bool(summary["tasks"]) or "perplexity" in summary
+    if not ran:
+        print("error: nothing was evaluated", file=sys.stderr)
+    return 0 if ran else 1
+
+
+def _eval_args(sp: argparse.ArgumentParser) -> None:
+    from hare.evals.tasks import SUITES, TASKS
+    from hare.pipeline import STEP_NAMES
+
+    sp.add_argument("target", nargs="?", default=None, metavar="MODEL|RECIPE",
+                    help="a model folder (a hare run's train/model or any local Hugging Face model) to evaluate, "
+                         "or a recipe YAML whose eval step runs (default: the embedded demo recipe)")
+    sp.add_argument("--suite", choices=sorted(SUITES), default=None,
+                    help="task suite for a model: leaderboard (default; the paper's six benchmarks) or all "
+                         "(adds arc_easy and truthfulqa_mc1)")
+    sp.add_argument("--tasks", default=None,
+                    help=f"comma-separated tasks instead of the suite; known: {', '.join(TASKS)}")
+    sp.add_argument("--benchmarks-dir", default=None, metavar="DIR",
+                    help="folder with the benchmark files (arc/, hellaswag/, mmlu/, truthfulqa/, winogrande/, "
+                         "gsm8k/); benchmarks not there are looked up in the local Hugging Face hub cache")
+    sp.add_argument("--limit", type=int, default=None,
+                    help="at most this many items per task (per MMLU subject) and held-out documents: a quick look")
+    sp.add_argument("--batch-size", default="8", help="evaluation batch size, or 'auto'")
+    sp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    sp.add_argument("--max-length", type=int, default=None,
+                    help="context length in tokens (default: the model's max_position_embeddings)")
+    sp.add_argument("--heldout", action="append", default=None, metavar="PATH",
+                    help="documents for held-out perplexity (bits per byte, loss per token): JSONL with a text "
+                         "field, .txt files, or folders of them; repeatable. Alone, it skips the suite")
+    sp.add_argument("--text-field", default="text", help="JSONL field holding a document's text (with --heldout)")
+    sp.add_argument("--out-dir", default=None,
+                    help="folder holding the runs (default: runs); a model's results go to <out-dir>/eval/<name>/")
+    sp.add_argument("--force", action="append", choices=STEP_NAMES, metavar="STEP",
+                    help="recipe only: redo STEP and every step after it even if unchanged; repeatable")
+    sp.add_argument("--redo", action="store_true", help="recipe only: redo the eval step even if it is unchanged")
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print("\n".join(schema_lines()))
     return 0
@@ -90,12 +247,18 @@ def _step_help() -> dict[str, str]:
 
 
 
+# Commands whose arguments are not "[RECIPE] --out-dir --force": name -> function adding them.
+CUSTOM_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"audit": _audit_args, "eval": _eval_args}
+
 # name -> (function, one-line help). The single list of commands; README and tests read it.
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "run": (_pipeline_command(None), "run every step of a recipe: corpus -> decontam -> mix -> tokenize -> "
                                      "train -> eval -> report (unchanged steps are reused)"),
     **{step: (_pipeline_command([step]), help_) for step, help_ in _step_help().items()},
+    "eval": (cmd_eval, "evaluate a model folder on the Open LLM Leaderboard suite (the paper's table) and "
+                       "held-out perplexity, or run a recipe's eval step"),
     "validate": (cmd_validate, "check a recipe and print it with every default filled in"),
+    "audit": (cmd_audit, "leakage audit of a model: n-gram accuracy on benchmarks and their rewritten twins (Δ)"),
     "schema": (cmd_schema, "print every recipe key with its type, default and meaning"),
 }
 
@@ -114,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
+        if name in CUSTOM_ARGS:
+            CUSTOM_ARGS[name](sp)
+            continue
         if name == "schema":
             continue
         sp.add_argument("recipe", nargs="?", default=None,
@@ -142,6 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from hare.pipeline import PipelineError
+
+        if isinstance(e, PipelineError):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ its folder is emptied first.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -24,10 +25,17 @@ from typing import Any, Callable
 from hare.io import fingerprint_obj, fingerprint_path, read_json, write_json
 from hare.progress import FileLog
 from hare.recipe import Recipe, section_dump
+from hare.train import dist
 
 log = logging.getLogger("hare.pipeline")
 
 MANIFEST = "manifest.json"
+
+
+class PipelineError(RuntimeError):
+    """A run that cannot go on as asked; the message says what to do instead."""
+
+
 PENDING = ".pending.json"
 
 
@@ -177,15 +185,21 @@ class Pipeline:
         """Run ``targets`` (default: every step) and what they need; returns step -> 'ran' | 'skipped'."""
         for n in (targets or []) + (force or []):
             if n not in _BY_NAME:
-                raise ValueError(f"unknown step '{n}'; steps: {', '.join(STEP_NAMES)}")
+                raise PipelineError(f"unknown step '{n}'; steps: {', '.join(STEP_NAMES)}")
         names = upstream(targets or STEP_NAMES)
         forced: set[str] = set()
         for f in force or []:
             forced |= downstream(f)
+        if dist.distributed():
+            # Under torchrun only the train step runs, in every process; what it reads must be ready.
+            dist.init(self.recipe.train.device)
+            if [n for n in names if n != "train"] != [n for n in upstream(["train"]) if n != "train"] or force:
+                raise PipelineError("under torchrun, run only 'hare train' (no --force); prepare its inputs first "
+                                   "with a single process: hare tokenize RECIPE")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         status: dict[str, str] = {}
         t0 = time.perf_counter()
-        with FileLog(self.run_dir / "run.log"):
+        with FileLog(self.run_dir / "run.log") if dist.is_main() else contextlib.nullcontext():
             log.info("run %s: steps %s", self.recipe.name, " -> ".join(names))
             for name in names:
                 status[name] = self._run_step(_BY_NAME[name], name in forced)
@@ -193,31 +207,48 @@ class Pipeline:
                      ", ".join(f"{k} {v}" for k, v in status.items()))
         return status
 
+    def _fresh(self, step: Step, fp: str) -> bool:
+        out = self.step_dir(step.name)
+        if not (out / MANIFEST).exists():
+            return False
+        m = read_json(out / MANIFEST)
+        return m.get("fingerprint") == fp and _outputs_intact(out, m.get("outputs", []))
+
     def _run_step(self, step: Step, forced: bool) -> str:
         out = self.step_dir(step.name)
         fp, key = self.fingerprint(step)
         manifest_path = out / MANIFEST
-        if not forced and manifest_path.exists():
-            m = read_json(manifest_path)
-            if m.get("fingerprint") == fp and _outputs_intact(out, m.get("outputs", [])):
-                log.info("step %s: unchanged, reusing %s", step.name, out)
-                self.fingerprints[step.name] = fp
-                return "skipped"
+        main = dist.is_main()
+        fresh = dist.broadcast_object(not forced and self._fresh(step, fp) if main else None)
+        if fresh:
+            log.info("step %s: unchanged, reusing %s", step.name, out)
+            self.fingerprints[step.name] = fp
+            return "skipped"
+        if dist.distributed() and step.name != "train":
+            raise PipelineError(f"step {step.name} is not up to date; under torchrun only the train step runs. "
+                               f"Run 'hare tokenize RECIPE' in a single process first")
         pending = out / PENDING
-        resume = (not forced and pending.exists() and read_json(pending).get("fingerprint") == fp)
-        if out.exists() and not resume:
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        if manifest_path.exists():
-            manifest_path.unlink()
-        write_json(pending, {"fingerprint": fp})
+        resume = None
+        if main:
+            resume = (not forced and pending.exists() and read_json(pending).get("fingerprint") == fp)
+            if out.exists() and not resume:
+                shutil.rmtree(out)
+            out.mkdir(parents=True, exist_ok=True)
+            if manifest_path.exists():
+                manifest_path.unlink()
+            write_json(pending, {"fingerprint": fp})
+        resume = dist.broadcast_object(resume)
+        dist.barrier()
         ctx = StepContext(self.recipe, step.name, out, {d: self.step_dir(d) for d in step.deps}, resume)
         log.info("step %s: %s%s", step.name, "resuming" if resume else "running", f" ({step.help})")
         start = time.time()
         t0 = time.perf_counter()
-        with FileLog(out / "log.txt"):
+        with FileLog(out / "log.txt") if main else contextlib.nullcontext():
             counts = step.func()(ctx) or {}
         seconds = time.perf_counter() - t0
+        if not main:
+            self.fingerprints[step.name] = fp
+            return "ran"
         manifest = {
             "step": step.name,
             "fingerprint": fp,

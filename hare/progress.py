@@ -72,7 +72,7 @@ class Progress(tqdm):
         if not getattr(self, "_hare_closed", False):
             self._hare_closed = True
             dt = max(time.perf_counter() - self._t0, 1e-9)
-            if self.n:
+            if self.n and not self.disable:
                 log.info("%s: %s %s in %.1fs (%.1f %s/s)", self.desc or "progress", f"{self.n:,}",
                          self.unit, dt, self.n / dt, self.unit)
         super().close()

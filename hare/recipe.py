@@ -36,7 +36,11 @@ class SourceConfig(Section):
     id_field: str | None = Field(
         None, description="Field holding a stable id; when unset, ids are '<source>/<file>:<line>'."
     )
-    weight: float = Field(1.0, ge=0, description="Relative weight of this source in the training mix.")
+    weight: float = Field(1.0, ge=0, description="Relative weight of this source within its data part.")
+    part: str = Field(
+        "d1", description="Data part this source belongs to (the paper: d1 open corpora, d2 synthetic text, d3 "
+        "NLP tasks); train.stages mixes parts by weight."
+    )
     limit: int | None = Field(None, ge=1, description="Read at most this many documents (a quick look).")
 
 
@@ -204,12 +208,39 @@ class ModelConfig(Section):
         return self
 
 
+class StageConfig(Section):
+    """One training stage: a mixture of data parts for a number of tokens."""
+
+    name: str = Field(description="Stage name, recorded with every batch.")
+    tokens: int | None = Field(
+        None, ge=1, description="Tokens this stage trains on (rounded up to whole steps); null on the last stage "
+        "runs until train.max_steps."
+    )
+    weights: dict[str, float] = Field(description="Data part -> weight (normalized), e.g. {d1: 46.5, d2: 13.63}.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "StageConfig":
+        if not self.weights or any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        return self
+
+
 class TrainConfig(Section):
     """The training loop: AdamW, warmup + cosine, gradient accumulation, checkpoints."""
 
     max_steps: int = Field(300, ge=1, description="Optimizer steps.")
-    micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass.")
-    grad_accum: int = Field(2, ge=1, description="Micro-batches per optimizer step.")
+    micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass (per process).")
+    grad_accum: int = Field(2, ge=1, description="Micro-batches per optimizer step and process (when batch_tokens "
+                            "is unset).")
+    batch_tokens: int | None = Field(
+        None, ge=1, description="Global batch in tokens (the paper: 2M); sets the gradient accumulation from "
+        "micro_batch_size x seq_len x processes, which must divide it."
+    )
+    schedule: Literal["cosine", "wsd"] = Field(
+        "cosine", description="cosine: warmup then cosine decay to min_lr; wsd: warmup, constant, then linear decay "
+        "over the last decay_fraction of the steps."
+    )
+    decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of the steps spent decaying.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate.")
     min_lr: float = Field(3e-4, ge=0, description="Learning rate at the end of the cosine decay.")
     warmup_steps: int = Field(30, ge=0, description="Linear warmup steps.")
@@ -226,6 +257,20 @@ class TrainConfig(Section):
         "auto", description="Autocast dtype: auto is bfloat16 on GPU, float32 on CPU."
     )
     threads: int = Field(0, ge=0, description="CPU threads for PyTorch; 0 keeps PyTorch's default.")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="Under torchrun: ddp replicates the model on every GPU; fsdp shards parameters, "
+        "gradients and optimizer state across them (for models that do not fit; checkpoints hold full weights)."
+    )
+    compile: bool = Field(False, description="torch.compile the model (worth it on GPUs for long runs).")
+    activation_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, about 30 % more compute."
+    )
+    tensorboard: bool = Field(False, description="Also log to TensorBoard (needs the tensorboard package).")
+    stages: list[StageConfig] = Field(
+        default_factory=list,
+        description="Training stages in order (the paper: d1 only for 52B tokens, then the full mixture). Empty: "
+        "one stage mixing the parts in proportion to their tokens.",
+    )
 
 
 class EvalConfig(Section):
@@ -235,8 +280,9 @@ class EvalConfig(Section):
     tasks: list[str] = Field(
         default_factory=lambda: ["hare_heldout"],
         description="lm-eval tasks: hare_heldout (rolling log-likelihood of the held-out documents) and, "
-        "when decontam.benchmarks_dir has the files, arc_easy, arc_challenge, hellaswag, mmlu, gsm8k, "
-        "truthfulqa_mc2.",
+        "when decontam.benchmarks_dir or the local Hugging Face cache has the files, arc_easy, arc_challenge, "
+        "hellaswag, mmlu, truthfulqa_mc1, truthfulqa_mc2, winogrande, gsm8k, or the suites leaderboard (the "
+        "paper's six, with leaderboard.md) and all.",
     )
     limit: int | None = Field(None, ge=1, description="Evaluate at most this many items per task.")
     num_fewshot: int | None = Field(None, ge=0, description="Override every task's few-shot count.")
@@ -271,6 +317,13 @@ class Recipe(Section):
         unknown = sorted(set(self.decontam.parts) - set(names))
         if unknown:
             raise ValueError(f"decontam.parts names no source: {unknown}; sources: {', '.join(names)}")
+        parts = {s.part for s in self.sources}
+        for i, st in enumerate(self.train.stages):
+            bad = sorted(set(st.weights) - parts)
+            if bad:
+                raise ValueError(f"train.stages[{i}].weights names no data part: {bad}; parts: {sorted(parts)}")
+            if st.tokens is None and i != len(self.train.stages) - 1:
+                raise ValueError(f"train.stages[{i}].tokens: only the last stage may leave tokens unset")
         return self
 
     @property

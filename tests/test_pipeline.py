@@ -45,7 +45,7 @@ def recipe_dict(shared: Path, **train) -> dict:
     return {
         "name": "t",
         "sources": [{"name": "reviews", "kind": "jsonl", "path": "reviews.jsonl", "id_field": "id", "weight": 1.0},
-                    {"name": "speeches", "kind": "jsonl", "path": "speeches.jsonl", "weight": 1.0}],
+                    {"name": "speeches", "kind": "jsonl", "path": "speeches.jsonl", "weight": 1.0, "part": "d2"}],
         "corpus": {"heldout_fraction": 0.05, "shard_docs": 100},
         "decontam": {"ngram": 13, "policy": "cut", "benchmarks_dir": str(shared),
                      "benchmarks": ["arc_easy", "arc_challenge", "gsm8k"]},
@@ -56,7 +56,9 @@ def recipe_dict(shared: Path, **train) -> dict:
                                                   "num_hidden_layers": 2, "num_attention_heads": 2,
                                                   "num_key_value_heads": 1}},
         "train": {"max_steps": 12, "micro_batch_size": 4, "grad_accum": 2, "warmup_steps": 2,
-                  "checkpoint_every": 4, "log_every": 2, "threads": 1, **train},
+                  "checkpoint_every": 4, "log_every": 2, "threads": 1,
+                  "stages": [{"name": "d1-only", "tokens": 4 * 4 * 2 * 64, "weights": {"d1": 1}},
+                             {"name": "mixture", "weights": {"d1": 1, "d2": 1}}], **train},
         "eval": {"tasks": ["hare_heldout", "arc_easy"], "limit": 20, "max_heldout_docs": 8, "batch_size": 4},
     }
 
@@ -107,6 +109,7 @@ def test_planted_benchmark_items_are_removed_from_training_data(run):
     d = read_json(run_dir / "decontam" / "stats.json")
     assert d["benchmarks"]["arc_challenge"]["items_found"] >= len(planted) - 1  # one may sit in held out
     text = "\n".join(doc.text for doc in read_shards(run_dir / "mix" / "train"))
+    assert {p.name for p in (run_dir / "mix" / "train").iterdir()} == {"d1", "d2"}
     for q in planted:
         assert q not in text
     assert d["benchmarks"]["heldout"]["items_indexed"] == read_json(run_dir / "corpus" / "stats.json")["summary"]["heldout"]
@@ -123,6 +126,11 @@ def test_training_and_evaluation_outputs(run):
     _, _, run_dir, _ = run
     metrics = [json.loads(l) for l in (run_dir / "train" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [2, 4, 6, 8, 10, 12]
+    assert [m["stage"] for m in metrics] == ["d1-only"] * 2 + ["mixture"] * 4
+    batches = [json.loads(l) for l in (run_dir / "train" / "batches.jsonl").read_text().splitlines()]
+    assert all(set(b["parts"]) == {"d1"} for b in batches[:4]) and "d2" in batches[4]["parts"]
+    idx = read_json(run_dir / "tokenize" / "index.json")
+    assert set(idx["parts"]) == {"d1", "d2"}
     assert (run_dir / "train" / "model" / "model.safetensors").exists()
     s = read_json(run_dir / "eval" / "summary.json")
     assert 0 < s["perplexity"]["bits_per_byte"] < 10

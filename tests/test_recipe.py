@@ -28,7 +28,7 @@ def test_demo_is_embedded_in_the_package():
 def test_paper_recipe_has_the_paper_model_and_weights():
     r = load_recipe(ROOT / "recipes" / "hare-1.1b.yaml", check_paths=False)
     assert r.model.preset == "hare-1.1b" and r.pack.seq_len == 2048
-    assert r.train.micro_batch_size * r.train.grad_accum * r.pack.seq_len == 2 ** 21  # 2M tokens
+    assert r.train.batch_tokens == 2 ** 21  # 2M tokens
     assert round(sum(s.weight for s in r.sources), 2) == 46.5  # D1's share of the final mix (%)
     assert r.decontam.threshold == 0.5
 
@@ -50,6 +50,13 @@ def test_nested_list_key_and_wrong_type(tmp_path):
     msg = str(e.value)
     assert "sources[0].wieght: unknown key (did you mean 'weight'?)" in msg
     assert "train.lr" in msg and "'fast'" in msg
+
+
+def test_stage_weights_must_name_data_parts(tmp_path):
+    p = write(tmp_path, "name: x\nsources: [{name: a, kind: pydoc}]\n"
+                        "train: {stages: [{name: s1, tokens: 100, weights: {d2: 1}}]}\n")
+    with pytest.raises(RecipeError, match=r"names no data part: \['d2'\]; parts: \['d1'\]"):
+        load_recipe(p)
 
 
 def test_unknown_model_override_fails_before_work(tmp_path):

@@ -89,7 +89,8 @@ def write_shards(docs: Iterable[Document], folder: str | Path, shard_docs: int =
 
 
 def shard_paths(folder: str | Path, prefix: str = "shard") -> list[Path]:
-    return sorted(Path(folder).glob(f"{prefix}-*{SHARD_EXT}"))
+    """Shards in ``folder`` and its subfolders (one per data part), in path order."""
+    return sorted(Path(folder).rglob(f"{prefix}-*{SHARD_EXT}"))
 
 
 def read_shards(folder: str | Path, prefix: str = "shard") -> Iterator[Document]:

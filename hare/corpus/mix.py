@@ -1,9 +1,10 @@
-"""The mix step: sample the decontaminated documents of each source by weight into the training set.
+"""The mix step: sample the decontaminated documents of each source by weight into its data part.
 
 With no character budget every document is taken once. With ``mix.max_chars`` each source gets
 ``max_chars * weight / sum(weights)`` characters, drawn in a seeded random order; a source smaller
 than its share is repeated (whole passes first, then a partial one), as the paper's per-source
-weights require. The output order is shuffled by the seed.
+weights require. Each data part (``source.part``) is written to ``train/<part>/`` in an order
+shuffled by the seed; the training stages then mix the parts by weight.
 """
 
 from __future__ import annotations
@@ -58,11 +59,17 @@ def run_mix(ctx) -> dict:
                        "docs": len(picked), "chars": chars, "epochs": round(chars / available, 3) if available else 0}
     rng.shuffle(chosen)
     total_chars = sum(len(d.text) for d in chosen)
-    for s in stats.values():
-        s["share"] = round(s["chars"] / total_chars, 4) if total_chars else 0.0
-    with ShardWriter(ctx.out / "train", r.corpus.shard_docs) as w:
-        for d in chosen:
-            w.write(d)
-    write_json(ctx.out / "stats.json", {"sources": stats, "docs": len(chosen), "chars": total_chars})
+    part_of = {s.name: s.part for s in r.sources}
+    for name, st in stats.items():
+        st["share"] = round(st["chars"] / total_chars, 4) if total_chars else 0.0
+        st["part"] = part_of[name]
+    parts: dict[str, dict] = {}
+    for part in sorted(set(part_of.values())):
+        docs = [d for d in chosen if part_of[d.source] == part]
+        with ShardWriter(ctx.out / "train" / part, r.corpus.shard_docs) as w:
+            for d in docs:
+                w.write(d)
+        parts[part] = {"docs": len(docs), "chars": sum(len(d.text) for d in docs)}
+    write_json(ctx.out / "stats.json", {"sources": stats, "parts": parts, "docs": len(chosen), "chars": total_chars})
     log.info("mix: %d documents, %d characters from %d sources", len(chosen), total_chars, len(stats))
     return {"docs": len(chosen), "chars": total_chars}

@@ -1,55 +1,26 @@
 """The eval step: held-out perplexity and lm-evaluation-harness tasks, all from local files.
 
-Outputs: heldout.jsonl (the documents scored), tasks/*.yaml (the task definitions used),
-lm_eval_results.json (lm-eval's own results), summary.json (one row per task and metric).
+Outputs: heldout.jsonl (the documents scored), tasks/*.yaml and data/ (the task definitions used
+and the rows they read), lm_eval_results.json (lm-eval's own results), leaderboard.md (when a
+leaderboard task ran: the paper's table with its published rows), summary.json (one row per task
+and metric). ``eval.tasks`` may name tasks or suites (``leaderboard``, ``all``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from hare.corpus.document import read_shards
-from hare.evals.benchmarks import BenchmarkMissing
+from hare.evals.evaluate import count_params, drop_short_context, run_lm_eval, summary_rows, table_notes
+from hare.evals.leaderboard import markdown_table
 from hare.evals.perplexity import perplexity
-from hare.evals.tasks import BENCHMARK_TASKS, heldout_task, write_task
+from hare.evals.tasks import LEADERBOARD, SUITES, TASKS, expand, heldout_task, prepare_tasks, write_task
 from hare.io import write_json, write_jsonl
 
 log = logging.getLogger("hare.evals")
 
-KNOWN_TASKS = ["hare_heldout", *BENCHMARK_TASKS]
-
-
-def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int | None, batch_size: int,
-                num_fewshot: int | None, max_length: int, device: str = "cpu") -> dict:
-    """Run lm-evaluation-harness on a local HF model folder with the task YAMLs in ``task_dir``."""
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
-    tm = TaskManager(include_path=str(task_dir), include_defaults=False)
-    out = lm_eval.simple_evaluate(
-        model="hf",
-        model_args={"pretrained": str(model_dir), "dtype": "float32", "max_length": max_length,
-                    "trust_remote_code": False},
-        tasks=tasks, task_manager=tm, limit=limit, batch_size=batch_size, num_fewshot=num_fewshot,
-        device=device, log_samples=False, bootstrap_iters=0,
-    )
-    return json.loads(json.dumps({k: out[k] for k in ("results", "configs", "versions", "n-shot", "n-samples")
-                                  if k in out}, default=str))
-
-
-def summary_rows(results: dict) -> list[dict]:
-    rows = []
-    for task, metrics in sorted(results.get("results", {}).items()):
-        for key, value in metrics.items():
-            if key == "alias" or "_stderr" in key or key.startswith("sample_len") or not isinstance(value, (int, float)):
-                continue
-            metric = key.split(",")[0]
-            stderr = metrics.get(f"{metric}_stderr,{key.split(',')[1]}" if "," in key else "")
-            rows.append({"task": task, "metric": metric, "value": value,
-                         "stderr": stderr if isinstance(stderr, (int, float)) else None})
-    return rows
+KNOWN_TASKS = ["hare_heldout", *TASKS, *SUITES]
 
 
 def run_eval(ctx) -> dict:
@@ -83,31 +54,35 @@ def run_eval(ctx) -> dict:
                  summary["perplexity"]["perplexity"], summary["perplexity"]["bits_per_byte"])
         del model
 
-    task_dir = ctx.out / "tasks"
+    names = expand(cfg.tasks)
     tasks = []
-    for name in cfg.tasks:
-        if name == "hare_heldout":
-            if not docs:
-                summary["skipped_tasks"][name] = "no held-out documents"
-                continue
-            write_task(heldout_task(heldout.resolve()), task_dir)
+    if "hare_heldout" in names:
+        if docs:
+            write_task(heldout_task(heldout.resolve()), ctx.out / "tasks")
+            tasks.append("hare_heldout")
         else:
-            if not r.decontam.benchmarks_dir:
-                summary["skipped_tasks"][name] = "decontam.benchmarks_dir is not set"
-                continue
-            try:
-                write_task(BENCHMARK_TASKS[name](Path(r.decontam.benchmarks_dir)), task_dir)
-            except BenchmarkMissing as e:
-                summary["skipped_tasks"][name] = f"missing file {e}"
-                log.warning("task %s skipped: missing file %s", name, e)
-                continue
-        tasks.append(name)
+            summary["skipped_tasks"]["hare_heldout"] = "no held-out documents"
+    bench = r.decontam.benchmarks_dir  # None: the registry looks in the local Hugging Face cache only
+    ready, skipped = prepare_tasks([n for n in names if n != "hare_heldout"], bench, ctx.out)
+    drop_short_context(ready, skipped, r.pack.seq_len, "pack.seq_len")  # lm-eval runs with the training context
+    for name, why in skipped.items():
+        if bench is None:
+            why += " (decontam.benchmarks_dir is not set)"
+        summary["skipped_tasks"][name] = why
+        log.warning("task %s skipped: %s", name, why)
+    tasks += ready
     rows = []
     if tasks:
-        results = run_lm_eval(model_dir, task_dir, tasks, limit=cfg.limit, batch_size=cfg.batch_size,
+        results = run_lm_eval(model_dir, ctx.out / "tasks", tasks, limit=cfg.limit, batch_size=cfg.batch_size,
                               num_fewshot=cfg.num_fewshot, max_length=r.pack.seq_len)
         write_json(ctx.out / "lm_eval_results.json", results)
         rows = summary_rows(results)
+        if any(t in ready for t in LEADERBOARD):
+            notes = table_notes(results, cfg.limit, summary["skipped_tasks"])
+            if cfg.num_fewshot is not None:
+                notes.append(f"eval.num_fewshot {cfg.num_fewshot} replaces every task's shot count.")
+            (ctx.out / "leaderboard.md").write_text(
+                markdown_table(r.name, count_params(model_dir), results, notes), encoding="utf-8")
     summary["tasks"] = rows
     write_json(ctx.out / "summary.json", summary)
     counts = {"heldout_docs": len(docs), "tasks_run": len(tasks), "tasks_skipped": len(summary["skipped_tasks"])}

@@ -39,6 +39,10 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _opt(v: float | None) -> Any:
+    return "–" if v is None else round(v, 2)
+
+
 def table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td class='{'n' if isinstance(c, (int, float)) else ''}'>{_fmt(c)}</td>"
@@ -147,13 +151,21 @@ def build_report(run_dir: Path, recipe_name: str) -> str:
             parts.append(f"<p class='muted'>{html.escape(name)}: {html.escape(why)}</p>")
         matches = list(read_jsonl(run_dir / "decontam" / "matches.jsonl")) if (
             run_dir / "decontam" / "matches.jsonl").exists() else []
-        acted = [m for m in matches if m["action"] in ("dropped", "cut", "dropped_after_cut")][:5]
-        if acted:
-            parts.append("<h3>Examples (corpus passage | evaluation item)</h3>")
-            for m in acted:
+        acted = [m for m in matches if m["action"] in ("dropped", "cut", "dropped_after_cut")]
+        by_source: dict[str, list[dict]] = {}
+        for m in sorted(acted, key=lambda m: -m["example"].get("matched_words", 0)):
+            group = by_source.setdefault(m["example"]["item_source"], [])
+            if len(group) < 3:
+                group.append(m)
+        if by_source:
+            parts.append("<h3>Examples, longest overlaps first (corpus passage | evaluation item)</h3>")
+        for source, group in by_source.items():
+            parts.append(f"<h4>{html.escape(source)}</h4>")
+            for m in group:
                 ex = m["example"]
                 parts.append(f"<p class='muted'>{html.escape(m['id'])} &mdash; {m['action']}, overlap rate "
-                             f"{m['rate']:.1%}, item from {html.escape(ex['item_source'])}</p>"
+                             f"{m['rate']:.1%}, {ex.get('matched_words', '?')} words in a row from "
+                             f"{html.escape(ex.get('item_id', ''))}</p>"
                              f"<div class='pair'><pre>{html.escape(ex['corpus'])}</pre>"
                              f"<pre>{html.escape(ex['item'])}</pre></div>")
 
@@ -168,9 +180,10 @@ def build_report(run_dir: Path, recipe_name: str) -> str:
     idx = _load(run_dir / "tokenize", "index.json")
     if idx:
         parts.append("<h2>Tokens</h2>")
-        parts.append(table(["vocabulary", "documents", "tokens", "sequence length", "sequences", "unused tail"],
-                           [[idx["vocab_size"], idx["num_docs"], idx["num_tokens"], idx["seq_len"], idx["num_sequences"],
-                             idx["unused_tail_tokens"]]]))
+        parts.append(f"<p>vocabulary {idx['vocab_size']:,}</p>")
+        parts.append(table(["data part", "documents", "tokens", "sequence length", "sequences", "unused tail"],
+                           [[name, p["num_docs"], p["num_tokens"], p["seq_len"], p["num_sequences"],
+                             p["unused_tail_tokens"]] for name, p in idx["parts"].items()]))
 
     # Training
     mpath = run_dir / "train" / "metrics.jsonl"
@@ -184,6 +197,14 @@ def build_report(run_dir: Path, recipe_name: str) -> str:
                          f"{tm.get('final_loss', float('nan')):.4f}.</p>")
         if metrics:
             parts.append(loss_plot(metrics))
+            stages = []
+            for m in metrics:
+                if not stages or stages[-1][0] != m.get("stage"):
+                    stages.append([m.get("stage"), m["step"], m["step"]])
+                stages[-1][2] = m["step"]
+            if len(stages) > 1:
+                parts.append("<p class='muted'>stages: " + ", ".join(
+                    f"{html.escape(str(n))} (steps {a}&ndash;{b})" for n, a, b in stages) + "</p>")
             last = metrics[-1]
             parts.append(f"<p class='muted'>last logged: {last.get('tokens_per_s', 0):,.0f} tokens/s"
                          + (f", MFU {last['mfu']:.1%}" if "mfu" in last else "") + "</p>")
@@ -204,8 +225,33 @@ def build_report(run_dir: Path, recipe_name: str) -> str:
         for name, why in es.get("skipped_tasks", {}).items():
             parts.append(f"<p class='muted'>task {html.escape(name)} skipped: {html.escape(why)}</p>")
 
+    audit = _load(run_dir / "audit", "audit.json")
+    if audit:
+        parts.append("<h2>Leakage audit</h2>")
+        parts.append(f"<p>{audit['n']}-gram accuracy (%) at {audit['k']} start points on each benchmark split (D) "
+                     f"and on its rewritten twin (D&prime;, rewriter: {html.escape(audit['rewriter'])}); "
+                     "&Delta; = D &minus; D&prime;. A clearly positive &Delta; signals memorised benchmark data.</p>")
+        parts.append(table(["benchmark", "split", "items", "D′ (rewritten)", "D (original)", "Δ"],
+                           [[r["benchmark"], r["split"], r["items"], _opt(r["D_rewritten"]), _opt(r["D"]),
+                             _opt(r["delta"])] for r in audit["rows"]]))
+        if audit.get("clean_subset"):
+            parts.append("<h3>Clean subset (items sharing no 13-gram with the training data)</h3>")
+            parts.append(table(["benchmark", "split", "items", "seen in training", "n-gram acc (all)",
+                                "n-gram acc (clean)", "choice acc (all)", "choice acc (clean)"],
+                               [[r["benchmark"], r["split"], r["items"], r["items_seen_in_training"], _opt(r["D"]),
+                                 _opt(r["D_clean"]), _opt(r.get("choice_acc")), _opt(r.get("choice_acc_clean"))]
+                                for r in audit["rows"]]))
+
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>hare: {html.escape(recipe_name)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def rebuild(run_dir: Path) -> None:
+    """Rewrite a run's report in place (after ``hare audit`` added a section)."""
+    run_dir = Path(run_dir)
+    with atomic_open(run_dir / "report" / "report.html") as f:
+        f.write(build_report(run_dir, run_dir.name))
+    publish(run_dir)
 
 
 def run_report(ctx) -> dict:

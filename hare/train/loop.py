@@ -26,19 +26,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hare.io import atomic_open, atomic_path, read_jsonl
+from hare.io import atomic_open, atomic_path
+from hare.train import dist
 from hare.model.model import build_model, count_params, flops_per_token, mistral_config, peak_flops
 from hare.progress import Progress
 from hare.recipe import TrainConfig
+from hare.train.data import MixtureSampler, load_parts, plan_stages
 from hare.train.pack import PackedTokens, load_tokenizer
 
 log = logging.getLogger("hare.train")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at ``max_steps``."""
+    """Learning rate of optimizer step ``step`` (0-based).
+
+    Linear warmup to ``lr`` over ``warmup_steps``; then ``cosine``: cosine decay to ``min_lr`` at
+    ``max_steps``; or ``wsd`` (warmup-stable-decay): ``lr`` held, then a linear decay to ``min_lr``
+    over the last ``decay_fraction`` of the steps (Hägele et al. 2024 find a 20 % cooldown matches
+    cosine, and a run can be extended from any stable-phase checkpoint).
+    """
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "wsd":
+        decay_steps = max(1, round(cfg.max_steps * cfg.decay_fraction))
+        start = cfg.max_steps - decay_steps
+        if step < start:
+            return cfg.lr
+        return cfg.lr + (cfg.min_lr - cfg.lr) * min(1.0, (step - start + 1) / decay_steps)
     span = max(1, cfg.max_steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / span)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
@@ -61,17 +75,35 @@ def checkpoint_paths(folder: Path) -> list[Path]:
     return sorted(folder.glob("step-*.pt"))
 
 
-def save_checkpoint(folder: Path, step: int, model, opt, sched, cfg_dump: dict, keep: int) -> Path:
+def _full_state(model, opt, fsdp: bool) -> tuple[dict, dict]:
+    """Unsharded model and optimizer state; under FSDP a collective every process must join."""
+    if not fsdp:
+        return model.state_dict(), opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    o = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=o), get_optimizer_state_dict(model, opt, options=o)
+
+
+def save_checkpoint(folder: Path, step: int, model, opt, sched, cfg_dump: dict, keep: int,
+                    data_state: dict | None = None, fsdp: bool = False) -> Path:
+    """Write ``step-NNNNNN.pt`` atomically (rank 0) and keep the last ``keep``; every rank calls it under FSDP."""
+    model_sd, opt_sd = _full_state(model, opt, fsdp)
+    path = folder / f"step-{step:06d}.pt"
+    if not dist.is_main():
+        return path
     state = {
         "step": step,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
+        "data": data_state,
+        "parallel": "fsdp" if fsdp else "ddp",
+        "model": model_sd,
+        "optimizer": opt_sd,
         "scheduler": sched.state_dict(),
         "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         "config": cfg_dump,
     }
-    path = folder / f"step-{step:06d}.pt"
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     for old in checkpoint_paths(folder)[:-keep]:
@@ -79,10 +111,26 @@ def save_checkpoint(folder: Path, step: int, model, opt, sched, cfg_dump: dict, 
     return path
 
 
-def load_checkpoint(path: Path, model, opt, sched) -> int:
+def load_checkpoint(path: Path, model, opt, sched, sampler=None, fsdp: bool = False) -> int:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
+    if state.get("parallel", "ddp") != ("fsdp" if fsdp else "ddp"):
+        raise ValueError(f"{path} was written by a {state.get('parallel', 'ddp')} run; train.parallel must match")
+    if sampler is not None:
+        if state.get("data") is not None:
+            sampler.load_state_dict(state["data"])
+        else:  # a checkpoint without the data cursor: replay the plan up to its step
+            for _ in range(int(state["step"])):
+                sampler.next_step()
+    if fsdp:
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+
+        o = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, state["model"], options=o)
+        set_optimizer_state_dict(model, opt, optim_state_dict=state["optimizer"], options=o)
+    else:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     rng = state["rng"]
     random.setstate(rng["python"])
@@ -93,91 +141,194 @@ def load_checkpoint(path: Path, model, opt, sched) -> int:
     return int(state["step"])
 
 
-def train(model_config, data: PackedTokens, cfg: TrainConfig, out: Path, seed: int, resume: bool = False,
-          stop_after: int | None = None) -> dict:
+def _complete_lines(path: Path) -> list[dict]:
+    """JSON lines of a log that a killed run may have left with a half-written last line."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def grad_accum_steps(cfg: TrainConfig, seq_len: int, world: int) -> int:
+    """Micro-batches per process per step: from ``batch_tokens`` when given, else ``grad_accum``."""
+    if cfg.batch_tokens is None:
+        return cfg.grad_accum
+    per = cfg.micro_batch_size * seq_len * world
+    if cfg.batch_tokens % per:
+        raise ValueError(f"train.batch_tokens={cfg.batch_tokens} is not a multiple of micro_batch_size x seq_len x "
+                         f"processes = {cfg.micro_batch_size} x {seq_len} x {world} = {per}")
+    return cfg.batch_tokens // per
+
+
+def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: TrainConfig, out: Path, seed: int,
+          resume: bool = False, stop_after: int | None = None) -> dict:
     """Train from scratch (or from the last checkpoint in ``out`` when ``resume``); returns a summary.
 
-    ``stop_after`` ends the loop early at that step (after its checkpoint), as a crash would.
+    Under torchrun every process runs this function: each reads its own slice of every global
+    batch, DDP averages the gradients, and only rank 0 writes metrics and checkpoints.
+    ``stop_after`` ends the loop early at that step (without a checkpoint), as a crash would.
     """
-    device = resolve_device(cfg.device)
+    device = dist.init(cfg.device)
+    world, rank, main = dist.world_size(), dist.rank(), dist.is_main()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else None, "float32": None,
              "bfloat16": torch.bfloat16}[cfg.dtype]
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+    fsdp = cfg.parallel == "fsdp" and dist.distributed()
+    # Under FSDP the parameters are kept in dtype by its mixed-precision policy instead of autocast.
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None and not fsdp else nullcontext()
     random.seed(seed)
     np.random.seed(seed)
     model = build_model(model_config, seed=seed).to(device)
+    if cfg.activation_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
+    if fsdp:
+        shard_model(model, dtype)
     model.train()
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                            eps=cfg.eps, fused=device.type == "cuda")
+                            eps=cfg.eps, fused=device.type == "cuda" and not fsdp)
     # LambdaLR multiplies the base lr; express the schedule as a factor of the peak.
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg) / cfg.lr)
+
+    parts = data if isinstance(data, dict) else {"data": data}
+    L = next(iter(parts.values())).seq_len
+    accum = grad_accum_steps(cfg, L, world)
+    samples_per_step = cfg.micro_batch_size * accum * world
+    tokens_per_step = samples_per_step * L
+    sampler = MixtureSampler(parts, plan_stages(cfg.stages, parts, tokens_per_step, cfg.max_steps), samples_per_step)
 
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.jsonl"
+    batches_path = out / "batches.jsonl"
     step = 0
     ckpts = checkpoint_paths(ckpt_dir)
     if resume and ckpts:
-        step = load_checkpoint(ckpts[-1], model, opt, sched)
+        step = load_checkpoint(ckpts[-1], model, opt, sched, sampler, fsdp=fsdp)
         log.info("resumed from %s (step %d)", ckpts[-1], step)
-    old = [m for m in read_jsonl(metrics_path) if m["step"] <= step] if metrics_path.exists() and step else []
-    with atomic_open(metrics_path) as f:  # drop lines logged after the checkpoint we resume from
-        for m in old:
-            f.write(json.dumps(m) + "\n")
+    if main:
+        for path in (metrics_path, batches_path):  # drop lines logged after the checkpoint we resume from
+            old = [m for m in _complete_lines(path) if m["step"] <= step] if path.exists() and step else []
+            with atomic_open(path) as f:
+                for m in old:
+                    f.write(json.dumps(m) + "\n")
+    dist.barrier()
 
-    L = data.seq_len
-    tokens_per_step = cfg.micro_batch_size * cfg.grad_accum * L
+    raw_model = model
+    fwd_model = model
+    if dist.distributed() and not fsdp:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        fwd_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        fwd_model = torch.compile(fwd_model)
+    tb = _tensorboard(out) if cfg.tensorboard and main else None
+
     fpt = flops_per_token(model_config, L)
     peak = peak_flops(device)
-    n_params = count_params(model)
-    log.info("model: %s parameters; %d tokens per step; %d steps; device %s%s", f"{n_params:,}", tokens_per_step,
-             cfg.max_steps, device, f" ({dtype})" if dtype else "")
-    bar = Progress(total=cfg.max_steps, initial=step, desc="train", unit="step")
+    n_params = count_params(raw_model)
+    log.info("model: %s parameters; %d tokens per step (%d x %d x %d processes x %d); %d steps; device %s%s",
+             f"{n_params:,}", tokens_per_step, cfg.micro_batch_size, accum, world, L, cfg.max_steps, device,
+             f" ({dtype})" if dtype else "")
+    bar = Progress(total=cfg.max_steps, initial=step, desc="train", unit="step", disable=not main)
     last_loss = float("nan")
     t_log = time.perf_counter()
     steps_since = 0
-    with open(metrics_path, "a", encoding="utf-8") as mf:
+    with open(metrics_path, "a", encoding="utf-8") if main else nullcontext() as mf, \
+            open(batches_path, "a", encoding="utf-8") if main else nullcontext() as bf:
         while step < cfg.max_steps:
+            stage, plan = sampler.next_step()
+            if main:
+                bf.write(json.dumps(MixtureSampler.record(step + 1, stage, plan)) + "\n")
             loss_sum = 0.0
-            for micro in range(cfg.grad_accum):
-                start = (step * cfg.grad_accum + micro) * cfg.micro_batch_size
-                batch, _ = data.batch(start, cfg.micro_batch_size)
+            for micro in range(accum):
+                first = (micro * world + rank) * cfg.micro_batch_size
+                batch = sampler.windows(plan[first:first + cfg.micro_batch_size])
                 batch = torch.from_numpy(batch).to(device, non_blocking=True)
                 x, y = batch[:, :-1], batch[:, 1:]
-                with autocast:
-                    logits = model(input_ids=x).logits
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-                (loss / cfg.grad_accum).backward()
+                # Gradients are averaged across processes only on the last micro-batch of a step.
+                if fsdp:
+                    raw_model.set_requires_gradient_sync(micro == accum - 1)
+                    sync = nullcontext()
+                else:
+                    sync = nullcontext() if micro == accum - 1 or fwd_model is raw_model else fwd_model.no_sync()
+                with sync:
+                    with autocast:
+                        logits = fwd_model(input_ids=x).logits
+                    loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+                    (loss / accum).backward()
                 loss_sum += loss.item()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
+            gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(),
+                                                   cfg.grad_clip if cfg.grad_clip else float("inf"))
+            if hasattr(gnorm, "full_tensor"):  # a DTensor under FSDP
+                gnorm = gnorm.full_tensor()
             lr = opt.param_groups[0]["lr"]
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
             steps_since += 1
-            last_loss = loss_sum / cfg.grad_accum
+            last_loss = dist.mean(loss_sum / accum, device)
             bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
+            if main and (step % cfg.log_every == 0 or step == cfg.max_steps):
                 dt = time.perf_counter() - t_log
                 tps = steps_since * tokens_per_step / dt
-                rec = {"step": step, "loss": round(last_loss, 5), "lr": lr, "grad_norm": round(float(gnorm), 5),
+                rec = {"step": step, "stage": stage.name, "loss": round(last_loss, 5), "lr": lr,
+                       "grad_norm": round(float(gnorm), 5),
                        "tokens": step * tokens_per_step, "tokens_per_s": round(tps, 1)}
                 if peak:
-                    rec["mfu"] = round(tps * fpt / peak, 4)
+                    rec["mfu"] = round(tps * fpt / (peak * world), 4)
                 mf.write(json.dumps(rec) + "\n")
                 mf.flush()
+                if tb is not None:
+                    for k, v in rec.items():
+                        if k not in ("step", "stage"):
+                            tb.add_scalar(f"train/{k}", v, step)
                 bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
                 t_log, steps_since = time.perf_counter(), 0
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                save_checkpoint(ckpt_dir, step, model, opt, sched, {"train": cfg.model_dump()}, cfg.keep_checkpoints)
+                if main:
+                    bf.flush()
+                save_checkpoint(ckpt_dir, step, raw_model, opt, sched, {"train": cfg.model_dump()},
+                                cfg.keep_checkpoints, sampler.state_dict(), fsdp=fsdp)
             if stop_after is not None and step >= stop_after:
                 break
     bar.close()
-    return {"model": model, "step": step, "final_loss": last_loss, "params": n_params,
-            "tokens": step * tokens_per_step, "flops_per_token": fpt}
+    if tb is not None:
+        tb.close()
+    if fsdp:  # gather the weights into an unsharded copy on rank 0 for export
+        full, _ = _full_state(raw_model, opt, True)
+        raw_model = None
+        if main:
+            raw_model = build_model(model_config, seed=seed)
+            raw_model.load_state_dict(full)
+    dist.barrier()
+    return {"model": raw_model, "step": step, "final_loss": last_loss, "params": n_params,
+            "tokens": step * tokens_per_step, "flops_per_token": fpt, "processes": world}
+
+
+def shard_model(model, dtype) -> None:
+    """FSDP2: shard every decoder layer, then the rest (embeddings, final norm, LM head)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype is not None else None
+    kw = {"mp_policy": mp} if mp is not None else {}
+    for layer in model.model.layers:
+        fully_shard(layer, **kw)
+    fully_shard(model, **kw)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional: metrics.jsonl has the same numbers
+        log.info("train.tensorboard is on but the tensorboard package is not installed; logging to metrics.jsonl only")
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def export_model(model, tokenizer, folder: Path) -> None:
@@ -196,13 +347,17 @@ def run_train(ctx) -> dict:
     r = ctx.recipe
     tok_dir = ctx.deps["tokenize"]
     tokenizer = load_tokenizer(tok_dir / "tokenizer")
-    data = PackedTokens(tok_dir, seed=r.seed)
+    parts = load_parts(tok_dir, r.seed)
+    seq_len = next(iter(parts.values())).seq_len
     overrides = dict(r.model.overrides)
-    overrides.setdefault("max_position_embeddings", max(data.seq_len, 128))
+    overrides.setdefault("max_position_embeddings", max(seq_len, 128))
     config = mistral_config(r.model.preset, overrides, vocab_size=len(tokenizer))
-    res = train(config, data, r.train, ctx.out, r.seed, resume=ctx.resume)
+    res = train(config, parts, r.train, ctx.out, r.seed, resume=ctx.resume)
     model = res.pop("model")
-    model.config.use_cache = True
-    export_model(model.cpu(), tokenizer, ctx.out / "model")
-    log.info("exported %s", ctx.out / "model")
-    return {**res, "sequences": data.n, "epochs": round(res["tokens"] / (data.n * data.seq_len), 3)}
+    if dist.is_main():
+        model.config.use_cache = True
+        export_model(model.cpu(), tokenizer, ctx.out / "model")
+        log.info("exported %s", ctx.out / "model")
+    dist.barrier()
+    n_seq = sum(p.n for p in parts.values())
+    return {**res, "sequences": n_seq, "epochs": round(res["tokens"] / (n_seq * seq_len), 3)}

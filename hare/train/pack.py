@@ -5,8 +5,8 @@ memory-mapped array (uint16 when the vocabulary fits, else uint32). Sequence ``i
 ``tokens[i*L : i*L + L + 1]`` (inputs are its first L tokens, targets its last L), so there is no
 padding and no token is wasted except the tail that does not fill a window.
 
-Outputs: tokenizer/ (a Hugging Face tokenizer folder), tokens.bin, doc_offsets.npy (start of each
-document in tokens.bin), index.json.
+Outputs: tokenizer/ (a Hugging Face tokenizer folder) and, for each data part, <part>/tokens.bin,
+<part>/doc_offsets.npy (start of each document in tokens.bin) and <part>/index.json.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def pack_documents(texts, tokenizer, out_dir: Path, seq_len: int, batch_docs: in
 class PackedTokens:
     """Read side of a packed token file: fixed windows, ordered by a seeded permutation per epoch."""
 
-    def __init__(self, folder: str | Path, seed: int = 0):
+    def __init__(self, folder: str | Path, seed: int | list[int] = 0):
         self.folder = Path(folder)
         self.index = read_json(self.folder / "index.json")
         self.seq_len = self.index["seq_len"]
@@ -127,6 +127,11 @@ class PackedTokens:
         return out, ids
 
 
+def part_dirs(folder: str | Path) -> dict[str, Path]:
+    """The packed data parts of a tokenize step's folder: part name -> folder."""
+    return {p.parent.name: p.parent for p in sorted(Path(folder).glob("*/index.json"))}
+
+
 def run_tokenize(ctx) -> dict:
     r = ctx.recipe
     mix = ctx.deps["mix"] / "train"
@@ -145,9 +150,17 @@ def run_tokenize(ctx) -> dict:
         tokenizer = train_tokenizer(sample(), r.tokenizer.vocab_size, tok_dir)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"tokenizer {r.tokenizer.path or tok_dir} has no EOS token; packing needs one")
-    n_docs = sum(1 for _ in read_shards(mix))
-    index = pack_documents((d.text for d in read_shards(mix)), tokenizer, ctx.out, r.pack.seq_len,
-                           batch_docs=r.pack.batch_docs, total_docs=n_docs)
-    log.info("packed %d documents into %d tokens (%d sequences of %d)", index["num_docs"], index["num_tokens"],
-             index["num_sequences"], index["seq_len"])
-    return index
+    counts: dict = {"parts": {}}
+    for part_dir in sorted(p for p in mix.iterdir() if p.is_dir()):
+        n_docs = sum(1 for _ in read_shards(part_dir))
+        index = pack_documents((d.text for d in read_shards(part_dir)), tokenizer, ctx.out / part_dir.name,
+                               r.pack.seq_len, batch_docs=r.pack.batch_docs, total_docs=n_docs)
+        log.info("part %s: %d documents, %d tokens (%d sequences of %d)", part_dir.name, index["num_docs"],
+                 index["num_tokens"], index["num_sequences"], index["seq_len"])
+        counts["parts"][part_dir.name] = index
+    counts["num_tokens"] = sum(i["num_tokens"] for i in counts["parts"].values())
+    counts["num_docs"] = sum(i["num_docs"] for i in counts["parts"].values())
+    counts["vocab_size"] = len(tokenizer)
+    write_json(ctx.out / "index.json", counts)
+    return {"num_tokens": counts["num_tokens"], "num_docs": counts["num_docs"], "vocab_size": len(tokenizer),
+            "parts": len(counts["parts"])}

@@ -50,7 +50,7 @@ def test_planted_items_from_every_benchmark_are_found_and_clean_text_is_not(full
     from tests.conftest import nltk_texts
 
     items, index = full_index
-    assert len(index) > 1_000_000 and index.hashes.nbytes + index.first_item.nbytes < 40e6
+    assert len(index) > 3_000_000 and index.hashes.nbytes + index.first_item.nbytes < 40e6
     rng = random.Random(0)
     hosts = [t for _, t in nltk_texts("movie_reviews")]
     docs, planted = [], []

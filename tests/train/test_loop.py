@@ -74,3 +74,29 @@ def test_export_loads_with_auto_classes_and_generates(packed, tmp_path):
     assert out.shape[1] == ids.shape[1] + 5
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, model.eval()(ids).logits)
+
+
+def test_wsd_schedule_holds_then_decays_linearly():
+    c = cfg(max_steps=100, warmup_steps=10, lr=1.0, min_lr=0.0, schedule="wsd", decay_fraction=0.2)
+    assert lr_at(5, c) == pytest.approx(0.6)
+    assert all(lr_at(s, c) == 1.0 for s in range(10, 80))
+    assert lr_at(80, c) == pytest.approx(0.95) and lr_at(99, c) == pytest.approx(0.0)
+
+
+def test_batch_tokens_sets_gradient_accumulation():
+    from hare.train.loop import grad_accum_steps
+
+    assert grad_accum_steps(cfg(micro_batch_size=4, batch_tokens=2048), 64, 2) == 4
+    assert grad_accum_steps(cfg(micro_batch_size=16, batch_tokens=2 ** 21), 2048, 1) == 64  # the paper's 2M
+    with pytest.raises(ValueError, match="not a multiple"):
+        grad_accum_steps(cfg(micro_batch_size=3, batch_tokens=1000), 64, 1)
+
+
+def test_activation_checkpointing_gives_the_same_training(packed, tmp_path):
+    folder, tok, _ = packed
+    conf = tiny_config(len(tok))
+    a = train(conf, PackedTokens(folder, seed=2), cfg(max_steps=3), tmp_path / "a", seed=2)["model"]
+    b = train(conf, PackedTokens(folder, seed=2), cfg(max_steps=3, activation_checkpointing=True), tmp_path / "b",
+              seed=2)["model"]
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(v, b.state_dict()[k], rtol=0, atol=1e-5)

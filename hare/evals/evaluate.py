@@ -1,0 +1,198 @@
+"""Evaluate any local causal LM (a hare model or any Hugging Face folder): ``hare eval MODEL``.
+
+Writes into ``out``: ``tasks/`` and ``data/`` (the lm-eval task definitions and the rows they
+read), ``lm_eval_results.json`` (lm-eval's own results), ``leaderboard.md`` (the paper's table with
+the published rows beside this model's), ``perplexity.json`` (when documents are given) and
+``summary.json`` (one row per task and metric, skipped tasks with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+from hare.evals.leaderboard import COLUMNS, markdown_table
+from hare.evals.tasks import LEADERBOARD, prepare_tasks
+from hare.io import read_json, write_json
+
+log = logging.getLogger("hare.evals")
+
+# lm-eval's default new-token budget for generation (HFLM.max_gen_toks); GSM8K needs a context longer than it
+MAX_GEN_TOKS = 256
+
+
+def drop_short_context(ready: list[str], skipped: dict[str, str], ctx_len: int, how: str = "--max-length") -> None:
+    """Move GSM8K to ``skipped`` when the context cannot hold its generation (lm-eval would assert)."""
+    if "gsm8k" in ready and ctx_len <= MAX_GEN_TOKS:
+        ready.remove("gsm8k")
+        skipped["gsm8k"] = (f"the model's context ({ctx_len} tokens) is not longer than the {MAX_GEN_TOKS} tokens "
+                            f"GSM8K generates; give a longer context ({how})")
+
+
+def is_model_dir(path: str | Path) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def model_max_length(model_dir: Path) -> int:
+    """The context lm-eval's HF model uses when not told: the first length field of config.json."""
+    cfg = read_json(model_dir / "config.json")
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if isinstance(cfg.get(key), int):
+            return cfg[key]
+    return 2048
+
+
+def count_params(model_dir: Path) -> int | None:
+    """Parameters in the model's safetensors files, read from their headers (no weights loaded)."""
+    from safetensors import safe_open
+
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return None
+    n = 0
+    for f in files:
+        with safe_open(str(f), "pt") as st:
+            n += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
+    return n
+
+
+def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int | None, batch_size: int | str,
+                num_fewshot: int | None = None, max_length: int | None = None, device: str = "cpu") -> dict:
+    """Run lm-evaluation-harness on a local HF model folder with the task YAMLs in ``task_dir``.
+
+    Returns lm-eval's results dict (what ``lm_eval --output_path`` saves), made JSON-safe.
+    """
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(include_path=str(task_dir), include_defaults=False)
+    model_args = {"pretrained": str(model_dir), "dtype": "float32" if device == "cpu" else "auto",
+                  "trust_remote_code": False}
+    if max_length:
+        model_args["max_length"] = max_length
+    out = lm_eval.simple_evaluate(
+        model="hf", model_args=model_args, tasks=tasks, task_manager=tm, limit=limit, batch_size=batch_size,
+        num_fewshot=num_fewshot, device=device, log_samples=False,
+        bootstrap_iters=1000,  # every metric here is a mean, whose stderr is closed-form; no bootstrap runs
+    )
+    out.pop("samples", None)
+    return json.loads(json.dumps(out, default=str))
+
+
+def summary_rows(results: dict) -> list[dict]:
+    """One row per task (or group) and metric; MMLU's 57 subjects stay in lm_eval_results.json."""
+    rows = []
+    for task, metrics in sorted(results.get("results", {}).items()):
+        if task.startswith("mmlu_"):
+            continue
+        for key, value in metrics.items():
+            if "_stderr" in key or key.startswith("sample_len") or not isinstance(value, (int, float)):
+                continue
+            metric, _, filt = key.partition(",")
+            stderr = metrics.get(f"{metric}_stderr,{filt}")
+            rows.append({"task": task, "metric": metric if filt in ("", "none") else f"{metric} ({filt})",
+                         "value": value, "stderr": stderr if isinstance(stderr, (int, float)) else None})
+    mmlu = mmlu_weighted(results)
+    if mmlu is not None:
+        rows.append({"task": "mmlu", "metric": "acc (subjects weighted by size, lm-eval's mmlu group)",
+                     "value": mmlu, "stderr": None})
+    return rows
+
+
+def mmlu_weighted(results: dict) -> float | None:
+    """MMLU accuracy over all questions (lm-eval's own group aggregation), beside the leaderboard's subject mean."""
+    res, n = results.get("results", {}), results.get("n-samples", {})
+    num = den = 0.0
+    for task, m in res.items():
+        if task.startswith("mmlu_") and isinstance(m.get("acc,none"), (int, float)) and task in n:
+            k = n[task]["effective"]
+            num += m["acc,none"] * k
+            den += k
+    return num / den if den else None
+
+
+def table_notes(results: dict, limit: int | None, skipped: dict[str, str]) -> list[str]:
+    """What a reader of the table must know: limits, tasks that did not run, data differences."""
+    notes = []
+    if limit:
+        notes.append(f"--limit {limit}: at most {limit} items per task (per MMLU subject): a quick look, "
+                     "not comparable with the published numbers.")
+    for name, why in skipped.items():
+        notes.append(f"{name} did not run: {why}.")
+    for _, cfg in sorted(results.get("configs", {}).items()):
+        for note in cfg.get("metadata", {}).get("hare_notes", []):
+            if note + "." not in notes:
+                notes.append(note + ".")
+    if "mmlu" in results.get("results", {}):
+        notes.append("MMLU is the mean of the subject accuracies, as the Open LLM Leaderboard v1 computed it.")
+    return notes
+
+
+def evaluate_model(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchmarks: str | Path | None,
+                   limit: int | None = None, batch_size: int | str = 8, device: str = "cpu",
+                   max_length: int | None = None, heldout: list[str | Path] | None = None,
+                   text_field: str = "text", name: str | None = None) -> dict:
+    """Run ``tasks`` (names or suites) and held-out perplexity on a local model; returns summary.json's content."""
+    model_dir, out = Path(model_dir), Path(out)
+    if not is_model_dir(model_dir):
+        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json)")
+    name = name or model_dir.name
+    for old in ("tasks", "data"):  # a new evaluation never mixes with the files of an earlier one
+        shutil.rmtree(out / old, ignore_errors=True)
+    for old in ("lm_eval_results.json", "leaderboard.md", "perplexity.json", "summary.json"):
+        (out / old).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx_len = max_length or model_max_length(model_dir)
+    summary: dict = {"model": str(model_dir.resolve()), "params": count_params(model_dir), "max_length": ctx_len,
+                     "limit": limit, "skipped_tasks": {}}
+
+    if heldout:
+        summary["perplexity"] = heldout_perplexity(model_dir, heldout, device=device, max_len=min(ctx_len, 2048),
+                                                   text_field=text_field, limit=limit)
+        write_json(out / "perplexity.json", summary["perplexity"])
+
+    t0 = time.perf_counter()
+    ready, skipped = prepare_tasks(tasks, benchmarks, out)
+    drop_short_context(ready, skipped, ctx_len)
+    summary["skipped_tasks"] = skipped
+    for task, why in skipped.items():
+        log.warning("task %s skipped: %s", task, why)
+    if skipped and ready:
+        log.warning("tasks that can still run: %s", ", ".join(ready))
+    log.info("prepared %d tasks in %.1fs: %s", len(ready), time.perf_counter() - t0, ", ".join(ready) or "none")
+
+    results: dict = {}
+    if ready:
+        results = run_lm_eval(model_dir, out / "tasks", ready, limit=limit, batch_size=batch_size,
+                              max_length=max_length, device=device)
+        write_json(out / "lm_eval_results.json", results)
+    summary["tasks"] = summary_rows(results)
+    if any(t in ready for t in LEADERBOARD):
+        table = markdown_table(name, summary["params"], results, table_notes(results, limit, skipped))
+        (out / "leaderboard.md").write_text(table, encoding="utf-8")
+        summary["leaderboard"] = {col: results.get("results", {}).get(t, {}).get(m) for col, (t, m) in COLUMNS.items()}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def heldout_perplexity(model_dir: Path, paths: list[str | Path], *, device: str = "cpu", max_len: int = 2048,
+                       text_field: str = "text", limit: int | None = None) -> dict:
+    """Bits per byte and per-token loss of the model on the documents in ``paths`` (files or folders)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hare.evals.perplexity import perplexity, read_documents
+    from hare.train.pack import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
+    texts = list(read_documents(paths, text_field=text_field, limit=limit))
+    res = perplexity(model.to(device), tok, texts, max_len=max_len, device=device, total=len(texts))
+    log.info("held-out: %d documents, loss %.4f nats/token, %.4f bits/byte", res["docs"], res["loss"],
+             res["bits_per_byte"])
+    return {**res, "files": [str(p) for p in paths]}
+
