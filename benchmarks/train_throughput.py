@@ -75,8 +75,9 @@ def step_times_trainer(config, data, cfg, out: Path, device: torch.device) -> li
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, warmup_steps=cfg.warmup_steps,
         lr_scheduler_type="cosine", weight_decay=cfg.weight_decay, adam_beta1=cfg.beta1, adam_beta2=cfg.beta2,
         adam_epsilon=cfg.eps, max_grad_norm=cfg.grad_clip, logging_steps=10 ** 9, save_strategy="no",
-        report_to=[], dataloader_num_workers=0, use_cpu=device.type == "cpu", bf16=device.type == "cuda",
-        seed=0, disable_tqdm=True,
+        report_to=[], dataloader_num_workers=0, use_cpu=device.type == "cpu",
+        bf16=cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and device.type == "cuda"),
+        torch_compile=cfg.compile, seed=0, disable_tqdm=True,
     )
     Trainer(model=model, args=args, train_dataset=Windows(), callbacks=[Timer()]).train()
     return times
@@ -97,6 +98,9 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=4096, help="BPE vocabulary trained for the benchmark")
     ap.add_argument("--modules", type=int, default=60, help="standard-library modules of text")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="autocast dtype for both sides (auto: bfloat16 on GPU, float32 on CPU)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile on both sides (compile time left out)")
     a = ap.parse_args()
 
     device = resolve_device(a.device)
@@ -105,7 +109,8 @@ def main() -> None:
         tok, data = build_data(tmp / "data", a.seq_len, a.vocab, a.modules)
         config = mistral_config(a.preset, {"max_position_embeddings": max(a.seq_len, 128)}, vocab_size=len(tok))
         cfg = TrainConfig(max_steps=a.steps, micro_batch_size=a.micro_batch, grad_accum=a.grad_accum, lr=3e-4,
-                          min_lr=3e-5, warmup_steps=2, log_every=1, checkpoint_every=10 ** 9, device=a.device)
+                          min_lr=3e-5, warmup_steps=2, log_every=1, checkpoint_every=10 ** 9, device=a.device,
+                          dtype=a.dtype, compile=a.compile)
         tokens = a.micro_batch * a.grad_accum * a.seq_len
         hare_t = step_times_hare(config, data, cfg, tmp / "hare")[a.warmup:]
         base_t = step_times_trainer(config, data, cfg, tmp / "trainer", device)[a.warmup:]
@@ -113,7 +118,7 @@ def main() -> None:
     base_tps = tokens / statistics.median(base_t)
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
           f"threads {torch.get_num_threads()}; preset {a.preset}, seq {a.seq_len}, {tokens:,} tokens/step, "
-          f"{a.steps} steps ({a.warmup} warmup left out)")
+          f"{a.steps} steps ({a.warmup} warmup left out), dtype {a.dtype}{', compiled' if a.compile else ''}")
     print(f"hare loop            {hare_tps:12,.0f} tokens/s")
     print(f"transformers.Trainer {base_tps:12,.0f} tokens/s")
     print(f"ratio hare / Trainer {hare_tps / base_tps:12.2f}x")

@@ -1,4 +1,4 @@
-"""The step runner: corpus -> decontam -> mix -> tokenize -> train -> eval -> report.
+"""The step runner: corpus -> decontam -> cluster -> mix -> tokenize -> train -> eval -> report.
 
 Each step writes into ``runs/<name>/<step>/`` and finishes by writing ``manifest.json`` (its
 config, the fingerprints of its inputs, counts, timings and library versions). A step is skipped
@@ -94,13 +94,17 @@ STEPS: list[Step] = [
     Step("corpus", (), lambda r: {"sources": section_dump(r.sources), "corpus": section_dump(r.corpus),
                                   "seed": r.seed},
          "hare.corpus.step:run_corpus", _source_inputs,
-         "read the sources, clean them, drop exact duplicates, hold out the evaluation slice"),
+         "read the sources, clean them, keep a quality band, remove exact and near duplicates, hold out the evaluation slice"),
     Step("decontam", ("corpus",), lambda r: section_dump(r.decontam),
          "hare.corpus.decontam:run_decontam", _bench_inputs,
          "remove training text that overlaps held-out documents and benchmark items"),
-    Step("mix", ("decontam",), lambda r: {"mix": section_dump(r.mix), "seed": r.seed,
+    Step("cluster", ("decontam",), lambda r: {"cluster": section_dump(r.cluster), "seed": r.seed},
+         "hare.corpus.cluster:run_cluster",
+         help="embed the training documents, cluster them into topics and name each topic"),
+    Step("mix", ("decontam", "cluster"), lambda r: {"mix": section_dump(r.mix), "seed": r.seed,
                                           "weights": {s.name: s.weight for s in r.sources}},
-         "hare.corpus.mix:run_mix", help="sample the sources by weight into the training set"),
+         "hare.corpus.mix:run_mix",
+         help="sample the sources by weight, and their topics by temperature, into the training set"),
     Step("tokenize", ("mix",), lambda r: {"tokenizer": section_dump(r.tokenizer), "pack": section_dump(r.pack),
                                           "seed": r.seed},
          "hare.train.pack:run_tokenize", _tok_inputs,
@@ -110,7 +114,7 @@ STEPS: list[Step] = [
          "hare.train.loop:run_train", help="train the model (resumes from the last checkpoint)"),
     Step("eval", ("train", "corpus", "decontam"), lambda r: section_dump(r.eval),
          "hare.evals.step:run_eval", help="held-out perplexity and lm-evaluation-harness tasks"),
-    Step("report", ("corpus", "decontam", "mix", "tokenize", "train", "eval"), lambda r: {"version": 1},
+    Step("report", ("corpus", "decontam", "cluster", "mix", "tokenize", "train", "eval"), lambda r: {"version": 1},
          "hare.report.html:run_report", help="write report.html"),
 ]
 STEP_NAMES = [s.name for s in STEPS]

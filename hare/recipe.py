@@ -26,15 +26,22 @@ class SourceConfig(Section):
     """One raw-text source of the corpus (a D1 part)."""
 
     name: str = Field(description="Short name, recorded on every document read from this source.")
-    kind: Literal["pydoc", "jsonl", "parquet", "text"] = Field(
+    kind: Literal["pydoc", "jsonl", "parquet", "text", "hf"] = Field(
         description="pydoc: the Python standard library's documentation rendered by pydoc (needs no "
         "files); jsonl: JSON lines, plain or .gz/.zst/.bz2; parquet: Parquet files; text: a folder of "
-        ".txt files, one document per file."
+        ".txt files, one document per file; hf: a Hugging Face dataset saved with save_to_disk, or a dataset "
+        "name found in the local datasets cache."
     )
     path: str | None = Field(None, description="File, folder or glob pattern (not used by kind=pydoc).")
     text_field: str = Field("text", description="Field holding the document text (jsonl, parquet).")
     id_field: str | None = Field(
         None, description="Field holding a stable id; when unset, ids are '<source>/<file>:<line>'."
+    )
+    split: str = Field("train", description="hf: the split to read.")
+    config_name: str | None = Field(None, description="hf: the dataset configuration (subset) name, if any.")
+    allow_hub: bool = Field(
+        False, description="hf: let a dataset name be downloaded from the Hugging Face hub (needs a network). Off: "
+        "only local folders and the local cache are read."
     )
     weight: float = Field(1.0, ge=0, description="Relative weight of this source within its data part.")
     part: str = Field(
@@ -58,6 +65,34 @@ class CleanConfig(Section):
     max_duplicate_line_fraction: float = Field(
         0.3, description="Gopher: fraction of lines that are duplicates of another line at most 0.3."
     )
+    max_duplicate_paragraph_fraction: float = Field(
+        0.3, description="Gopher: fraction of paragraphs (split on blank lines) that repeat another at most 0.3."
+    )
+    max_duplicate_line_char_fraction: float = Field(
+        0.2, description="Gopher: fraction of characters in repeated lines at most 0.2."
+    )
+    max_duplicate_paragraph_char_fraction: float = Field(
+        0.2, description="Gopher: fraction of characters in repeated paragraphs at most 0.2."
+    )
+    max_top_ngram_char_fraction: dict[int, float] = Field(
+        default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16},
+        description="Gopher: for n = 2, 3, 4, the characters of the most frequent word n-gram may make up at most "
+        "this share of the document.",
+    )
+    max_duplicate_ngram_char_fraction: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        description="Gopher: for n = 5..10, the characters in word n-grams that repeat an earlier one may make up "
+        "at most this share of the document.",
+    )
+    fineweb_rules: bool = Field(
+        False, description="FineWeb's quality rules for web text: at least 12 % of lines end in punctuation, at most "
+        "67 % of lines are shorter than 30 characters, at most 1 % of characters in repeated lines. Off by "
+        "default: documentation, code and verse break them."
+    )
+    require_complete_ending: bool = Field(
+        False, description="Drop documents whose last line is prose that stops mid-sentence (the paper's removal "
+        "of incomplete samples): at least 8 words and no terminal punctuation."
+    )
     min_stop_words: int = Field(2, ge=0, description="Gopher: at least 2 English stop words.")
     max_non_ascii_fraction: float = Field(
         0.3, description="Drop documents whose letters are mostly outside ASCII (a cheap non-English test)."
@@ -75,13 +110,57 @@ class CleanConfig(Section):
     )
 
 
+class MinHashConfig(Section):
+    """Near-duplicate detection: MinHash signatures of word n-grams, LSH banding, clusters."""
+
+    ngram: int = Field(5, ge=1, description="Words per shingle (datatrove/FineWeb and Lee et al. 2022: 5).")
+    bands: int = Field(14, ge=1, description="LSH bands (datatrove/FineWeb: 14).")
+    rows: int = Field(
+        8, ge=1, description="Hash values per band; bands x rows permutations in all (datatrove/FineWeb: 8, so 112)."
+    )
+    threshold: float | None = Field(
+        0.8, ge=0, le=1,
+        description="Keep a candidate pair only when its Jaccard similarity estimated from the signatures is at "
+        "least this (Lee et al. 2022: 0.8). null links every pair that shares a band, as datatrove does.",
+    )
+    seed: int = Field(1, description="Seed of the hash permutations (datatrove's default: 1).")
+    spill_dir: str | None = Field(
+        None, description="Folder for the spilled signatures and band hashes (deleted when the step ends); "
+        "default: inside the corpus step's folder."
+    )
+
+
+class QualityConfig(Section):
+    """Quality consistency: score every cleaned document against a reference set, keep a band."""
+
+    enabled: bool = Field(False, description="Score documents and keep those inside [min_score, max_score].")
+    reference_sources: list[str] = Field(
+        default_factory=list, description="Sources whose documents are the high-quality reference (they are "
+        "scored and banded like the others)."
+    )
+    reference_path: str | None = Field(
+        None, description="Reference text outside the recipe's sources: a JSONL file (text field 'text'), a .txt "
+        "file or a folder of .txt files."
+    )
+    sample_docs: int = Field(
+        2000, ge=2, description="Documents taken from the start of each side to train the scorer."
+    )
+    min_score: float = Field(0.5, ge=0, le=1, description="Drop documents scoring below this (probability).")
+    max_score: float = Field(1.0, ge=0, le=1, description="Drop documents scoring above this (1 keeps all above "
+                             "min_score; lower it to cut off text unlike the rest of the kept set).")
+
+
 class CorpusConfig(Section):
-    """Reading, cleaning, exact dedup and the held-out split."""
+    """Reading, cleaning, deduplication and the held-out split."""
 
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")
-    dedup: Literal["exact", "none"] = Field(
-        "exact", description="exact: drop documents whose normalized text was already seen (first kept)."
+    dedup: Literal["exact", "minhash", "none"] = Field(
+        "exact", description="exact: drop documents whose normalized text was already seen; minhash: exact, then "
+        "near-duplicates by MinHash LSH (Broder 1997) across all sources. In both, the document read first "
+        "(source order, then position) is kept."
     )
+    minhash: MinHashConfig = Field(default_factory=MinHashConfig, description="Near-duplicate settings.")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="Quality consistency band.")
     heldout_fraction: float = Field(
         0.05, ge=0, lt=1, description="Fraction of documents held out as the evaluation set (by id hash)."
     )
@@ -160,11 +239,50 @@ class DecontamConfig(Section):
         return self.model_copy(update={k: v for k, v in part.model_dump().items() if v is not None})
 
 
+class ClusterConfig(Section):
+    """Topic clustering of the training documents (the paper's semantic diversity)."""
+
+    enabled: bool = Field(True, description="Cluster the decontaminated training documents into topics; the mix then "
+                          "covers topics by mix.cluster_temperature and the topics seed synthetic data.")
+    embedder: Literal["tfidf-svd", "sentence-transformers"] = Field(
+        "tfidf-svd", description="tfidf-svd: TF-IDF and truncated SVD (LSA), needs nothing else; "
+        "sentence-transformers: a local model folder (model_path; needs the sentence-transformers package)."
+    )
+    model_path: str | None = Field(None, description="Local sentence-transformers model folder (embedder: "
+                                   "sentence-transformers); never downloaded.")
+    k: int | None = Field(None, ge=2, description="Number of clusters; null: round(sqrt(n/2)) for n documents "
+                          "(Mardia et al. 1979), at most max_k.")
+    max_k: int = Field(500, ge=2, description="Upper bound of the automatic k.")
+    svd_dims: int = Field(100, ge=2, description="LSA dimensions (scikit-learn's text-clustering example: 100).")
+    max_features: int = Field(50_000, ge=10, description="TF-IDF vocabulary size (most frequent words of the sample).")
+    sample_docs: int = Field(20_000, ge=2, description="Documents (seeded reservoir sample) the vectorizer, SVD and "
+                             "k-means are fitted on; every document is then assigned in batches.")
+    max_doc_chars: int = Field(20_000, ge=100, description="Characters of each document that are embedded (its "
+                               "opening carries its topic; bounds memory).")
+    n_init: int = Field(3, ge=1, description="k-means++ restarts; the best by inertia is kept (scikit-learn's default "
+                        "for mini-batch k-means).")
+    top_terms: int = Field(10, ge=1, description="Terms kept per topic; the first three name it.")
+    batch_size: int = Field(32, ge=1, description="sentence-transformers: texts per encoding batch.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ClusterConfig":
+        if self.embedder == "sentence-transformers" and not self.model_path:
+            raise ValueError("embedder 'sentence-transformers' needs model_path, a local model folder")
+        return self
+
+
 class MixConfig(Section):
     """Per-source sampling of the decontaminated corpus into the training set."""
 
     max_chars: int | None = Field(
         None, ge=1, description="Character budget of the mix; null takes every document once."
+    )
+    cluster_temperature: float = Field(
+        3.0, gt=0, allow_inf_nan=False,
+        description="With max_chars and clustering on: within each source, topic c of C characters gets the share "
+        "C^(1/T) / sum over topics of C'^(1/T) of the source's budget. T = 1 keeps topics in proportion to their size, "
+        "larger T moves towards uniform (multilingual models sample languages this way: mT5 and XLM-R with "
+        "exponent 1/T = 0.3).",
     )
 
 
@@ -180,8 +298,9 @@ class PackConfig(Section):
     """Tokenize the mix and pack it into fixed-length sequences (no padding, EOS between documents)."""
 
     seq_len: int = Field(256, ge=8, description="Tokens per training sequence.")
-    batch_docs: int = Field(
-        512, ge=1, description="Documents per tokenizer batch (the Rust tokenizer spreads a batch over all cores)."
+    num_proc: int = Field(
+        0, ge=0, description="Processes that tokenize the mix's shards in parallel (0: one per core); a killed "
+        "step resumes at the first unfinished shard."
     )
 
 
@@ -299,6 +418,7 @@ class Recipe(Section):
     sources: list[SourceConfig] = Field(description="Raw-text sources of the corpus.")
     corpus: CorpusConfig = Field(default_factory=CorpusConfig, description="Corpus construction.")
     decontam: DecontamConfig = Field(default_factory=DecontamConfig, description="Decontamination.")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Topic clustering.")
     mix: MixConfig = Field(default_factory=MixConfig, description="Training mix.")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="Tokenizer.")
     pack: PackConfig = Field(default_factory=PackConfig, description="Tokenize and pack.")
@@ -314,6 +434,12 @@ class Recipe(Section):
             raise ValueError(f"source names must be unique, repeated: {sorted(dup)}")
         if not self.sources:
             raise ValueError("a recipe needs at least one source")
+        q = self.corpus.quality
+        if q.enabled and not (q.reference_sources or q.reference_path):
+            raise ValueError("corpus.quality needs reference_sources or reference_path")
+        unknown = sorted(set(q.reference_sources) - set(names))
+        if unknown:
+            raise ValueError(f"corpus.quality.reference_sources names no source: {unknown}; sources: {', '.join(names)}")
         unknown = sorted(set(self.decontam.parts) - set(names))
         if unknown:
             raise ValueError(f"decontam.parts names no source: {unknown}; sources: {', '.join(names)}")
@@ -400,11 +526,16 @@ def load_recipe(path: str | Path | None = None, check_paths: bool = True) -> Rec
     base = path.resolve().parent
     for s in recipe.sources:
         if s.path is not None and not Path(s.path).expanduser().is_absolute():
-            s.path = str(base / s.path)
+            # an hf path that is no local folder is a dataset name, looked up in the cache when read
+            if s.kind != "hf" or (base / s.path).exists():
+                s.path = str(base / s.path)
+    qc = recipe.corpus.quality
+    if qc.reference_path and not Path(qc.reference_path).expanduser().is_absolute():
+        qc.reference_path = str(base / qc.reference_path)
     for cb in recipe.decontam.custom_benchmarks:
         if not Path(cb.path).expanduser().is_absolute():
             cb.path = str(base / cb.path)
-    for sec, key in ((recipe.decontam, "benchmarks_dir"), (recipe.tokenizer, "path")):
+    for sec, key in ((recipe.decontam, "benchmarks_dir"), (recipe.tokenizer, "path"), (recipe.cluster, "model_path")):
         val = getattr(sec, key)
         if val is not None and not Path(val).expanduser().is_absolute():
             setattr(sec, key, str(base / val))
@@ -417,8 +548,8 @@ def check_inputs(recipe: Recipe, origin: str = "recipe") -> None:
     """Fail before any work when an input path named by the recipe does not exist."""
     problems = []
     for i, s in enumerate(recipe.sources):
-        if s.kind == "pydoc":
-            continue
+        if s.kind == "pydoc" or (s.kind == "hf" and s.path and not Path(s.path).expanduser().is_absolute()):
+            continue  # pydoc needs no files; an hf dataset name is looked up in the cache when read
         if not s.path:
             problems.append(f"  sources[{i}].path: required for kind={s.kind}")
             continue
@@ -427,11 +558,15 @@ def check_inputs(recipe: Recipe, origin: str = "recipe") -> None:
             problems.append(f"  sources[{i}].path: {p} does not exist")
     if recipe.decontam.benchmarks_dir and not Path(recipe.decontam.benchmarks_dir).expanduser().is_dir():
         problems.append(f"  decontam.benchmarks_dir: {recipe.decontam.benchmarks_dir} is not a folder")
+    if recipe.corpus.quality.reference_path and not Path(recipe.corpus.quality.reference_path).expanduser().exists():
+        problems.append(f"  corpus.quality.reference_path: {recipe.corpus.quality.reference_path} does not exist")
     for i, cb in enumerate(recipe.decontam.custom_benchmarks):
         if not Path(cb.path).expanduser().exists():
             problems.append(f"  decontam.custom_benchmarks[{i}].path: {cb.path} does not exist")
     if recipe.tokenizer.path and not Path(recipe.tokenizer.path).expanduser().exists():
         problems.append(f"  tokenizer.path: {recipe.tokenizer.path} does not exist")
+    if recipe.cluster.model_path and not Path(recipe.cluster.model_path).expanduser().exists():
+        problems.append(f"  cluster.model_path: {recipe.cluster.model_path} does not exist")
     if problems:
         raise RecipeError(f"{origin}: missing inputs\n" + "\n".join(problems))
 

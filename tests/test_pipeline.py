@@ -19,7 +19,7 @@ from hare.evals.benchmarks import load_benchmark
 from hare.io import read_json
 from tests.conftest import ROOT, nltk_texts
 
-STEPS = ["corpus", "decontam", "mix", "tokenize", "train", "eval", "report"]
+STEPS = ["corpus", "decontam", "cluster", "mix", "tokenize", "train", "eval", "report"]
 
 
 def make_inputs(folder: Path, shared: Path, planted: int = 5) -> list[str]:
@@ -122,6 +122,18 @@ def test_mix_respects_source_weights(run):
     assert shares["reviews"] == pytest.approx(0.5, abs=0.05) and shares["speeches"] == pytest.approx(0.5, abs=0.05)
 
 
+def test_topics_separate_the_sources_and_the_mix_covers_them(run):
+    _, _, run_dir, _ = run
+    topics = read_json(run_dir / "cluster" / "topics.json")
+    train = list(read_shards(run_dir / "decontam" / "train"))
+    assert sum(t["size"] for t in topics) == len(train)
+    # reviews and speeches share no topic: every topic is (nearly) one source
+    assert all(max(t["sources"].values()) >= 0.95 * t["size"] for t in topics)
+    m = read_json(run_dir / "mix" / "stats.json")
+    assert m["cluster_temperature"] == 3.0 and set(m["clusters"]) == {str(t["cluster"]) for t in topics}
+    assert sum(c["chars_after"] for c in m["clusters"].values()) == m["chars"]
+
+
 def test_training_and_evaluation_outputs(run):
     _, _, run_dir, _ = run
     metrics = [json.loads(l) for l in (run_dir / "train" / "metrics.jsonl").read_text().splitlines()]
@@ -145,10 +157,11 @@ def test_report_has_every_section(run):
     _, _, run_dir, _ = run
     html = (run_dir / "report.html").read_text()
     for needle in ("<h2>Steps</h2>", "<h2>Corpus</h2>", "Cleaning: documents removed, by reason",
-                   "<h2>Decontamination</h2>", "arc_challenge", "<h2>Training</h2>", "<svg", "<h2>Evaluation</h2>",
+                   "<h2>Decontamination</h2>", "arc_challenge", "<h2>Topics</h2>", "<h2>Training</h2>", "<svg",
+                   "<h2>Evaluation</h2>",
                    "hare_heldout", "arc_easy", "bits per byte"):
         assert needle in html, needle
-    assert html.count("<svg") >= 2  # cleaning reasons and loss curve
+    assert html.count("<svg") >= 3  # cleaning reasons, topic shares and loss curve
 
 
 def test_rerun_reuses_every_step_and_force_redoes_downstream(run, capsys):
@@ -156,8 +169,8 @@ def test_rerun_reuses_every_step_and_force_redoes_downstream(run, capsys):
     out = str(run_dir.parent)
     before = {s: m["timings"]["started"] for s, m in manifests(run_dir).items()}
     assert main(["run", str(recipe), "--out-dir", out]) == 0
-    assert "corpus skipped, decontam skipped, mix skipped, tokenize skipped, train skipped, eval skipped, " \
-           "report skipped" in capsys.readouterr().out
+    assert "corpus skipped, decontam skipped, cluster skipped, mix skipped, tokenize skipped, train skipped, " \
+           "eval skipped, report skipped" in capsys.readouterr().out
     assert {s: m["timings"]["started"] for s, m in manifests(run_dir).items()} == before
     assert main(["run", str(recipe), "--out-dir", out, "--force", "eval"]) == 0
     assert "train skipped, eval ran, report ran" in capsys.readouterr().out
@@ -166,7 +179,7 @@ def test_rerun_reuses_every_step_and_force_redoes_downstream(run, capsys):
     r["mix"]["max_chars"] = 500_000
     recipe.write_text(yaml.safe_dump(r))
     assert main(["mix", str(recipe), "--out-dir", out]) == 0
-    assert "corpus skipped, decontam skipped, mix ran" in capsys.readouterr().out
+    assert "corpus skipped, decontam skipped, cluster skipped, mix ran" in capsys.readouterr().out
 
 
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path, shared_data):

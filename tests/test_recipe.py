@@ -85,3 +85,9 @@ def test_cli_exits_nonzero_with_the_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "corpus.dedupe: unknown key" in err and "did you mean 'dedup'" in err
     assert not (tmp_path / "runs").exists()  # failed before any work
+
+
+def test_hf_source_name_is_not_a_missing_path(tmp_path):
+    p = write(tmp_path, "name: x\nsources: [{name: a, kind: hf, path: allenai/c4, config_name: en, split: train}]\n")
+    r = load_recipe(p)
+    assert r.sources[0].path == "allenai/c4" and not r.sources[0].allow_hub

@@ -33,6 +33,7 @@ IPV4_RE = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\
 PHONE_RE = re.compile(r"(?<![\w.])(?:\+?\d{1,3}[ .-])?(?:\(\d{3}\)|\d{3})[ .-]\d{3}[ .-]\d{4}(?![\w.])")
 URL_RE = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
 BULLETS = ("●", "•", "*", "-", "‣", "◦", "▪")
+TERMINAL = (".", "!", "?", '"', "'", "”", "’", ":", ";", ")")
 POLICY_WORDS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
                 "use cookies")
 
@@ -149,8 +150,31 @@ class GopherQualityFilter(Filter):
         return True
 
 
+def _char_len(words) -> int:
+    return sum(len(w) for w in words)
+
+
+def duplicate_ngram_chars(words: list[str], n: int) -> int:
+    """Characters in word n-grams that repeat an earlier n-gram, each counted once (Gopher's rule:
+    after a repeat, the scan jumps past it so overlapping repeats are not counted twice)."""
+    seen: set[tuple[str, ...]] = set()
+    dup = 0
+    i = 0
+    last = len(words) - n
+    while i <= last:
+        gram = tuple(words[i:i + n])
+        if gram in seen:
+            dup += _char_len(gram)
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return dup
+
+
 class GopherRepetitionFilter(Filter):
-    """Gopher repetition rule on lines: the fraction of lines that repeat an earlier line."""
+    """Gopher repetition rules (Rae et al. 2021, table A1): repeated lines and paragraphs, the most
+    frequent 2-4-grams, and repeated 5-10-grams, each with its own reason."""
 
     name = "gopher_repetition"
 
@@ -158,13 +182,77 @@ class GopherRepetitionFilter(Filter):
         self.cfg = cfg
 
     def filter(self, doc: Document):
+        c = self.cfg
+        text = doc.text
+        lines = [l.strip() for l in text.split("\n") if l.strip()]
+        if not lines:
+            return False, "empty"
+        total_chars = max(1, len(text))
+        for units, frac, char_frac, what in (
+            (lines, c.max_duplicate_line_fraction, c.max_duplicate_line_char_fraction, "lines"),
+            ([p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()], c.max_duplicate_paragraph_fraction,
+             c.max_duplicate_paragraph_char_fraction, "paragraphs"),
+        ):
+            seen: set[str] = set()
+            dup = dup_chars = 0
+            for u in units:
+                if u in seen:
+                    dup += 1
+                    dup_chars += len(u)
+                seen.add(u)
+            if units and dup / len(units) > frac:
+                return False, f"gopher_duplicate_{what}"
+            if dup_chars / total_chars > char_frac:
+                return False, f"gopher_duplicate_{what}_chars"
+        words = [w.lower() for w in _words(text)]
+        word_chars = max(1, _char_len(words))
+        for n, limit in sorted(c.max_top_ngram_char_fraction.items()):
+            if len(words) < n:
+                continue
+            counts = Counter(zip(*(words[k:] for k in range(n))))
+            gram, count = counts.most_common(1)[0]
+            if count > 1 and count * _char_len(gram) / word_chars > limit:
+                return False, f"gopher_top_{n}gram"
+        for n, limit in sorted(c.max_duplicate_ngram_char_fraction.items()):
+            if len(words) >= n and duplicate_ngram_chars(words, n) / word_chars > limit:
+                return False, f"gopher_duplicate_{n}grams"
+        return True
+
+
+class FineWebQualityFilter(Filter):
+    """FineWeb's line rules for web text (Penedo et al. 2024): ending punctuation, short lines,
+    characters in repeated lines."""
+
+    name = "fineweb"
+
+    def filter(self, doc: Document):
         lines = [l.strip() for l in doc.text.split("\n") if l.strip()]
         if not lines:
             return False, "empty"
-        counts = Counter(lines)
-        dup = sum(v - 1 for v in counts.values())
-        if dup / len(lines) > self.cfg.max_duplicate_line_fraction:
-            return False, "gopher_duplicate_lines"
+        if sum(l.endswith(TERMINAL) for l in lines) / len(lines) < 0.12:
+            return False, "fineweb_line_punctuation"
+        if sum(len(l) < 30 for l in lines) / len(lines) > 0.67:
+            return False, "fineweb_short_lines"
+        seen: set[str] = set()
+        dup_chars = 0
+        for l in lines:
+            if l in seen:
+                dup_chars += len(l)
+            seen.add(l)
+        if dup_chars / max(1, sum(len(l) for l in lines)) > 0.01:
+            return False, "fineweb_duplicate_line_chars"
+        return True
+
+
+class IncompleteFilter(Filter):
+    """The paper's removal of semantically incomplete samples: prose that stops mid-sentence."""
+
+    name = "incomplete"
+
+    def filter(self, doc: Document):
+        last = doc.text.rstrip().rsplit("\n", 1)[-1].strip()
+        if len(last.split()) >= 8 and not last.endswith(TERMINAL):
+            return False, "incomplete_ending"
         return True
 
 
@@ -218,6 +306,10 @@ class Cleaner:
             GopherQualityFilter(cfg),
             C4BadContentFilter(),
         ]
+        if cfg.fineweb_rules:
+            self.filters.append(FineWebQualityFilter())
+        if cfg.require_complete_ending:
+            self.filters.append(IncompleteFilter())
         self.removed: Counter[str] = Counter()
 
     def __call__(self, doc: Document) -> tuple[bool, str | None]:

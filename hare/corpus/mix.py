@@ -5,6 +5,13 @@ With no character budget every document is taken once. With ``mix.max_chars`` ea
 than its share is repeated (whole passes first, then a partial one), as the paper's per-source
 weights require. Each data part (``source.part``) is written to ``train/<part>/`` in an order
 shuffled by the seed; the training stages then mix the parts by weight.
+
+With a budget and the cluster step's topics, a source's budget B is split over its topics by
+temperature sampling (as multilingual models sample languages: Conneau & Lample 2019, mT5): topic
+c, holding C_c characters of the source, gets ``B * C_c**(1/T) / sum_j C_j**(1/T)`` characters,
+drawn from its documents as above. T = 1 keeps each topic's natural share; as T grows the shares
+approach ``B / topics``, so rare topics are repeated and common ones thinned. Source weights are
+unchanged by it.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import logging
 import random
 from collections import defaultdict
 
+from hare.corpus.cluster import load_assignments
 from hare.corpus.document import Document, ShardWriter, read_shards
 from hare.io import write_json
 
@@ -37,6 +45,42 @@ def sample_source(docs: list[Document], target_chars: int, rng: random.Random) -
     return out
 
 
+def topic_shares(chars: dict[int, int], temperature: float) -> dict[int, float]:
+    """Each topic's share of a budget: C_c**(1/T) / sum_j C_j**(1/T) over topics with text."""
+    w = {c: n ** (1.0 / temperature) for c, n in chars.items() if n > 0}
+    total = sum(w.values())
+    return {c: v / total for c, v in w.items()}
+
+
+def sample_by_topic(docs: list[Document], topic: dict[tuple[str, str], int], target_chars: int,
+                    temperature: float, rng: random.Random) -> list[Document]:
+    """A source's budget split over its topics by ``topic_shares``, each topic sampled by ``sample_source``."""
+    groups: dict[int, list[Document]] = defaultdict(list)
+    for d in docs:
+        groups[topic[(d.source, d.id)]].append(d)
+    shares = topic_shares({c: sum(len(d.text) for d in g) for c, g in groups.items()}, temperature)
+    out: list[Document] = []
+    # Each topic aims at the running total of the targets so far, so one topic's overshoot (up to a
+    # document) is taken off the next one's target: the source overshoots by one document, not one per topic.
+    goal = 0.0
+    got = 0
+    for c in sorted(shares):
+        goal += target_chars * shares[c]
+        picked = sample_source(groups[c], round(goal) - got, rng)
+        got += sum(len(d.text) for d in picked)
+        out.extend(picked)
+    return out
+
+
+def _topic_counts(docs: list[Document], topic: dict[tuple[str, str], int]) -> dict[int, list[int]]:
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for d in docs:
+        c = counts[topic[(d.source, d.id)]]
+        c[0] += 1
+        c[1] += len(d.text)
+    return counts
+
+
 def run_mix(ctx) -> dict:
     r = ctx.recipe
     rng = random.Random(r.seed)
@@ -47,10 +91,14 @@ def run_mix(ctx) -> dict:
     chosen: list[Document] = []
     stats = {}
     wsum = sum(weights.values()) or 1.0
+    topic = load_assignments(ctx.deps["cluster"]) if "cluster" in ctx.deps else None
     for name, docs in by_source.items():
         available = sum(len(d.text) for d in docs)
         if r.mix.max_chars is None:
             picked = docs if weights.get(name, 0) > 0 else []
+        elif topic is not None:
+            picked = sample_by_topic(docs, topic, int(r.mix.max_chars * weights.get(name, 0) / wsum),
+                                     r.mix.cluster_temperature, rng)
         else:
             picked = sample_source(docs, int(r.mix.max_chars * weights.get(name, 0) / wsum), rng)
         chosen.extend(picked)
@@ -70,6 +118,18 @@ def run_mix(ctx) -> dict:
             for d in docs:
                 w.write(d)
         parts[part] = {"docs": len(docs), "chars": sum(len(d.text) for d in docs)}
-    write_json(ctx.out / "stats.json", {"sources": stats, "parts": parts, "docs": len(chosen), "chars": total_chars})
+    out = {"sources": stats, "parts": parts, "docs": len(chosen), "chars": total_chars}
+    if topic is not None:
+        # Per topic, before (every decontaminated document) and after sampling: what the report plots.
+        before = _topic_counts([d for docs in by_source.values() for d in docs], topic)
+        after = _topic_counts(chosen, topic)
+        out["cluster_temperature"] = r.mix.cluster_temperature
+        out["clusters"] = {str(c): {"docs_before": before[c][0], "chars_before": before[c][1],
+                                    "docs_after": after[c][0] if c in after else 0,
+                                    "chars_after": after[c][1] if c in after else 0,
+                                    "share_after": round(after[c][1] / total_chars, 4) if c in after and total_chars
+                                    else 0.0}
+                           for c in sorted(before)}
+    write_json(ctx.out / "stats.json", out)
     log.info("mix: %d documents, %d characters from %d sources", len(chosen), total_chars, len(stats))
     return {"docs": len(chosen), "chars": total_chars}

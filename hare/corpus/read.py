@@ -135,6 +135,57 @@ def read_text_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
         yield Document(text, f"{src.name}/{path.name}", src.name)
 
 
+def read_hf_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
+    """A Hugging Face dataset: a folder written by ``save_to_disk``, or a name in the local cache.
+
+    Arrow data is memory-mapped and read in batches, so memory stays bounded. A name is only
+    downloaded from the hub when the source sets ``allow_hub`` (hare runs offline otherwise).
+    """
+    import datasets
+
+    path = Path(src.path).expanduser()
+    if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if src.split not in ds:
+                raise ValueError(f"{path}: no split '{src.split}' (splits: {', '.join(ds)})")
+            ds = ds[src.split]
+        where = str(path)
+    else:
+        import os
+
+        offline = os.environ.get("HF_DATASETS_OFFLINE")
+        if src.allow_hub:
+            os.environ["HF_DATASETS_OFFLINE"] = "0"
+            datasets.config.HF_DATASETS_OFFLINE = False
+        try:
+            ds = datasets.load_dataset(src.path, src.config_name, split=src.split)
+        except Exception as e:  # noqa: BLE001 - say where we looked and how to allow the hub
+            hint = "" if src.allow_hub else " (offline: only the local cache is read; set allow_hub: true to download)"
+            raise ValueError(f"source {src.name}: cannot load dataset '{src.path}'{hint}: {e}") from e
+        finally:
+            if src.allow_hub:
+                datasets.config.HF_DATASETS_OFFLINE = offline not in (None, "0", "false", "False")
+                if offline is None:
+                    os.environ.pop("HF_DATASETS_OFFLINE", None)
+                else:
+                    os.environ["HF_DATASETS_OFFLINE"] = offline
+        where = src.path
+    if src.text_field not in ds.column_names:
+        raise ValueError(f"{where}: no column '{src.text_field}' (columns: {', '.join(ds.column_names)})")
+    cols = [src.text_field] + ([src.id_field] if src.id_field else [])
+    row = 0
+    for batch in ds.select_columns(cols).iter(batch_size=1024):
+        for i, text in enumerate(batch[src.text_field]):
+            row += 1
+            if not isinstance(text, str):
+                q.add(src.name, where, row, f"column '{src.text_field}' is "
+                      f"{'null' if text is None else type(text).__name__}, not a string")
+                continue
+            rid = batch[src.id_field][i] if src.id_field else None
+            yield Document(text, f"{src.name}/{rid}" if rid is not None else f"{src.name}/{src.split}:{row}", src.name)
+
+
 # Modules whose import has side effects (a browser, a window, printed text) or that only exist as
 # test suites and platform stubs; their documentation is not worth the risk.
 PYDOC_SKIP = {
@@ -298,6 +349,7 @@ READERS = {
     "parquet": read_parquet_source,
     "text": read_text_source,
     "pydoc": read_pydoc_source,
+    "hf": read_hf_source,
 }
 
 

@@ -1,42 +1,46 @@
-"""The corpus step: read every source, clean, drop exact duplicates, hold out the evaluation slice.
+"""The corpus step: read every source, clean, deduplicate, hold out the evaluation slice.
 
 Outputs (in the step folder):
   train/shard-*.jsonl.zst     documents kept for training (before decontamination)
   heldout/shard-*.jsonl.zst   the held-out evaluation documents
-  removed/removed-*.jsonl.zst every removed document with its reason
+  removed/removed-*.jsonl.zst every removed document with its reason (a near-duplicate also names,
+                              in its metadata, the document kept in its place)
   quarantine.jsonl            malformed input records: file, line, reason
   stats.json                  per source: documents and characters in, removed by reason, out
 For every source: read = kept + held out + removed (by reason) + quarantined.
+
+With ``dedup: minhash`` near-duplicates are found across all sources, so the step runs in three
+passes: (1) read, clean and drop exact duplicates, writing the survivors to ``cleaned/`` and their
+MinHash signatures to a spill folder; (2) cluster the signatures (``hare.corpus.minhash``); (3) read
+``cleaned/`` again, remove every near-duplicate but the first of its cluster in read order, and split
+the rest into train and held out. ``cleaned/`` and the spill folder are deleted when the step ends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
+import shutil
+import tempfile
 from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from hare.corpus.clean import Cleaner
-from hare.corpus.document import ShardWriter
+from hare.corpus.document import Document, ShardWriter, read_shards
+from hare.corpus.minhash import NearDuplicateIndex, normalize_for_dedup
+from hare.corpus.quality import QualityScorer, histogram
 from hare.corpus.read import Quarantine, read_source
 from hare.io import write_json, write_jsonl
 from hare.progress import progress
 
 log = logging.getLogger("hare.corpus")
 
-_PUNCT_RE = re.compile(r"[^\w\s]")
-_SPACE_RE = re.compile(r"\s+")
 
-
-def normalize_for_dedup(text: str) -> str:
-    """Lowercase, punctuation removed, digits folded to 0, whitespace collapsed (datatrove's simplification)."""
-    text = _PUNCT_RE.sub("", text.lower())
-    text = re.sub(r"\d", "0", text)
-    return _SPACE_RE.sub(" ", text).strip()
-
-
-def text_hash(text: str) -> bytes:
-    return hashlib.blake2b(normalize_for_dedup(text).encode(), digest_size=16).digest()
+def text_hash(text: str, normalized: bool = False) -> bytes:
+    return hashlib.blake2b((text if normalized else normalize_for_dedup(text)).encode(), digest_size=16).digest()
 
 
 def heldout_draw(doc_id: str, seed: int) -> float:
@@ -45,45 +49,172 @@ def heldout_draw(doc_id: str, seed: int) -> float:
     return int.from_bytes(h, "big") / 2**64
 
 
+def _remove(st: dict, removed: ShardWriter, rec: dict, reason: str) -> None:
+    st["removed"][reason] += 1
+    st["chars_removed"] += len(rec["text"])
+    removed.write({**rec, "reason": reason})
+
+
+def _reference_texts(r, limit: int) -> list[str]:
+    """The quality reference: documents of the named sources, then of ``reference_path``."""
+    from hare.corpus.read import expand_paths
+    from hare.recipe import SourceConfig
+
+    qc = r.corpus.quality
+    out: list[str] = []
+    srcs = [s for s in r.sources if s.name in qc.reference_sources]
+    if qc.reference_path:
+        p = Path(qc.reference_path)
+        kind = "jsonl" if any(f.name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".json"))
+                              for f in expand_paths(str(p))) else "text"
+        srcs.append(SourceConfig(name="quality-reference", kind=kind, path=str(p)))
+    for s in srcs:
+        for d in read_source(s, Quarantine(), r.corpus.max_line_bytes):
+            out.append(d.text)
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def train_quality_scorer(r, cleaner_cfg) -> tuple[QualityScorer, dict]:
+    """Fit the scorer on the reference against the first documents of the other sources (cleaned)."""
+    qc = r.corpus.quality
+    reference = _reference_texts(r, qc.sample_docs)
+    raw: list[str] = []
+    per = max(1, qc.sample_docs // max(1, sum(s.name not in qc.reference_sources for s in r.sources)))
+    for s in r.sources:
+        if s.name in qc.reference_sources:
+            continue
+        n = 0
+        cleaner = Cleaner(cleaner_cfg)
+        for d in read_source(s, Quarantine(), r.corpus.max_line_bytes):
+            if cleaner(d)[0]:
+                raw.append(d.text)
+                n += 1
+                if n >= per:
+                    break
+    scorer = QualityScorer(seed=r.seed)
+    info = scorer.fit(reference, raw)
+    info["terms"] = scorer.explain(reference[:500] + raw[:500])
+    return scorer, info
+
+
+def _clean_pass(r, q: Quarantine, cleaner: Cleaner, stats: dict, removed: ShardWriter,
+                keep: Callable[[Document, str | None], None], scorer: QualityScorer | None = None) -> None:
+    """Read and clean every source, drop exact duplicates and (with a scorer) documents outside the
+    quality band; hand each survivor (and its normalized text, when dedup computed it) to ``keep``."""
+    cfg = r.corpus
+    qc = cfg.quality
+    seen: set[bytes] = set()
+    for src in r.sources:
+        st = stats[src.name] = {"docs_in": 0, "chars_in": 0, "removed": Counter(), "chars_removed": 0,
+                                "train": 0, "heldout": 0, "chars_out": 0}
+        before, after = [], []
+        for doc in progress(read_source(src, q, cfg.max_line_bytes), desc=f"clean {src.name}", unit="doc"):
+            st["docs_in"] += 1
+            st["chars_in"] += len(doc.text)
+            ok, reason = cleaner(doc)
+            norm = None
+            if ok and cfg.dedup != "none":
+                norm = normalize_for_dedup(doc.text)
+                h = text_hash(norm, normalized=True)
+                if h in seen:
+                    ok, reason = False, "exact_duplicate"
+                seen.add(h)
+            if ok and scorer is not None:
+                score = float(scorer.score([doc.text])[0])
+                doc.metadata["quality"] = round(score, 4)
+                before.append(score)
+                if score < qc.min_score:
+                    ok, reason = False, "quality_below_band"
+                elif score > qc.max_score:
+                    ok, reason = False, "quality_above_band"
+                else:
+                    after.append(score)
+            if ok:
+                keep(doc, norm)
+            else:
+                _remove(st, removed, doc.to_record(), reason)
+        st["quarantined"] = q.counts.get(src.name, 0)
+        if scorer is not None:
+            st["quality"] = {"before": histogram(np.array(before)), "after": histogram(np.array(after)),
+                             "mean_before": round(float(np.mean(before)), 4) if before else None,
+                             "mean_after": round(float(np.mean(after)), 4) if after else None}
+
+
+def _spill_folder(out: Path, spill_dir: str | None) -> Path:
+    base = Path(spill_dir) if spill_dir else out
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".minhash-", dir=base))
+
+
 def run_corpus(ctx) -> dict:
     r = ctx.recipe
     cfg = r.corpus
     q = Quarantine()
     cleaner = Cleaner(cfg.clean)
-    seen: set[bytes] = set()
     stats: dict[str, dict] = {}
     shard = cfg.shard_docs
+    near_stats = None
+    scorer, quality_info = None, None
+    if cfg.quality.enabled:
+        scorer, quality_info = train_quality_scorer(r, cfg.clean)
+        scorer.save(ctx.out / "quality_scorer.pkl")
     with ShardWriter(ctx.out / "train", shard) as train, ShardWriter(ctx.out / "heldout", shard) as held, \
             ShardWriter(ctx.out / "removed", shard, prefix="removed") as removed:
-        for src in r.sources:
-            st = {"docs_in": 0, "chars_in": 0, "removed": Counter(), "chars_removed": 0, "train": 0,
-                  "heldout": 0, "chars_out": 0}
-            for doc in progress(read_source(src, q, cfg.max_line_bytes), desc=f"clean {src.name}", unit="doc"):
-                st["docs_in"] += 1
-                st["chars_in"] += len(doc.text)
-                keep, reason = cleaner(doc)
-                if keep and cfg.dedup == "exact":
-                    h = text_hash(doc.text)
-                    if h in seen:
-                        keep, reason = False, "exact_duplicate"
-                    seen.add(h)
-                if not keep:
-                    st["removed"][reason] += 1
-                    st["chars_removed"] += len(doc.text)
-                    removed.write({**doc.to_record(), "reason": reason})
-                    continue
-                st["chars_out"] += len(doc.text)
-                if heldout_draw(doc.id, r.seed) < cfg.heldout_fraction:
-                    st["heldout"] += 1
-                    held.write(doc)
-                else:
-                    st["train"] += 1
-                    train.write(doc)
-            st["quarantined"] = q.counts.get(src.name, 0)
-            st["removed"] = dict(st["removed"].most_common())
-            stats[src.name] = st
-            log.info("source %s: %d read, %d train, %d held out, %d removed, %d quarantined", src.name,
-                     st["docs_in"], st["train"], st["heldout"], sum(st["removed"].values()), st["quarantined"])
+
+        def split(doc: Document, norm: str | None = None) -> None:
+            st = stats[doc.source]
+            st["chars_out"] += len(doc.text)
+            if heldout_draw(doc.id, r.seed) < cfg.heldout_fraction:
+                st["heldout"] += 1
+                held.write(doc)
+            else:
+                st["train"] += 1
+                train.write(doc)
+
+        if cfg.dedup != "minhash":
+            _clean_pass(r, q, cleaner, stats, removed, split, scorer)
+        else:
+            spill = _spill_folder(ctx.out, cfg.minhash.spill_dir)
+            cleaned_dir = ctx.out / "cleaned"
+            try:
+                index = NearDuplicateIndex(cfg.minhash, spill)
+                with ShardWriter(cleaned_dir, shard) as cleaned:
+                    def keep(doc: Document, norm: str | None) -> None:
+                        cleaned.write(doc)
+                        index.add(norm, normalized=True)
+
+                    _clean_pass(r, q, cleaner, stats, removed, keep, scorer)
+                if index.n != cleaned.docs:
+                    raise RuntimeError(f"corpus: {cleaned.docs} cleaned documents but {index.n} signatures")
+                near = index.find()
+                near_stats = near.stats
+                kept_ids: dict[int, str] = {}
+                roots = set(near.kept[near.is_duplicate()].tolist())  # documents that others duplicate
+                i = -1
+                for i, doc in enumerate(progress(read_shards(cleaned_dir), desc="near-dedup", unit="doc")):
+                    k = int(near.kept[i])
+                    if k == i:
+                        if i in roots:
+                            kept_ids[i] = doc.id
+                        split(doc)
+                        continue
+                    rec = doc.to_record()
+                    # The kept document comes earlier in read order, so its id is already known.
+                    rec["metadata"] = {**doc.metadata, "duplicate_of": kept_ids[k],
+                                       "jaccard_estimate": round(float(near.jaccard[i]), 3)}
+                    _remove(stats[doc.source], removed, rec, "near_duplicate")
+                if i + 1 != index.n:
+                    raise RuntimeError(f"corpus: cleaned/ holds {i + 1} documents, expected {index.n}")
+            finally:
+                shutil.rmtree(spill, ignore_errors=True)
+                shutil.rmtree(cleaned_dir, ignore_errors=True)
+
+    for src_name, st in stats.items():
+        st["removed"] = dict(st["removed"].most_common())
+        log.info("source %s: %d read, %d train, %d held out, %d removed, %d quarantined", src_name,
+                 st["docs_in"], st["train"], st["heldout"], sum(st["removed"].values()), st["quarantined"])
     write_jsonl(ctx.out / "quarantine.jsonl", q.records)
     total_removed: Counter[str] = Counter()
     for st in stats.values():
@@ -99,7 +230,12 @@ def run_corpus(ctx) -> dict:
         "chars_in": sum(s["chars_in"] for s in stats.values()),
         "chars_out": sum(s["chars_out"] for s in stats.values()),
     }
-    write_json(ctx.out / "stats.json", {"summary": summary, "sources": stats})
+    out = {"summary": summary, "sources": stats}
+    if near_stats is not None:
+        out["minhash"] = near_stats
+    if quality_info is not None:
+        out["quality"] = {**quality_info, "min_score": cfg.quality.min_score, "max_score": cfg.quality.max_score}
+    write_json(ctx.out / "stats.json", out)
     if summary["train"] == 0:
         raise RuntimeError("the corpus step kept no training documents; see stats.json for the reasons")
     return summary

@@ -80,6 +80,27 @@ def loss_plot(metrics: list[dict]) -> str:
     return _svg(fig)
 
 
+def quality_plot(per_source: dict[str, dict]) -> str:
+    """Score histograms per source, before and after the quality band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(per_source))
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 2.8), squeeze=False)
+    for ax, (name, q) in zip(axes[0], per_source.items()):
+        edges = [i / len(q["before"]) for i in range(len(q["before"]))]
+        w = 1 / len(q["before"])
+        ax.bar(edges, q["before"], width=w, align="edge", color="#cccccc", label="cleaned")
+        ax.bar(edges, q["after"], width=w, align="edge", color="#2ca02c", label="kept")
+        ax.set_title(name)
+        ax.set_xlabel("quality score")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _svg(fig)
+
+
 def reasons_plot(removed: dict[str, int]) -> str:
     import matplotlib
 
@@ -90,6 +111,33 @@ def reasons_plot(removed: dict[str, int]) -> str:
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(items) + 0.8))
     ax.barh([k for k, _ in items], [v for _, v in items], color="#9467bd")
     ax.set_xlabel("documents removed")
+    ax.grid(alpha=.3, axis="x")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def topics_plot(topics: list[dict], clusters: dict[str, dict]) -> str:
+    """Each topic's share of the characters before and after the mix's sampling, largest topic first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before_total = sum(c["chars_before"] for c in clusters.values()) or 1
+    after_total = sum(c["chars_after"] for c in clusters.values()) or 1
+    rows = sorted((t for t in topics if str(t["cluster"]) in clusters),
+                  key=lambda t: clusters[str(t["cluster"])]["chars_before"])
+    labels = [f"{t['cluster']}: {t['name'][:40]}" for t in rows]
+    before = [clusters[str(t["cluster"])]["chars_before"] / before_total for t in rows]
+    after = [clusters[str(t["cluster"])]["chars_after"] / after_total for t in rows]
+    y = list(range(len(rows)))
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(rows) + 1.0))
+    ax.barh([v + 0.2 for v in y], before, height=0.4, color="#bbbbbb", label="before sampling")
+    ax.barh([v - 0.2 for v in y], after, height=0.4, color="#2ca02c", label="after sampling")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("share of characters")
+    ax.legend(loc="lower right")
     ax.grid(alpha=.3, axis="x")
     fig.tight_layout()
     return _svg(fig)
@@ -107,7 +155,7 @@ def build_report(run_dir: Path, recipe_name: str) -> str:
     # Steps
     rows = []
     manifests = {}
-    for step in ("corpus", "decontam", "mix", "tokenize", "train", "eval"):
+    for step in ("corpus", "decontam", "cluster", "mix", "tokenize", "train", "eval"):
         m = _load(run_dir / step, "manifest.json")
         if m is None:
             continue
@@ -134,6 +182,16 @@ def build_report(run_dir: Path, recipe_name: str) -> str:
             parts.append(reasons_plot(removed))
         parts.append("<p class='muted'>Documents changed by line-level rules: "
                      + ", ".join(f"{k}: {v:,}" for k, v in s["formatter_changes"].items()) + "</p>")
+        q = cstats.get("quality")
+        if q:
+            parts.append("<h3>Quality consistency</h3>")
+            parts.append(f"<p>A classifier trained on {q['reference_docs']:,} reference documents against "
+                         f"{q['raw_docs']:,} raw ones (held-out accuracy {q['heldout_accuracy']:.1%}) scores every "
+                         f"cleaned document; those outside [{q['min_score']}, {q['max_score']}] are removed. "
+                         f"Terms that read most like the reference: "
+                         f"{html.escape(', '.join(q['terms']['reference'][:10]))}; least: "
+                         f"{html.escape(', '.join(q['terms']['raw'][:10]))}.</p>")
+            parts.append(quality_plot({n: st["quality"] for n, st in cstats["sources"].items() if "quality" in st}))
 
     # Decontamination
     dstats = _load(run_dir / "decontam", "stats.json")
@@ -169,8 +227,32 @@ def build_report(run_dir: Path, recipe_name: str) -> str:
                              f"<div class='pair'><pre>{html.escape(ex['corpus'])}</pre>"
                              f"<pre>{html.escape(ex['item'])}</pre></div>")
 
-    # Mix
+    # Topics
     mstats = _load(run_dir / "mix", "stats.json")
+    kstats = _load(run_dir / "cluster", "stats.json")
+    topics = _load(run_dir / "cluster", "topics.json")
+    if kstats and kstats.get("enabled") and topics:
+        parts.append("<h2>Topics</h2>")
+        parts.append(f"<p>{kstats['docs']:,} training documents in {kstats['k']:,} topics (k: "
+                     f"{html.escape(kstats['k_rule'])}), embedded with {html.escape(kstats['embedder'])} "
+                     f"({kstats['dims']} dimensions) and clustered with mini-batch k-means; each topic is named by "
+                     "its highest mean TF-IDF terms.</p>")
+        clusters = (mstats or {}).get("clusters", {})
+        if clusters:
+            parts.append(f"<p>The mix covers topics with temperature T = {mstats['cluster_temperature']:g}: within "
+                         "each source, a topic of C characters gets a share proportional to C<sup>1/T</sup> of the "
+                         "source's budget (T = 1: as found, large T: uniform).</p>")
+        rows = []
+        for t in sorted(topics, key=lambda t: -t["size"]):
+            c = clusters.get(str(t["cluster"]), {})
+            rows.append([t["cluster"], t["size"], t["chars"], c.get("docs_after", "–"), c.get("share_after", "–"),
+                         ", ".join(t["top_terms"][:8]), t["examples"][0]["id"] if t["examples"] else ""])
+        parts.append(table(["topic", "documents", "characters", "documents in mix", "share of mix", "top terms",
+                            "nearest document"], rows))
+        if clusters:
+            parts.append(topics_plot(topics, clusters))
+
+    # Mix
     if mstats:
         parts.append("<h2>Training mix</h2>")
         rows = [[n, st["weight"], st["docs"], st["chars"], st["share"], st["epochs"]] for n, st in mstats["sources"].items()]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hare.corpus.document import read_shards
+from hare.corpus.document import read_shards, shard_paths
 from hare.io import atomic_path, read_json, write_json
 from hare.progress import Progress
 
@@ -94,6 +94,90 @@ def pack_documents(texts, tokenizer, out_dir: Path, seq_len: int, batch_docs: in
     return index
 
 
+def _tokenize_shard(job: tuple[str, str, str, int, int]) -> tuple[int, int]:
+    """Worker: tokenize one shard of documents into ``<work>/<i>.bin`` and ``<i>.len.npy``.
+
+    Both files are written atomically and an existing pair is reused, so a killed tokenize step
+    picks up at the first unfinished shard.
+    """
+    from tokenizers import Tokenizer
+
+    from hare.io import read_jsonl
+
+    shard, tok_file, work, i, eos = job
+    work_dir = Path(work)
+    bin_path, len_path = work_dir / f"{i:05d}.bin", work_dir / f"{i:05d}.len.npy"
+    if bin_path.exists() and len_path.exists():
+        lens = np.load(len_path)
+        return len(lens), int(lens.sum())
+    tok = Tokenizer.from_file(tok_file)
+    dtype = token_dtype(tok.get_vocab_size(with_added_tokens=True))
+    lens: list[int] = []
+    with atomic_path(bin_path) as tmp, open(tmp, "wb") as f:
+        batch: list[str] = []
+        for rec in list(read_jsonl(shard)) + [None]:
+            if rec is not None:
+                batch.append(rec["text"])
+            if batch and (rec is None or len(batch) >= 512):
+                for enc in tok.encode_batch(batch, add_special_tokens=False):
+                    np.asarray(enc.ids + [eos], dtype=dtype).tofile(f)
+                    lens.append(len(enc.ids) + 1)
+                batch = []
+    with atomic_path(len_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(lens, dtype=np.int64))
+    return len(lens), int(sum(lens))
+
+
+def pack_shards(shards: list[Path], tokenizer, tokenizer_dir: Path, out_dir: Path, seq_len: int,
+                num_proc: int = 0) -> dict:
+    """Tokenize document shards in worker processes, then join them in shard order into tokens.bin.
+
+    The result is byte for byte what ``pack_documents`` writes for the same documents in the same
+    order; the work is spread over ``num_proc`` processes (0: one per core) and resumes per shard.
+    """
+    import multiprocessing as mp
+    import os
+    import shutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / ".shards"
+    work.mkdir(exist_ok=True)
+    eos = tokenizer.eos_token_id
+    dtype = token_dtype(len(tokenizer))
+    jobs = [(str(p), str(tokenizer_dir / "tokenizer.json"), str(work), i, eos) for i, p in enumerate(shards)]
+    procs = min(len(jobs), num_proc or os.cpu_count() or 1)
+    bar = Progress(total=len(jobs), desc=f"tokenize {out_dir.name}", unit="shard")
+    if procs > 1:
+        # Each worker tokenizes on one thread: the processes are the parallelism. Spawned, not forked,
+        # because the Rust tokenizer's thread pool does not survive a fork.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        with mp.get_context("spawn").Pool(procs) as pool:
+            for _ in pool.imap(_tokenize_shard, jobs):
+                bar.update(1)
+        os.environ.pop("TOKENIZERS_PARALLELISM", None)
+    else:
+        for job in jobs:
+            _tokenize_shard(job)
+            bar.update(1)
+    bar.close()
+    lens = [np.load(work / f"{i:05d}.len.npy") for i in range(len(jobs))]
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens) if lens else np.zeros(0, np.int64))])
+    with atomic_path(out_dir / "tokens.bin") as tmp, open(tmp, "wb") as f:
+        for i in range(len(jobs)):
+            with open(work / f"{i:05d}.bin", "rb") as part:
+                shutil.copyfileobj(part, f, 1 << 24)
+    with atomic_path(out_dir / "doc_offsets.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, offsets.astype(np.int64))
+    n_tokens = int(offsets[-1])
+    n_seq = max(0, (n_tokens - 1) // seq_len)
+    index = {"dtype": np.dtype(dtype).name, "num_tokens": n_tokens, "num_docs": len(offsets) - 1,
+             "seq_len": seq_len, "num_sequences": n_seq, "eos_id": eos, "vocab_size": len(tokenizer),
+             "unused_tail_tokens": n_tokens - n_seq * seq_len - (1 if n_seq else 0)}
+    write_json(out_dir / "index.json", index)
+    shutil.rmtree(work)
+    return index
+
+
 class PackedTokens:
     """Read side of a packed token file: fixed windows, ordered by a seeded permutation per epoch."""
 
@@ -152,9 +236,8 @@ def run_tokenize(ctx) -> dict:
         raise ValueError(f"tokenizer {r.tokenizer.path or tok_dir} has no EOS token; packing needs one")
     counts: dict = {"parts": {}}
     for part_dir in sorted(p for p in mix.iterdir() if p.is_dir()):
-        n_docs = sum(1 for _ in read_shards(part_dir))
-        index = pack_documents((d.text for d in read_shards(part_dir)), tokenizer, ctx.out / part_dir.name,
-                               r.pack.seq_len, batch_docs=r.pack.batch_docs, total_docs=n_docs)
+        index = pack_shards(shard_paths(part_dir), tokenizer, tok_dir, ctx.out / part_dir.name, r.pack.seq_len,
+                            num_proc=r.pack.num_proc)
         log.info("part %s: %d documents, %d tokens (%d sequences of %d)", part_dir.name, index["num_docs"],
                  index["num_tokens"], index["num_sequences"], index["seq_len"])
         counts["parts"][part_dir.name] = index

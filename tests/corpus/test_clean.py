@@ -59,3 +59,30 @@ def test_exact_dedup_normalization():
     assert normalize_for_dedup("Hello,  World!\n2024") == "hello world 0000"
     assert text_hash("The cat sat.") == text_hash("the  CAT sat")
     assert text_hash("The cat sat.") != text_hash("The dog sat.")
+
+
+def test_gopher_ngram_repetition_rules(reviews):
+    from hare.corpus.clean import GopherRepetitionFilter, duplicate_ngram_chars
+
+    f = GopherRepetitionFilter(CleanConfig())
+    assert all(f.filter(Document(t, "r")) is True for t in reviews[:50])  # real prose passes
+    words = reviews[0].split()
+    spam = " ".join(words[:150] + ["buy cheap tickets now"] * 40)
+    assert f.filter(Document(spam, "s")) == (False, "gopher_top_2gram")
+    copy = " ".join(words[:120] + words[:40])  # a 40-word passage written twice, on one line
+    assert f.filter(Document(copy, "c"))[1].startswith("gopher_duplicate_")
+    assert duplicate_ngram_chars("a b c d e a b c d e".split(), 5) == 5
+    assert duplicate_ngram_chars("a b c d e f".split(), 5) == 0
+    paras = "\n\n".join([reviews[1][:300]] * 3 + [reviews[2]])
+    assert f.filter(Document(paras, "p"))[1] in ("gopher_duplicate_paragraphs", "gopher_duplicate_paragraphs_chars")
+
+
+def test_fineweb_and_incomplete_rules_are_opt_in(reviews):
+    base = reviews[4]
+    no_punct = "\n".join(l.rstrip(" .!?") for l in base.split("\n"))
+    assert Cleaner(CleanConfig())(Document(no_punct, "a"))[0]
+    assert Cleaner(CleanConfig(fineweb_rules=True))(Document(no_punct, "a")) == (False, "fineweb_line_punctuation")
+    cut = base.rstrip().rsplit(" ", 3)[0].rstrip(" .") + " and then the film goes on to show how the"
+    assert Cleaner(CleanConfig())(Document(cut, "b"))[0]
+    assert Cleaner(CleanConfig(require_complete_ending=True))(Document(cut, "b")) == (False, "incomplete_ending")
+    assert Cleaner(CleanConfig(require_complete_ending=True))(Document(base, "c"))[0]

@@ -85,3 +85,27 @@ def test_pydoc_split_gives_description_classes_and_functions():
     assert "inherited from" not in docs["json.JSONDecodeError"] and "-----" not in docs["json.JSONDecodeError"]
     # the inheritance tree at the top of CLASSES is not a document
     assert not any(k.startswith("json.builtins") for k in docs)
+
+
+def test_hf_dataset_saved_to_disk(tmp_path):
+    import datasets
+
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"content": ["one", None, "three"], "k": [1, 2, 3]}),
+                               "test": datasets.Dataset.from_dict({"content": ["t"], "k": [9]})})
+    dd.save_to_disk(str(tmp_path / "ds"))
+    q = Quarantine()
+    src = SourceConfig(name="h", kind="hf", path=str(tmp_path / "ds"), text_field="content", id_field="k")
+    docs = list(read_source(src, q))
+    assert [(d.id, d.text) for d in docs] == [("h/1", "one"), ("h/3", "three")]
+    assert q.records[0]["line"] == 2 and "null" in q.records[0]["reason"]
+    test = SourceConfig(name="h", kind="hf", path=str(tmp_path / "ds"), text_field="content", split="test")
+    assert [d.text for d in read_source(test, Quarantine())] == ["t"]
+
+
+def test_hf_name_not_in_the_cache_says_how_to_allow_the_hub(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    src = SourceConfig(name="h", kind="hf", path="no-such-org/no-such-dataset")
+    with pytest.raises(ValueError, match="allow_hub: true"):
+        list(read_source(src, Quarantine()))

@@ -39,3 +39,27 @@ def test_tokenizer_folder_loads_with_transformers(packed):
     again = load_tokenizer(folder / "tokenizer")
     assert again.eos_token == "</s>" and again.bos_token_id == 1 and len(again) == 512
     assert again("hello world")["input_ids"] == tok("hello world")["input_ids"]
+
+
+def test_multiprocess_shards_equal_single_process_and_resume(packed, reviews, tmp_path):
+    import os
+
+    from hare.corpus.document import Document, shard_paths, write_shards
+    from hare.train.pack import _tokenize_shard, pack_shards
+
+    folder, tok, index = packed
+    write_shards([Document(t, str(i)) for i, t in enumerate(reviews)], tmp_path / "docs", shard_docs=40)
+    shards = shard_paths(tmp_path / "docs")
+    assert len(shards) == 5
+    # a run that died after its first shard left that shard's files behind: they are reused
+    work = tmp_path / "out" / ".shards"
+    work.mkdir(parents=True)
+    job = (str(shards[0]), str(folder / "tokenizer" / "tokenizer.json"), str(work), 0, tok.eos_token_id)
+    first = _tokenize_shard(job)
+    stamp = os.stat(work / "00000.bin").st_mtime_ns
+    assert _tokenize_shard(job) == first and os.stat(work / "00000.bin").st_mtime_ns == stamp
+    idx = pack_shards(shards, tok, folder / "tokenizer", tmp_path / "out", seq_len=64, num_proc=2)
+    assert idx == index
+    assert (tmp_path / "out" / "tokens.bin").read_bytes() == (folder / "tokens.bin").read_bytes()
+    assert (np.load(tmp_path / "out" / "doc_offsets.npy") == np.load(folder / "doc_offsets.npy")).all()
+    assert not work.exists()  # the per-shard files are gone once joined

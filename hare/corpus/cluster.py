@@ -1,0 +1,282 @@
+"""The cluster step: embed the decontaminated training documents, group them into topics, name each topic.
+
+HARE builds semantic diversity by clustering its corpus into topics and covering them evenly; the
+paper gives no algorithm, embedding or k. hare's default is LSA (TF-IDF, truncated SVD, L2
+normalisation) and mini-batch k-means, as in scikit-learn's "Clustering text documents using
+k-means" example; ``embedder: sentence-transformers`` embeds with a local model instead.
+
+Memory stays bounded on large corpora: the vectorizer, the SVD and k-means are fitted on a seeded
+sample of at most ``cluster.sample_docs`` documents (reservoir sampling over one pass), then every
+document is embedded and assigned in batches on a second pass. Outputs, each written atomically:
+
+- ``assignments.jsonl``: one line per document: id, source, cluster, distance to its centroid;
+- ``topics.json``: per cluster its size, top TF-IDF terms, a name made of them and the documents
+  nearest its centroid (what the synthetic-data step seeds from);
+- ``stats.json``: k and the rule that chose it, the embedding, cluster sizes and timings.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib.util
+import json
+import logging
+import math
+import random
+import re
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from hare.corpus.document import Document, read_shards
+from hare.io import atomic_open, write_json
+
+log = logging.getLogger("hare.corpus.cluster")
+
+BATCH_DOCS = 1024
+EXAMPLES = 5  # documents nearest each centroid kept as the topic's examples
+SNIPPET_CHARS = 240
+# Numbers (years, line numbers, versions) make poor topic names; topic terms are words of letters.
+TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
+
+
+class ClusterError(RuntimeError):
+    """The cluster step cannot run as configured; the message says what is missing."""
+
+
+def auto_k(n: int, max_k: int) -> int:
+    """k = round(sqrt(n / 2)), the rule of thumb of Mardia, Kent & Bibby (1979), within [2, max_k]."""
+    return max(2, min(max_k, round(math.sqrt(n / 2))))
+
+
+def reservoir(docs: Iterable[Document], size: int, rng: random.Random, max_chars: int
+              ) -> tuple[list[tuple[int, str]], int]:
+    """A uniform sample of ``size`` (index, text) pairs in one pass (Vitter's algorithm R), and the count."""
+    sample: list[tuple[int, str]] = []
+    n = 0
+    for n, d in enumerate(docs, 1):
+        item = (n - 1, d.text[:max_chars])
+        if len(sample) < size:
+            sample.append(item)
+        else:
+            j = rng.randrange(n)
+            if j < size:
+                sample[j] = item
+    sample.sort()
+    return sample, n
+
+
+def fit_vectorizer(texts: list[str], max_features: int):
+    """TF-IDF over words, fitted on the sample; it embeds (LSA) and names the topics."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    # min_df=2 drops one-off words (typos, identifiers); max_df=0.5 drops words in every other
+    # document, which name no topic. Tiny samples keep every word so the vocabulary is not empty.
+    small = len(texts) < 20
+    vec = TfidfVectorizer(max_features=max_features, min_df=1 if small else 2, max_df=1.0 if small else 0.5,
+                          stop_words="english", sublinear_tf=True, token_pattern=TOKEN_PATTERN, dtype=np.float32)
+    vec.fit(texts)
+    return vec
+
+
+class LsaEmbedder:
+    """TF-IDF -> truncated SVD -> unit length (latent semantic analysis, Deerwester et al. 1990)."""
+
+    def __init__(self, dims: int, seed: int):
+        self.dims = dims
+        self.seed = seed
+        self.svd = None
+
+    def fit(self, x) -> None:
+        from sklearn.decomposition import TruncatedSVD
+
+        dims = max(1, min(self.dims, x.shape[1] - 1, x.shape[0] - 1))
+        self.svd = TruncatedSVD(n_components=dims, algorithm="randomized", random_state=self.seed).fit(x)
+
+    def embed(self, texts: list[str], x) -> np.ndarray:
+        return _unit(self.svd.transform(x))
+
+    def describe(self) -> dict:
+        return {"embedder": "tfidf-svd", "dims": int(self.svd.n_components),
+                "explained_variance": round(float(self.svd.explained_variance_ratio_.sum()), 4)}
+
+
+class SentenceEmbedder:
+    """A sentence-transformers model loaded from a local folder (never downloaded)."""
+
+    def __init__(self, path: str, batch_size: int):
+        from sentence_transformers import SentenceTransformer
+
+        self.path = path
+        self.batch_size = batch_size
+        self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+
+    def fit(self, x) -> None:
+        pass  # a pretrained model needs no fitting
+
+    def embed(self, texts: list[str], x) -> np.ndarray:
+        emb = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        return _unit(emb.astype(np.float32))
+
+    def describe(self) -> dict:
+        return {"embedder": "sentence-transformers", "model_path": self.path,
+                "dims": int(self.model.get_sentence_embedding_dimension() or 0)}
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return (a / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def check_embedder(cfg) -> None:
+    """Fail before reading any data when the optional embedder cannot be loaded."""
+    if cfg.embedder != "sentence-transformers":
+        return
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise ClusterError("cluster.embedder is 'sentence-transformers' but the package is not installed; "
+                           "pip install -e '.[embed]' (sentence-transformers), or use embedder: tfidf-svd")
+    if not cfg.model_path or not Path(cfg.model_path).expanduser().is_dir():
+        raise ClusterError(f"cluster.model_path: {cfg.model_path!r} is not a local model folder "
+                           "(models are never downloaded at run time)")
+
+
+def top_terms(rows, vocab: np.ndarray, n: int) -> list[list[str]]:
+    """The ``n`` highest-weighted terms of each row of a sparse term matrix."""
+    out = []
+    rows = rows.tocsr()
+    for i in range(rows.shape[0]):
+        lo, hi = rows.indptr[i], rows.indptr[i + 1]
+        data, idx = rows.data[lo:hi], rows.indices[lo:hi]
+        order = np.lexsort((vocab[idx], -data))[:n]  # ties broken by the term, so names are stable
+        out.append([str(vocab[idx[j]]) for j in order if data[j] > 0])
+    return out
+
+
+def _snippet(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()[:SNIPPET_CHARS]
+
+
+def _batches(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    for d in docs:
+        batch.append(d)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def cluster_documents(folder: Path, out: Path, cfg, seed: int) -> dict:
+    """Cluster the documents of the shards in ``folder``; write assignments, topics and stats to ``out``."""
+    from scipy import sparse
+    from sklearn.cluster import MiniBatchKMeans
+
+    check_embedder(cfg)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    sample, n = reservoir(read_shards(folder), cfg.sample_docs, random.Random(seed), cfg.max_doc_chars)
+    if n == 0:
+        write_json(out / "topics.json", [])
+        write_json(out / "stats.json", {"enabled": True, "docs": 0, "k": 0})
+        with atomic_open(out / "assignments.jsonl"):
+            pass
+        return {"docs": 0, "clusters": 0}
+    texts = [t for _, t in sample]
+    vec = fit_vectorizer(texts, cfg.max_features)
+    vocab = vec.get_feature_names_out()
+    x_sample = vec.transform(texts)
+    embedder = (SentenceEmbedder(cfg.model_path, cfg.batch_size) if cfg.embedder == "sentence-transformers"
+                else LsaEmbedder(cfg.svd_dims, seed))
+    embedder.fit(x_sample)
+    e_sample = embedder.embed(texts, x_sample)
+    times["read_sample_and_embed"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    k_rule = "config" if cfg.k else f"round(sqrt(n/2)) capped at {cfg.max_k}"
+    k = min(cfg.k or auto_k(n, cfg.max_k), len(texts))
+    km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=cfg.n_init, batch_size=min(1024, len(texts)),
+                         max_iter=100)
+    km.fit(e_sample)
+    sample_labels = km.predict(e_sample)
+    times["fit_kmeans"] = time.perf_counter() - t1
+
+    # Second pass: every document, in batches, so memory does not grow with the corpus.
+    t2 = time.perf_counter()
+    sizes = np.zeros(k, dtype=np.int64)
+    chars = np.zeros(k, dtype=np.int64)
+    by_source: list[dict[str, int]] = [{} for _ in range(k)]
+    nearest: list[list] = [[] for _ in range(k)]  # max-heaps by distance (negated), EXAMPLES each
+    dist_sum = 0.0
+    with atomic_open(out / "assignments.jsonl") as f:
+        for batch in _batches(read_shards(folder), BATCH_DOCS):
+            btexts = [d.text[:cfg.max_doc_chars] for d in batch]
+            x = vec.transform(btexts) if isinstance(embedder, LsaEmbedder) else None
+            dists = km.transform(embedder.embed(btexts, x))
+            labels = dists.argmin(axis=1)
+            for d, c, row in zip(batch, labels, dists):
+                c = int(c)
+                dist = float(row[c])
+                dist_sum += dist
+                sizes[c] += 1
+                chars[c] += len(d.text)
+                by_source[c][d.source] = by_source[c].get(d.source, 0) + 1
+                item = (-dist, d.id, d.source, _snippet(d.text))
+                if len(nearest[c]) < EXAMPLES:
+                    heapq.heappush(nearest[c], item)
+                elif item > nearest[c][0]:
+                    heapq.heapreplace(nearest[c], item)
+                f.write(json.dumps({"id": d.id, "source": d.source, "cluster": c, "distance": round(dist, 5)},
+                                   ensure_ascii=False) + "\n")
+    times["assign"] = time.perf_counter() - t2
+
+    # Topic terms: the mean TF-IDF vector of the cluster's members in the sample. A cluster with no
+    # sample member (k-means can leave one empty) is named from its nearest documents' snippets.
+    onehot = sparse.csr_matrix((np.ones(len(texts), dtype=np.float32), (sample_labels, np.arange(len(texts)))),
+                               shape=(k, len(texts)))
+    terms = top_terms(onehot @ x_sample, vocab, cfg.top_terms)
+    for c in range(k):
+        if not terms[c] and nearest[c]:
+            terms[c] = top_terms(vec.transform([" ".join(s for _, _, _, s in nearest[c])]), vocab, cfg.top_terms)[0]
+    topics = []
+    for c in range(k):
+        examples = sorted(nearest[c], reverse=True)
+        topics.append({"cluster": c, "name": ", ".join(terms[c][:3]) or f"cluster {c}", "size": int(sizes[c]),
+                       "chars": int(chars[c]), "top_terms": terms[c],
+                       "sources": dict(sorted(by_source[c].items())),
+                       "examples": [{"id": i, "source": s, "distance": round(-nd, 5), "snippet": snip}
+                                    for nd, i, s, snip in examples]})
+    write_json(out / "topics.json", topics)
+    nonempty = sizes[sizes > 0]
+    stats = {"enabled": True, "docs": n, "sample_docs": len(texts), "k": k, "k_rule": k_rule,
+             **embedder.describe(), "vocabulary": len(vocab),
+             "mean_distance": round(dist_sum / n, 5), "empty_clusters": int((sizes == 0).sum()),
+             "size_min": int(nonempty.min()), "size_median": float(np.median(nonempty)),
+             "size_max": int(nonempty.max()),
+             "seconds": {k_: round(v, 3) for k_, v in times.items()},
+             "docs_per_s": round(n / max(sum(times.values()), 1e-9), 1)}
+    write_json(out / "stats.json", stats)
+    log.info("cluster: %d documents into %d topics (%s) in %.1fs; largest: %s", n, k, stats["embedder"],
+             sum(times.values()), "; ".join(t["name"] for t in sorted(topics, key=lambda t: -t["size"])[:5]))
+    return {"docs": n, "clusters": k, "sample_docs": len(texts)}
+
+
+def run_cluster(ctx) -> dict:
+    cfg = ctx.recipe.cluster
+    if not cfg.enabled:
+        write_json(ctx.out / "stats.json", {"enabled": False})
+        log.info("cluster: disabled (cluster.enabled: false); the mix samples sources only")
+        return {"docs": 0, "clusters": 0}
+    return cluster_documents(ctx.deps["decontam"] / "train", ctx.out, cfg, ctx.recipe.seed)
+
+
+def load_assignments(folder: Path) -> dict[tuple[str, str], int] | None:
+    """(source, document id) -> cluster from a cluster step's folder; None when clustering was off."""
+    from hare.io import read_jsonl
+
+    path = Path(folder) / "assignments.jsonl"
+    if not path.exists():
+        return None
+    return {(r["source"], r["id"]): r["cluster"] for r in read_jsonl(path)}
