@@ -50,6 +50,42 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def near_duplicate_examples(corpus_dir: Path, k: int = 3) -> str:
+    """A few removed near-duplicates beside the document kept in their place."""
+    from hare.corpus.document import read_shards
+
+    picked = []
+    for d in read_shards(corpus_dir / "removed", prefix="removed"):
+        if d.metadata.get("duplicate_of") and len(picked) < k:
+            picked.append(d)
+    if not picked:
+        return ""
+    want = {d.metadata["duplicate_of"] for d in picked}
+    kept = {d.id: d for folder in ("train", "heldout") for d in read_shards(corpus_dir / folder) if d.id in want}
+    out = []
+    for d in picked:
+        other = kept.get(d.metadata["duplicate_of"])
+        out.append(f"<p class='muted'>{html.escape(d.id)} removed as a near-duplicate of "
+                   f"{html.escape(d.metadata['duplicate_of'])} (estimated Jaccard "
+                   f"{d.metadata.get('jaccard_estimate', '?')})</p><div class='pair'><pre>{html.escape(d.text[:500])}"
+                   f"</pre><pre>{html.escape(other.text[:500]) if other else ''}</pre></div>")
+    return "".join(out)
+
+
+def markdown_to_html(md: str) -> str:
+    """A markdown table and the notes under it (as ``leaderboard.md`` writes them) as HTML."""
+    rows, notes = [], []
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= {"-", ":"} for c in cells):
+                rows.append([c.replace("**", "") for c in cells])
+        elif line.strip():
+            notes.append(line.strip().lstrip("- ").replace("\\*", "*"))
+    out = table(rows[0], rows[1:]) if rows else ""
+    return out + "".join(f"<p class='muted'>{html.escape(n)}</p>" for n in notes)
+
+
 def _svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
@@ -182,6 +218,13 @@ def build_report(run_dir: Path, recipe_name: str) -> str:
             parts.append(reasons_plot(removed))
         parts.append("<p class='muted'>Documents changed by line-level rules: "
                      + ", ".join(f"{k}: {v:,}" for k, v in s["formatter_changes"].items()) + "</p>")
+        mh = cstats.get("minhash")
+        if mh:
+            parts.append(f"<h3>Near-duplicates</h3><p>MinHash LSH over {mh['documents']:,} cleaned documents: "
+                         f"{mh['candidate_pairs']:,} candidate pairs, {mh['linked_pairs']:,} confirmed, "
+                         f"{mh['duplicates']:,} documents removed in {mh['clusters']:,} clusters "
+                         "(the first document read of each cluster is kept).</p>")
+            parts.append(near_duplicate_examples(run_dir / "corpus"))
         q = cstats.get("quality")
         if q:
             parts.append("<h3>Quality consistency</h3>")
@@ -306,6 +349,10 @@ def build_report(run_dir: Path, recipe_name: str) -> str:
                                 for t in es["tasks"]]))
         for name, why in es.get("skipped_tasks", {}).items():
             parts.append(f"<p class='muted'>task {html.escape(name)} skipped: {html.escape(why)}</p>")
+        board = run_dir / "eval" / "leaderboard.md"
+        if board.exists():
+            parts.append("<h3>The paper's table</h3>")
+            parts.append(markdown_to_html(board.read_text(encoding="utf-8")))
 
     audit = _load(run_dir / "audit", "audit.json")
     if audit:

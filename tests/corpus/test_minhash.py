@@ -211,3 +211,7 @@ def test_corpus_step_removes_near_duplicates_across_sources(texts, tmp_path):
     assert set(copies.values()) <= kept and not set(copies) & kept
     assert s["removed_by_reason"]["near_duplicate"] == stats["minhash"]["duplicates"]
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["heldout", "removed", "train"]  # no spill left
+    from hare.report.html import build_report
+
+    report = build_report(tmp_path / "runs" / "mh", "mh")
+    assert "<h3>Near-duplicates</h3>" in report and "removed as a near-duplicate of a/a" in report
