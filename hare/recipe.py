@@ -165,6 +165,10 @@ class CorpusConfig(Section):
         0.05, ge=0, lt=1, description="Fraction of documents held out as the evaluation set (by id hash)."
     )
     shard_docs: int = Field(2000, ge=1, description="Documents per output shard.")
+    num_proc: int = Field(
+        0, ge=0, description="Processes that apply the cleaning rules (0: one per core). Deduplication and the "
+        "outputs do not depend on it."
+    )
     max_line_bytes: int = Field(
         50_000_000, ge=1, description="Input lines longer than this are quarantined, not parsed."
     )

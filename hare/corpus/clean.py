@@ -294,6 +294,7 @@ class Cleaner:
     """Applies the formatters then the filters; counts changes and removals by reason."""
 
     def __init__(self, cfg: CleanConfig):
+        self.cfg = cfg
         self.formatters: list[Formatter] = [LineFormatter(cfg.boilerplate_lines, cfg.min_line_chars)]
         if cfg.remove_urls:
             self.formatters.append(URLFormatter())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -99,24 +100,77 @@ def train_quality_scorer(r, cleaner_cfg) -> tuple[QualityScorer, dict]:
     return scorer, info
 
 
+_WORKER: dict = {}
+
+
+def _init_worker(clean_cfg, dedup: bool) -> None:
+    _WORKER["cleaner"] = Cleaner(clean_cfg)
+    _WORKER["dedup"] = dedup
+
+
+def _clean_chunk(chunk: list[tuple]) -> tuple[list[tuple], dict[str, int]]:
+    """Worker: clean a chunk of documents; returns them (text rewritten) with verdicts, and the
+    formatters' change counts for the chunk."""
+    cleaner: Cleaner = _WORKER["cleaner"]
+    before = dict(cleaner.changes)
+    out = []
+    for text, doc_id, source, meta in chunk:
+        doc = Document(text, doc_id, source, meta)
+        ok, reason = cleaner(doc)
+        norm = normalize_for_dedup(doc.text) if ok and _WORKER["dedup"] else None
+        out.append((doc.text, doc_id, source, doc.metadata, len(text), ok, reason, norm))
+    return out, {k: v - before.get(k, 0) for k, v in cleaner.changes.items()}
+
+
+def cleaned(docs, cleaner: Cleaner, dedup: bool, procs: int, changes: Counter, chunk: int = 256):
+    """(document, chars before cleaning, keep, reason, normalized text) for each of ``docs``, in order.
+
+    With ``procs`` > 1 the rules run in a pool of worker processes on chunks of documents while
+    this process reads ahead; deduplication stays here, so the result is the same either way.
+    """
+    if procs <= 1:
+        before = dict(cleaner.changes)
+        for doc in docs:
+            n = len(doc.text)
+            ok, reason = cleaner(doc)
+            yield doc, n, ok, reason, normalize_for_dedup(doc.text) if ok and dedup else None
+        changes.update({k: v - before.get(k, 0) for k, v in cleaner.changes.items()})
+        return
+    import itertools
+    import multiprocessing as mp
+
+    def chunks():
+        it = iter(docs)
+        while batch := list(itertools.islice(it, chunk)):
+            yield [(d.text, d.id, d.source, d.metadata) for d in batch]
+
+    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with ctx.Pool(procs, initializer=_init_worker, initargs=(cleaner.cfg, dedup)) as pool:
+        for results, delta in pool.imap(_clean_chunk, chunks()):
+            changes.update(delta)
+            for text, doc_id, source, meta, n, ok, reason, norm in results:
+                yield Document(text, doc_id, source, meta), n, ok, reason, norm
+
+
 def _clean_pass(r, q: Quarantine, cleaner: Cleaner, stats: dict, removed: ShardWriter,
-                keep: Callable[[Document, str | None], None], scorer: QualityScorer | None = None) -> None:
+                keep: Callable[[Document, str | None], None], scorer: QualityScorer | None = None,
+                changes: Counter | None = None) -> None:
     """Read and clean every source, drop exact duplicates and (with a scorer) documents outside the
     quality band; hand each survivor (and its normalized text, when dedup computed it) to ``keep``."""
     cfg = r.corpus
     qc = cfg.quality
     seen: set[bytes] = set()
+    procs = cfg.num_proc or os.cpu_count() or 1
+    changes = Counter() if changes is None else changes
     for src in r.sources:
         st = stats[src.name] = {"docs_in": 0, "chars_in": 0, "removed": Counter(), "chars_removed": 0,
                                 "train": 0, "heldout": 0, "chars_out": 0}
         before, after = [], []
-        for doc in progress(read_source(src, q, cfg.max_line_bytes), desc=f"clean {src.name}", unit="doc"):
+        stream = cleaned(read_source(src, q, cfg.max_line_bytes), cleaner, cfg.dedup != "none", procs, changes)
+        for doc, n_chars, ok, reason, norm in progress(stream, desc=f"clean {src.name}", unit="doc"):
             st["docs_in"] += 1
-            st["chars_in"] += len(doc.text)
-            ok, reason = cleaner(doc)
-            norm = None
-            if ok and cfg.dedup != "none":
-                norm = normalize_for_dedup(doc.text)
+            st["chars_in"] += n_chars
+            if ok and norm is not None:
                 h = text_hash(norm, normalized=True)
                 if h in seen:
                     ok, reason = False, "exact_duplicate"
@@ -157,6 +211,7 @@ def run_corpus(ctx) -> dict:
     shard = cfg.shard_docs
     near_stats = None
     scorer, quality_info = None, None
+    changes: Counter = Counter()
     if cfg.quality.enabled:
         scorer, quality_info = train_quality_scorer(r, cfg.clean)
         scorer.save(ctx.out / "quality_scorer.pkl")
@@ -174,7 +229,7 @@ def run_corpus(ctx) -> dict:
                 train.write(doc)
 
         if cfg.dedup != "minhash":
-            _clean_pass(r, q, cleaner, stats, removed, split, scorer)
+            _clean_pass(r, q, cleaner, stats, removed, split, scorer, changes)
         else:
             spill = _spill_folder(ctx.out, cfg.minhash.spill_dir)
             cleaned_dir = ctx.out / "cleaned"
@@ -185,7 +240,7 @@ def run_corpus(ctx) -> dict:
                         cleaned.write(doc)
                         index.add(norm, normalized=True)
 
-                    _clean_pass(r, q, cleaner, stats, removed, keep, scorer)
+                    _clean_pass(r, q, cleaner, stats, removed, keep, scorer, changes)
                 if index.n != cleaned.docs:
                     raise RuntimeError(f"corpus: {cleaned.docs} cleaned documents but {index.n} signatures")
                 near = index.find()
@@ -226,7 +281,7 @@ def run_corpus(ctx) -> dict:
         "removed": sum(total_removed.values()),
         "quarantined": len(q.records),
         "removed_by_reason": dict(total_removed.most_common()),
-        "formatter_changes": cleaner.changes,
+        "formatter_changes": {f.name: changes.get(f.name, 0) for f in cleaner.formatters},
         "chars_in": sum(s["chars_in"] for s in stats.values()),
         "chars_out": sum(s["chars_out"] for s in stats.values()),
     }

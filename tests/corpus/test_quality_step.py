@@ -44,3 +44,24 @@ def test_quality_band_keeps_reference_like_text(tmp_path):
     text = build_report(tmp_path / "runs" / "q", "q")
     assert "Quality consistency" in text and "<svg" in text and "held-out accuracy" in text
 
+
+
+def test_parallel_cleaning_gives_the_same_corpus(tmp_path):
+    from hare.corpus.document import read_shards
+
+    with open(tmp_path / "web.jsonl", "w") as f:
+        for name, text in nltk_texts("webtext") + nltk_texts("movie_reviews", 300):
+            for i in range(0, len(text), 3000):
+                f.write(json.dumps({"text": text[i:i + 3000] + "\nContact me at someone@example.org"}) + "\n")
+    outs = {}
+    for procs in (1, 2):
+        recipe = {"name": "p", "sources": [{"name": "web", "kind": "jsonl", "path": "web.jsonl"}],
+                  "corpus": {"num_proc": procs, "dedup": "minhash"}}
+        (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+        assert main(["corpus", str(tmp_path / "r.yaml"), "--out-dir", str(tmp_path / f"runs{procs}")]) == 0
+        out = tmp_path / f"runs{procs}" / "p" / "corpus"
+        outs[procs] = (read_json(out / "stats.json"),
+                       [(d.id, d.text) for folder in ("train", "heldout") for d in read_shards(out / folder)])
+    assert outs[1] == outs[2]
+    stats = outs[1][0]["summary"]
+    assert stats["formatter_changes"]["pii"] > 100 and stats["removed"] > 0
