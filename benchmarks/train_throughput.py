@@ -86,7 +86,7 @@ def step_times_trainer(config, data, cfg, out: Path, device: torch.device) -> li
 def main() -> None:
     from hare.model.model import flops_per_token, mistral_config, peak_flops
     from hare.recipe import TrainConfig
-    from hare.train.loop import resolve_device
+    from hare.train.dist import init as resolve_device
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="tiny")

@@ -111,11 +111,11 @@ class MixtureSampler:
     def windows(self, plan: list[tuple[str, int]]) -> np.ndarray:
         """The token windows (L + 1 tokens each) of ``plan``."""
         L = self.seq_len
+        tokens = {name: self.parts[name].tokens() for name in {name for name, _ in plan}}  # one memmap per part
         rows = []
         for name, j in plan:
-            part = self.parts[name]
-            i = part.sequence_id(j)
-            rows.append(np.asarray(part.tokens()[i * L: i * L + L + 1], dtype=np.int64))
+            i = self.parts[name].sequence_id(j)
+            rows.append(np.asarray(tokens[name][i * L: i * L + L + 1], dtype=np.int64))
         return np.stack(rows)
 
     @staticmethod

@@ -65,12 +65,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def checkpoint_paths(folder: Path) -> list[Path]:
     return sorted(folder.glob("step-*.pt"))
 
@@ -89,8 +83,10 @@ def _full_state(model, opt, fsdp: bool) -> tuple[dict, dict]:
 def save_checkpoint(folder: Path, step: int, model, opt, sched, cfg_dump: dict, keep: int,
                     data_state: dict | None = None, fsdp: bool = False) -> Path:
     """Write ``step-NNNNNN.pt`` atomically (rank 0) and keep the last ``keep``; every rank calls it under FSDP."""
-    model_sd, opt_sd = _full_state(model, opt, fsdp)
     path = folder / f"step-{step:06d}.pt"
+    if not fsdp and not dist.is_main():  # only FSDP needs every rank to gather the full state
+        return path
+    model_sd, opt_sd = _full_state(model, opt, fsdp)
     if not dist.is_main():
         return path
     state = {

@@ -11,6 +11,7 @@ Outputs: tokenizer/ (a Hugging Face tokenizer folder) and, for each data part, <
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -53,42 +54,50 @@ def token_dtype(vocab_size: int):
     return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
 
 
+def encode_into(backend, texts, f, eos: int, dtype, batch_docs: int = 512, on_batch=None) -> list[int]:
+    """Write the tokens of ``texts`` to ``f``, EOS after each; returns each document's length in tokens.
+
+    Texts are encoded a batch at a time (the Rust tokenizer spreads a batch over its threads).
+    """
+    lens: list[int] = []
+    batch: list[str] = []
+    for t in itertools.chain(texts, [None]):
+        if t is not None:
+            batch.append(t)
+        if batch and (t is None or len(batch) >= batch_docs):
+            for enc in backend.encode_batch(batch, add_special_tokens=False):
+                np.asarray(enc.ids + [eos], dtype=dtype).tofile(f)
+                lens.append(len(enc.ids) + 1)
+            if on_batch is not None:
+                on_batch(len(batch))
+            batch = []
+    return lens
+
+
+def _save_offsets(path: Path, lens) -> np.ndarray:
+    offsets = np.concatenate([[0], np.cumsum(np.asarray(lens, dtype=np.int64))]).astype(np.int64)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, offsets)
+    return offsets
+
+
 def pack_documents(texts, tokenizer, out_dir: Path, seq_len: int, batch_docs: int = 512,
                    total_docs: int | None = None) -> dict:
-    """Tokenize ``texts`` in batches (the Rust tokenizer runs a batch on every core) into tokens.bin."""
+    """Tokenize ``texts`` in this process into tokens.bin (``pack_shards`` spreads shards over processes)."""
     eos = tokenizer.eos_token_id
     dtype = token_dtype(len(tokenizer))
-    backend = tokenizer.backend_tokenizer
-    offsets = [0]
-    n_tokens = 0
     bar = Progress(total=total_docs, desc="tokenize and pack", unit="doc")
     with atomic_path(out_dir / "tokens.bin") as tmp, open(tmp, "wb") as f:
-        batch: list[str] = []
-
-        def flush():
-            nonlocal n_tokens
-            for enc in backend.encode_batch(batch, add_special_tokens=False):
-                arr = np.asarray(enc.ids + [eos], dtype=dtype)
-                arr.tofile(f)
-                n_tokens += len(arr)
-                offsets.append(n_tokens)
-            bar.update(len(batch))
-            batch.clear()
-
-        for t in texts:
-            batch.append(t)
-            if len(batch) >= batch_docs:
-                flush()
-        if batch:
-            flush()
-        f.flush()
+        lens = encode_into(tokenizer.backend_tokenizer, texts, f, eos, dtype, batch_docs, bar.update)
     bar.close()
-    with atomic_path(out_dir / "doc_offsets.npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(offsets, dtype=np.int64))
+    offsets = _save_offsets(out_dir / "doc_offsets.npy", lens)
+    return _write_index(out_dir, dtype, int(offsets[-1]), len(offsets) - 1, seq_len, eos, len(tokenizer))
+
+
+def _write_index(out_dir: Path, dtype, n_tokens: int, n_docs: int, seq_len: int, eos: int, vocab: int) -> dict:
     n_seq = max(0, (n_tokens - 1) // seq_len)
-    index = {"dtype": np.dtype(dtype).name, "num_tokens": n_tokens, "num_docs": len(offsets) - 1,
-             "seq_len": seq_len, "num_sequences": n_seq, "eos_id": eos, "vocab_size": len(tokenizer),
+    index = {"dtype": np.dtype(dtype).name, "num_tokens": n_tokens, "num_docs": n_docs, "seq_len": seq_len,
+             "num_sequences": n_seq, "eos_id": eos, "vocab_size": vocab,
              "unused_tail_tokens": n_tokens - n_seq * seq_len - (1 if n_seq else 0)}
     write_json(out_dir / "index.json", index)
     return index
@@ -112,17 +121,8 @@ def _tokenize_shard(job: tuple[str, str, str, int, int]) -> tuple[int, int]:
         return len(lens), int(lens.sum())
     tok = Tokenizer.from_file(tok_file)
     dtype = token_dtype(tok.get_vocab_size(with_added_tokens=True))
-    lens: list[int] = []
     with atomic_path(bin_path) as tmp, open(tmp, "wb") as f:
-        batch: list[str] = []
-        for rec in list(read_jsonl(shard)) + [None]:
-            if rec is not None:
-                batch.append(rec["text"])
-            if batch and (rec is None or len(batch) >= 512):
-                for enc in tok.encode_batch(batch, add_special_tokens=False):
-                    np.asarray(enc.ids + [eos], dtype=dtype).tofile(f)
-                    lens.append(len(enc.ids) + 1)
-                batch = []
+        lens = encode_into(tok, (rec["text"] for rec in read_jsonl(shard)), f, eos, dtype)
     with atomic_path(len_path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(lens, dtype=np.int64))
     return len(lens), int(sum(lens))
@@ -161,19 +161,12 @@ def pack_shards(shards: list[Path], tokenizer, tokenizer_dir: Path, out_dir: Pat
             bar.update(1)
     bar.close()
     lens = [np.load(work / f"{i:05d}.len.npy") for i in range(len(jobs))]
-    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens) if lens else np.zeros(0, np.int64))])
     with atomic_path(out_dir / "tokens.bin") as tmp, open(tmp, "wb") as f:
         for i in range(len(jobs)):
             with open(work / f"{i:05d}.bin", "rb") as part:
                 shutil.copyfileobj(part, f, 1 << 24)
-    with atomic_path(out_dir / "doc_offsets.npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, offsets.astype(np.int64))
-    n_tokens = int(offsets[-1])
-    n_seq = max(0, (n_tokens - 1) // seq_len)
-    index = {"dtype": np.dtype(dtype).name, "num_tokens": n_tokens, "num_docs": len(offsets) - 1,
-             "seq_len": seq_len, "num_sequences": n_seq, "eos_id": eos, "vocab_size": len(tokenizer),
-             "unused_tail_tokens": n_tokens - n_seq * seq_len - (1 if n_seq else 0)}
-    write_json(out_dir / "index.json", index)
+    offsets = _save_offsets(out_dir / "doc_offsets.npy", np.concatenate(lens) if lens else [])
+    index = _write_index(out_dir, dtype, int(offsets[-1]), len(offsets) - 1, seq_len, eos, len(tokenizer))
     shutil.rmtree(work)
     return index
 
