@@ -32,6 +32,7 @@ import numpy as np
 
 from hare.corpus.document import Document, read_shards
 from hare.io import atomic_open, write_json
+from hare.progress import progress
 
 log = logging.getLogger("hare.corpus.cluster")
 
@@ -177,7 +178,8 @@ def cluster_documents(folder: Path, out: Path, cfg, seed: int) -> dict:
     check_embedder(cfg)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    sample, n = reservoir(read_shards(folder), cfg.sample_docs, random.Random(seed), cfg.max_doc_chars)
+    sample, n = reservoir(progress(read_shards(folder), desc="cluster: sample", unit="doc"), cfg.sample_docs,
+                          random.Random(seed), cfg.max_doc_chars)
     if n == 0:
         write_json(out / "topics.json", [])
         write_json(out / "stats.json", {"enabled": True, "docs": 0, "k": 0})
@@ -211,7 +213,8 @@ def cluster_documents(folder: Path, out: Path, cfg, seed: int) -> dict:
     nearest: list[list] = [[] for _ in range(k)]  # max-heaps by distance (negated), EXAMPLES each
     dist_sum = 0.0
     with atomic_open(out / "assignments.jsonl") as f:
-        for batch in _batches(read_shards(folder), BATCH_DOCS):
+        for batch in _batches(progress(read_shards(folder), desc="cluster: assign", total=n, unit="doc"),
+                              BATCH_DOCS):
             btexts = [d.text[:cfg.max_doc_chars] for d in batch]
             x = vec.transform(btexts) if isinstance(embedder, LsaEmbedder) else None
             dists = km.transform(embedder.embed(btexts, x))

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from hare.corpus.decontam import rolling_hashes, word_code
+from hare.progress import progress
 from hare.recipe import MinHashConfig
 
 log = logging.getLogger("hare.corpus.minhash")
@@ -281,7 +282,7 @@ class NearDuplicateIndex:
         parent = np.arange(n, dtype=np.int64)  # parent[i] <= i always, so a root is its cluster's first document
         sigs = np.load(self.signature_path, mmap_mode="r")
         st = {"documents": n, "candidate_pairs": 0, "rejected_pairs": 0, "linked_pairs": 0}
-        for b in range(self.cfg.bands):
+        for b in progress(range(self.cfg.bands), desc="minhash: bands", total=self.cfg.bands, unit="band"):
             u, v = _bucket_pairs(np.load(self.band_path(b)))
             for lo in range(0, len(u), _PAIR_BLOCK):
                 self._link(parent, u[lo:lo + _PAIR_BLOCK], v[lo:lo + _PAIR_BLOCK], sigs, st)

@@ -19,7 +19,9 @@ the rest into train and held out. ``cleaned/`` and the spill folder are deleted 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import multiprocessing as mp
 import os
 import shutil
 import tempfile
@@ -103,53 +105,60 @@ def train_quality_scorer(r, cleaner_cfg) -> tuple[QualityScorer, dict]:
 _WORKER: dict = {}
 
 
-def _init_worker(clean_cfg, dedup: bool) -> None:
-    _WORKER["cleaner"] = Cleaner(clean_cfg)
-    _WORKER["dedup"] = dedup
+def _worker_state(clean_cfg, dedup: bool, scorer: QualityScorer | None) -> dict:
+    return {"cleaner": Cleaner(clean_cfg), "dedup": dedup, "scorer": scorer}
 
 
-def _clean_chunk(chunk: list[tuple]) -> tuple[list[tuple], dict[str, int]]:
-    """Worker: clean a chunk of documents; returns them (text rewritten) with verdicts, and the
-    formatters' change counts for the chunk."""
-    cleaner: Cleaner = _WORKER["cleaner"]
+def _init_worker(clean_cfg, dedup: bool, scorer: QualityScorer | None) -> None:
+    _WORKER.update(_worker_state(clean_cfg, dedup, scorer))
+
+
+def _clean_chunk(chunk: list[tuple], state: dict | None = None) -> tuple[list[tuple], dict[str, int]]:
+    """Clean a chunk of documents and score the ones kept (one batch for the scorer); returns them,
+    text rewritten, with verdicts, and the formatters' change counts for the chunk."""
+    state = _WORKER if state is None else state
+    cleaner: Cleaner = state["cleaner"]
     before = dict(cleaner.changes)
     out = []
     for text, doc_id, source, meta in chunk:
         doc = Document(text, doc_id, source, meta)
         ok, reason = cleaner(doc)
-        norm = normalize_for_dedup(doc.text) if ok and _WORKER["dedup"] else None
-        out.append((doc.text, doc_id, source, doc.metadata, len(text), ok, reason, norm))
+        norm = normalize_for_dedup(doc.text) if ok and state["dedup"] else None
+        out.append([doc.text, doc_id, source, doc.metadata, len(text), ok, reason, norm, None])
+    if state["scorer"] is not None:
+        kept = [row for row in out if row[5]]
+        for row, score in zip(kept, state["scorer"].score([row[0] for row in kept])):
+            row[8] = float(score)
     return out, {k: v - before.get(k, 0) for k, v in cleaner.changes.items()}
 
 
-def cleaned(docs, cleaner: Cleaner, dedup: bool, procs: int, changes: Counter, chunk: int = 256):
-    """(document, chars before cleaning, keep, reason, normalized text) for each of ``docs``, in order.
+def cleaned(docs, clean_cfg, dedup: bool, scorer: QualityScorer | None, procs: int, changes: Counter,
+            chunk: int = 256):
+    """(document, chars before cleaning, keep, reason, normalized text, quality score) for each of
+    ``docs``, in order.
 
-    With ``procs`` > 1 the rules run in a pool of worker processes on chunks of documents while
-    this process reads ahead; deduplication stays here, so the result is the same either way.
+    Documents go through the rules in chunks: in this process, or with ``procs`` > 1 in a pool of
+    worker processes while this process reads ahead. Deduplication stays with the caller, so the
+    result is the same either way.
     """
-    if procs <= 1:
-        before = dict(cleaner.changes)
-        for doc in docs:
-            n = len(doc.text)
-            ok, reason = cleaner(doc)
-            yield doc, n, ok, reason, normalize_for_dedup(doc.text) if ok and dedup else None
-        changes.update({k: v - before.get(k, 0) for k, v in cleaner.changes.items()})
-        return
-    import itertools
-    import multiprocessing as mp
-
     def chunks():
         it = iter(docs)
         while batch := list(itertools.islice(it, chunk)):
             yield [(d.text, d.id, d.source, d.metadata) for d in batch]
 
-    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(procs, initializer=_init_worker, initargs=(cleaner.cfg, dedup)) as pool:
-        for results, delta in pool.imap(_clean_chunk, chunks()):
+    def rows(results):
+        for out, delta in results:
             changes.update(delta)
-            for text, doc_id, source, meta, n, ok, reason, norm in results:
-                yield Document(text, doc_id, source, meta), n, ok, reason, norm
+            for text, doc_id, source, meta, n, ok, reason, norm, score in out:
+                yield Document(text, doc_id, source, meta), n, ok, reason, norm, score
+
+    if procs <= 1:
+        state = _worker_state(clean_cfg, dedup, scorer)
+        yield from rows(_clean_chunk(c, state) for c in chunks())
+        return
+    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with ctx.Pool(procs, initializer=_init_worker, initargs=(clean_cfg, dedup, scorer)) as pool:
+        yield from rows(pool.imap(_clean_chunk, chunks()))
 
 
 def _clean_pass(r, q: Quarantine, cleaner: Cleaner, stats: dict, removed: ShardWriter,
@@ -166,8 +175,9 @@ def _clean_pass(r, q: Quarantine, cleaner: Cleaner, stats: dict, removed: ShardW
         st = stats[src.name] = {"docs_in": 0, "chars_in": 0, "removed": Counter(), "chars_removed": 0,
                                 "train": 0, "heldout": 0, "chars_out": 0}
         before, after = [], []
-        stream = cleaned(read_source(src, q, cfg.max_line_bytes), cleaner, cfg.dedup != "none", procs, changes)
-        for doc, n_chars, ok, reason, norm in progress(stream, desc=f"clean {src.name}", unit="doc"):
+        stream = cleaned(read_source(src, q, cfg.max_line_bytes), cleaner.cfg, cfg.dedup != "none", scorer, procs,
+                         changes)
+        for doc, n_chars, ok, reason, norm, score in progress(stream, desc=f"clean {src.name}", unit="doc"):
             st["docs_in"] += 1
             st["chars_in"] += n_chars
             if ok and norm is not None:
@@ -175,8 +185,7 @@ def _clean_pass(r, q: Quarantine, cleaner: Cleaner, stats: dict, removed: ShardW
                 if h in seen:
                     ok, reason = False, "exact_duplicate"
                 seen.add(h)
-            if ok and scorer is not None:
-                score = float(scorer.score([doc.text])[0])
+            if ok and score is not None:
                 doc.metadata["quality"] = round(score, 4)
                 before.append(score)
                 if score < qc.min_score:

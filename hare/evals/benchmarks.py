@@ -82,9 +82,12 @@ def read_rows(path: Path) -> Iterator[dict]:
         yield from (data.get("data", []) if isinstance(data, dict) else data)
     else:
         with open_text_read(path) as f:
-            for line in f:
+            for lineno, line in enumerate(f, 1):
                 if line.strip():
-                    yield json.loads(line)
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"{path}:{lineno}: bad JSON ({e.msg} at column {e.colno})") from None
 
 
 def split_of(name: str) -> str:
@@ -206,6 +209,17 @@ def _winogrande_row(name: str, split: str, i: int, row: dict) -> Item:
                 (_answer_index(row.get("answer")) - 1) if str(row.get("answer", "")).strip() in ("1", "2") else None)
 
 
+def _map_rows(path: Path, mapper: Callable[[int, dict], Item]) -> Iterator[Item]:
+    """``mapper`` over the rows of ``path``; a row without a field the layout needs names file, row and field."""
+    for i, row in enumerate(read_rows(path)):
+        try:
+            yield mapper(i, row)
+        except KeyError as e:
+            raise ValueError(f"{path}: row {i + 1} has no field {e} (fields: {', '.join(map(str, row))})") from None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: row {i + 1}: {e}") from None
+
+
 def _mmlu_files(folder: Path | None) -> Iterator[tuple[Path, str, str, bool]]:
     """(file, split, subject, has_header) for MMLU's per-subject CSVs or HF Parquet shards."""
     files = find_files(folder, "mmlu", "*", ("cais/mmlu", ""))
@@ -228,12 +242,14 @@ def _mmlu(folder: Path | None) -> Iterator[Item]:
         found = True
         if path.suffix == ".csv" and not header:  # the original release: no header, answer letter last
             with open(path, encoding="utf-8", newline="") as f:
-                rows = [dict(zip(["question", "choice0", "choice1", "choice2", "choice3", "answer"], r))
-                        for r in csv.reader(f) if len(r) >= 6]
+                rows = list(csv.reader(f))
+            for i, r in enumerate(rows):
+                if len(r) < 6:
+                    raise ValueError(f"{path}: row {i + 1} has {len(r)} fields; expected question, 4 choices, answer")
+                keys = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
+                yield _mmlu_row("mmlu", split, i, dict(zip(keys, r)), subject)
         else:
-            rows = list(read_rows(path))
-        for i, row in enumerate(rows):
-            yield _mmlu_row("mmlu", split, i, row, subject)
+            yield from _map_rows(path, lambda i, row: _mmlu_row("mmlu", split, i, row, subject))
     if not found:
         raise _missing(folder, "mmlu/{dev,val,test}/<subject>_<split>.csv", ("cais/mmlu", ""))
 
@@ -246,8 +262,7 @@ def _generic(name: str, local: str, local_glob: str, hub: tuple[str, str] | None
             raise _missing(folder, expected, hub)
         for path in files:
             split = split_of(path.name)
-            for i, row in enumerate(read_rows(path)):
-                yield mapper(name, split, i, row)
+            yield from _map_rows(path, lambda i, row: mapper(name, split, i, row))
 
     return load
 

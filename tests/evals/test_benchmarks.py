@@ -98,3 +98,18 @@ def test_custom_benchmark_from_a_few_field_names(tmp_path):
     assert it.benchmark == "quiz" and it.answer_text == "Paris" and "Capital of France?" in it.text()
     with pytest.raises(ValueError, match="no field 'question'"):
         load_custom(CustomBenchmark(name="quiz", path=str(p)))
+
+
+def test_malformed_benchmark_files_name_file_row_and_field(tmp_path):
+    (tmp_path / "gsm8k").mkdir()
+    bad = tmp_path / "gsm8k" / "test.jsonl"
+    bad.write_text(json.dumps({"question": "q", "answer": "a"}) + '\n{"question": "broken\n')
+    with pytest.raises(ValueError, match=r"test.jsonl:2: bad JSON"):
+        load_benchmark("gsm8k", tmp_path)
+    bad.write_text(json.dumps({"question": "q"}) + "\n")
+    with pytest.raises(ValueError, match=r"test.jsonl: row 1 has no field 'answer'"):
+        load_benchmark("gsm8k", tmp_path)
+    (tmp_path / "mmlu" / "test").mkdir(parents=True)
+    (tmp_path / "mmlu" / "test" / "anatomy_test.csv").write_text("What is x?,a,b,c,d,A\nshort,row\n")
+    with pytest.raises(ValueError, match=r"anatomy_test.csv: row 2 has 2 fields"):
+        load_benchmark("mmlu", tmp_path)
