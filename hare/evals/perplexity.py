@@ -47,7 +47,11 @@ def read_documents(paths: Iterable[str | Path], text_field: str = "text", limit:
                     for lineno, line in enumerate(fh, 1):
                         if not line.strip():
                             continue
-                        text = json.loads(line).get(text_field)
+                        try:
+                            rec = json.loads(line)
+                        except json.JSONDecodeError as e:
+                            raise ValueError(f"{f}:{lineno}: bad JSON ({e.msg} at column {e.colno})") from None
+                        text = rec.get(text_field) if isinstance(rec, dict) else None
                         if not isinstance(text, str):
                             raise ValueError(f"{f}:{lineno}: no string field '{text_field}'")
                         yield text

@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 
 from hare.corpus.document import read_shards
-from hare.evals.evaluate import count_params, drop_short_context, run_lm_eval, summary_rows, table_notes
+from hare.evals.evaluate import (count_params, drop_short_context, heldout_perplexity, run_lm_eval, summary_rows,
+                                 table_notes)
 from hare.evals.leaderboard import markdown_table
-from hare.evals.perplexity import perplexity
 from hare.evals.tasks import LEADERBOARD, SUITES, TASKS, expand, heldout_task, prepare_tasks, write_task
 from hare.io import write_json, write_jsonl
 
@@ -24,10 +24,6 @@ KNOWN_TASKS = ["hare_heldout", *TASKS, *SUITES]
 
 
 def run_eval(ctx) -> dict:
-    import torch
-
-    from hare.train.pack import load_tokenizer
-
     r = ctx.recipe
     cfg = r.eval
     model_dir = ctx.deps["train"] / "model"
@@ -44,15 +40,7 @@ def run_eval(ctx) -> dict:
     summary: dict = {"model": str(model_dir), "heldout_docs": len(docs), "skipped_tasks": {}}
 
     if cfg.heldout_perplexity and docs:
-        from transformers import AutoModelForCausalLM
-
-        tok = load_tokenizer(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
-        summary["perplexity"] = perplexity(model, tok, (d["text"] for d in docs), max_len=r.pack.seq_len,
-                                           total=len(docs))
-        log.info("held-out: loss %.4f, perplexity %.2f, %.4f bits/byte", summary["perplexity"]["loss"],
-                 summary["perplexity"]["perplexity"], summary["perplexity"]["bits_per_byte"])
-        del model
+        summary["perplexity"] = heldout_perplexity(model_dir, [heldout], max_len=r.pack.seq_len)
 
     names = expand(cfg.tasks)
     tasks = []
