@@ -90,9 +90,13 @@ def _tok_inputs(r: Recipe) -> dict[str, Any]:
     return {"tokenizer": fingerprint_path(r.tokenizer.path)} if r.tokenizer.path else {}
 
 
+# Corpus settings that change how the work is spread, never its output: not part of the fingerprint.
+EXECUTION_ONLY = ("num_proc", "executor", "ray_address")
+
 STEPS: list[Step] = [
-    Step("corpus", (), lambda r: {"sources": section_dump(r.sources), "corpus": section_dump(r.corpus),
-                                  "seed": r.seed},
+    Step("corpus", (), lambda r: {"sources": section_dump(r.sources), "seed": r.seed,
+                                  "corpus": {k: v for k, v in section_dump(r.corpus).items()
+                                             if k not in EXECUTION_ONLY}},
          "hare.corpus.step:run_corpus", _source_inputs,
          "read the sources, clean them, keep a quality band, remove exact and near duplicates, hold out the evaluation slice"),
     Step("decontam", ("corpus",), lambda r: section_dump(r.decontam),

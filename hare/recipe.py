@@ -166,8 +166,16 @@ class CorpusConfig(Section):
     )
     shard_docs: int = Field(2000, ge=1, description="Documents per output shard.")
     num_proc: int = Field(
-        0, ge=0, description="Processes that apply the cleaning rules (0: one per core). Deduplication and the "
-        "outputs do not depend on it."
+        0, ge=0, description="Workers that clean, score and hash the shards (0: one per core here, or one per CPU "
+        "of the Ray cluster). The outputs do not depend on it."
+    )
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: a process pool on this machine; ray: Ray Data actors on a Ray cluster "
+        "(pip install 'hare[ray]'; the run folder must be on storage every node sees). Same output either way."
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join with executor: ray ('auto': the cluster this machine belongs to); "
+        "null starts a local Ray instance for the step."
     )
     max_line_bytes: int = Field(
         50_000_000, ge=1, description="Input lines longer than this are quarantined, not parsed."

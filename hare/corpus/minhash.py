@@ -142,6 +142,37 @@ class MinHasher:
         return out.T
 
 
+class Signer:
+    """MinHash signatures of documents, a batch at a time (used by the corpus step's workers)."""
+
+    def __init__(self, cfg: MinHashConfig):
+        self.num_perm = cfg.bands * cfg.rows
+        self.shingler = Shingler(cfg.ngram)
+        self.hasher = MinHasher(self.num_perm, cfg.seed)
+
+    def __call__(self, texts, normalized: bool = False) -> np.ndarray:
+        """Signatures (documents x permutations, uint32) of ``texts``; n-grams are hashed in batches
+        of about ``_BATCH_SHINGLES`` so memory stays fixed whatever the number of texts."""
+        out, buf, size = [], [], 0
+        for t in texts:
+            h = self.shingler(t, normalized)
+            buf.append(h)
+            size += len(h)
+            if size >= _BATCH_SHINGLES:
+                out.append(self._sign(buf))
+                buf, size = [], 0
+        if buf or not out:
+            out.append(self._sign(buf))
+        return np.concatenate(out)
+
+    def _sign(self, hashes: list[np.ndarray]) -> np.ndarray:
+        if not hashes:
+            return np.zeros((0, self.num_perm), dtype=np.uint32)
+        lengths = np.fromiter((len(h) for h in hashes), dtype=np.int64, count=len(hashes))
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        return self.hasher.signatures(np.concatenate(hashes), starts)
+
+
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
     """Share of equal signature positions, row by row (an unbiased estimate of Jaccard similarity)."""
     return (np.asarray(sig_a) == np.asarray(sig_b)).mean(axis=-1)
@@ -213,8 +244,7 @@ class NearDuplicateIndex:
         self.cfg = cfg
         self.workdir = Path(workdir)
         self.num_perm = cfg.bands * cfg.rows
-        self.shingler = Shingler(cfg.ngram)
-        self.hasher = MinHasher(self.num_perm, cfg.seed)
+        self.signer = Signer(cfg)
         # Random odd multipliers combine a band's rows into one 64-bit hash.
         self._band_mult = np.random.default_rng([cfg.seed, 1]).integers(
             0, 2**63, size=cfg.rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
@@ -235,13 +265,20 @@ class NearDuplicateIndex:
     def add(self, text: str, normalized: bool = False) -> int:
         """Add one document; returns its index (the order of ``add`` calls). ``normalized``: the text
         has already been through ``normalize_for_dedup`` (the corpus step hashes it for exact dedup)."""
-        h = self.shingler(text, normalized)
+        h = self.signer.shingler(text, normalized)
         self._buf.append(h)
         self._buf_len += len(h)
         self.n += 1
         if self._buf_len >= _BATCH_SHINGLES:
             self._flush()
         return self.n - 1
+
+    def add_signatures(self, sigs: np.ndarray) -> None:
+        """Add documents whose signatures were computed elsewhere (``Signer`` with the same settings),
+        after every document added so far."""
+        self._flush()
+        self._append(np.asarray(sigs, dtype=np.uint32).reshape(-1, self.num_perm))
+        self.n += len(sigs)
 
     def band_hashes(self, sigs: np.ndarray) -> np.ndarray:
         """One 64-bit hash per (document, band): the band's rows times odd constants, summed mod 2^64."""
@@ -251,10 +288,11 @@ class NearDuplicateIndex:
     def _flush(self) -> None:
         if not self._buf:
             return
-        lengths = np.fromiter((len(h) for h in self._buf), dtype=np.int64, count=len(self._buf))
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        sigs = self.hasher.signatures(np.concatenate(self._buf), starts)
+        sigs = self.signer._sign(self._buf)
         self._buf, self._buf_len = [], 0
+        self._append(sigs)
+
+    def _append(self, sigs: np.ndarray) -> None:
         self._sigs.append(sigs)
         bh = self.band_hashes(sigs)
         for b, w in enumerate(self._bands):

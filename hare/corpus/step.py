@@ -9,17 +9,28 @@ Outputs (in the step folder):
   stats.json                  per source: documents and characters in, removed by reason, out
 For every source: read = kept + held out + removed (by reason) + quarantined.
 
-With ``dedup: minhash`` near-duplicates are found across all sources, so the step runs in three
-passes: (1) read, clean and drop exact duplicates, writing the survivors to ``cleaned/`` and their
-MinHash signatures to a spill folder; (2) cluster the signatures (``hare.corpus.minhash``); (3) read
-``cleaned/`` again, remove every near-duplicate but the first of its cluster in read order, and split
-the rest into train and held out. ``cleaned/`` and the spill folder are deleted when the step ends.
+The step runs in four passes over shards of ``shard_docs`` documents, in ``work/``:
+  0 split   the sources are read in recipe order by this process (malformed records go to the
+            quarantine) into input shards; a shard holds documents of one source.
+  1 clean   every shard, in parallel (``executor: local``: a process pool on this machine's cores;
+            ``executor: ray``: Ray Data actors on a Ray cluster), goes through the cleaning rules, the
+            quality scorer, the exact-dedup hash and the MinHash signature. A cleaned shard is a records
+            file and an arrays file written last; the arrays file marks the shard done.
+  2 dedup   in read order (no text is read): exact duplicates, the quality band, then the MinHash LSH
+            clusters of what is left (``hare.corpus.minhash``); each cluster keeps its first document.
+  3 write   the cleaned shards are read again in order and every document goes to train, held out or
+            removed.
+Which document of a duplicate set is kept depends only on read order, so the output is the same for
+any number of workers and either executor. An interrupted step resumes: the input shards are not
+written again once pass 0 has finished, and pass 1 skips every shard already cleaned; passes 2 and 3
+read no raw text and are redone. ``work/`` is deleted when the step ends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -27,16 +38,15 @@ import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from hare.corpus.clean import Cleaner
-from hare.corpus.document import Document, ShardWriter, read_shards
-from hare.corpus.minhash import NearDuplicateIndex, normalize_for_dedup
+from hare.corpus.document import Document, ShardWriter, shard_name
+from hare.corpus.minhash import NearDuplicateIndex, Signer, normalize_for_dedup
 from hare.corpus.quality import QualityScorer, histogram
 from hare.corpus.read import Quarantine, read_source
-from hare.io import write_json, write_jsonl
+from hare.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl
 from hare.progress import progress
 
 log = logging.getLogger("hare.corpus")
@@ -102,107 +112,153 @@ def train_quality_scorer(r, cleaner_cfg) -> tuple[QualityScorer, dict]:
     return scorer, info
 
 
+# Why a document left in pass 2 (0: it goes on to the near-duplicate check and the split).
+_KEEP, _RULE, _EXACT, _LOW, _HIGH = range(5)
+_PASS2_REASON = {_EXACT: "exact_duplicate", _LOW: "quality_below_band", _HIGH: "quality_above_band"}
+
+
+def input_path(work: Path, shard: int) -> Path:
+    return work / shard_name(shard, "input")
+
+
+def clean_paths(work: Path, shard: int) -> tuple[Path, Path]:
+    """The cleaned documents of a shard and its arrays (written last: the shard's completion mark)."""
+    return work / shard_name(shard, "clean"), work / f"clean-{shard:05d}.npz"
+
+
+def split_sources(r, work: Path, q: Quarantine):
+    """Pass 0: read every source in recipe order into input shards of ``shard_docs`` documents (a shard
+    holds one source); yield ``(shard, source)`` as each is written. Shards already on disk (from an
+    interrupted run; their content is fixed by the recipe) are not written again. When every source has
+    been read, ``inputs.json`` lists the shards and ``quarantine.jsonl`` the malformed records."""
+    shards: list[dict] = []
+    for src in r.sources:
+        docs = read_source(src, q, r.corpus.max_line_bytes)
+        while batch := list(itertools.islice(docs, r.corpus.shard_docs)):
+            i = len(shards)
+            path = input_path(work, i)
+            if not path.exists():
+                write_jsonl(path, (d.to_record() for d in batch))
+            shards.append({"shard": i, "source": src.name, "docs": len(batch)})
+            yield i, src.name
+    write_jsonl(work / "quarantine.jsonl", q.records)
+    write_json(work / "inputs.json", {"shards": shards})
+
+
+class ShardCleaner:
+    """Pass 1 for one shard at a time: the cleaning rules, quality scores, the exact-dedup hash and the
+    MinHash signature of every document. Built once per worker process (local) or Ray actor (ray).
+
+    Writes ``clean-NNNNN.jsonl.zst`` (every document after the rules, with the rule that removed it)
+    and then ``clean-NNNNN.npz`` (per document: kept by the rules, characters before cleaning, exact
+    hash, quality score; the signatures of those kept; the formatters' change counts), each atomically.
+    """
+
+    def __init__(self, work: str, clean_cfg, dedup: str, minhash_cfg, scorer_path: str | None):
+        self.work = Path(work)
+        self.cleaner = Cleaner(clean_cfg)
+        self.dedup = dedup
+        self.scorer = QualityScorer.load(scorer_path) if scorer_path else None
+        self.signer = Signer(minhash_cfg) if dedup == "minhash" else None
+
+    def __call__(self, shard: int) -> int:
+        records, npz = clean_paths(self.work, shard)
+        if npz.exists():
+            return shard
+        before = dict(self.cleaner.changes)
+        rows, ok, chars, hashes, norms = [], [], [], [], []
+        for rec in read_jsonl(input_path(self.work, shard)):
+            doc = Document.from_record(rec)
+            chars.append(len(doc.text))
+            keep, reason = self.cleaner(doc)
+            out = doc.to_record()
+            if keep:
+                if self.dedup != "none":
+                    norm = normalize_for_dedup(doc.text)
+                    hashes.append(np.frombuffer(text_hash(norm, normalized=True), dtype=np.uint8))
+                    norms.append(norm)
+            else:
+                out["reason"] = reason
+            ok.append(keep)
+            rows.append(out)
+        kept = [row for row, k in zip(rows, ok) if k]
+        scores = np.full(len(rows), np.nan, dtype=np.float32)
+        if self.scorer is not None and kept:
+            s = self.scorer.score([row["text"] for row in kept])
+            scores[np.flatnonzero(ok)] = s
+            for row, v in zip(kept, s):
+                row["metadata"] = {**row.get("metadata", {}), "quality": round(float(v), 4)}
+        digest = np.zeros((len(rows), 16), dtype=np.uint8)
+        if hashes:
+            digest[np.flatnonzero(ok)] = np.stack(hashes)
+        sigs = self.signer(norms, normalized=True) if self.signer is not None and norms else \
+            np.zeros((0, 0), dtype=np.uint32)
+        changes = {k: v - before.get(k, 0) for k, v in self.cleaner.changes.items() if v != before.get(k, 0)}
+        write_jsonl(records, rows)
+        with atomic_path(npz) as tmp, open(tmp, "wb") as f:
+            np.savez(f, ok=np.array(ok, dtype=bool), chars=np.array(chars, dtype=np.int64), hash=digest,
+                     score=scores, sig=sigs, changes=np.array(json.dumps(changes)))
+        return shard
+
+
+class _RayShardCleaner:
+    """``ShardCleaner`` as a Ray Data callable class: a batch of shard numbers in, the same out."""
+
+    def __init__(self, *args):
+        self.clean = ShardCleaner(*args)
+
+    def __call__(self, batch: dict) -> dict:
+        return {"shard": np.array([self.clean(int(i)) for i in batch["shard"]], dtype=np.int64)}
+
+
 _WORKER: dict = {}
 
 
-def _worker_state(clean_cfg, dedup: bool, scorer: QualityScorer | None) -> dict:
-    return {"cleaner": Cleaner(clean_cfg), "dedup": dedup, "scorer": scorer}
+def _init_worker(args: tuple) -> None:
+    _WORKER["clean"] = ShardCleaner(*args)
 
 
-def _init_worker(clean_cfg, dedup: bool, scorer: QualityScorer | None) -> None:
-    _WORKER.update(_worker_state(clean_cfg, dedup, scorer))
+def _clean_shard(shard: int) -> int:
+    return _WORKER["clean"](shard)
 
 
-def _clean_chunk(chunk: list[tuple], state: dict | None = None) -> tuple[list[tuple], dict[str, int]]:
-    """Clean a chunk of documents and score the ones kept (one batch for the scorer); returns them,
-    text rewritten, with verdicts, and the formatters' change counts for the chunk."""
-    state = _WORKER if state is None else state
-    cleaner: Cleaner = state["cleaner"]
-    before = dict(cleaner.changes)
-    out = []
-    for text, doc_id, source, meta in chunk:
-        doc = Document(text, doc_id, source, meta)
-        ok, reason = cleaner(doc)
-        norm = normalize_for_dedup(doc.text) if ok and state["dedup"] else None
-        out.append([doc.text, doc_id, source, doc.metadata, len(text), ok, reason, norm, None])
-    if state["scorer"] is not None:
-        kept = [row for row in out if row[5]]
-        for row, score in zip(kept, state["scorer"].score([row[0] for row in kept])):
-            row[8] = float(score)
-    return out, {k: v - before.get(k, 0) for k, v in cleaner.changes.items()}
-
-
-def cleaned(docs, clean_cfg, dedup: bool, scorer: QualityScorer | None, procs: int, changes: Counter,
-            chunk: int = 256):
-    """(document, chars before cleaning, keep, reason, normalized text, quality score) for each of
-    ``docs``, in order.
-
-    Documents go through the rules in chunks: in this process, or with ``procs`` > 1 in a pool of
-    worker processes while this process reads ahead. Deduplication stays with the caller, so the
-    result is the same either way.
-    """
-    def chunks():
-        it = iter(docs)
-        while batch := list(itertools.islice(it, chunk)):
-            yield [(d.text, d.id, d.source, d.metadata) for d in batch]
-
-    def rows(results):
-        for out, delta in results:
-            changes.update(delta)
-            for text, doc_id, source, meta, n, ok, reason, norm, score in out:
-                yield Document(text, doc_id, source, meta), n, ok, reason, norm, score
-
+def clean_local(shards, args: tuple, procs: int):
+    """Pass 1 with this machine's cores: shards are cleaned by a process pool as pass 0 writes them."""
     if procs <= 1:
-        state = _worker_state(clean_cfg, dedup, scorer)
-        yield from rows(_clean_chunk(c, state) for c in chunks())
+        clean = ShardCleaner(*args)
+        yield from map(clean, shards)
         return
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(procs, initializer=_init_worker, initargs=(clean_cfg, dedup, scorer)) as pool:
-        yield from rows(pool.imap(_clean_chunk, chunks()))
+    with ctx.Pool(procs, initializer=_init_worker, initargs=(args,)) as pool:
+        yield from pool.imap(_clean_shard, shards)
 
 
-def _clean_pass(r, q: Quarantine, cleaner: Cleaner, stats: dict, removed: ShardWriter,
-                keep: Callable[[Document, str | None], None], scorer: QualityScorer | None = None,
-                changes: Counter | None = None) -> None:
-    """Read and clean every source, drop exact duplicates and (with a scorer) documents outside the
-    quality band; hand each survivor (and its normalized text, when dedup computed it) to ``keep``."""
-    cfg = r.corpus
-    qc = cfg.quality
-    seen: set[bytes] = set()
-    procs = cfg.num_proc or os.cpu_count() or 1
-    changes = Counter() if changes is None else changes
-    for src in r.sources:
-        st = stats[src.name] = {"docs_in": 0, "chars_in": 0, "removed": Counter(), "chars_removed": 0,
-                                "train": 0, "heldout": 0, "chars_out": 0}
-        before, after = [], []
-        stream = cleaned(read_source(src, q, cfg.max_line_bytes), cleaner.cfg, cfg.dedup != "none", scorer, procs,
-                         changes)
-        for doc, n_chars, ok, reason, norm, score in progress(stream, desc=f"clean {src.name}", unit="doc"):
-            st["docs_in"] += 1
-            st["chars_in"] += n_chars
-            if ok and norm is not None:
-                h = text_hash(norm, normalized=True)
-                if h in seen:
-                    ok, reason = False, "exact_duplicate"
-                seen.add(h)
-            if ok and score is not None:
-                doc.metadata["quality"] = round(score, 4)
-                before.append(score)
-                if score < qc.min_score:
-                    ok, reason = False, "quality_below_band"
-                elif score > qc.max_score:
-                    ok, reason = False, "quality_above_band"
-                else:
-                    after.append(score)
-            if ok:
-                keep(doc, norm)
-            else:
-                _remove(st, removed, doc.to_record(), reason)
-        st["quarantined"] = q.counts.get(src.name, 0)
-        if scorer is not None:
-            st["quality"] = {"before": histogram(np.array(before)), "after": histogram(np.array(after)),
-                             "mean_before": round(float(np.mean(before)), 4) if before else None,
-                             "mean_after": round(float(np.mean(after)), 4) if after else None}
+def clean_ray(shards: list[int], args: tuple, procs: int, address: str | None):
+    """Pass 1 on a Ray cluster through Ray Data: the shard numbers are a dataset mapped by a pool of
+    ``procs`` actors (0: one per CPU of the cluster). Without ``address`` a local Ray instance is
+    started for the step and stopped after it. On a cluster the step folder must be on storage every
+    node sees (the actors read and write the shards there), and hare must be installed on every node."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as e:
+        raise RuntimeError("corpus.executor is 'ray' but Ray is not installed: pip install 'hare[ray]'") from e
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else (procs or None), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        if not shards:
+            return
+        size = procs or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ds = ray.data.from_items([{"shard": i} for i in shards], override_num_blocks=len(shards))
+        ds = ds.map_batches(_RayShardCleaner, fn_constructor_args=args, batch_size=1, concurrency=size, num_cpus=1)
+        for row in ds.iter_rows():
+            yield int(row["shard"])
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _spill_folder(out: Path, spill_dir: str | None) -> Path:
@@ -214,69 +270,144 @@ def _spill_folder(out: Path, spill_dir: str | None) -> Path:
 def run_corpus(ctx) -> dict:
     r = ctx.recipe
     cfg = r.corpus
-    q = Quarantine()
-    cleaner = Cleaner(cfg.clean)
-    stats: dict[str, dict] = {}
-    shard = cfg.shard_docs
-    near_stats = None
+    work = ctx.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    stats: dict[str, dict] = {s.name: {"docs_in": 0, "chars_in": 0, "removed": Counter(), "chars_removed": 0,
+                                       "train": 0, "heldout": 0, "chars_out": 0} for s in r.sources}
     scorer, quality_info = None, None
-    changes: Counter = Counter()
+    scorer_path = ctx.out / "quality_scorer.pkl"
     if cfg.quality.enabled:
-        scorer, quality_info = train_quality_scorer(r, cfg.clean)
-        scorer.save(ctx.out / "quality_scorer.pkl")
+        if ctx.resume and scorer_path.exists() and (work / "quality.json").exists():
+            scorer, quality_info = QualityScorer.load(scorer_path), read_json(work / "quality.json")
+        else:
+            scorer, quality_info = train_quality_scorer(r, cfg.clean)
+            scorer.save(scorer_path)
+            write_json(work / "quality.json", quality_info)
+
+    # Passes 0 and 1: input shards, then each cleaned by a worker.
+    args = (str(work), cfg.clean, cfg.dedup, cfg.minhash, str(scorer_path) if scorer is not None else None)
+    procs = cfg.num_proc or (os.cpu_count() or 1)
+    q = Quarantine()
+    inputs = work / "inputs.json"
+    shards: list[tuple[int, str]] = []
+    if inputs.exists():
+        shards = [(s["shard"], s["source"]) for s in read_json(inputs)["shards"]]
+        q.records = list(read_jsonl(work / "quarantine.jsonl"))
+    done = len(list(work.glob("clean-*.npz")))
+    if ctx.resume:
+        log.info("corpus: resuming; %s, %d cleaned shards kept", "input shards kept" if inputs.exists() else
+                 "reading the sources again", done)
+
+    def split():
+        for i, name in split_sources(r, work, q):
+            shards.append((i, name))
+            yield i
+
+    if cfg.executor == "ray":
+        todo = [i for i, _ in shards] if inputs.exists() else list(progress(split(), desc="split", unit="shard"))
+        todo = [i for i in todo if not clean_paths(work, i)[1].exists()]
+        for _ in progress(clean_ray(todo, args, cfg.num_proc, cfg.ray_address), desc="clean", total=len(todo),
+                          unit="shard"):
+            pass
+    else:
+        todo = (i for i, _ in shards) if inputs.exists() else split()
+        for _ in progress(clean_local(todo, args, procs), desc="clean", unit="shard",
+                          total=len(shards) if inputs.exists() else None):
+            pass
+    q.counts = dict(Counter(rec["source"] for rec in q.records))
+
+    # Pass 2: exact duplicates and the quality band in read order, then near-duplicate clusters.
+    seen: set[bytes] = set()
+    verdicts: list[np.ndarray] = []
+    changes: Counter = Counter()
+    scores = {name: ([], []) for name in stats}
+    near = None
+    spill = _spill_folder(work, cfg.minhash.spill_dir) if cfg.dedup == "minhash" else None
+    try:
+        index = NearDuplicateIndex(cfg.minhash, spill) if spill is not None else None
+        for i, name in progress(shards, desc="dedup", unit="shard"):
+            with np.load(clean_paths(work, i)[1]) as z:
+                ok, chars, digest, score, sig = z["ok"], z["chars"], z["hash"], z["score"], z["sig"]
+                changes.update(json.loads(str(z["changes"])))
+            st = stats[name]
+            st["docs_in"] += len(ok)
+            st["chars_in"] += int(chars.sum())
+            v = np.where(ok, _KEEP, _RULE).astype(np.uint8)
+            before, after = scores[name]
+            for j in np.flatnonzero(ok):
+                if cfg.dedup != "none":
+                    h = digest[j].tobytes()
+                    if h in seen:
+                        v[j] = _EXACT
+                        continue
+                    seen.add(h)
+                if scorer is not None:
+                    s = float(score[j])
+                    before.append(s)
+                    if s < cfg.quality.min_score:
+                        v[j] = _LOW
+                    elif s > cfg.quality.max_score:
+                        v[j] = _HIGH
+                    else:
+                        after.append(s)
+            if index is not None:
+                index.add_signatures(sig[v[ok] == _KEEP])
+            verdicts.append(v)
+        if index is not None:
+            near = index.find()
+    finally:
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+
+    # Pass 3: the split into train and held out; everything removed goes aside with its reason.
+    for folder in ("train", "heldout", "removed"):
+        shutil.rmtree(ctx.out / folder, ignore_errors=True)
+    shard = cfg.shard_docs
     with ShardWriter(ctx.out / "train", shard) as train, ShardWriter(ctx.out / "heldout", shard) as held, \
             ShardWriter(ctx.out / "removed", shard, prefix="removed") as removed:
-
-        def split(doc: Document, norm: str | None = None) -> None:
-            st = stats[doc.source]
-            st["chars_out"] += len(doc.text)
-            if heldout_draw(doc.id, r.seed) < cfg.heldout_fraction:
-                st["heldout"] += 1
-                held.write(doc)
-            else:
-                st["train"] += 1
-                train.write(doc)
-
-        if cfg.dedup != "minhash":
-            _clean_pass(r, q, cleaner, stats, removed, split, scorer, changes)
-        else:
-            spill = _spill_folder(ctx.out, cfg.minhash.spill_dir)
-            cleaned_dir = ctx.out / "cleaned"
-            try:
-                index = NearDuplicateIndex(cfg.minhash, spill)
-                with ShardWriter(cleaned_dir, shard) as cleaned:
-                    def keep(doc: Document, norm: str | None) -> None:
-                        cleaned.write(doc)
-                        index.add(norm, normalized=True)
-
-                    _clean_pass(r, q, cleaner, stats, removed, keep, scorer, changes)
-                if index.n != cleaned.docs:
-                    raise RuntimeError(f"corpus: {cleaned.docs} cleaned documents but {index.n} signatures")
-                near = index.find()
-                near_stats = near.stats
-                kept_ids: dict[int, str] = {}
-                roots = set(near.kept[near.is_duplicate()].tolist())  # documents that others duplicate
-                i = -1
-                for i, doc in enumerate(progress(read_shards(cleaned_dir), desc="near-dedup", unit="doc")):
-                    k = int(near.kept[i])
-                    if k == i:
-                        if i in roots:
-                            kept_ids[i] = doc.id
-                        split(doc)
+        g = 0  # index among the documents that reached the near-duplicate check
+        kept_ids: dict[int, str] = {}
+        roots = set(near.kept[near.is_duplicate()].tolist()) if near is not None else set()
+        for (i, name), v in progress(list(zip(shards, verdicts)), desc="write", unit="shard"):
+            st = stats[name]
+            for rec, code in zip(read_jsonl(clean_paths(work, i)[0]), v.tolist()):
+                if code == _RULE:
+                    _remove(st, removed, rec, rec.pop("reason"))
+                    continue
+                if code != _KEEP:
+                    _remove(st, removed, rec, _PASS2_REASON[code])
+                    continue
+                if near is not None:
+                    k = int(near.kept[g])
+                    if k != g:
+                        # The kept document comes earlier in read order, so its id is already known.
+                        rec["metadata"] = {**rec.get("metadata", {}), "duplicate_of": kept_ids[k],
+                                           "jaccard_estimate": round(float(near.jaccard[g]), 3)}
+                        g += 1
+                        _remove(st, removed, rec, "near_duplicate")
                         continue
-                    rec = doc.to_record()
-                    # The kept document comes earlier in read order, so its id is already known.
-                    rec["metadata"] = {**doc.metadata, "duplicate_of": kept_ids[k],
-                                       "jaccard_estimate": round(float(near.jaccard[i]), 3)}
-                    _remove(stats[doc.source], removed, rec, "near_duplicate")
-                if i + 1 != index.n:
-                    raise RuntimeError(f"corpus: cleaned/ holds {i + 1} documents, expected {index.n}")
-            finally:
-                shutil.rmtree(spill, ignore_errors=True)
-                shutil.rmtree(cleaned_dir, ignore_errors=True)
+                    if g in roots:
+                        kept_ids[g] = rec["id"]
+                    g += 1
+                st["chars_out"] += len(rec["text"])
+                if heldout_draw(rec["id"], r.seed) < cfg.heldout_fraction:
+                    st["heldout"] += 1
+                    held.write(rec)
+                else:
+                    st["train"] += 1
+                    train.write(rec)
+        if near is not None and g != len(near.kept):
+            raise RuntimeError(f"corpus: {g} documents reached near-dedup, {len(near.kept)} signatures")
 
+    cleaner = Cleaner(cfg.clean)
     for src_name, st in stats.items():
         st["removed"] = dict(st["removed"].most_common())
+        st["quarantined"] = q.counts.get(src_name, 0)
+        if scorer is not None:
+            before, after = scores[src_name]
+            st["quality"] = {"before": histogram(np.array(before)), "after": histogram(np.array(after)),
+                             "mean_before": round(float(np.mean(before)), 4) if before else None,
+                             "mean_after": round(float(np.mean(after)), 4) if after else None}
         log.info("source %s: %d read, %d train, %d held out, %d removed, %d quarantined", src_name,
                  st["docs_in"], st["train"], st["heldout"], sum(st["removed"].values()), st["quarantined"])
     write_jsonl(ctx.out / "quarantine.jsonl", q.records)
@@ -293,13 +424,15 @@ def run_corpus(ctx) -> dict:
         "formatter_changes": {f.name: changes.get(f.name, 0) for f in cleaner.formatters},
         "chars_in": sum(s["chars_in"] for s in stats.values()),
         "chars_out": sum(s["chars_out"] for s in stats.values()),
+        "shards": len(shards),
     }
     out = {"summary": summary, "sources": stats}
-    if near_stats is not None:
-        out["minhash"] = near_stats
+    if near is not None:
+        out["minhash"] = near.stats
     if quality_info is not None:
         out["quality"] = {**quality_info, "min_score": cfg.quality.min_score, "max_score": cfg.quality.max_score}
     write_json(ctx.out / "stats.json", out)
+    shutil.rmtree(work, ignore_errors=True)
     if summary["train"] == 0:
         raise RuntimeError("the corpus step kept no training documents; see stats.json for the reasons")
     return summary
