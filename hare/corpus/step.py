@@ -47,7 +47,7 @@ from hare.corpus.minhash import NearDuplicateIndex, Signer, normalize_for_dedup
 from hare.corpus.quality import QualityScorer, histogram
 from hare.corpus.read import Quarantine, read_source
 from hare.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl
-from hare.progress import progress
+from hare.progress import Progress, progress
 
 log = logging.getLogger("hare.corpus")
 
@@ -311,9 +311,14 @@ def run_corpus(ctx) -> dict:
             pass
     else:
         todo = (i for i, _ in shards) if inputs.exists() else split()
-        for _ in progress(clean_local(todo, args, procs), desc="clean", unit="shard",
-                          total=len(shards) if inputs.exists() else None):
-            pass
+        bar = Progress(clean_local(todo, args, procs), desc="clean", unit="shard",
+                       total=len(shards) if inputs.exists() else None)
+        try:
+            for _ in bar:
+                if bar.total is None and inputs.exists():  # the split has finished: the total is known
+                    bar.total = len(shards)
+        finally:
+            bar.close()
     q.counts = dict(Counter(rec["source"] for rec in q.records))
 
     # Pass 2: exact duplicates and the quality band in read order, then near-duplicate clusters.
