@@ -54,6 +54,9 @@ def expand_paths(pattern: str, suffixes: tuple[str, ...] = ()) -> list[Path]:
 
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".jsonl.bz2")
+PARQUET_SUFFIXES = (".parquet",)
+TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.zst", ".txt.bz2")
+FILE_SUFFIXES = {"jsonl": JSONL_SUFFIXES, "parquet": PARQUET_SUFFIXES, "text": TEXT_SUFFIXES}
 
 
 def read_jsonl_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:
@@ -103,7 +106,7 @@ def read_parquet_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
     """Parquet files read in record batches (bounded memory); null or non-string text is quarantined."""
     import pyarrow.parquet as pq
 
-    for path in expand_paths(src.path, (".parquet",)):
+    for path in expand_paths(src.path, PARQUET_SUFFIXES):
         pf = pq.ParquetFile(path)
         if src.text_field not in pf.schema_arrow.names:
             raise ValueError(f"{path}: no column '{src.text_field}' (columns: {', '.join(pf.schema_arrow.names)})")
@@ -124,7 +127,7 @@ def read_parquet_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
 
 def read_text_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
     """A folder (or glob) of .txt files, one document per file; undecodable files are quarantined."""
-    for path in expand_paths(src.path, (".txt", ".txt.gz", ".txt.zst", ".txt.bz2")):
+    for path in expand_paths(src.path, TEXT_SUFFIXES):
         with open_binary_read(path) as f:
             raw = f.read()
         try:
@@ -351,6 +354,15 @@ READERS = {
     "pydoc": read_pydoc_source,
     "hf": read_hf_source,
 }
+
+
+def source_parts(src: SourceConfig) -> list[SourceConfig]:
+    """The source as parts that can be read independently and give, one after the other, what the
+    whole source gives: one per file for file sources (a document's id names only its file), else
+    (and with ``limit``, which counts across files) the source itself."""
+    if src.kind not in FILE_SUFFIXES or src.limit:
+        return [src]
+    return [src.model_copy(update={"path": str(f)}) for f in expand_paths(src.path, FILE_SUFFIXES[src.kind])]
 
 
 def read_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:

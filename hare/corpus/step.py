@@ -10,20 +10,21 @@ Outputs (in the step folder):
 For every source: read = kept + held out + removed (by reason) + quarantined.
 
 The step runs in four passes over shards of ``shard_docs`` documents, in ``work/``:
-  0 split   the sources are read in recipe order by this process (malformed records go to the
-            quarantine) into input shards; a shard holds documents of one source.
+  0 split   the sources are cut, in read order, into input shards; a unit of this pass is one
+            file of a file source (JSONL, Parquet, text), read by a worker, or a whole source of
+            another kind, read by this process. Malformed records go to the quarantine.
   1 clean   every shard, in parallel (``executor: local``: a process pool on this machine's cores;
-            ``executor: ray``: Ray Data actors on a Ray cluster), goes through the cleaning rules, the
-            quality scorer, the exact-dedup hash and the MinHash signature. A cleaned shard is a records
-            file and an arrays file written last; the arrays file marks the shard done.
+            ``executor: ray``: Ray Data tasks and actors on a Ray cluster), goes through the cleaning
+            rules, the quality scorer, the exact-dedup hash and the MinHash signature. A cleaned shard
+            is a records file and an arrays file written last; the arrays file marks the shard done.
   2 dedup   in read order (no text is read): exact duplicates, the quality band, then the MinHash LSH
             clusters of what is left (``hare.corpus.minhash``); each cluster keeps its first document.
   3 write   the cleaned shards are read again in order and every document goes to train, held out or
             removed.
 Which document of a duplicate set is kept depends only on read order, so the output is the same for
-any number of workers and either executor. An interrupted step resumes: the input shards are not
-written again once pass 0 has finished, and pass 1 skips every shard already cleaned; passes 2 and 3
-read no raw text and are redone. ``work/`` is deleted when the step ends.
+any number of workers and either executor. An interrupted step resumes: a split unit that finished
+is not read again, and pass 1 skips every shard already cleaned; passes 2 and 3 read no raw text and
+are redone. ``work/`` is deleted when the step ends.
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ from pathlib import Path
 import numpy as np
 
 from hare.corpus.clean import Cleaner
-from hare.corpus.document import Document, ShardWriter, shard_name
+from hare.corpus.document import SHARD_EXT, Document, ShardWriter
 from hare.corpus.minhash import NearDuplicateIndex, Signer, normalize_for_dedup
 from hare.corpus.quality import QualityScorer, histogram
-from hare.corpus.read import Quarantine, read_source
+from hare.corpus.read import FILE_SUFFIXES, Quarantine, read_source, source_parts
 from hare.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl
 from hare.progress import Progress, progress
+from hare.recipe import SourceConfig
 
 log = logging.getLogger("hare.corpus")
 
@@ -71,7 +73,6 @@ def _remove(st: dict, removed: ShardWriter, rec: dict, reason: str) -> None:
 def _reference_texts(r, limit: int) -> list[str]:
     """The quality reference: documents of the named sources, then of ``reference_path``."""
     from hare.corpus.read import expand_paths
-    from hare.recipe import SourceConfig
 
     qc = r.corpus.quality
     out: list[str] = []
@@ -117,40 +118,44 @@ _KEEP, _RULE, _EXACT, _LOW, _HIGH = range(5)
 _PASS2_REASON = {_EXACT: "exact_duplicate", _LOW: "quality_below_band", _HIGH: "quality_above_band"}
 
 
-def input_path(work: Path, shard: int) -> Path:
-    return work / shard_name(shard, "input")
-
-
-def clean_paths(work: Path, shard: int) -> tuple[Path, Path]:
+def clean_paths(work: Path, shard: str) -> tuple[Path, Path]:
     """The cleaned documents of a shard and its arrays (written last: the shard's completion mark)."""
-    return work / shard_name(shard, "clean"), work / f"clean-{shard:05d}.npz"
+    return work / f"clean-{shard}{SHARD_EXT}", work / f"clean-{shard}.npz"
 
 
-def split_sources(r, work: Path, q: Quarantine):
-    """Pass 0: read every source in recipe order into input shards of ``shard_docs`` documents (a shard
-    holds one source); yield ``(shard, source)`` as each is written. Shards already on disk (from an
-    interrupted run; their content is fixed by the recipe) are not written again. When every source has
-    been read, ``inputs.json`` lists the shards and ``quarantine.jsonl`` the malformed records."""
-    shards: list[dict] = []
-    for src in r.sources:
-        docs = read_source(src, q, r.corpus.max_line_bytes)
-        while batch := list(itertools.islice(docs, r.corpus.shard_docs)):
-            i = len(shards)
-            path = input_path(work, i)
-            if not path.exists():
-                write_jsonl(path, (d.to_record() for d in batch))
-            shards.append({"shard": i, "source": src.name, "docs": len(batch)})
-            yield i, src.name
-    write_jsonl(work / "quarantine.jsonl", q.records)
-    write_json(work / "inputs.json", {"shards": shards})
+def input_units(r) -> list[tuple[int, SourceConfig]]:
+    """Pass 0's units of work, numbered in read order: every file of a file source, or a whole source."""
+    parts = [part for src in r.sources for part in source_parts(src)]
+    return list(enumerate(parts))
+
+
+def split_unit(work: Path, unit: int, src: SourceConfig, shard_docs: int, max_line_bytes: int) -> list[str]:
+    """Pass 0 for one unit: its documents into input shards ``input-UUUUU-KKKKK`` of ``shard_docs``
+    documents, then ``split-UUUUU.json`` (the unit's shards and quarantined records) as its completion
+    mark. A finished unit is not read again; shards of an interrupted one are not written again (their
+    content is fixed by the recipe). Returns the unit's shard names in order."""
+    done = work / f"split-{unit:05d}.json"
+    if done.exists():
+        return read_json(done)["shards"]
+    q = Quarantine()
+    docs = read_source(src, q, max_line_bytes)
+    shards: list[str] = []
+    while batch := list(itertools.islice(docs, shard_docs)):
+        name = f"{unit:05d}-{len(shards):05d}"
+        path = work / f"input-{name}{SHARD_EXT}"
+        if not path.exists():
+            write_jsonl(path, (d.to_record() for d in batch))
+        shards.append(name)
+    write_json(done, {"source": src.name, "shards": shards, "quarantine": q.records})
+    return shards
 
 
 class ShardCleaner:
     """Pass 1 for one shard at a time: the cleaning rules, quality scores, the exact-dedup hash and the
     MinHash signature of every document. Built once per worker process (local) or Ray actor (ray).
 
-    Writes ``clean-NNNNN.jsonl.zst`` (every document after the rules, with the rule that removed it)
-    and then ``clean-NNNNN.npz`` (per document: kept by the rules, characters before cleaning, exact
+    Writes ``clean-<shard>.jsonl.zst`` (every document after the rules, with the rule that removed it)
+    and then ``clean-<shard>.npz`` (per document: kept by the rules, characters before cleaning, exact
     hash, quality score; the signatures of those kept; the formatters' change counts), each atomically.
     """
 
@@ -161,13 +166,13 @@ class ShardCleaner:
         self.scorer = QualityScorer.load(scorer_path) if scorer_path else None
         self.signer = Signer(minhash_cfg) if dedup == "minhash" else None
 
-    def __call__(self, shard: int) -> int:
+    def __call__(self, shard: str) -> str:
         records, npz = clean_paths(self.work, shard)
         if npz.exists():
             return shard
         before = dict(self.cleaner.changes)
         rows, ok, chars, hashes, norms = [], [], [], [], []
-        for rec in read_jsonl(input_path(self.work, shard)):
+        for rec in read_jsonl(self.work / f"input-{shard}{SHARD_EXT}"):
             doc = Document.from_record(rec)
             chars.append(len(doc.text))
             keep, reason = self.cleaner(doc)
@@ -202,42 +207,60 @@ class ShardCleaner:
 
 
 class _RayShardCleaner:
-    """``ShardCleaner`` as a Ray Data callable class: a batch of shard numbers in, the same out."""
+    """``ShardCleaner`` as a Ray Data callable class: a batch of shard names in, the same out."""
 
     def __init__(self, *args):
         self.clean = ShardCleaner(*args)
 
     def __call__(self, batch: dict) -> dict:
-        return {"shard": np.array([self.clean(int(i)) for i in batch["shard"]], dtype=np.int64)}
+        return {"shard": np.array([self.clean(str(s)) for s in batch["shard"]], dtype=object)}
+
+
+def _ray_split(row: dict, work: str, shard_docs: int, max_line_bytes: int) -> list[dict]:
+    src = SourceConfig.model_validate_json(row["source"])
+    return [{"shard": s} for s in split_unit(Path(work), int(row["unit"]), src, shard_docs, max_line_bytes)]
 
 
 _WORKER: dict = {}
 
 
-def _init_worker(args: tuple) -> None:
-    _WORKER["clean"] = ShardCleaner(*args)
+def _init_worker(split_args: tuple, clean_args: tuple) -> None:
+    _WORKER["split"] = split_args
+    _WORKER["clean"] = ShardCleaner(*clean_args)
 
 
-def _clean_shard(shard: int) -> int:
+def _split_unit(task: tuple[int, SourceConfig]) -> list[str]:
+    work, shard_docs, max_line_bytes = _WORKER["split"]
+    return split_unit(Path(work), task[0], task[1], shard_docs, max_line_bytes)
+
+
+def _clean_shard(shard: str) -> str:
     return _WORKER["clean"](shard)
 
 
-def clean_local(shards, args: tuple, procs: int):
-    """Pass 1 with this machine's cores: shards are cleaned by a process pool as pass 0 writes them."""
+def run_local(units: list, ready: list[str], split_args: tuple, clean_args: tuple, procs: int):
+    """Passes 0 and 1 with this machine's cores: a process pool splits the ``units`` (files) and cleans
+    the shards as they come, after the ``ready`` ones; yields each shard's name when it is cleaned."""
+    work, shard_docs, max_line_bytes = split_args
     if procs <= 1:
-        clean = ShardCleaner(*args)
-        yield from map(clean, shards)
+        clean = ShardCleaner(*clean_args)
+        yield from map(clean, ready)
+        for unit, src in units:
+            yield from map(clean, split_unit(Path(work), unit, src, shard_docs, max_line_bytes))
         return
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(procs, initializer=_init_worker, initargs=(args,)) as pool:
-        yield from pool.imap(_clean_shard, shards)
+    with ctx.Pool(procs, initializer=_init_worker, initargs=(split_args, clean_args)) as pool:
+        split = (s for names in pool.imap(_split_unit, units) for s in names)  # queued before the cleaning
+        yield from pool.imap(_clean_shard, itertools.chain(ready, split))
 
 
-def clean_ray(shards: list[int], args: tuple, procs: int, address: str | None):
-    """Pass 1 on a Ray cluster through Ray Data: the shard numbers are a dataset mapped by a pool of
-    ``procs`` actors (0: one per CPU of the cluster). Without ``address`` a local Ray instance is
-    started for the step and stopped after it. On a cluster the step folder must be on storage every
-    node sees (the actors read and write the shards there), and hare must be installed on every node."""
+def run_ray(units: list, ready: list[str], split_args: tuple, clean_args: tuple, procs: int,
+            address: str | None):
+    """Passes 0 and 1 on a Ray cluster through Ray Data: the units (files) are a dataset flat-mapped
+    into their shards by Ray tasks; then the shards are a dataset cleaned by a pool of ``procs``
+    actors (0: one per CPU of the cluster). Without ``address`` a local Ray instance is started for the step and
+    stopped after it. On a cluster the step folder must be on storage every node sees (the workers
+    read and write the shards there), and hare must be installed on every node."""
     try:
         import ray
         import ray.data
@@ -249,13 +272,20 @@ def clean_ray(shards: list[int], args: tuple, procs: int, address: str | None):
                  log_to_driver=False, configure_logging=False)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
+        shards = list(ready)
+        if units:  # split first: actors that hold every CPU would leave none to tasks that feed them
+            items = [{"unit": u, "source": src.model_dump_json()} for u, src in units]
+            split = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
+                _ray_split, fn_args=split_args, num_cpus=1)
+            shards += [str(row["shard"]) for row in split.take_all()]
         if not shards:
             return
         size = procs or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        ds = ray.data.from_items([{"shard": i} for i in shards], override_num_blocks=len(shards))
-        ds = ds.map_batches(_RayShardCleaner, fn_constructor_args=args, batch_size=1, concurrency=size, num_cpus=1)
+        ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
+        ds = ds.map_batches(_RayShardCleaner, fn_constructor_args=clean_args, batch_size=1, concurrency=size,
+                            num_cpus=1)
         for row in ds.iter_rows():
-            yield int(row["shard"])
+            yield str(row["shard"])
     finally:
         if started:
             ray.shutdown()
@@ -284,42 +314,43 @@ def run_corpus(ctx) -> dict:
             scorer.save(scorer_path)
             write_json(work / "quality.json", quality_info)
 
-    # Passes 0 and 1: input shards, then each cleaned by a worker.
-    args = (str(work), cfg.clean, cfg.dedup, cfg.minhash, str(scorer_path) if scorer is not None else None)
+    # Passes 0 and 1: input shards, each cleaned by a worker. Files are split in the workers; sources
+    # that are not files (or read with a limit) are split here first.
+    clean_args = (str(work), cfg.clean, cfg.dedup, cfg.minhash, str(scorer_path) if scorer is not None else None)
+    split_args = (str(work), cfg.shard_docs, cfg.max_line_bytes)
     procs = cfg.num_proc or (os.cpu_count() or 1)
-    q = Quarantine()
-    inputs = work / "inputs.json"
-    shards: list[tuple[int, str]] = []
-    if inputs.exists():
-        shards = [(s["shard"], s["source"]) for s in read_json(inputs)["shards"]]
-        q.records = list(read_jsonl(work / "quarantine.jsonl"))
-    done = len(list(work.glob("clean-*.npz")))
+    units = input_units(r)
     if ctx.resume:
-        log.info("corpus: resuming; %s, %d cleaned shards kept", "input shards kept" if inputs.exists() else
-                 "reading the sources again", done)
-
-    def split():
-        for i, name in split_sources(r, work, q):
-            shards.append((i, name))
-            yield i
-
+        log.info("corpus: resuming; %d of %d input units split, %d cleaned shards kept",
+                 len(list(work.glob("split-*.json"))), len(units),
+                 len(list(work.glob("clean-*.npz"))))
+    here = [(u, s) for u, s in units if s.kind not in FILE_SUFFIXES or s.limit]
+    ready = [name for u, s in here for name in split_unit(work, u, s, *split_args[1:])]
+    files = [(u, s) for u, s in units if s.kind in FILE_SUFFIXES and not s.limit]
     if cfg.executor == "ray":
-        todo = [i for i, _ in shards] if inputs.exists() else list(progress(split(), desc="split", unit="shard"))
-        todo = [i for i in todo if not clean_paths(work, i)[1].exists()]
-        for _ in progress(clean_ray(todo, args, cfg.num_proc, cfg.ray_address), desc="clean", total=len(todo),
-                          unit="shard"):
-            pass
+        stream = run_ray(files, ready, split_args, clean_args, cfg.num_proc, cfg.ray_address)
     else:
-        todo = (i for i, _ in shards) if inputs.exists() else split()
-        bar = Progress(clean_local(todo, args, procs), desc="clean", unit="shard",
-                       total=len(shards) if inputs.exists() else None)
-        try:
-            for _ in bar:
-                if bar.total is None and inputs.exists():  # the split has finished: the total is known
-                    bar.total = len(shards)
-        finally:
-            bar.close()
+        stream = run_local(files, ready, split_args, clean_args, procs)
+    bar = Progress(stream, desc="clean", unit="shard", total=None if files else len(ready))
+    pending = 0  # files[pending:] may still be splitting; once none is, the number of shards is known
+    try:
+        for _ in bar:
+            while pending < len(files) and (work / f"split-{files[pending][0]:05d}.json").exists():
+                pending += 1
+            if bar.total is None and pending == len(files):
+                bar.total = sum(len(read_json(work / f"split-{u:05d}.json")["shards"]) for u, _ in units)
+    finally:
+        bar.close()
+    q = Quarantine()
+    shards: list[tuple[str, str]] = []
+    for u, _ in units:
+        split = read_json(work / f"split-{u:05d}.json")
+        shards += [(name, split["source"]) for name in split["shards"]]
+        q.records += split["quarantine"]
     q.counts = dict(Counter(rec["source"] for rec in q.records))
+    missing = [name for name, _ in shards if not clean_paths(work, name)[1].exists()]
+    if missing:
+        raise RuntimeError(f"corpus: {len(missing)} shards were not cleaned (first: {missing[0]})")
 
     # Pass 2: exact duplicates and the quality band in read order, then near-duplicate clusters.
     seen: set[bytes] = set()

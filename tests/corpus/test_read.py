@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from hare.corpus.read import Quarantine, _render_module, read_source, split_pydoc
+from hare.corpus.read import Quarantine, _render_module, read_source, source_parts, split_pydoc
 from hare.recipe import SourceConfig
 
 
@@ -109,3 +109,24 @@ def test_hf_name_not_in_the_cache_says_how_to_allow_the_hub(tmp_path, monkeypatc
     src = SourceConfig(name="h", kind="hf", path="no-such-org/no-such-dataset")
     with pytest.raises(ValueError, match="allow_hub: true"):
         list(read_source(src, Quarantine()))
+
+
+def test_a_source_read_file_by_file_gives_the_same_documents_and_quarantine(tmp_path):
+    (tmp_path / "j" / "sub").mkdir(parents=True)
+    for k, folder in enumerate(["j", "j", "j/sub"]):
+        with open(tmp_path / folder / f"part-{k}.jsonl", "w") as f:
+            f.write(json.dumps({"text": f"doc {k} a"}) + "\n" + '{"text": broken\n')
+            f.write(json.dumps({"text": f"doc {k} b"}) + "\n")
+    (tmp_path / "j" / "notes.md").write_text("not a JSONL file")
+    (tmp_path / "t").mkdir()
+    for k in range(3):
+        (tmp_path / "t" / f"{k}.txt").write_text(f"text file {k}")
+    for src in [SourceConfig(name="j", kind="jsonl", path=str(tmp_path / "j")),
+                SourceConfig(name="t", kind="text", path=str(tmp_path / "t")),
+                SourceConfig(name="g", kind="jsonl", path=str(tmp_path / "j" / "*.jsonl"))]:
+        whole, parts = Quarantine(), Quarantine()
+        docs = [(d.id, d.text) for d in read_source(src, whole)]
+        split = [(d.id, d.text) for part in source_parts(src) for d in read_source(part, parts)]
+        assert docs == split and whole.records == parts.records and len(source_parts(src)) > 1
+    limited = SourceConfig(name="j", kind="jsonl", path=str(tmp_path / "j"), limit=2)
+    assert source_parts(limited) == [limited]  # a limit counts across files: read as one
