@@ -2,9 +2,14 @@
 
 Both train the same Mistral preset, from the same initial weights, on the same packed windows of
 real text (the Python standard library's documentation, tokenized with a BPE trained here), with
-the same batch, optimizer and schedule. Each step is timed; the first ``--warmup`` steps are left
-out and the median step time gives tokens/s. Prints both figures and the ratio hare / Trainer; on a
-GPU with a known peak it also prints hare's MFU.
+the same batch, optimizer and schedule; each side keeps its own defaults for the rest (hare: the
+loss taken from the hidden states a chunk of tokens at a time, freed memory kept for reuse on CPU,
+fused AdamW; Trainer: its model forward and loss, fused AdamW). Each run is a process of its own,
+and the two sides run ``--repeats`` times each, alternated (hare, Trainer, hare, ...), so that a
+change in the machine's load falls on both. Each step is timed; the first ``--warmup`` steps of
+every run are left out and the median step time gives tokens/s. Prints both figures and the ratio
+hare / Trainer, the median of each run, and the time of all steps with the warm-up (and the
+compilation, with ``--compile``) counted; on a GPU with a known peak, hare's MFU.
 
     python benchmarks/train_throughput.py                       # tiny preset on CPU
     python benchmarks/train_throughput.py --preset hare-1.1b --seq-len 2048 --micro-batch 8 --steps 20
@@ -13,7 +18,10 @@ GPU with a known peak it also prints hare's MFU.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,10 +91,24 @@ def step_times_trainer(config, data, cfg, out: Path, device: torch.device) -> li
     return times
 
 
+def run_side(side: str, a, data_dir: Path, out: Path) -> list[float]:
+    """Step times of one run of ``side``, in a fresh process (see ``main``)."""
+    argv = [sys.executable, __file__, "--side", side, "--data", str(data_dir), "--out", str(out)]
+    for k, v in vars(a).items():
+        if k not in ("side", "data", "out", "compile") and v is not None:
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+    argv += ["--compile"] if a.compile else []
+    res = subprocess.run(argv, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"{side} run failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     from hare.model.model import flops_per_token, mistral_config, peak_flops
     from hare.recipe import TrainConfig
     from hare.train.dist import init as resolve_device
+    from hare.train.pack import PackedTokens, load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="tiny")
@@ -94,37 +116,58 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--grad-accum", type=int, default=2)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
+    ap.add_argument("--warmup", type=int, default=5, help="steps of each run left out of the median")
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each side, alternated")
     ap.add_argument("--vocab", type=int, default=4096, help="BPE vocabulary trained for the benchmark")
     ap.add_argument("--modules", type=int, default=60, help="standard-library modules of text")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="autocast dtype for both sides (auto: bfloat16 on GPU, float32 on CPU)")
-    ap.add_argument("--compile", action="store_true", help="torch.compile on both sides (compile time left out)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile on both sides (compile time in the first steps: out of the median, in the total)")
+    ap.add_argument("--side", choices=["hare", "trainer"], help=argparse.SUPPRESS)  # one run, in a child process
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     device = resolve_device(a.device)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        tok, data = build_data(tmp / "data", a.seq_len, a.vocab, a.modules)
-        config = mistral_config(a.preset, {"max_position_embeddings": max(a.seq_len, 128)}, vocab_size=len(tok))
+    tokens = a.micro_batch * a.grad_accum * a.seq_len
+    if a.side:
+        data = PackedTokens(Path(a.data), seed=0)
+        config = mistral_config(a.preset, {"max_position_embeddings": max(a.seq_len, 128)},
+                                vocab_size=len(load_tokenizer(Path(a.data) / "tokenizer")))
         cfg = TrainConfig(max_steps=a.steps, micro_batch_size=a.micro_batch, grad_accum=a.grad_accum, lr=3e-4,
                           min_lr=3e-5, warmup_steps=2, log_every=1, checkpoint_every=10 ** 9, device=a.device,
                           dtype=a.dtype, compile=a.compile)
-        tokens = a.micro_batch * a.grad_accum * a.seq_len
-        hare_t = step_times_hare(config, data, cfg, tmp / "hare")[a.warmup:]
-        base_t = step_times_trainer(config, data, cfg, tmp / "trainer", device)[a.warmup:]
-    hare_tps = tokens / statistics.median(hare_t)
-    base_tps = tokens / statistics.median(base_t)
+        if a.side == "hare":
+            times = step_times_hare(config, data, cfg, Path(a.out))
+        else:
+            times = step_times_trainer(config, data, cfg, Path(a.out), device)
+        print(json.dumps(times))
+        return
+    # Each run is a fresh process: neither side inherits the other's allocator state, threads or caches.
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        tok, _ = build_data(tmp / "data", a.seq_len, a.vocab, a.modules)
+        config = mistral_config(a.preset, {"max_position_embeddings": max(a.seq_len, 128)}, vocab_size=len(tok))
+        runs: dict[str, list[list[float]]] = {"hare": [], "trainer": []}
+        for r in range(a.repeats):
+            for side in runs:
+                runs[side].append(run_side(side, a, tmp / "data", tmp / f"{side}-{r}"))
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
           f"threads {torch.get_num_threads()}; preset {a.preset}, seq {a.seq_len}, {tokens:,} tokens/step, "
-          f"{a.steps} steps ({a.warmup} warmup left out), dtype {a.dtype}{', compiled' if a.compile else ''}")
-    print(f"hare loop            {hare_tps:12,.0f} tokens/s")
-    print(f"transformers.Trainer {base_tps:12,.0f} tokens/s")
-    print(f"ratio hare / Trainer {hare_tps / base_tps:12.2f}x")
+          f"{a.repeats} x {a.steps} steps per side ({a.warmup} warmup left out of each), dtype {a.dtype}"
+          f"{', compiled' if a.compile else ''}")
+    tps = {}
+    for side, name in (("hare", "hare loop"), ("trainer", "transformers.Trainer")):
+        tps[side] = tokens / statistics.median([t for run in runs[side] for t in run[a.warmup:]])
+        per_run = ", ".join(f"{tokens / statistics.median(run[a.warmup:]):,.0f}" for run in runs[side])
+        total = ", ".join(f"{sum(run):.1f}" for run in runs[side])
+        print(f"{name:20s} {tps[side]:12,.0f} tokens/s  (runs: {per_run}; all steps incl. warmup: {total} s)")
+    print(f"ratio hare / Trainer {tps['hare'] / tps['trainer']:12.2f}x")
     peak = peak_flops(device)
     if peak:
-        print(f"hare MFU             {hare_tps * flops_per_token(config, a.seq_len) / peak:12.1%}")
+        print(f"hare MFU             {tps['hare'] * flops_per_token(config, a.seq_len) / peak:12.1%}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from hare.model.loss import linear_cross_entropy
 from hare.model.presets import preset_config
 
 
@@ -33,6 +34,28 @@ def build_model(config, seed: int = 0, attn_implementation: str = "sdpa"):
     torch.manual_seed(seed)
     config._attn_implementation = attn_implementation
     return MistralForCausalLM(config)
+
+
+class NextTokenLoss(torch.nn.Module):
+    """Training forward of a causal LM: ``forward(x, y)`` is the mean cross-entropy of predicting ``y`` from ``x``.
+
+    ``chunked`` (the default) takes the loss from the final hidden states with ``linear_cross_entropy``,
+    a chunk of tokens at a time, so the logits are never materialized whole; otherwise the model's own
+    forward gives the logits (the path a sharded model needs: FSDP gathers the LM head's weight only
+    inside that forward). No key/value cache is built: training never reads it.
+    """
+
+    def __init__(self, lm, chunked: bool = True):
+        super().__init__()
+        self.lm = lm
+        self.chunked = chunked
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.chunked:
+            h = self.lm.model(input_ids=x, use_cache=False).last_hidden_state
+            return linear_cross_entropy(h, self.lm.lm_head.weight, y)
+        logits = self.lm(input_ids=x, use_cache=False).logits
+        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
 
 
 def count_params(model, non_embedding: bool = False) -> int:

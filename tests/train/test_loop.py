@@ -1,4 +1,5 @@
 import json
+import platform
 
 import pytest
 import torch
@@ -100,3 +101,31 @@ def test_activation_checkpointing_gives_the_same_training(packed, tmp_path):
               seed=2)["model"]
     for k, v in a.state_dict().items():
         torch.testing.assert_close(v, b.state_dict()[k], rtol=0, atol=1e-5)
+
+
+FAULTS = """
+import resource, sys, torch
+from hare.train.loop import keep_freed_memory
+if sys.argv[1] == "keep":
+    keep_freed_memory()
+faults = []
+for _ in range(12):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(2 ** 24)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sum(faults[6:]))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_freed_memory_is_reused_without_page_faults():
+    """A 64 MB buffer freed and allocated again, as the logits are every step, is faulted in only at first."""
+    import subprocess
+    import sys
+
+    def faults(mode):  # in a fresh process: the heap's layout decides when it has grown enough
+        return int(subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True,
+                                  check=True).stdout)
+
+    assert faults("default") >= 6 * 16384  # 64 MB of 4 KB pages, mapped afresh every time
+    assert faults("keep") < 16384
