@@ -164,7 +164,9 @@ class CorpusConfig(Section):
     heldout_fraction: float = Field(
         0.05, ge=0, lt=1, description="Fraction of documents held out as the evaluation set (by id hash)."
     )
-    shard_docs: int = Field(2000, ge=1, description="Documents per output shard.")
+    shard_docs: int = Field(
+        2000, ge=1, description="Documents per shard: of the outputs, and of the work one worker takes at a time."
+    )
     num_proc: int = Field(
         0, ge=0, description="Workers that clean, score and hash the shards (0: one per core here, or one per CPU "
         "of the Ray cluster). The outputs do not depend on it."
