@@ -123,6 +123,11 @@ def clean_paths(work: Path, shard: str) -> tuple[Path, Path]:
     return work / f"clean-{shard}{SHARD_EXT}", work / f"clean-{shard}.npz"
 
 
+def split_path(work: Path, unit: int) -> Path:
+    """A split unit's shards and quarantined records (written last: the unit's completion mark)."""
+    return work / f"split-{unit:05d}.json"
+
+
 def input_units(r) -> list[tuple[int, SourceConfig]]:
     """Pass 0's units of work, numbered in read order: every file of a file source, or a whole source."""
     parts = [part for src in r.sources for part in source_parts(src)]
@@ -134,7 +139,7 @@ def split_unit(work: Path, unit: int, src: SourceConfig, shard_docs: int, max_li
     documents, then ``split-UUUUU.json`` (the unit's shards and quarantined records) as its completion
     mark. A finished unit is not read again; shards of an interrupted one are not written again (their
     content is fixed by the recipe). Returns the unit's shard names in order."""
-    done = work / f"split-{unit:05d}.json"
+    done = split_path(work, unit)
     if done.exists():
         return read_json(done)["shards"]
     q = Quarantine()
@@ -324,29 +329,37 @@ def run_corpus(ctx) -> dict:
         log.info("corpus: resuming; %d of %d input units split, %d cleaned shards kept",
                  len(list(work.glob("split-*.json"))), len(units),
                  len(list(work.glob("clean-*.npz"))))
-    here = [(u, s) for u, s in units if s.kind not in FILE_SUFFIXES or s.limit]
-    ready = [name for u, s in here for name in split_unit(work, u, s, *split_args[1:])]
     files = [(u, s) for u, s in units if s.kind in FILE_SUFFIXES and not s.limit]
+    by_worker = {u for u, _ in files}
+    ready = [name for u, s in units if u not in by_worker for name in split_unit(work, u, s, *split_args[1:])]
     if cfg.executor == "ray":
         stream = run_ray(files, ready, split_args, clean_args, cfg.num_proc, cfg.ray_address)
     else:
         stream = run_local(files, ready, split_args, clean_args, procs)
+    splits: dict[int, dict] = {}  # the finished units, read once each
+
+    def split_done(u: int) -> bool:
+        if u not in splits and split_path(work, u).exists():
+            splits[u] = read_json(split_path(work, u))
+        return u in splits
+
     bar = Progress(stream, desc="clean", unit="shard", total=None if files else len(ready))
     pending = 0  # files[pending:] may still be splitting; once none is, the number of shards is known
     try:
         for _ in bar:
-            while pending < len(files) and (work / f"split-{files[pending][0]:05d}.json").exists():
+            while pending < len(files) and split_done(files[pending][0]):
                 pending += 1
             if bar.total is None and pending == len(files):
-                bar.total = sum(len(read_json(work / f"split-{u:05d}.json")["shards"]) for u, _ in units)
+                bar.total = sum(len(splits[u]["shards"]) for u, _ in units if split_done(u))
     finally:
         bar.close()
     q = Quarantine()
     shards: list[tuple[str, str]] = []
     for u, _ in units:
-        split = read_json(work / f"split-{u:05d}.json")
-        shards += [(name, split["source"]) for name in split["shards"]]
-        q.records += split["quarantine"]
+        if not split_done(u):
+            raise RuntimeError(f"corpus: input unit {u} ({units[u][1].path or units[u][1].name}) was not split")
+        shards += [(name, splits[u]["source"]) for name in splits[u]["shards"]]
+        q.records += splits[u]["quarantine"]
     q.counts = dict(Counter(rec["source"] for rec in q.records))
     missing = [name for name, _ in shards if not clean_paths(work, name)[1].exists()]
     if missing:
