@@ -279,6 +279,7 @@ def run_ray(units: list, ready: list[str], split_args: tuple, clean_args: tuple,
         ray.data.DataContext.get_current().enable_progress_bars = False
         shards = list(ready)
         if units:  # split first: actors that hold every CPU would leave none to tasks that feed them
+            log.info("corpus: splitting %d input files with Ray Data", len(units))
             items = [{"unit": u, "source": src.model_dump_json()} for u, src in units]
             split = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
                 _ray_split, fn_args=split_args, num_cpus=1)
