@@ -21,9 +21,11 @@ import time
 import zipfile
 from pathlib import Path
 
-from hare.corpus.decontam import Decontaminator, EvalText, NgramIndex, normalized_words
-from hare.corpus.document import Document
-from hare.evals.benchmarks import BenchmarkMissing, load_benchmark
+from hare.core.benchmarks import BenchmarkMissing, load_benchmark
+from hare.core.documents import Document
+from hare.core.ngrams import EvalText, NgramIndex
+from hare.core.text import match_words
+from hare.corpus.decontam import Decontaminator
 from hare.recipe import DecontamConfig
 
 BENCHMARKS = ["arc_easy", "arc_challenge", "hellaswag", "mmlu", "gsm8k", "truthfulqa", "winogrande"]
@@ -82,7 +84,7 @@ def main() -> None:
             total += len(c.encode())
             if total >= a.mb * 1e6:
                 break
-    eligible = [it for it in items if len(normalized_words(it.text)) >= a.ngram and
+    eligible = [it for it in items if len(match_words(it.text)) >= a.ngram and
                 len(it.text.split()) >= a.ngram]
     planted = set()
     for it in rng.sample(eligible, a.plant):

@@ -42,7 +42,7 @@ def build_data(folder: Path, seq_len: int, vocab: int, modules: int):
 
 
 def step_times_hare(config, data, cfg, out: Path) -> list[float]:
-    from hare.io import read_jsonl
+    from hare.core.io import read_jsonl
     from hare.train.loop import train
 
     train(config, data, cfg, out, seed=0)
@@ -106,9 +106,10 @@ def run_side(side: str, a, data_dir: Path, out: Path) -> list[float]:
 
 def main() -> None:
     from hare.model.model import flops_per_token, mistral_config, peak_flops
+    from hare.core.dist import init as resolve_device
+    from hare.core.tokenizer import load_tokenizer
     from hare.recipe import TrainConfig
-    from hare.train.dist import init as resolve_device
-    from hare.train.pack import PackedTokens, load_tokenizer
+    from hare.train.pack import PackedTokens
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="tiny")

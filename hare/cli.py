@@ -12,8 +12,8 @@ import sys
 import textwrap
 from typing import Callable
 
-from hare.progress import setup_console
-from hare.recipe import Recipe, RecipeError, load_recipe
+from hare.core.progress import setup_console
+from hare.recipe import Recipe, RecipeError, load_recipe, role
 
 log = logging.getLogger("hare")
 
@@ -57,8 +57,13 @@ def _type_name(ann) -> str:
     return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
 
 
+MARKS = {"execution": "execution only: not part of any step's fingerprint",
+         "continuable": "a change continues the step's earlier work"}
+
+
 def schema_lines(model: type = Recipe, prefix: str = "") -> list[str]:
-    """Every recipe key with its type, default and description, nested sections indented."""
+    """Every recipe key with its type, default and description, nested sections indented; keys
+    marked EXECUTION or CONTINUABLE in the schema say so."""
     from pydantic import BaseModel
 
     lines = []
@@ -69,8 +74,9 @@ def schema_lines(model: type = Recipe, prefix: str = "") -> list[str]:
         default = "" if f.is_required() else (" = " + repr(f.get_default(call_default_factory=True))
                                               if sub is None else "")
         tname = _type_name(ann)
+        mark = f"  ({MARKS[role(f)]})" if role(f) in MARKS else ""
         lines.append(f"{prefix}{name}: {tname if sub is None else ('[' + sub.__name__ + ']' if ann is not sub else sub.__name__)}"
-                     f"{default}")
+                     f"{default}{mark}")
         if f.description:
             lines += [prefix + "    " + l for l in textwrap.wrap(f.description, 96)]
         if sub is not None:
@@ -78,24 +84,32 @@ def schema_lines(model: type = Recipe, prefix: str = "") -> list[str]:
     return lines
 
 
+def run_of_model(model: Path) -> Path | None:
+    """The run folder of a model exported by a hare run (``runs/<name>/train/model``), else None."""
+    return model.parent.parent if model.name == "model" and model.parent.name == "train" else None
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from hare.core.benchmarks import BENCHMARKS
+    from hare.core.progress import step_output
     from hare.evals.audit import run_audit
-    from hare.evals.benchmarks import LOADERS
     from hare.evals.rewrite import ChatRewriter, DeterministicRewriter
 
     model = Path(args.model)
     if not (model / "config.json").exists():
         print(f"error: {model}: not a Hugging Face model folder (no config.json)", file=sys.stderr)
         return 2
-    benchmarks = args.benchmarks.split(",") if args.benchmarks else list(LOADERS)
-    unknown = [b for b in benchmarks if b not in LOADERS]
+    benchmarks = args.benchmarks.split(",") if args.benchmarks else list(BENCHMARKS)
+    unknown = [b for b in benchmarks if b not in BENCHMARKS]
     if unknown:
-        print(f"error: --benchmarks: unknown {unknown}; known: {', '.join(LOADERS)}", file=sys.stderr)
+        print(f"error: --benchmarks: unknown {unknown}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
     # A model exported by a hare run sits in runs/<name>/train/model: its audit goes beside the run.
-    run_dir = model.parent.parent if (model.parent.name == "train" and (model.parent.parent / "mix").is_dir()) else None
+    run_dir = run_of_model(model)
+    if run_dir is not None and not (run_dir / "mix").is_dir():
+        run_dir = None
     if args.run:
         run_dir = Path(args.run)
     out = Path(args.out) if args.out else (run_dir / "audit" if run_dir else Path("audit") / model.name)
@@ -109,16 +123,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
                                 api_key=os.environ.get(args.api_key_env) if args.api_key_env else None)
     else:
         rewriter = DeterministicRewriter(seed=args.seed)
-    result = run_audit(model, benchmarks, args.benchmarks_dir, out, rewriter, max_items=args.max_items,
-                       splits=args.splits.split(",") if args.splits else None, n=args.n, k=args.k,
-                       batch_size=args.batch_size, device=args.device, run_dir=run_dir, seed=args.seed)
+    with step_output(out / "log.txt"):
+        result = run_audit(model, benchmarks, args.benchmarks_dir, out, rewriter, max_items=args.max_items,
+                           splits=args.splits.split(",") if args.splits else None, n=args.n, k=args.k,
+                           batch_size=args.batch_size, device=args.device, run_dir=run_dir, seed=args.seed)
     from hare.evals.audit import markdown
 
     print(markdown(result), end="")
     if run_dir is not None and (run_dir / "report").is_dir():
-        from hare.report.html import rebuild
+        from hare.pipeline import rebuild_report
 
-        rebuild(run_dir)
+        rebuild_report(run_dir)
     print(f"written: {out / 'audit.json'}, {out / 'audit.md'}")
     return 0
 
@@ -150,7 +165,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """``hare eval MODEL``: evaluate a model folder; ``hare eval [RECIPE]``: run a recipe's eval step."""
     from pathlib import Path
 
-    from hare.evals.evaluate import evaluate_model, is_model_dir
+    from hare.core.progress import step_output
+    from hare.evals.evaluate import evaluate, is_model_dir
 
     target = args.target
     model_opts = [o for o, v in (("--suite", args.suite), ("--tasks", args.tasks), ("--limit", args.limit),
@@ -170,8 +186,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print("error: --force and --redo apply to a recipe, not to a model folder", file=sys.stderr)
         return 2
     model = Path(target)
-    # a model exported by a hare run (runs/<name>/train/model) is named after its run
-    name = model.parent.parent.name if model.name == "model" and model.parent.name == "train" else model.name
+    run = run_of_model(model)  # a model exported by a hare run is named after its run
+    name = run.name if run is not None else model.name
     out = Path(args.out_dir or "runs") / "eval" / name
     if args.tasks:
         tasks = args.tasks.split(",")
@@ -181,31 +197,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         tasks = []
     batch = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
     try:
-        summary = evaluate_model(model, out, tasks, benchmarks=args.benchmarks_dir, limit=args.limit, batch_size=batch,
-                                 device=args.device, max_length=args.max_length, heldout=args.heldout,
-                                 text_field=args.text_field, name=name)
+        with step_output(out / "log.txt"):
+            summary = evaluate(model, out, tasks, benchmarks=args.benchmarks_dir, limit=args.limit, batch_size=batch,
+                               device=args.device, max_length=args.max_length, heldout=args.heldout,
+                               heldout_limit=args.limit, text_field=args.text_field, name=name)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if (out / "leaderboard.md").exists():
         print((out / "leaderboard.md").read_text(encoding="utf-8"))
-    for row in summary["tasks"]:
-        print(f"{row['task']}: {row['metric']} {row['value']:.4f}")
-    if "perplexity" in summary:
-        p = summary["perplexity"]
-        print(f"held-out: {p['docs']} documents, {p['loss']:.4f} nats/token, {p['bits_per_byte']:.4f} bits/byte")
-    for task, why in summary["skipped_tasks"].items():
+    for row in summary.tasks:
+        print(f"{row.task}: {row.metric} {row.value:.4f}")
+    if summary.perplexity is not None:
+        p = summary.perplexity
+        print(f"held-out: {p.docs} documents, {p.loss:.4f} nats/token, {p.bits_per_byte:.4f} bits/byte")
+    for task, why in summary.skipped_tasks.items():
         print(f"skipped {task}: {why}")
     print(f"written: {out}")
-    ran = bool(summary["tasks"]) or "perplexity" in summary
+    ran = bool(summary.tasks) or summary.perplexity is not None
     if not ran:
         print("error: nothing was evaluated", file=sys.stderr)
     return 0 if ran else 1
 
 
 def _eval_args(sp: argparse.ArgumentParser) -> None:
-    from hare.evals.tasks import SUITES, TASKS
-    from hare.pipeline import STEP_NAMES
+    from hare.evals.tasks import HELDOUT, SUITES, TASKS
+
+    step_names = [s.name for s in _steps()]
 
     sp.add_argument("target", nargs="?", default=None, metavar="MODEL|RECIPE",
                     help="a model folder (a hare run's train/model or any local Hugging Face model) to evaluate, "
@@ -214,7 +232,8 @@ def _eval_args(sp: argparse.ArgumentParser) -> None:
                     help="task suite for a model: leaderboard (default; the paper's six benchmarks) or all "
                          "(adds arc_easy and truthfulqa_mc1)")
     sp.add_argument("--tasks", default=None,
-                    help=f"comma-separated tasks instead of the suite; known: {', '.join(TASKS)}")
+                    help=f"comma-separated tasks instead of the suite; known: {', '.join([*TASKS, HELDOUT])} "
+                         f"({HELDOUT}: the --heldout perplexity as a task row)")
     sp.add_argument("--benchmarks-dir", default=None, metavar="DIR",
                     help="folder with the benchmark files (arc/, hellaswag/, mmlu/, truthfulqa/, winogrande/, "
                          "gsm8k/); benchmarks not there are looked up in the local Hugging Face hub cache")
@@ -230,7 +249,7 @@ def _eval_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--text-field", default="text", help="JSONL field holding a document's text (with --heldout)")
     sp.add_argument("--out-dir", default=None,
                     help="folder holding the runs (default: runs); a model's results go to <out-dir>/eval/<name>/")
-    sp.add_argument("--force", action="append", choices=STEP_NAMES, metavar="STEP",
+    sp.add_argument("--force", action="append", choices=step_names, metavar="STEP",
                     help="recipe only: redo STEP and every step after it even if unchanged; repeatable")
     sp.add_argument("--redo", action="store_true", help="recipe only: redo the eval step even if it is unchanged")
 
@@ -240,10 +259,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step_help() -> dict[str, str]:
-    from hare.pipeline import STEPS
+def _steps() -> list:
+    from hare.steps import STEPS
 
-    return {s.name: s.help for s in STEPS}
+    return STEPS
 
 
 
@@ -252,9 +271,9 @@ CUSTOM_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"audit": _a
 
 # name -> (function, one-line help). The single list of commands; README and tests read it.
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
-    "run": (_pipeline_command(None), "run every step of a recipe: corpus -> decontam -> mix -> tokenize -> "
-                                     "train -> eval -> report (unchanged steps are reused)"),
-    **{step: (_pipeline_command([step]), help_) for step, help_ in _step_help().items()},
+    "run": (_pipeline_command(None), "run every step of a recipe: " + " -> ".join(s.name for s in _steps())
+            + " (unchanged steps are reused)"),
+    **{s.name: (_pipeline_command([s.name]), s.help) for s in _steps()},
     "eval": (cmd_eval, "evaluate a model folder on the Open LLM Leaderboard suite (the paper's table) and "
                        "held-out perplexity, or run a recipe's eval step"),
     "validate": (cmd_validate, "check a recipe and print it with every default filled in"),
@@ -265,7 +284,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     from hare import __version__
-    from hare.pipeline import STEP_NAMES
+
+    step_names = [s.name for s in _steps()]
 
     p = argparse.ArgumentParser(
         prog="hare",
@@ -287,9 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "validate":
             continue
         sp.add_argument("--out-dir", default=None, help="folder holding the runs (overrides the recipe's out_dir)")
-        sp.add_argument("--force", action="append", choices=STEP_NAMES, metavar="STEP",
+        sp.add_argument("--force", action="append", choices=step_names, metavar="STEP",
                         help=f"redo STEP and every step after it even if unchanged; repeatable; one of: "
-                             f"{', '.join(STEP_NAMES)}")
+                             f"{', '.join(step_names)}")
         if name != "run":
             sp.add_argument("--redo", action="store_true", help=f"redo the {name} step even if it is unchanged")
     return p

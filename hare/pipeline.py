@@ -1,11 +1,20 @@
-"""The step runner: corpus -> decontam -> cluster -> mix -> tokenize -> train -> eval -> report.
+"""The runner: runs the steps of ``hare.steps.STEPS`` (or any list of ``Step`` objects) for a recipe.
 
-Each step writes into ``runs/<name>/<step>/`` and finishes by writing ``manifest.json`` (its
-config, the fingerprints of its inputs, counts, timings and library versions). A step is skipped
-when its manifest's fingerprint equals the one computed now and its recorded outputs are still
-there. A step that was interrupted leaves ``.pending.json``; when it is started again with the
-same fingerprint it is told to resume (training continues from its last checkpoint), otherwise
-its folder is emptied first.
+Each step writes into ``runs/<name>/<step>/`` and finishes by writing ``stats.json`` (its typed
+stats) and ``manifest.json`` (its fingerprinted config, the execution-only settings it ran with, the
+fingerprints of its inputs, counts, timings, library versions and output files). The fingerprint
+is made of the recipe values the step declares it reads, without the keys marked ``EXECUTION``,
+with the fingerprints of its upstream steps and of the files it reads (``hare.core.step``).
+
+- A step is skipped when its manifest's fingerprint equals the one computed now and its recorded
+  outputs are intact.
+- A step that was interrupted leaves ``.pending.json``; started again with the same fingerprint it
+  is told to resume (training continues from its last checkpoint, the corpus step from its finished
+  shards). Execution-only settings (workers, device, threads, logging and checkpoint cadence) are
+  not in the fingerprint, so changing them keeps the work.
+- A change of a ``CONTINUABLE`` key (``train.max_steps``) keeps the step's folder and tells it to
+  resume, finished or not; the step decides what of its earlier work still holds.
+- Otherwise the step's folder is emptied and the step runs afresh.
 """
 
 from __future__ import annotations
@@ -13,116 +22,30 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import os
 import platform
 import shutil
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from hare.io import fingerprint_obj, fingerprint_path, read_json, write_json
-from hare.progress import FileLog
-from hare.recipe import Recipe, section_dump
-from hare.train import dist
+from hare.core import dist
+from hare.core.io import fingerprint_obj, read_json, write_json
+from hare.core.progress import FileLog, step_output
+from hare.core.step import Section, Step, StepContext
+from hare.recipe import Recipe
+from hare.steps import REPORT_SECTIONS, STEPS
+
+__all__ = ["Pipeline", "PipelineError", "StepContext", "STEPS", "STEP_NAMES", "build_report", "rebuild_report"]
 
 log = logging.getLogger("hare.pipeline")
 
 MANIFEST = "manifest.json"
+PENDING = ".pending.json"
+STEP_NAMES = [s.name for s in STEPS]
 
 
 class PipelineError(RuntimeError):
     """A run that cannot go on as asked; the message says what to do instead."""
-
-
-PENDING = ".pending.json"
-
-
-@dataclass
-class StepContext:
-    """What a step function gets: the recipe, its own folder and its upstream folders."""
-
-    recipe: Recipe
-    name: str
-    out: Path
-    deps: dict[str, Path]
-    resume: bool = False
-    counts: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def run_dir(self) -> Path:
-        return self.out.parent
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    deps: tuple[str, ...]
-    config: Callable[[Recipe], Any]
-    target: str  # "module:function" taking a StepContext and returning counts
-    external: Callable[[Recipe], dict[str, Any]] = lambda r: {}
-    help: str = ""
-
-    def func(self) -> Callable[[StepContext], dict]:
-        mod, fn = self.target.split(":")
-        return getattr(importlib.import_module(mod), fn)
-
-
-def _source_inputs(r: Recipe) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for s in r.sources:
-        if s.kind == "pydoc":
-            out[s.name] = {"python": sys.version, "stdlib": str(Path(os.__file__).parent)}
-        else:
-            base = Path(s.path)
-            targets = sorted(base.parent.glob(base.name)) if not base.exists() else [base]
-            out[s.name] = [fingerprint_path(t) for t in targets]
-    return out
-
-
-def _bench_inputs(r: Recipe) -> dict[str, Any]:
-    d = r.decontam.benchmarks_dir
-    return {"benchmarks_dir": fingerprint_path(d)} if d else {}
-
-
-def _tok_inputs(r: Recipe) -> dict[str, Any]:
-    return {"tokenizer": fingerprint_path(r.tokenizer.path)} if r.tokenizer.path else {}
-
-
-# Corpus settings that change how the work is spread, never its output: not part of the fingerprint.
-EXECUTION_ONLY = ("num_proc", "executor", "ray_address")
-
-STEPS: list[Step] = [
-    Step("corpus", (), lambda r: {"sources": section_dump(r.sources), "seed": r.seed,
-                                  "corpus": {k: v for k, v in section_dump(r.corpus).items()
-                                             if k not in EXECUTION_ONLY}},
-         "hare.corpus.step:run_corpus", _source_inputs,
-         "read the sources, clean them, keep a quality band, remove exact and near duplicates, hold out the evaluation slice"),
-    Step("decontam", ("corpus",), lambda r: section_dump(r.decontam),
-         "hare.corpus.decontam:run_decontam", _bench_inputs,
-         "remove training text that overlaps held-out documents and benchmark items"),
-    Step("cluster", ("decontam",), lambda r: {"cluster": section_dump(r.cluster), "seed": r.seed},
-         "hare.corpus.cluster:run_cluster",
-         help="embed the training documents, cluster them into topics and name each topic"),
-    Step("mix", ("decontam", "cluster"), lambda r: {"mix": section_dump(r.mix), "seed": r.seed,
-                                          "weights": {s.name: s.weight for s in r.sources}},
-         "hare.corpus.mix:run_mix",
-         help="sample the sources by weight, and their topics by temperature, into the training set"),
-    Step("tokenize", ("mix",), lambda r: {"tokenizer": section_dump(r.tokenizer), "pack": section_dump(r.pack),
-                                          "seed": r.seed},
-         "hare.train.pack:run_tokenize", _tok_inputs,
-         "train or load the tokenizer and pack the mix into token shards"),
-    Step("train", ("tokenize",), lambda r: {"model": section_dump(r.model), "train": section_dump(r.train),
-                                            "seed": r.seed},
-         "hare.train.loop:run_train", help="train the model (resumes from the last checkpoint)"),
-    Step("eval", ("train", "corpus", "decontam"), lambda r: section_dump(r.eval),
-         "hare.evals.step:run_eval", help="held-out perplexity and lm-evaluation-harness tasks"),
-    Step("report", ("corpus", "decontam", "cluster", "mix", "tokenize", "train", "eval"), lambda r: {"version": 1},
-         "hare.report.html:run_report", help="write report.html"),
-]
-STEP_NAMES = [s.name for s in STEPS]
-_BY_NAME = {s.name: s for s in STEPS}
 
 
 def versions() -> dict[str, str]:
@@ -132,27 +55,6 @@ def versions() -> dict[str, str]:
             out[mod] = importlib.import_module(mod).__version__
         except Exception:  # noqa: BLE001 - a missing optional library is just not listed
             pass
-    return out
-
-
-def upstream(names: list[str]) -> list[str]:
-    """Steps needed for ``names`` (their transitive dependencies), in pipeline order."""
-    need: set[str] = set()
-    stack = list(names)
-    while stack:
-        n = stack.pop()
-        if n not in need:
-            need.add(n)
-            stack.extend(_BY_NAME[n].deps)
-    return [s for s in STEP_NAMES if s in need]
-
-
-def downstream(name: str) -> set[str]:
-    """``name`` and every step that depends on it, directly or not."""
-    out = {name}
-    for s in STEPS:
-        if any(d in out for d in s.deps):
-            out.add(s.name)
     return out
 
 
@@ -172,103 +74,167 @@ def _outputs_intact(folder: Path, recorded: list[dict]) -> bool:
     return True
 
 
+def _read(path: Path) -> dict | None:
+    return read_json(path) if path.exists() else None
+
+
 class Pipeline:
     """Runs the steps of one recipe, skipping those whose inputs and config are unchanged."""
 
-    def __init__(self, recipe: Recipe):
+    def __init__(self, recipe: Recipe, steps: list[Step] | None = None):
         self.recipe = recipe
         self.run_dir = recipe.run_dir
+        self.steps = list(STEPS if steps is None else steps)
+        self.by_name: dict[str, Step] = {}
+        self.deps: dict[str, tuple[str, ...]] = {}
+        for s in self.steps:
+            if s.name in self.by_name:
+                raise PipelineError(f"two steps are named '{s.name}'")
+            deps = s.depends_on(list(self.by_name))
+            unknown = [d for d in deps if d not in self.by_name]
+            if unknown:
+                raise PipelineError(f"step {s.name} comes after {unknown}, which are not earlier steps")
+            self.by_name[s.name] = s
+            self.deps[s.name] = deps
+        self.names = list(self.by_name)
         self.fingerprints: dict[str, str] = {}
 
     def step_dir(self, name: str) -> Path:
         return self.run_dir / name
 
-    def fingerprint(self, step: Step) -> tuple[str, dict]:
-        inputs = {d: self.fingerprints[d] for d in step.deps}
-        inputs.update(step.external(self.recipe))
+    def upstream(self, names: list[str]) -> list[str]:
+        """Steps needed for ``names`` (their transitive dependencies), in pipeline order."""
+        need: set[str] = set()
+        stack = list(names)
+        while stack:
+            n = stack.pop()
+            if n not in need:
+                need.add(n)
+                stack.extend(self.deps[n])
+        return [s for s in self.names if s in need]
+
+    def downstream(self, name: str) -> set[str]:
+        """``name`` and every step that depends on it, directly or not."""
+        out = {name}
+        for s in self.names:
+            if any(d in out for d in self.deps[s]):
+                out.add(s)
+        return out
+
+    def fingerprint(self, step: Step) -> tuple[str, str, dict[str, Any]]:
+        """(fingerprint, resume key, what the fingerprint is made of) of ``step`` now.
+
+        The resume key leaves out the ``CONTINUABLE`` keys as well: work done under another value of
+        them is handed to the step to continue."""
+        inputs: dict[str, Any] = {d: self.fingerprints[d] for d in self.deps[step.name]}
+        inputs.update(step.inputs(step.view(self.recipe)))
         key = {"step": step.name, "config": step.config(self.recipe), "inputs": inputs}
-        return fingerprint_obj(key), key
+        resume = {**key, "config": step.config(self.recipe, without=("execution", "continuable"))}
+        return fingerprint_obj(key), fingerprint_obj(resume), key
 
     def run(self, targets: list[str] | None = None, force: list[str] | None = None) -> dict[str, str]:
         """Run ``targets`` (default: every step) and what they need; returns step -> 'ran' | 'skipped'."""
         for n in (targets or []) + (force or []):
-            if n not in _BY_NAME:
-                raise PipelineError(f"unknown step '{n}'; steps: {', '.join(STEP_NAMES)}")
-        names = upstream(targets or STEP_NAMES)
+            if n not in self.by_name:
+                raise PipelineError(f"unknown step '{n}'; steps: {', '.join(self.names)}")
+        names = self.upstream(targets or self.names)
         forced: set[str] = set()
         for f in force or []:
-            forced |= downstream(f)
+            forced |= self.downstream(f)
         if dist.distributed():
             # Under torchrun only the train step runs, in every process; what it reads must be ready.
             dist.init(self.recipe.train.device)
-            if [n for n in names if n != "train"] != [n for n in upstream(["train"]) if n != "train"] or force:
+            if [n for n in names if n != "train"] != [n for n in self.upstream(["train"]) if n != "train"] or force:
                 raise PipelineError("under torchrun, run only 'hare train' (no --force); prepare its inputs first "
-                                   "with a single process: hare tokenize RECIPE")
+                                    "with a single process: hare tokenize RECIPE")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         status: dict[str, str] = {}
         t0 = time.perf_counter()
         with FileLog(self.run_dir / "run.log") if dist.is_main() else contextlib.nullcontext():
             log.info("run %s: steps %s", self.recipe.name, " -> ".join(names))
             for name in names:
-                status[name] = self._run_step(_BY_NAME[name], name in forced)
+                status[name] = self._run_step(self.by_name[name], name in forced)
             log.info("run %s finished in %.1fs: %s", self.recipe.name, time.perf_counter() - t0,
                      ", ".join(f"{k} {v}" for k, v in status.items()))
         return status
 
-    def _fresh(self, step: Step, fp: str) -> bool:
+    def _decide(self, step: Step, fp: str, rk: str, forced: bool) -> str:
+        """'skip', 'resume' or 'fresh' for ``step`` (read on the main process)."""
         out = self.step_dir(step.name)
-        if not (out / MANIFEST).exists():
-            return False
-        m = read_json(out / MANIFEST)
-        return m.get("fingerprint") == fp and _outputs_intact(out, m.get("outputs", []))
+        manifest, pending = _read(out / MANIFEST), _read(out / PENDING)
+        if forced:
+            return "fresh"
+        if manifest and manifest.get("fingerprint") == fp and _outputs_intact(out, manifest.get("outputs", [])):
+            return "skip"
+        if pending and (pending.get("fingerprint") == fp or pending.get("resume_key") == rk):
+            return "resume"
+        if manifest and manifest.get("fingerprint") != fp and manifest.get("resume_key") == rk:
+            return "resume"  # only a continuable key changed
+        return "fresh"
 
     def _run_step(self, step: Step, forced: bool) -> str:
         out = self.step_dir(step.name)
-        fp, key = self.fingerprint(step)
-        manifest_path = out / MANIFEST
+        fp, rk, key = self.fingerprint(step)
         main = dist.is_main()
-        fresh = dist.broadcast_object(not forced and self._fresh(step, fp) if main else None)
-        if fresh:
+        decision = dist.broadcast_object(self._decide(step, fp, rk, forced) if main else None)
+        if decision == "skip":
             log.info("step %s: unchanged, reusing %s", step.name, out)
             self.fingerprints[step.name] = fp
             return "skipped"
         if dist.distributed() and step.name != "train":
             raise PipelineError(f"step {step.name} is not up to date; under torchrun only the train step runs. "
-                               f"Run 'hare tokenize RECIPE' in a single process first")
-        pending = out / PENDING
-        resume = None
+                                f"Run 'hare tokenize RECIPE' in a single process first")
+        resume = decision == "resume"
         if main:
-            resume = (not forced and pending.exists() and read_json(pending).get("fingerprint") == fp)
             if out.exists() and not resume:
                 shutil.rmtree(out)
             out.mkdir(parents=True, exist_ok=True)
-            if manifest_path.exists():
-                manifest_path.unlink()
-            write_json(pending, {"fingerprint": fp})
-        resume = dist.broadcast_object(resume)
+            (out / MANIFEST).unlink(missing_ok=True)
+            write_json(out / PENDING, {"fingerprint": fp, "resume_key": rk})
         dist.barrier()
-        ctx = StepContext(self.recipe, step.name, out, {d: self.step_dir(d) for d in step.deps}, resume)
-        log.info("step %s: %s%s", step.name, "resuming" if resume else "running", f" ({step.help})")
+        deps = {d: self.step_dir(d) for d in self.deps[step.name]}
+        ctx = StepContext(self.recipe, step.name, out, deps, resume, steps=dict(self.by_name))
+        log.info("step %s: %s (%s)", step.name, "resuming" if resume else "running", step.help)
         start = time.time()
         t0 = time.perf_counter()
-        with FileLog(out / "log.txt") if main else contextlib.nullcontext():
-            counts = step.func()(ctx) or {}
+        with step_output(out / "log.txt") if main else contextlib.nullcontext():
+            counts = step(ctx)
         seconds = time.perf_counter() - t0
+        self.fingerprints[step.name] = fp
         if not main:
-            self.fingerprints[step.name] = fp
             return "ran"
-        manifest = {
+        write_json(out / MANIFEST, {
             "step": step.name,
             "fingerprint": fp,
+            "resume_key": rk,
             "config": key["config"],
+            "execution": step.execution(self.recipe),
             "inputs": key["inputs"],
             "counts": counts,
             "timings": {"started": start, "seconds": round(seconds, 3)},
             "versions": versions(),
             "outputs": _outputs(out),
-        }
-        write_json(manifest_path, manifest)
-        pending.unlink()
-        self.fingerprints[step.name] = fp
+        })
+        (out / PENDING).unlink()
         log.info("step %s: done in %.1fs", step.name, seconds)
         return "ran"
+
+
+def _sections(run_dir: Path) -> list[tuple[Section, Path]]:
+    return [(s, run_dir / s.name) for s in STEPS if s.name != "report"] + \
+           [(s, run_dir / s.name) for s in REPORT_SECTIONS]
+
+
+def build_report(run_dir: str | Path, title: str) -> str:
+    """The HTML report of a run folder made with the standard steps."""
+    from hare.report.html import render_report
+
+    return render_report(Path(run_dir), title, _sections(Path(run_dir)))
+
+
+def rebuild_report(run_dir: str | Path) -> None:
+    """Rewrite a run's report in place (after ``hare audit`` added a section)."""
+    from hare.report.html import write_report
+
+    run_dir = Path(run_dir)
+    write_report(run_dir, build_report(run_dir, run_dir.name))

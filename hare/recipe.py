@@ -2,20 +2,37 @@
 
 Every section is a pydantic model with ``extra="forbid"``, so a misspelled or unknown key fails
 with its key path and the keys that are allowed there. Field descriptions are the documentation:
-``hare recipe-schema`` prints them, and the CLI help text is built from them.
+``hare schema`` prints them.
+
+Two markers on fields say how a change of the key affects a step's work (they are declared here
+once; the runner reads them, ``hare schema`` shows them):
+
+- ``EXECUTION``: how the work is run, never what it produces (worker counts, devices, logging and
+  checkpoint cadence). Never part of a step's fingerprint: changing it neither redoes a finished
+  step nor throws away the work of an interrupted one.
+- ``CONTINUABLE``: changes the result, but a step can continue its earlier work under the new value
+  (``train.max_steps`` on a constant or warmup-stable-decay schedule). The step is run again and
+  decides what of its earlier work still holds.
 """
 
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 PACKAGE_RECIPES = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = PACKAGE_RECIPES / "demo.yaml"
+
+
+# Field markers (json_schema_extra); see the module docstring.
+EXECUTION: dict[str, Any] = {"hare": "execution"}
+CONTINUABLE: dict[str, Any] = {"hare": "continuable"}
 
 
 class Section(BaseModel):
@@ -126,7 +143,7 @@ class MinHashConfig(Section):
     seed: int = Field(1, description="Seed of the hash permutations (datatrove's default: 1).")
     spill_dir: str | None = Field(
         None, description="Folder for the spilled signatures and band hashes (deleted when the step ends); "
-        "default: inside the corpus step's folder."
+        "default: inside the corpus step's folder.", json_schema_extra=EXECUTION,
     )
 
 
@@ -169,15 +186,16 @@ class CorpusConfig(Section):
     )
     num_proc: int = Field(
         0, ge=0, description="Workers that clean, score and hash the shards (0: one per core here, or one per CPU "
-        "of the Ray cluster). The outputs do not depend on it."
+        "of the Ray cluster). The outputs do not depend on it.", json_schema_extra=EXECUTION,
     )
     executor: Literal["local", "ray"] = Field(
         "local", description="local: a process pool on this machine; ray: Ray Data actors on a Ray cluster "
-        "(pip install 'hare[ray]'; the run folder must be on storage every node sees). Same output either way."
+        "(pip install 'hare[ray]'; the run folder must be on storage every node sees). Same output either way.",
+        json_schema_extra=EXECUTION,
     )
     ray_address: str | None = Field(
         None, description="Ray cluster to join with executor: ray ('auto': the cluster this machine belongs to); "
-        "null starts a local Ray instance for the step."
+        "null starts a local Ray instance for the step.", json_schema_extra=EXECUTION,
     )
     max_line_bytes: int = Field(
         50_000_000, ge=1, description="Input lines longer than this are quarantined, not parsed."
@@ -193,7 +211,7 @@ class DecontamPart(Section):
     cut_margin: int | None = Field(None, ge=0, description="cut margin in characters for this part.")
 
 
-class CustomBenchmarkConfig(Section):
+class CustomBenchmark(Section):
     """A benchmark of your own: one JSONL/JSON/Parquet/CSV file and the names of its fields."""
 
     name: str = Field(description="Name shown in the report.")
@@ -241,7 +259,7 @@ class DecontamConfig(Section):
                                  "winogrande"],
         description="Benchmarks to decontaminate against (every split: train, validation and test).",
     )
-    custom_benchmarks: list[CustomBenchmarkConfig] = Field(
+    custom_benchmarks: list[CustomBenchmark] = Field(
         default_factory=list, description="Benchmarks of your own, from a file and its field names."
     )
 
@@ -314,7 +332,8 @@ class PackConfig(Section):
     seq_len: int = Field(256, ge=8, description="Tokens per training sequence.")
     num_proc: int = Field(
         0, ge=0, description="Processes that tokenize the mix's shards in parallel (0: one per core); a killed "
-        "step resumes at the first unfinished shard."
+        "step resumes at the first unfinished shard. The token files do not depend on it.",
+        json_schema_extra=EXECUTION,
     )
 
 
@@ -328,16 +347,9 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
-        from hare.model.presets import PRESETS
+        from hare.model.presets import check_model
 
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset '{self.preset}'; presets: {', '.join(PRESETS)}")
-        from transformers import MistralConfig
-
-        known = set(MistralConfig().to_dict()) | {"rope_theta"}
-        unknown = sorted(k for k in self.overrides if k not in known)
-        if unknown:
-            raise ValueError(f"unknown MistralConfig keys {unknown}")
+        check_model(self.preset, self.overrides)
         return self
 
 
@@ -361,7 +373,11 @@ class StageConfig(Section):
 class TrainConfig(Section):
     """The training loop: AdamW, warmup + cosine, gradient accumulation, checkpoints."""
 
-    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(
+        300, ge=1, description="Optimizer steps. Raised (or lowered) after a run, training continues from the last "
+        "checkpoint whose every step had the same learning rate under the new value: on a wsd schedule the "
+        "checkpoint kept at the start of the decay; a cosine schedule starts over.", json_schema_extra=CONTINUABLE,
+    )
     micro_batch_size: int = Field(8, ge=1, description="Sequences per forward/backward pass (per process).")
     grad_accum: int = Field(2, ge=1, description="Micro-batches per optimizer step and process (when batch_tokens "
                             "is unset).")
@@ -382,23 +398,30 @@ class TrainConfig(Section):
     beta2: float = Field(0.95, description="AdamW beta2.")
     eps: float = Field(1e-8, description="AdamW epsilon.")
     grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm to this (0 disables).")
-    checkpoint_every: int = Field(50, ge=1, description="Write a checkpoint every N steps.")
-    keep_checkpoints: int = Field(2, ge=1, description="Keep the last K checkpoints.")
-    log_every: int = Field(10, ge=1, description="Log loss and throughput every N steps.")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    checkpoint_every: int = Field(50, ge=1, description="Write a checkpoint every N steps.",
+                                  json_schema_extra=EXECUTION)
+    keep_checkpoints: int = Field(
+        2, ge=1, description="Keep the last K checkpoints (and, with schedule wsd, the one at the start of the "
+        "decay, which a longer run continues from).", json_schema_extra=EXECUTION,
+    )
+    log_every: int = Field(10, ge=1, description="Log loss and throughput every N steps.", json_schema_extra=EXECUTION)
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.", json_schema_extra=EXECUTION)
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Autocast dtype: auto is bfloat16 on GPU, float32 on CPU."
     )
-    threads: int = Field(0, ge=0, description="CPU threads for PyTorch; 0 keeps PyTorch's default.")
+    threads: int = Field(0, ge=0, description="CPU threads for PyTorch; 0 keeps PyTorch's default.",
+                         json_schema_extra=EXECUTION)
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp", description="Under torchrun: ddp replicates the model on every GPU; fsdp shards parameters, "
         "gradients and optimizer state across them (for models that do not fit; checkpoints hold full weights)."
     )
     compile: bool = Field(False, description="torch.compile the model (worth it on GPUs for long runs).")
     activation_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward pass: less memory, about 30 % more compute."
+        False, description="Recompute activations in the backward pass: less memory, about 30 % more compute.",
+        json_schema_extra=EXECUTION,
     )
-    tensorboard: bool = Field(False, description="Also log to TensorBoard (needs the tensorboard package).")
+    tensorboard: bool = Field(False, description="Also log to TensorBoard (needs the tensorboard package).",
+                              json_schema_extra=EXECUTION)
     stages: list[StageConfig] = Field(
         default_factory=list,
         description="Training stages in order (the paper: d1 only for 52B tokens, then the full mixture). Empty: "
@@ -585,8 +608,60 @@ def check_inputs(recipe: Recipe, origin: str = "recipe") -> None:
         raise RecipeError(f"{origin}: missing inputs\n" + "\n".join(problems))
 
 
-def section_dump(obj: BaseModel | list) -> Any:
-    """JSON-ready form of a section (or list of sections), used for step fingerprints."""
-    if isinstance(obj, list):
-        return [section_dump(o) for o in obj]
-    return obj.model_dump(mode="json")
+def role(f: FieldInfo) -> str | None:
+    """The marker of a field: "execution", "continuable" or None (see the module docstring)."""
+    extra = f.json_schema_extra
+    return extra.get("hare") if isinstance(extra, dict) else None
+
+
+def _nested_section(ann: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The section class inside a field's annotation, and whether it sits in a list or dict."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann, False
+    for arg in typing.get_args(ann):
+        sub, inside = _nested_section(arg)
+        if sub is not None:
+            return sub, inside or typing.get_origin(ann) in (list, tuple, set, dict)
+    return None, False
+
+
+def _exclude(model: type[BaseModel], roles: frozenset[str]) -> dict:
+    """pydantic's ``exclude`` argument that leaves out every field marked with one of ``roles``."""
+    spec: dict[str, Any] = {}
+    for name, f in model.model_fields.items():
+        if role(f) in roles:
+            spec[name] = True
+            continue
+        sub, inside = _nested_section(f.annotation)
+        if sub is not None and (inner := _exclude(sub, roles)):
+            spec[name] = {"__all__": inner} if inside else inner
+    return spec
+
+
+def config_dump(value: Any, without: tuple[str, ...] = ("execution",)) -> Any:
+    """JSON-ready form of a recipe value (a section, a list of sections or a plain value) without the
+    fields marked with the roles in ``without``: what a step's fingerprint is made of."""
+    if isinstance(value, list):
+        return [config_dump(v, without) for v in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude=_exclude(type(value), frozenset(without)) or None)
+    return value
+
+
+def marked_values(value: Any, marker: str, path: str) -> dict[str, Any]:
+    """``{key path: value}`` of every field marked ``marker`` in a recipe value found at ``path``."""
+    out: dict[str, Any] = {}
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            out.update(marked_values(v, marker, f"{path}[{i}]"))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out.update(marked_values(v, marker, f"{path}.{k}"))
+    elif isinstance(value, BaseModel):
+        for name, f in type(value).model_fields.items():
+            v = getattr(value, name)
+            if role(f) == marker:
+                out[f"{path}.{name}"] = v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+            else:
+                out.update(marked_values(v, marker, f"{path}.{name}"))
+    return out

@@ -14,9 +14,9 @@ import yaml
 from safetensors.torch import load_file
 
 from hare.cli import main
-from hare.corpus.document import read_shards
-from hare.evals.benchmarks import load_benchmark
-from hare.io import read_json
+from hare.core.documents import read_shards
+from hare.core.benchmarks import load_benchmark
+from hare.core.io import read_json
 from tests.conftest import ROOT, nltk_texts
 
 STEPS = ["corpus", "decontam", "cluster", "mix", "tokenize", "train", "eval", "report"]
@@ -85,6 +85,43 @@ def test_every_step_writes_a_manifest(run):
         assert m["versions"]["torch"] and m["timings"]["seconds"] >= 0
         assert (run_dir / step / "log.txt").exists()
     assert (run_dir / "run.log").read_text().count("step train: running") == 1
+
+
+# Recorded from the code before the architecture change (commit 839099c) on the input of ``make_inputs``:
+# hashes of the decompressed shard contents and of the token files. The corpus and decontamination
+# outputs depend on hare's code only; the mix (k-means topics) and the tokens (a trained BPE) also on
+# the scikit-learn and tokenizers versions they were recorded with.
+GOLDEN = {"corpus/train": "eaa1c4ac0caa3f0b", "corpus/heldout": "4e9216e48297134e",
+          "corpus/removed": "75e65d52fe0c9732", "decontam/train": "2a2d44dc7cbdecf7"}
+GOLDEN_WITH_LIBRARIES = {"mix/train": "a5311891843ae68f", "tokenize/d1/tokens.bin": "4fe4de043be97e9e",
+                         "tokenize/d2/tokens.bin": "017a7cc62785c3f0"}
+RECORDED_WITH = {"sklearn": "1.9.1", "tokenizers": "0.23.3"}
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    import zstandard
+
+    h = hashlib.sha256()
+    if path.is_file():
+        h.update(path.read_bytes())
+    for p in sorted(path.rglob("*.jsonl.zst")) if path.is_dir() else []:
+        with open(p, "rb") as f:
+            h.update(zstandard.ZstdDecompressor().stream_reader(f).read())
+    return h.hexdigest()[:16]
+
+
+def test_kept_documents_heldout_split_and_tokens_are_byte_identical_to_before(run):
+    """(Runs before test_rerun_..., which changes the mix of the shared run.)"""
+    import importlib
+
+    _, _, run_dir, _ = run
+    assert {k: _digest(run_dir / k) for k in GOLDEN} == GOLDEN
+    found = {m: importlib.import_module(m).__version__ for m in RECORDED_WITH}
+    if found != RECORDED_WITH:
+        pytest.skip(f"mix and token hashes were recorded with {RECORDED_WITH}, this machine has {found}")
+    assert {k: _digest(run_dir / k) for k in GOLDEN_WITH_LIBRARIES} == GOLDEN_WITH_LIBRARIES
 
 
 def test_corpus_accounting_adds_up(run):
@@ -211,3 +248,4 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path, shared_da
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)
+

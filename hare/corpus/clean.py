@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from hare.corpus.document import Document
+from hare.core.documents import Document
+from hare.core.text import words as _words
 from hare.recipe import CleanConfig
 
 # Gopher's stop-word list (Rae et al. 2021, A.1.1).
@@ -27,7 +28,6 @@ ENGLISH_WORDS = frozenset(
     "want because any these give day most us is are was were has had been".split()
 )
 
-WORD_RE = re.compile(r"\S+")
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 IPV4_RE = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
 PHONE_RE = re.compile(r"(?<![\w.])(?:\+?\d{1,3}[ .-])?(?:\(\d{3}\)|\d{3})[ .-]\d{3}[ .-]\d{4}(?![\w.])")
@@ -36,10 +36,6 @@ BULLETS = ("●", "•", "*", "-", "‣", "◦", "▪")
 TERMINAL = (".", "!", "?", '"', "'", "”", "’", ":", ";", ")")
 POLICY_WORDS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
                 "use cookies")
-
-
-def _words(text: str) -> list[str]:
-    return WORD_RE.findall(text)
 
 
 class Formatter:
@@ -257,7 +253,8 @@ class IncompleteFilter(Filter):
 
 
 class C4BadContentFilter(Filter):
-    """C4 document rules: placeholder text ("lorem ipsum") and curly-brace code dumps."""
+    """C4's document rule for placeholder text ("lorem ipsum"). C4's curly-brace rule is left out: it
+    would drop every document that shows code, which documentation and technical text are full of."""
 
     name = "c4"
 

@@ -10,9 +10,10 @@ sample of at most ``cluster.sample_docs`` documents (reservoir sampling over one
 document is embedded and assigned in batches on a second pass. Outputs, each written atomically:
 
 - ``assignments.jsonl``: one line per document: id, source, cluster, distance to its centroid;
-- ``topics.json``: per cluster its size, top TF-IDF terms, a name made of them and the documents
-  nearest its centroid (what the synthetic-data step seeds from);
-- ``stats.json``: k and the rule that chose it, the embedding, cluster sizes and timings.
+- ``topics.json``: per cluster (``Topic``) its size, top TF-IDF terms, a name made of them and the
+  documents nearest its centroid (what the synthetic-data step seeds from);
+- ``stats.json`` (``ClusterStats``): k and the rule that chose it, the embedding, cluster sizes and
+  timings.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ import random
 import re
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
+from pydantic import BaseModel
 
-from hare.corpus.document import Document, read_shards
-from hare.io import atomic_open, write_json
-from hare.progress import progress
+from hare.core.documents import Document, read_shards
+from hare.core.io import atomic_open, read_json, read_jsonl, write_json
+from hare.core.progress import progress
+from hare.core.step import Stats, Step, StepContext, write_stats
 
 log = logging.getLogger("hare.corpus.cluster")
 
@@ -45,6 +48,51 @@ TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
 
 class ClusterError(RuntimeError):
     """The cluster step cannot run as configured; the message says what is missing."""
+
+
+class TopicExample(BaseModel):
+    id: str
+    source: str
+    distance: float
+    snippet: str
+
+
+class Topic(BaseModel):
+    """One cluster of ``topics.json``."""
+
+    cluster: int
+    name: str
+    size: int
+    chars: int
+    top_terms: list[str]
+    sources: dict[str, int]
+    examples: list[TopicExample]
+
+
+class ClusterStats(Stats):
+    enabled: bool
+    docs: int | None = None
+    sample_docs: int | None = None
+    k: int | None = None
+    k_rule: str | None = None
+    embedder: str | None = None
+    model_path: str | None = None
+    dims: int | None = None
+    explained_variance: float | None = None
+    vocabulary: int | None = None
+    mean_distance: float | None = None
+    empty_clusters: int | None = None
+    size_min: int | None = None
+    size_median: float | None = None
+    size_max: int | None = None
+    seconds: dict[str, float] | None = None
+    docs_per_s: float | None = None
+
+    def counts(self) -> dict[str, int | float]:
+        out: dict[str, int | float] = {"docs": self.docs or 0, "clusters": self.k or 0}
+        if self.docs:
+            out["sample_docs"] = self.sample_docs or 0
+        return out
 
 
 def auto_k(n: int, max_k: int) -> int:
@@ -170,8 +218,15 @@ def _batches(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
         yield batch
 
 
-def cluster_documents(folder: Path, out: Path, cfg, seed: int) -> dict:
-    """Cluster the documents of the shards in ``folder``; write assignments, topics and stats to ``out``."""
+def cluster_documents(folder: Path, out: Path, cfg, seed: int) -> dict[str, int | float]:
+    """``cluster`` and its ``stats.json``, as the cluster step writes them; returns the counts."""
+    stats = cluster(folder, out, cfg, seed)
+    write_stats(out, stats)
+    return stats.counts()
+
+
+def cluster(folder: Path, out: Path, cfg, seed: int) -> ClusterStats:
+    """Cluster the documents of the shards in ``folder``; write assignments and topics to ``out``."""
     from scipy import sparse
     from sklearn.cluster import MiniBatchKMeans
 
@@ -182,10 +237,9 @@ def cluster_documents(folder: Path, out: Path, cfg, seed: int) -> dict:
                           random.Random(seed), cfg.max_doc_chars)
     if n == 0:
         write_json(out / "topics.json", [])
-        write_json(out / "stats.json", {"enabled": True, "docs": 0, "k": 0})
         with atomic_open(out / "assignments.jsonl"):
             pass
-        return {"docs": 0, "clusters": 0}
+        return ClusterStats(enabled=True, docs=0, k=0)
     texts = [t for _, t in sample]
     vec = fit_vectorizer(texts, cfg.max_features)
     vocab = vec.get_feature_names_out()
@@ -246,40 +300,58 @@ def cluster_documents(folder: Path, out: Path, cfg, seed: int) -> dict:
     topics = []
     for c in range(k):
         examples = sorted(nearest[c], reverse=True)
-        topics.append({"cluster": c, "name": ", ".join(terms[c][:3]) or f"cluster {c}", "size": int(sizes[c]),
-                       "chars": int(chars[c]), "top_terms": terms[c],
-                       "sources": dict(sorted(by_source[c].items())),
-                       "examples": [{"id": i, "source": s, "distance": round(-nd, 5), "snippet": snip}
-                                    for nd, i, s, snip in examples]})
-    write_json(out / "topics.json", topics)
+        topics.append(Topic(cluster=c, name=", ".join(terms[c][:3]) or f"cluster {c}", size=int(sizes[c]),
+                            chars=int(chars[c]), top_terms=terms[c], sources=dict(sorted(by_source[c].items())),
+                            examples=[TopicExample(id=i, source=s, distance=round(-nd, 5), snippet=snip)
+                                      for nd, i, s, snip in examples]))
+    write_json(out / "topics.json", [t.model_dump(mode="json") for t in topics])
     nonempty = sizes[sizes > 0]
-    stats = {"enabled": True, "docs": n, "sample_docs": len(texts), "k": k, "k_rule": k_rule,
-             **embedder.describe(), "vocabulary": len(vocab),
-             "mean_distance": round(dist_sum / n, 5), "empty_clusters": int((sizes == 0).sum()),
-             "size_min": int(nonempty.min()), "size_median": float(np.median(nonempty)),
-             "size_max": int(nonempty.max()),
-             "seconds": {k_: round(v, 3) for k_, v in times.items()},
-             "docs_per_s": round(n / max(sum(times.values()), 1e-9), 1)}
-    write_json(out / "stats.json", stats)
-    log.info("cluster: %d documents into %d topics (%s) in %.1fs; largest: %s", n, k, stats["embedder"],
-             sum(times.values()), "; ".join(t["name"] for t in sorted(topics, key=lambda t: -t["size"])[:5]))
-    return {"docs": n, "clusters": k, "sample_docs": len(texts)}
+    stats = ClusterStats(enabled=True, docs=n, sample_docs=len(texts), k=k, k_rule=k_rule, **embedder.describe(),
+                         vocabulary=len(vocab), mean_distance=round(dist_sum / n, 5),
+                         empty_clusters=int((sizes == 0).sum()), size_min=int(nonempty.min()),
+                         size_median=float(np.median(nonempty)), size_max=int(nonempty.max()),
+                         seconds={k_: round(v, 3) for k_, v in times.items()},
+                         docs_per_s=round(n / max(sum(times.values()), 1e-9), 1))
+    log.info("cluster: %d documents into %d topics (%s) in %.1fs; largest: %s", n, k, stats.embedder,
+             sum(times.values()), "; ".join(t.name for t in sorted(topics, key=lambda t: -t.size)[:5]))
+    return stats
 
 
-def run_cluster(ctx) -> dict:
-    cfg = ctx.recipe.cluster
-    if not cfg.enabled:
-        write_json(ctx.out / "stats.json", {"enabled": False})
-        log.info("cluster: disabled (cluster.enabled: false); the mix samples sources only")
-        return {"docs": 0, "clusters": 0}
-    return cluster_documents(ctx.deps["decontam"] / "train", ctx.out, cfg, ctx.recipe.seed)
+def load_topics(folder: Path) -> list[Topic]:
+    """The topics of a cluster step's folder (none when clustering was off)."""
+    path = Path(folder) / "topics.json"
+    return [Topic.model_validate(t) for t in read_json(path)] if path.exists() else []
 
 
 def load_assignments(folder: Path) -> dict[tuple[str, str], int] | None:
     """(source, document id) -> cluster from a cluster step's folder; None when clustering was off."""
-    from hare.io import read_jsonl
-
     path = Path(folder) / "assignments.jsonl"
     if not path.exists():
         return None
     return {(r["source"], r["id"]): r["cluster"] for r in read_jsonl(path)}
+
+
+class ClusterStep(Step):
+    name = "cluster"
+    help = "embed the training documents, cluster them into topics and name each topic"
+    after = ("decontam",)
+    reads = ("cluster", "seed")
+    stats = ClusterStats
+
+    def inputs(self, config) -> dict[str, Any]:
+        from hare.core.step import file_inputs
+
+        return file_inputs(model=config.cluster.model_path)
+
+    def run(self, ctx: StepContext) -> ClusterStats:
+        cfg = ctx.config.cluster
+        if not cfg.enabled:
+            log.info("cluster: disabled (cluster.enabled: false); the mix samples sources only")
+            return ClusterStats(enabled=False)
+        return cluster(ctx.deps["decontam"] / "train", ctx.out, cfg, ctx.config.seed)
+
+    def report_data(self, folder: Path, stats: ClusterStats) -> dict[str, Any]:
+        return {"topics": sorted(load_topics(folder), key=lambda t: -t.size)}
+
+
+CLUSTER = ClusterStep()

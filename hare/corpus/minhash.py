@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from hare.corpus.decontam import rolling_hashes, word_code
-from hare.progress import progress
+from hare.core.progress import progress
+from hare.core.text import WordCodes, normalize_for_dedup, rolling_hashes
 from hare.recipe import MinHashConfig
 
 log = logging.getLogger("hare.corpus.minhash")
@@ -49,17 +48,6 @@ _31 = np.uint64(31)
 _BATCH_SHINGLES = 1 << 18  # n-grams hashed together: two 2 MB work arrays, small enough to stay in cache
 _PAIR_BLOCK = 1 << 14  # candidate pairs verified together: two 448-byte rows each, ~15 MB at most
 _WORD_CACHE = 1 << 17  # word codes remembered (~20 MB); cleared when full so memory stays bounded
-
-_PUNCT_RE = re.compile(r"[^\w\s]")
-_DIGIT_RE = re.compile(r"\d")
-_SPACE_RE = re.compile(r"\s+")
-
-
-def normalize_for_dedup(text: str) -> str:
-    """Lowercase, punctuation removed, digits folded to 0, whitespace collapsed (datatrove's simplification)."""
-    text = _PUNCT_RE.sub("", text.lower())
-    text = _DIGIT_RE.sub("0", text)
-    return _SPACE_RE.sub(" ", text).strip()
 
 
 def candidate_probability(s: float, bands: int = 14, rows: int = 8) -> float:
@@ -85,14 +73,11 @@ class Shingler:
 
     def __init__(self, ngram: int = 5):
         self.ngram = ngram
-        self._codes = _WordCodes()
+        self._codes = WordCodes(max_size=_WORD_CACHE)
 
     def __call__(self, text: str, normalized: bool = False) -> np.ndarray:
         """n-gram hashes of ``text`` (already passed through ``normalize_for_dedup`` when ``normalized``)."""
-        words = (text if normalized else normalize_for_dedup(text)).split()
-        if len(self._codes) > _WORD_CACHE:
-            self._codes.clear()
-        arr = np.fromiter(map(self._codes.__getitem__, words), dtype=np.uint64, count=len(words))
+        arr = self._codes.encode((text if normalized else normalize_for_dedup(text)).split())
         # A text shorter than one n-gram is a single shingle of all its words (an empty text: of none),
         # so it can match only a text with the same words, as exact dedup would.
         n = min(self.ngram, len(arr))
@@ -106,14 +91,6 @@ def shingle_set(text: str, ngram: int = 5) -> set[int]:
 
 def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
-
-
-class _WordCodes(dict):
-    """Word -> stable 64-bit code, computed on first use."""
-
-    def __missing__(self, word: str) -> int:
-        c = self[word] = word_code(word)
-        return c
 
 
 class MinHasher:

@@ -20,9 +20,11 @@ import logging
 import random
 from collections import defaultdict
 
-from hare.corpus.cluster import load_assignments
-from hare.corpus.document import Document, ShardWriter, read_shards
-from hare.io import write_json
+from pydantic import BaseModel
+
+from hare.core.documents import Document, ShardWriter, read_shards
+from hare.core.step import Stats, Step, StepContext
+from hare.corpus.cluster import load_assignments, load_topics
 
 log = logging.getLogger("hare.corpus.mix")
 
@@ -81,55 +83,103 @@ def _topic_counts(docs: list[Document], topic: dict[tuple[str, str], int]) -> di
     return counts
 
 
-def run_mix(ctx) -> dict:
-    r = ctx.recipe
-    rng = random.Random(r.seed)
-    by_source: dict[str, list[Document]] = defaultdict(list)
-    for d in read_shards(ctx.deps["decontam"] / "train"):
-        by_source[d.source].append(d)
-    weights = {s.name: s.weight for s in r.sources if by_source.get(s.name)}
-    chosen: list[Document] = []
-    stats = {}
-    wsum = sum(weights.values()) or 1.0
-    topic = load_assignments(ctx.deps["cluster"]) if "cluster" in ctx.deps else None
-    for name, docs in by_source.items():
-        available = sum(len(d.text) for d in docs)
-        if r.mix.max_chars is None:
-            picked = docs if weights.get(name, 0) > 0 else []
-        elif topic is not None:
-            picked = sample_by_topic(docs, topic, int(r.mix.max_chars * weights.get(name, 0) / wsum),
-                                     r.mix.cluster_temperature, rng)
-        else:
-            picked = sample_source(docs, int(r.mix.max_chars * weights.get(name, 0) / wsum), rng)
-        chosen.extend(picked)
-        chars = sum(len(d.text) for d in picked)
-        stats[name] = {"weight": weights.get(name, 0.0), "docs_available": len(docs), "chars_available": available,
-                       "docs": len(picked), "chars": chars, "epochs": round(chars / available, 3) if available else 0}
-    rng.shuffle(chosen)
-    total_chars = sum(len(d.text) for d in chosen)
-    part_of = {s.name: s.part for s in r.sources}
-    for name, st in stats.items():
-        st["share"] = round(st["chars"] / total_chars, 4) if total_chars else 0.0
-        st["part"] = part_of[name]
-    parts: dict[str, dict] = {}
-    for part in sorted(set(part_of.values())):
-        docs = [d for d in chosen if part_of[d.source] == part]
-        with ShardWriter(ctx.out / "train" / part, r.corpus.shard_docs) as w:
-            for d in docs:
-                w.write(d)
-        parts[part] = {"docs": len(docs), "chars": sum(len(d.text) for d in docs)}
-    out = {"sources": stats, "parts": parts, "docs": len(chosen), "chars": total_chars}
-    if topic is not None:
-        # Per topic, before (every decontaminated document) and after sampling: what the report plots.
-        before = _topic_counts([d for docs in by_source.values() for d in docs], topic)
-        after = _topic_counts(chosen, topic)
-        out["cluster_temperature"] = r.mix.cluster_temperature
-        out["clusters"] = {str(c): {"docs_before": before[c][0], "chars_before": before[c][1],
-                                    "docs_after": after[c][0] if c in after else 0,
-                                    "chars_after": after[c][1] if c in after else 0,
-                                    "share_after": round(after[c][1] / total_chars, 4) if c in after and total_chars
-                                    else 0.0}
-                           for c in sorted(before)}
-    write_json(ctx.out / "stats.json", out)
-    log.info("mix: %d documents, %d characters from %d sources", len(chosen), total_chars, len(stats))
-    return {"docs": len(chosen), "chars": total_chars}
+class SourceMix(BaseModel):
+    weight: float
+    docs_available: int
+    chars_available: int
+    docs: int
+    chars: int
+    epochs: float
+    share: float
+    part: str
+
+
+class PartMix(BaseModel):
+    docs: int
+    chars: int
+
+
+class TopicMix(BaseModel):
+    """One topic before (every decontaminated document) and after sampling."""
+
+    name: str = ""
+    docs_before: int
+    chars_before: int
+    docs_after: int
+    chars_after: int
+    share_after: float
+
+
+class MixStats(Stats):
+    sources: dict[str, SourceMix]
+    parts: dict[str, PartMix]
+    docs: int
+    chars: int
+    cluster_temperature: float | None = None
+    clusters: dict[str, TopicMix] | None = None
+
+
+class MixStep(Step):
+    name = "mix"
+    help = "sample the sources by weight, and their topics by temperature, into the training set"
+    after = ("decontam", "cluster")
+    reads = ("mix", "seed", "sources", "corpus.shard_docs")
+    stats = MixStats
+
+    def run(self, ctx: StepContext) -> MixStats:
+        c = ctx.config
+        rng = random.Random(c.seed)
+        by_source: dict[str, list[Document]] = defaultdict(list)
+        for d in read_shards(ctx.deps["decontam"] / "train"):
+            by_source[d.source].append(d)
+        weights = {s.name: s.weight for s in c.sources if by_source.get(s.name)}
+        chosen: list[Document] = []
+        picked_by: dict[str, tuple[list[Document], int]] = {}
+        wsum = sum(weights.values()) or 1.0
+        topic = load_assignments(ctx.deps["cluster"]) if "cluster" in ctx.deps else None
+        for name, docs in by_source.items():
+            if c.mix.max_chars is None:
+                picked = docs if weights.get(name, 0) > 0 else []
+            elif topic is not None:
+                picked = sample_by_topic(docs, topic, int(c.mix.max_chars * weights.get(name, 0) / wsum),
+                                         c.mix.cluster_temperature, rng)
+            else:
+                picked = sample_source(docs, int(c.mix.max_chars * weights.get(name, 0) / wsum), rng)
+            chosen.extend(picked)
+            picked_by[name] = (picked, sum(len(d.text) for d in docs))
+        rng.shuffle(chosen)
+        total_chars = sum(len(d.text) for d in chosen)
+        part_of = {s.name: s.part for s in c.sources}
+        sources = {}
+        for name, (picked, available) in picked_by.items():
+            chars = sum(len(d.text) for d in picked)
+            sources[name] = SourceMix(weight=weights.get(name, 0.0), docs_available=len(by_source[name]),
+                                      chars_available=available, docs=len(picked), chars=chars,
+                                      epochs=round(chars / available, 3) if available else 0,
+                                      share=round(chars / total_chars, 4) if total_chars else 0.0, part=part_of[name])
+        parts: dict[str, PartMix] = {}
+        for part in sorted(set(part_of.values())):
+            docs = [d for d in chosen if part_of[d.source] == part]
+            with ShardWriter(ctx.out / "train" / part, c.corpus.shard_docs) as w:
+                for d in docs:
+                    w.write(d)
+            parts[part] = PartMix(docs=len(docs), chars=sum(len(d.text) for d in docs))
+        stats = MixStats(sources=sources, parts=parts, docs=len(chosen), chars=total_chars)
+        if topic is not None:
+            # Per topic, before (every decontaminated document) and after sampling: what the report plots.
+            before = _topic_counts([d for docs in by_source.values() for d in docs], topic)
+            after = _topic_counts(chosen, topic)
+            names = {t.cluster: t.name for t in load_topics(ctx.deps["cluster"])}
+            stats.cluster_temperature = c.mix.cluster_temperature
+            stats.clusters = {str(k): TopicMix(name=names.get(k, ""), docs_before=before[k][0],
+                                               chars_before=before[k][1],
+                                               docs_after=after[k][0] if k in after else 0,
+                                               chars_after=after[k][1] if k in after else 0,
+                                               share_after=round(after[k][1] / total_chars, 4)
+                                               if k in after and total_chars else 0.0)
+                              for k in sorted(before)}
+        log.info("mix: %d documents, %d characters from %d sources", len(chosen), total_chars, len(sources))
+        return stats
+
+
+MIX = MixStep()

@@ -7,8 +7,6 @@ read = yielded + quarantined.
 
 from __future__ import annotations
 
-import glob
-import json
 import logging
 import multiprocessing as mp
 import re
@@ -17,8 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
-from hare.corpus.document import Document
-from hare.io import open_binary_read
+from hare.core.documents import Document
+from hare.core.io import RecordError, expand_paths, jsonl_lines, open_binary_read
 from hare.recipe import SourceConfig
 
 log = logging.getLogger("hare.corpus.read")
@@ -39,61 +37,27 @@ class Quarantine:
         self.counts[source] = self.counts.get(source, 0) + 1
         log.warning("quarantined %s:%s (%s)", file, line, reason)
 
-
-def expand_paths(pattern: str, suffixes: tuple[str, ...] = ()) -> list[Path]:
-    """A file, every matching file of a folder (recursively), or the files of a glob pattern; sorted."""
-    p = Path(pattern).expanduser()
-    if p.is_file():
-        return [p]
-    if p.is_dir():
-        files = [q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")]
-        if suffixes:
-            files = [q for q in files if any(q.name.endswith(s) for s in suffixes)]
-        return sorted(files)
-    return sorted(Path(q) for q in glob.glob(str(p), recursive=True) if Path(q).is_file())
+    def add_error(self, source: str, err: RecordError) -> None:
+        self.add(source, err.path, err.line, err.reason, err.raw)
 
 
-JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".jsonl.bz2")
-PARQUET_SUFFIXES = (".parquet",)
-TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.zst", ".txt.bz2")
-FILE_SUFFIXES = {"jsonl": JSONL_SUFFIXES, "parquet": PARQUET_SUFFIXES, "text": TEXT_SUFFIXES}
+# The record format (``hare.core.io.FORMATS``) of each source kind that reads files.
+FILE_FORMATS = {"jsonl": "jsonl", "parquet": "parquet", "text": "text"}
 
 
 def read_jsonl_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:
     """JSON lines, one document per line; bad lines go to quarantine with file, line and reason."""
-    for path in expand_paths(src.path, JSONL_SUFFIXES):
-        with open_binary_read(path) as f:
-            for lineno, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                if len(raw) > max_line_bytes:
-                    q.add(src.name, str(path), lineno, f"line longer than {max_line_bytes} bytes",
-                          raw[:200])
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    q.add(src.name, str(path), lineno, f"invalid UTF-8 at byte {e.start}", raw)
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    q.add(src.name, str(path), lineno, f"bad JSON: {e.msg} at column {e.colno}", line)
-                    continue
-                if not isinstance(rec, dict):
-                    q.add(src.name, str(path), lineno, f"record is a JSON {type(rec).__name__}, not an object",
-                          line)
-                    continue
-                text = rec.get(src.text_field)
-                if text is None:
-                    q.add(src.name, str(path), lineno, f"field '{src.text_field}' is missing", line)
-                    continue
-                if not isinstance(text, str):
-                    q.add(src.name, str(path), lineno,
-                          f"field '{src.text_field}' is a {type(text).__name__}, not a string", line)
-                    continue
-                doc_id = _record_id(src, rec, path, lineno)
-                yield Document(text, doc_id, src.name)
+    for path in expand_paths(src.path, [FILE_FORMATS["jsonl"]]):
+        for lineno, line, rec in jsonl_lines(path, max_line_bytes, on_error=lambda e: q.add_error(src.name, e)):
+            text = rec.get(src.text_field)
+            if text is None:
+                q.add(src.name, str(path), lineno, f"field '{src.text_field}' is missing", line)
+                continue
+            if not isinstance(text, str):
+                q.add(src.name, str(path), lineno,
+                      f"field '{src.text_field}' is a {type(text).__name__}, not a string", line)
+                continue
+            yield Document(text, _record_id(src, rec, path, lineno), src.name)
 
 
 def _record_id(src: SourceConfig, rec: dict, path: Path, lineno: int) -> str:
@@ -106,7 +70,7 @@ def read_parquet_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
     """Parquet files read in record batches (bounded memory); null or non-string text is quarantined."""
     import pyarrow.parquet as pq
 
-    for path in expand_paths(src.path, PARQUET_SUFFIXES):
+    for path in expand_paths(src.path, [FILE_FORMATS["parquet"]]):
         pf = pq.ParquetFile(path)
         if src.text_field not in pf.schema_arrow.names:
             raise ValueError(f"{path}: no column '{src.text_field}' (columns: {', '.join(pf.schema_arrow.names)})")
@@ -127,7 +91,7 @@ def read_parquet_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
 
 def read_text_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
     """A folder (or glob) of .txt files, one document per file; undecodable files are quarantined."""
-    for path in expand_paths(src.path, TEXT_SUFFIXES):
+    for path in expand_paths(src.path, [FILE_FORMATS["text"]]):
         with open_binary_read(path) as f:
             raw = f.read()
         try:
@@ -297,7 +261,7 @@ def read_pydoc_source(src: SourceConfig, q: Quarantine, processes: int | None = 
     Real English prose that every Python installation has: no download and no project-written text.
     Each module gives its description and one document per public class and function.
     """
-    from hare.progress import progress
+    from hare.core.progress import progress
 
     modules = pydoc_modules()
     seen: dict[str, int] = {}
@@ -360,9 +324,9 @@ def source_parts(src: SourceConfig) -> list[SourceConfig]:
     """The source as parts that can be read independently and give, one after the other, what the
     whole source gives: one per file for file sources (a document's id names only its file), else
     (and with ``limit``, which counts across files) the source itself."""
-    if src.kind not in FILE_SUFFIXES or src.limit:
+    if src.kind not in FILE_FORMATS or src.limit:
         return [src]
-    return [src.model_copy(update={"path": str(f)}) for f in expand_paths(src.path, FILE_SUFFIXES[src.kind])]
+    return [src.model_copy(update={"path": str(f)}) for f in expand_paths(src.path, [FILE_FORMATS[src.kind]])]
 
 
 def read_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:

@@ -13,6 +13,9 @@ token. So one teacher-forced forward pass per text scores all k start points; no
 
 For a model trained by hare, the audit also gives GPT-3's "clean subset" view: which sampled items
 share a 13-gram with the run's training data, and the scores on the clean items beside all items.
+
+Outputs: audit.json (``AuditResult``) and audit.md; in a run folder (``runs/<name>/audit/``) the
+report shows them (``AUDIT``).
 """
 
 from __future__ import annotations
@@ -20,14 +23,20 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel
 
-from hare.evals.benchmarks import BenchmarkMissing, Item, load_benchmark
-from hare.io import write_json
-from hare.progress import progress
+from hare.core.benchmarks import BenchmarkMissing, Item, load_benchmark
+from hare.core.documents import read_shards
+from hare.core.io import write_json, write_text
+from hare.core.ngrams import EvalText, NgramIndex
+from hare.core.progress import progress
+from hare.core.step import Section, Stats
+from hare.core.text import match_words
 
 log = logging.getLogger("hare.evals.audit")
 
@@ -110,17 +119,54 @@ def sample_items(items: list[Item], max_items: int, seed: int) -> list[Item]:
 
 def seen_items(items: list[Item], training_docs, n: int = 13) -> set[int]:
     """Indexes of ``items`` that share an ``n``-gram with any training document."""
-    from hare.corpus.decontam import EvalText, NgramIndex, normalized_words
-
     index = NgramIndex(n)
     for i, it in enumerate(items):
         index.add(EvalText(it.benchmark, str(i), it.text()))
     index.finalize()
     dirty: set[int] = set()
     for doc in training_docs:
-        _, hashes = index.lookup(normalized_words(doc.text))
+        _, hashes = index.lookup(match_words(doc.text))
         dirty.update(int(index.item_of(h).id) for h in hashes.tolist())
     return dirty
+
+
+class AuditRow(BaseModel):
+    """One benchmark split: n-gram accuracy (percent) on D and on its rewritten twin D′, and Δ."""
+
+    benchmark: str
+    split: str
+    items: int
+    D: float | None
+    D_rewritten: float | None
+    delta: float | None
+    items_seen_in_training: int | None = None
+    D_clean: float | None = None
+    choice_acc: float | None = None
+    choice_acc_clean: float | None = None
+
+
+class AuditResult(Stats):
+    """``audit.json``."""
+
+    model: str
+    rewriter: str
+    n: int
+    k: int
+    max_items: int
+    rows: list[AuditRow]
+    missing: dict[str, str] = {}
+    clean_subset: bool = False
+
+
+class AuditSection(Section):
+    """The audit of a run's model, ``runs/<name>/audit/``, in the run's report."""
+
+    name = "audit"
+    stats: ClassVar[type[Stats]] = AuditResult
+    stats_file = "audit.json"
+
+
+AUDIT = AuditSection()
 
 
 def _mean(xs: list[float | None]) -> float | None:
@@ -131,7 +177,8 @@ def _mean(xs: list[float | None]) -> float | None:
 def run_audit(model_dir: str | Path, benchmarks: list[str], bench_dir: str | Path | None, out_dir: str | Path,
               rewriter, max_items: int = 3000, splits: list[str] | None = None, n: int = 5, k: int = 5,
               batch_size: int = 16, device: str = "cpu", run_dir: str | Path | None = None, seed: int = 0) -> dict:
-    """Audit ``model_dir`` on every split of ``benchmarks``; writes audit.json and audit.md in ``out_dir``."""
+    """Audit ``model_dir`` on every split of ``benchmarks``; writes audit.json and audit.md in ``out_dir``
+    and returns audit.json's content."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -161,48 +208,45 @@ def run_audit(model_dir: str | Path, benchmarks: list[str], bench_dir: str | Pat
             acc_r = ngram_accuracy(model, tok, [audit_text(it) for it in twins], n, k, batch_size, device,
                                    desc=f"{name}/{split} D'")
             d, r = _mean(acc_d), _mean(acc_r)
-            row = {"benchmark": name, "split": split, "items": len(sample), "D": d, "D_rewritten": r,
-                   "delta": None if d is None or r is None else d - r}
+            row = AuditRow(benchmark=name, split=split, items=len(sample), D=d, D_rewritten=r,
+                           delta=None if d is None or r is None else d - r)
             if train_docs is not None:
-                from hare.corpus.document import read_shards
-
                 dirty = seen_items(sample, read_shards(train_docs))
                 clean = [i for i in range(len(sample)) if i not in dirty]
-                row.update({"items_seen_in_training": len(dirty), "D_clean": _mean([acc_d[i] for i in clean])})
+                row.items_seen_in_training, row.D_clean = len(dirty), _mean([acc_d[i] for i in clean])
                 if all(it.choices and isinstance(it.answer, int) for it in sample):
                     acc = choice_accuracy(model, tok, sample, device)
-                    row.update({"choice_acc": _mean(acc), "choice_acc_clean": _mean([acc[i] for i in clean])})
+                    row.choice_acc, row.choice_acc_clean = _mean(acc), _mean([acc[i] for i in clean])
             rows.append(row)
             log.info("audit %s/%s: D %.2f, D' %.2f, delta %.2f over %d items", name, split, d or 0, r or 0,
-                     row["delta"] or 0, len(sample))
-    result = {"model": str(model_dir), "rewriter": getattr(rewriter, "name", "?"), "n": n, "k": k,
-              "max_items": max_items, "rows": rows, "missing": missing, "clean_subset": train_docs is not None}
+                     row.delta or 0, len(sample))
+    result = AuditResult(model=str(model_dir), rewriter=getattr(rewriter, "name", "?"), n=n, k=k,
+                         max_items=max_items, rows=rows, missing=missing, clean_subset=train_docs is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "audit.json", result)
-    (out_dir / "audit.md").write_text(markdown(result), encoding="utf-8")
-    return result
+    write_json(out_dir / "audit.json", result.model_dump(mode="json"))
+    write_text(out_dir / "audit.md", markdown(result))
+    return result.model_dump(mode="json")
 
 
 def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
-def markdown(result: dict) -> str:
+def markdown(result: AuditResult | dict) -> str:
     """The paper's layout: per benchmark and split, n-gram accuracy on D′ and D, and Δ (percent)."""
-    lines = [f"Leakage audit of `{result['model']}` — {result['n']}-gram accuracy at {result['k']} start points, "
-             f"rewriter: {result['rewriter']}", "",
+    result = AuditResult.model_validate(result)
+    lines = [f"Leakage audit of `{result.model}` — {result.n}-gram accuracy at {result.k} start points, "
+             f"rewriter: {result.rewriter}", "",
              "| benchmark | split | items | D′ (rewritten) | D (original) | Δ |", "|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['benchmark']} | {r['split']} | {r['items']} | {_f(r['D_rewritten'])} | {_f(r['D'])} | "
-                     f"{_f(r['delta'])} |")
-    if result.get("clean_subset"):
+    for r in result.rows:
+        lines.append(f"| {r.benchmark} | {r.split} | {r.items} | {_f(r.D_rewritten)} | {_f(r.D)} | {_f(r.delta)} |")
+    if result.clean_subset:
         lines += ["", "Clean subset (items sharing no 13-gram with the training data):", "",
                   "| benchmark | split | items | seen in training | n-gram acc (all) | n-gram acc (clean) | "
                   "choice acc (all) | choice acc (clean) |", "|---|---|---|---|---|---|---|---|"]
-        for r in result["rows"]:
-            lines.append(f"| {r['benchmark']} | {r['split']} | {r['items']} | {r['items_seen_in_training']} | "
-                         f"{_f(r['D'])} | {_f(r['D_clean'])} | {_f(r.get('choice_acc'))} | "
-                         f"{_f(r.get('choice_acc_clean'))} |")
-    for name, why in result.get("missing", {}).items():
+        for r in result.rows:
+            lines.append(f"| {r.benchmark} | {r.split} | {r.items} | {r.items_seen_in_training} | "
+                         f"{_f(r.D)} | {_f(r.D_clean)} | {_f(r.choice_acc)} | {_f(r.choice_acc_clean)} |")
+    for name, why in result.missing.items():
         lines.append(f"\n{name}: {why}")
     return "\n".join(lines) + "\n"

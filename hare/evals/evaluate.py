@@ -1,28 +1,67 @@
-"""Evaluate any local causal LM (a hare model or any Hugging Face folder): ``hare eval MODEL``.
+"""The one evaluation path, for ``hare eval MODEL`` and for the pipeline's eval step: held-out
+perplexity and lm-evaluation-harness tasks on any local causal LM (a hare model or any Hugging Face
+folder).
 
-Writes into ``out``: ``tasks/`` and ``data/`` (the lm-eval task definitions and the rows they
-read), ``lm_eval_results.json`` (lm-eval's own results), ``leaderboard.md`` (the paper's table with
-the published rows beside this model's), ``perplexity.json`` (when documents are given) and
-``summary.json`` (one row per task and metric, skipped tasks with the reason).
+``evaluate`` writes into ``out``: ``tasks/`` and ``data/`` (the lm-eval task definitions and the rows
+they read), ``lm_eval_results.json`` (lm-eval's own results), ``leaderboard.md`` (the paper's table
+with the published rows beside this model's), ``perplexity.json`` (when documents are given) and
+``summary.json`` (``EvalStats``: one row per task and metric, skipped tasks with the reason).
+
+The task ``hare_heldout`` is the held-out perplexity itself, reported beside the lm-eval tasks with
+lm-eval's metric names for a rolling log-likelihood task; it is computed once
+(``hare.evals.perplexity``), however it is asked for.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
 
+from pydantic import BaseModel
+
+from hare.core.io import read_json, write_json, write_text
+from hare.core.step import Stats
 from hare.evals.leaderboard import COLUMNS, markdown_table
-from hare.evals.tasks import LEADERBOARD, prepare_tasks
-from hare.io import read_json, write_json
+from hare.evals.perplexity import Perplexity, heldout_perplexity
+from hare.evals.tasks import HELDOUT, LEADERBOARD, expand, prepare_tasks
+from hare.model.model import count_params
 
 log = logging.getLogger("hare.evals")
 
 # lm-eval's default new-token budget for generation (HFLM.max_gen_toks); GSM8K needs a context longer than it
 MAX_GEN_TOKS = 256
+
+
+class TaskRow(BaseModel):
+    task: str
+    metric: str
+    value: float
+    stderr: float | None = None
+
+
+class EvalStats(Stats):
+    """What an evaluation measured (``summary.json``)."""
+
+    model: str
+    params: int | None = None
+    max_length: int
+    limit: int | None = None
+    heldout_docs: int | None = None  # documents given for held-out perplexity
+    perplexity: Perplexity | None = None
+    tasks: list[TaskRow] = []
+    skipped_tasks: dict[str, str] = {}
+    leaderboard: dict[str, float | None] | None = None
+
+    def counts(self) -> dict[str, int | float]:
+        out: dict[str, int | float] = {"heldout_docs": self.heldout_docs or 0,
+                                       "tasks_run": len({r.task for r in self.tasks}),
+                                       "tasks_skipped": len(self.skipped_tasks)}
+        if self.perplexity is not None:
+            out["heldout_bits_per_byte"] = round(self.perplexity.bits_per_byte, 5)
+        return out
 
 
 def drop_short_context(ready: list[str], skipped: dict[str, str], ctx_len: int, how: str = "--max-length") -> None:
@@ -44,20 +83,6 @@ def model_max_length(model_dir: Path) -> int:
         if isinstance(cfg.get(key), int):
             return cfg[key]
     return 2048
-
-
-def count_params(model_dir: Path) -> int | None:
-    """Parameters in the model's safetensors files, read from their headers (no weights loaded)."""
-    from safetensors import safe_open
-
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        return None
-    n = 0
-    for f in files:
-        with safe_open(str(f), "pt") as st:
-            n += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
-    return n
 
 
 def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int | None, batch_size: int | str,
@@ -83,7 +108,7 @@ def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int
     return json.loads(json.dumps(out, default=str))
 
 
-def summary_rows(results: dict) -> list[dict]:
+def summary_rows(results: dict) -> list[TaskRow]:
     """One row per task (or group) and metric; MMLU's 57 subjects stay in lm_eval_results.json."""
     rows = []
     for task, metrics in sorted(results.get("results", {}).items()):
@@ -94,13 +119,18 @@ def summary_rows(results: dict) -> list[dict]:
                 continue
             metric, _, filt = key.partition(",")
             stderr = metrics.get(f"{metric}_stderr,{filt}")
-            rows.append({"task": task, "metric": metric if filt in ("", "none") else f"{metric} ({filt})",
-                         "value": value, "stderr": stderr if isinstance(stderr, (int, float)) else None})
+            rows.append(TaskRow(task=task, metric=metric if filt in ("", "none") else f"{metric} ({filt})",
+                                value=value, stderr=stderr if isinstance(stderr, (int, float)) else None))
     mmlu = mmlu_weighted(results)
     if mmlu is not None:
-        rows.append({"task": "mmlu", "metric": "acc (subjects weighted by size, lm-eval's mmlu group)",
-                     "value": mmlu, "stderr": None})
+        rows.append(TaskRow(task="mmlu", metric="acc (subjects weighted by size, lm-eval's mmlu group)", value=mmlu))
     return rows
+
+
+def heldout_rows(p: Perplexity) -> list[TaskRow]:
+    """The held-out perplexity as rows of the task ``hare_heldout``, under lm-eval's metric names."""
+    return [TaskRow(task=HELDOUT, metric=m, value=getattr(p, m))
+            for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")]
 
 
 def mmlu_weighted(results: dict) -> float | None:
@@ -132,11 +162,18 @@ def table_notes(results: dict, limit: int | None, skipped: dict[str, str]) -> li
     return notes
 
 
-def evaluate_model(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchmarks: str | Path | None,
-                   limit: int | None = None, batch_size: int | str = 8, device: str = "cpu",
-                   max_length: int | None = None, heldout: list[str | Path] | None = None,
-                   text_field: str = "text", name: str | None = None) -> dict:
-    """Run ``tasks`` (names or suites) and held-out perplexity on a local model; returns summary.json's content."""
+def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchmarks: str | Path | None,
+             limit: int | None = None, batch_size: int | str = 8, device: str = "cpu",
+             max_length: int | None = None, num_fewshot: int | None = None,
+             heldout: list[str | Path] | None = None, heldout_limit: int | None = None, text_field: str = "text",
+             name: str | None = None, context_hint: str = "--max-length", missing_hint: str = "") -> EvalStats:
+    """Evaluate a local model on ``tasks`` (names or suites; ``hare_heldout`` included) and, with
+    ``heldout`` documents, held-out perplexity; writes the files of the module docstring.
+
+    ``max_length`` is the context of every task and of the perplexity windows (default: the model's,
+    and at most 2048 tokens for perplexity). ``context_hint`` and ``missing_hint`` complete the
+    reasons a task is skipped for (the setting that gives a longer context; where benchmarks are
+    looked for)."""
     model_dir, out = Path(model_dir), Path(out)
     if not is_model_dir(model_dir):
         raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json)")
@@ -147,18 +184,26 @@ def evaluate_model(model_dir: str | Path, out: str | Path, tasks: list[str], *, 
         (out / old).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     ctx_len = max_length or model_max_length(model_dir)
-    summary: dict = {"model": str(model_dir.resolve()), "params": count_params(model_dir), "max_length": ctx_len,
-                     "limit": limit, "skipped_tasks": {}}
+    names = expand(tasks)
+    stats = EvalStats(model=str(model_dir.resolve()), params=count_params(model_dir), max_length=ctx_len, limit=limit)
 
+    if heldout is not None:
+        stats.heldout_docs = 0
     if heldout:
-        summary["perplexity"] = heldout_perplexity(model_dir, heldout, device=device, max_len=min(ctx_len, 2048),
-                                                   text_field=text_field, limit=limit)
-        write_json(out / "perplexity.json", summary["perplexity"])
+        stats.perplexity = heldout_perplexity(model_dir, heldout, device=device,
+                                              max_len=max_length or min(ctx_len, 2048), text_field=text_field,
+                                              limit=heldout_limit)
+        stats.heldout_docs = stats.perplexity.docs
+        write_json(out / "perplexity.json", stats.perplexity.model_dump(mode="json"))
 
     t0 = time.perf_counter()
-    ready, skipped = prepare_tasks(tasks, benchmarks, out)
-    drop_short_context(ready, skipped, ctx_len)
-    summary["skipped_tasks"] = skipped
+    ready, skipped = prepare_tasks([n for n in names if n != HELDOUT], benchmarks, out)
+    drop_short_context(ready, skipped, ctx_len, context_hint)
+    if HELDOUT in names and stats.perplexity is None:
+        skipped[HELDOUT] = "no held-out documents"
+    if missing_hint:
+        skipped = {k: v if k == HELDOUT else v + missing_hint for k, v in skipped.items()}
+    stats.skipped_tasks = skipped
     for task, why in skipped.items():
         log.warning("task %s skipped: %s", task, why)
     if skipped and ready:
@@ -167,32 +212,17 @@ def evaluate_model(model_dir: str | Path, out: str | Path, tasks: list[str], *, 
 
     results: dict = {}
     if ready:
+        log.info("running lm-evaluation-harness on %d tasks (its own progress goes to the log)", len(ready))
         results = run_lm_eval(model_dir, out / "tasks", ready, limit=limit, batch_size=batch_size,
-                              max_length=max_length, device=device)
+                              num_fewshot=num_fewshot, max_length=max_length, device=device)
         write_json(out / "lm_eval_results.json", results)
-    summary["tasks"] = summary_rows(results)
+    rows = heldout_rows(stats.perplexity) if HELDOUT in names and stats.perplexity is not None else []
+    stats.tasks = rows + summary_rows(results)
     if any(t in ready for t in LEADERBOARD):
-        table = markdown_table(name, summary["params"], results, table_notes(results, limit, skipped))
-        (out / "leaderboard.md").write_text(table, encoding="utf-8")
-        summary["leaderboard"] = {col: results.get("results", {}).get(t, {}).get(m) for col, (t, m) in COLUMNS.items()}
-    write_json(out / "summary.json", summary)
-    return summary
-
-
-def heldout_perplexity(model_dir: Path, paths: list[str | Path], *, device: str = "cpu", max_len: int = 2048,
-                       text_field: str = "text", limit: int | None = None) -> dict:
-    """Bits per byte and per-token loss of the model on the documents in ``paths`` (files or folders)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from hare.evals.perplexity import perplexity, read_documents
-    from hare.train.pack import load_tokenizer
-
-    tok = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
-    texts = list(read_documents(paths, text_field=text_field, limit=limit))
-    res = perplexity(model.to(device), tok, texts, max_len=max_len, device=device, total=len(texts))
-    log.info("held-out: %d documents, loss %.4f nats/token, %.4f bits/byte", res["docs"], res["loss"],
-             res["bits_per_byte"])
-    return {**res, "files": [str(p) for p in paths]}
-
+        notes = table_notes(results, limit, skipped)
+        if num_fewshot is not None:
+            notes.append(f"num_fewshot {num_fewshot} replaces every task's shot count.")
+        write_text(out / "leaderboard.md", markdown_table(name, stats.params, results, notes))
+        stats.leaderboard = {col: results.get("results", {}).get(t, {}).get(m) for col, (t, m) in COLUMNS.items()}
+    write_json(out / "summary.json", stats.dump())
+    return stats

@@ -1,88 +1,135 @@
-"""Held-out perplexity: per-token loss and bits per byte of a causal LM on a set of documents.
+"""Held-out perplexity: loss per token, bits per byte and word perplexity of a causal LM on documents.
 
-Each document is scored on its own, preceded by EOS as a document separator (the same boundary the
-packed training stream has), in non-overlapping windows of ``max_len`` tokens. Bits per byte
-(total NLL in bits / UTF-8 bytes) is comparable across tokenizers; per-token loss is not.
+Each document is scored on its own, preceded by EOS as a document separator (the boundary the packed
+training stream has), in the rolling windows of lm-evaluation-harness's ``loglikelihood_rolling``:
+windows of ``max_len`` predicted tokens, each seeing up to ``max_len`` tokens before it, so the last
+window of a long document is scored with a full context. The numbers are lm-eval's metrics of a
+``loglikelihood_rolling`` task (``bits_per_byte``, ``byte_perplexity``, ``word_perplexity``, words
+split on whitespace) with EOS as the prefix token; ``tests/evals/test_perplexity.py`` checks them
+against lm-eval itself. Bits per byte (total NLL in bits / UTF-8 bytes) is comparable across
+tokenizers; per-token loss is not.
 
-``read_documents`` reads any set of documents for it: JSON lines (plain or compressed, one
-document per line), plain text files (one document per file), or folders of either (hare's
-corpus shards included).
+``read_documents`` reads any set of documents for it: JSON Lines (plain or compressed, one document
+per line), text files (one document per file), or folders of either (hare's corpus shards included).
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import math
+import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import torch
-import torch.nn.functional as F
+from pydantic import BaseModel
 
-from hare.io import open_text_read
-from hare.progress import progress
+from hare.core.io import RecordError, expand_paths, file_format, jsonl_records, open_text_read
+from hare.core.progress import progress
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.bz2")
+log = logging.getLogger("hare.evals")
+
+DOCUMENT_FORMATS = ("jsonl", "text")
 
 
-def _files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and (p.name.endswith(JSONL_SUFFIXES) or
-                                                                     p.suffix == ".txt"))
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder of documents")
-    return [path]
+class Perplexity(BaseModel):
+    """Held-out perplexity of a model on a set of documents (``perplexity.json``)."""
+
+    docs: int
+    tokens: int
+    bytes: int
+    words: int
+    loss: float  # nats per token
+    perplexity: float
+    bits_per_byte: float
+    byte_perplexity: float
+    word_perplexity: float
+    files: list[str] = []
 
 
 def read_documents(paths: Iterable[str | Path], text_field: str = "text", limit: int | None = None) -> Iterator[str]:
     """Texts of the documents in ``paths`` (files or folders), in order, at most ``limit``.
 
-    A JSON-lines record without a string ``text_field`` raises, naming the file and line.
+    A JSON Lines record without a string ``text_field`` raises ``RecordError``, naming file and line.
     """
     n = 0
     for path in paths:
-        for f in _files(Path(path)):
-            if f.name.endswith(JSONL_SUFFIXES):
-                with open_text_read(f) as fh:
-                    for lineno, line in enumerate(fh, 1):
-                        if not line.strip():
-                            continue
-                        try:
-                            rec = json.loads(line)
-                        except json.JSONDecodeError as e:
-                            raise ValueError(f"{f}:{lineno}: bad JSON ({e.msg} at column {e.colno})") from None
-                        text = rec.get(text_field) if isinstance(rec, dict) else None
-                        if not isinstance(text, str):
-                            raise ValueError(f"{f}:{lineno}: no string field '{text_field}'")
-                        yield text
-                        n += 1
-                        if limit is not None and n >= limit:
-                            return
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder of documents")
+        for f in expand_paths(path, DOCUMENT_FORMATS):
+            if file_format(f) == "jsonl":
+                for lineno, rec in jsonl_records(f):
+                    text = rec.get(text_field)
+                    if not isinstance(text, str):
+                        raise RecordError(f, lineno, f"no string field '{text_field}'")
+                    yield text
+                    n += 1
+                    if limit is not None and n >= limit:
+                        return
             else:
-                yield f.read_text(encoding="utf-8")
+                with open_text_read(f) as fh:
+                    yield fh.read()
                 n += 1
                 if limit is not None and n >= limit:
                     return
 
 
-@torch.no_grad()
-def perplexity(model, tokenizer, texts: Iterable[str], max_len: int = 256, device: str | torch.device = "cpu",
-               total: int | None = None) -> dict:
-    """Return loss (nats per token), perplexity, bits per byte and the counts they came from."""
+def rolling_windows(ids: list[int], max_len: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each window of ``ids`` (the separator first, then the document's tokens):
+    the window's input is ``ids[start:end - 1]`` and it scores the tokens after its first
+    ``context`` ones, as lm-eval's ``get_rolling_token_windows`` + ``make_disjoint_window``."""
+    n = len(ids) - 1  # tokens to predict
+    done = 0
+    while done < n:
+        end = min(done + max_len, n)  # predict tokens ids[done + 1 .. end]
+        yield max(0, end - max_len), end
+        done = end
+
+
+def perplexity(model, tokenizer, texts: Iterable[str], max_len: int = 256, device: str = "cpu",
+               total: int | None = None) -> Perplexity:
+    """Perplexity of ``model`` on ``texts``, each scored on its own (see the module docstring)."""
+    import torch
+    import torch.nn.functional as F
+
     model.eval()
     # the document separator: EOS as in hare's packed stream; BOS for a tokenizer without EOS
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
     nll = 0.0
-    n_tok = n_bytes = n_docs = 0
-    for text in progress(texts, desc="held-out perplexity", total=total, unit="doc"):
-        ids = ([] if eos is None else [eos]) + tokenizer(text, add_special_tokens=False)["input_ids"]
-        n_bytes += len(text.encode("utf-8"))
-        n_docs += 1
-        for start in range(0, len(ids) - 1, max_len):
-            chunk = torch.tensor([ids[start: start + max_len + 1]], device=device)
-            logits = model(input_ids=chunk[:, :-1]).logits.float()
-            nll += F.cross_entropy(logits[0], chunk[0, 1:], reduction="sum").item()
-            n_tok += chunk.size(1) - 1
+    n_tok = n_bytes = n_words = n_docs = 0
+    with torch.no_grad():
+        for text in progress(texts, desc="held-out perplexity", total=total, unit="doc"):
+            ids = ([] if eos is None else [eos]) + tokenizer(text, add_special_tokens=False)["input_ids"]
+            n_bytes += len(text.encode("utf-8"))
+            n_words += len(re.split(r"\s+", text))
+            n_docs += 1
+            scored = 0  # tokens of the document already scored
+            for start, end in rolling_windows(ids, max_len):
+                window = torch.tensor([ids[start:end + 1]], device=device)
+                logits = model(input_ids=window[:, :-1]).logits[0].float()
+                new = end - scored  # the window scores its last ``new`` tokens
+                nll += F.cross_entropy(logits[-new:], window[0, -new:], reduction="sum").item()
+                n_tok += new
+                scored = end
     loss = nll / max(n_tok, 1)
-    return {"docs": n_docs, "tokens": n_tok, "bytes": n_bytes, "loss": loss, "perplexity": math.exp(min(loss, 50)),
-            "bits_per_byte": nll / math.log(2) / max(n_bytes, 1)}
+    return Perplexity(docs=n_docs, tokens=n_tok, bytes=n_bytes, words=n_words, loss=loss,
+                      perplexity=math.exp(min(loss, 50)), bits_per_byte=nll / math.log(2) / max(n_bytes, 1),
+                      byte_perplexity=math.exp(min(nll / max(n_bytes, 1), 50)),
+                      word_perplexity=math.exp(min(nll / max(n_words, 1), 50)))
+
+
+def heldout_perplexity(model_dir: Path, paths: list[str | Path], *, device: str = "cpu", max_len: int = 2048,
+                       text_field: str = "text", limit: int | None = None) -> Perplexity:
+    """``perplexity`` of the model folder ``model_dir`` on the documents in ``paths``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hare.core.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
+    texts = list(read_documents(paths, text_field=text_field, limit=limit))
+    res = perplexity(model.to(device), tok, texts, max_len=max_len, device=device, total=len(texts))
+    res.files = [str(p) for p in paths]
+    log.info("held-out: %d documents, loss %.4f nats/token, %.4f bits/byte", res.docs, res.loss, res.bits_per_byte)
+    return res

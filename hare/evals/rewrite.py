@@ -18,7 +18,8 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from hare.evals.benchmarks import Item
+from hare.core.benchmarks import Item
+from hare.core.io import read_jsonl
 
 log = logging.getLogger("hare.evals.rewrite")
 
@@ -116,10 +117,8 @@ class ChatRewriter:
         self.cache_path = Path(cache)
         self.cache: dict[str, str] = {}
         if self.cache_path.exists():
-            for line in self.cache_path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self.cache[rec["key"]] = rec["text"]
+            for rec in read_jsonl(self.cache_path):
+                self.cache[rec["key"]] = rec["text"]
         self.requests = 0
 
     def _key(self, text: str) -> str:

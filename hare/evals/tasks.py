@@ -1,40 +1,38 @@
 """lm-evaluation-harness task definitions that read local files only.
 
-For every task, hare turns the benchmark registry's items (``load_benchmark``: a local folder or
-the local Hugging Face cache, never the hub) into the Hugging Face rows that lm-eval's built-in
-task expects, writes them as ``data/<benchmark>/<split>.jsonl`` and writes a task YAML with
-``dataset_path: json`` and absolute ``data_files``. ``TaskManager(include_path=...,
-include_defaults=False)`` then loads only these files. Prompts, few-shot settings and metrics are
-those of lm-eval's own YAMLs (``lm_eval/tasks/<name>/``, named beside each definition);
-``tests/evals/test_parity.py`` renders one item with both and compares. Shot counts are the Open
-LLM Leaderboard v1's (ARC-Challenge 25, HellaSwag 10, MMLU 5, TruthfulQA 0, Winogrande 5, GSM8K 5).
+For every task, hare turns the benchmark registry's items (``hare.core.benchmarks``: a local folder
+or the local Hugging Face cache, never the hub) into the Hugging Face rows that lm-eval's built-in
+task expects (each benchmark module's ``task_row``), writes them as ``data/<benchmark>/<split>.jsonl``
+and writes a task YAML with ``dataset_path: json`` and absolute ``data_files``.
+``TaskManager(include_path=..., include_defaults=False)`` then loads only these files. Prompts,
+few-shot settings and metrics are those of lm-eval's own YAMLs (``lm_eval/tasks/<name>/``, named
+beside each definition); ``tests/evals/test_tasks.py`` renders items with both and compares. Shot
+counts are the Open LLM Leaderboard v1's (ARC-Challenge 25, HellaSwag 10, MMLU 5, TruthfulQA 0,
+Winogrande 5, GSM8K 5).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from hare.evals.benchmarks import BenchmarkMissing, Item, load_benchmark
-from hare.io import write_jsonl
+from hare.core.benchmarks import BENCHMARKS, BenchmarkMissing, Item, load_benchmark
+from hare.core.benchmarks import hellaswag, truthfulqa
+from hare.core.io import write_jsonl, write_text
 
 log = logging.getLogger("hare.evals.tasks")
 
+HELDOUT = "hare_heldout"  # held-out perplexity, reported as a task (hare.evals.evaluate)
 LEADERBOARD = ["mmlu", "arc_challenge", "truthfulqa_mc2", "winogrande", "hellaswag", "gsm8k"]
 SUITES = {"leaderboard": LEADERBOARD, "all": [*LEADERBOARD, "arc_easy", "truthfulqa_mc1"]}
 # Where hare's data differs from what lm-eval's built-in task reads, the task's metadata says so
 # (``hare_notes``); lm-eval copies it into its results, and the table prints it.
-TRUTHFULQA_NOTE = ("TruthfulQA mc1/mc2 targets are built from the registry's correct and incorrect answers "
-                   "(with only the public TruthfulQA.csv: mc1 = Best Answer against the Incorrect Answers, "
-                   "mc2 = Correct Answers against Incorrect Answers, each ending in a period), not read from "
-                   "the official mc_task.json")
-HELLASWAG_NOTE = ("HellaSwag rows with one joined ctx (no ctx_a/ctx_b) keep ctx_b uncapitalised, unlike "
-                  "lm-eval's query (\"... on a roof. he\" for \"... on a roof. He\")")
+TRUTHFULQA_NOTE = truthfulqa.NOTE
+HELLASWAG_NOTE = hellaswag.JOINED_CTX_NOTE
 
 
 class Function(str):
@@ -140,60 +138,6 @@ _MMLU = {
 }
 
 
-# ---- registry items -> the Hugging Face rows each built-in task reads
-
-
-def _arc_row(it: Item) -> dict:
-    # The prompt shows only the choice texts and the target is an index, so labels A, B, C, ... by
-    # position score exactly as the original ones (some ARC items use 1-4).
-    labels = [chr(ord("A") + i) for i in range(len(it.choices))]
-    return {"id": it.id, "question": it.question, "choices": {"text": it.choices, "label": labels},
-            "answerKey": labels[it.answer]}
-
-
-def _hellaswag_row(it: Item) -> dict:
-    m = it.meta
-    if "ctx_a" in m:  # Hugging Face layout: lm-eval's own query (ctx_b capitalised)
-        label, ctx_a, ctx_b = m.get("activity_label", ""), m["ctx_a"], m.get("ctx_b", "")
-    else:
-        # Joined layout ("activity_label: ctx_a ctx_b" in one ctx, as the derived files have): the
-        # label is the text before the first ": " and ctx_b cannot be told apart, so it is not
-        # capitalised as lm-eval does ("... on a roof. he" where lm-eval has "... on a roof. He").
-        label, sep, rest = it.question.partition(": ")
-        label, ctx_a, ctx_b = (label, rest, "") if sep else ("", it.question, "")
-    return {"ind": it.id, "activity_label": label, "ctx_a": ctx_a, "ctx_b": ctx_b,
-            "ctx": f"{ctx_a} {ctx_b}".strip(), "endings": it.choices, "label": str(it.answer)}
-
-
-def _mmlu_row(it: Item) -> dict:
-    return {"question": it.question, "subject": it.meta.get("subject", ""), "choices": it.choices,
-            "answer": it.answer}
-
-
-def _gsm8k_row(it: Item) -> dict:
-    return {"question": it.question, "answer": it.answer_text}
-
-
-def _period(answer: str) -> str:
-    # lm-eval's truthfulqa/utils.py adds a final period to every answer; the official mc targets end in one
-    answer = answer.strip()
-    return answer if answer.endswith(".") else answer + "."
-
-
-def _truthfulqa_row(it: Item) -> dict:
-    correct = [_period(a) for a in it.meta.get("correct", [])]
-    incorrect = [_period(a) for a in it.meta.get("incorrect", [])]
-    mc1 = [_period(it.answer_text), *incorrect]
-    return {"question": it.question.strip(),
-            "mc1_targets": {"choices": mc1, "labels": [1] + [0] * len(incorrect)},
-            "mc2_targets": {"choices": correct + incorrect, "labels": [1] * len(correct) + [0] * len(incorrect)}}
-
-
-def _winogrande_row(it: Item) -> dict:
-    return {"qID": it.id, "sentence": it.question, "option1": it.choices[0], "option2": it.choices[1],
-            "answer": str(it.answer + 1)}
-
-
 @dataclass(frozen=True)
 class TaskSpec:
     """One lm-eval task over one registry benchmark.
@@ -205,7 +149,6 @@ class TaskSpec:
 
     benchmark: str
     eval_split: str
-    row: Callable[[Item], dict]
     config: dict[str, Any]
     num_fewshot: int = 0
     shot_split: str | None = None
@@ -214,21 +157,21 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "arc_easy": TaskSpec("arc_easy", "test", _arc_row, _ARC, 0, "train", False,
+    "arc_easy": TaskSpec("arc_easy", "test", _ARC, 0, "train", False,
                          {"test": "arc/ARC-Easy-test.jsonl", "train": "arc/ARC-Easy-train.jsonl"}),
-    "arc_challenge": TaskSpec("arc_challenge", "test", _arc_row, _ARC, 25, "train", False,
+    "arc_challenge": TaskSpec("arc_challenge", "test", _ARC, 25, "train", False,
                               {"test": "arc/ARC-Challenge-test.jsonl", "train": "arc/ARC-Challenge-train.jsonl"}),
-    "hellaswag": TaskSpec("hellaswag", "validation", _hellaswag_row, _HELLASWAG, 10, "train", True,
+    "hellaswag": TaskSpec("hellaswag", "validation", _HELLASWAG, 10, "train", True,
                           {"validation": "hellaswag/hellaswag_val.jsonl", "train": "hellaswag/hellaswag_train.jsonl"}),
-    "mmlu": TaskSpec("mmlu", "test", _mmlu_row, _MMLU, 5, "dev", False,
+    "mmlu": TaskSpec("mmlu", "test", _MMLU, 5, "dev", False,
                      {"test": "mmlu/test/<subject>_test.csv", "dev": "mmlu/dev/<subject>_dev.csv"}),
-    "truthfulqa_mc1": TaskSpec("truthfulqa", "validation", _truthfulqa_row, _TRUTHFULQA_MC1, 0, None, False,
+    "truthfulqa_mc1": TaskSpec("truthfulqa", "validation", _TRUTHFULQA_MC1, 0, None, False,
                                {"validation": "truthfulqa/TruthfulQA.csv"}),
-    "truthfulqa_mc2": TaskSpec("truthfulqa", "validation", _truthfulqa_row, _TRUTHFULQA_MC2, 0, None, False,
+    "truthfulqa_mc2": TaskSpec("truthfulqa", "validation", _TRUTHFULQA_MC2, 0, None, False,
                                {"validation": "truthfulqa/TruthfulQA.csv"}),
-    "winogrande": TaskSpec("winogrande", "validation", _winogrande_row, _WINOGRANDE, 5, "train", True,
+    "winogrande": TaskSpec("winogrande", "validation", _WINOGRANDE, 5, "train", True,
                            {"validation": "winogrande/dev.jsonl", "train": "winogrande/train_xl.jsonl"}),
-    "gsm8k": TaskSpec("gsm8k", "test", _gsm8k_row, _GSM8K, 5, "train", False,
+    "gsm8k": TaskSpec("gsm8k", "test", _GSM8K, 5, "train", False,
                       {"test": "gsm8k/test.jsonl", "train": "gsm8k/train.jsonl"}),
 }
 
@@ -243,28 +186,12 @@ def expand(names: list[str]) -> list[str]:
     return out
 
 
-def heldout_task(data_file: Path) -> dict[str, Any]:
-    """Rolling log-likelihood of the run's held-out documents (as lm-eval's wikitext task)."""
-    return {
-        "task": "hare_heldout",
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(data_file)}},
-        "output_type": "loglikelihood_rolling",
-        "test_split": "test",
-        "doc_to_text": "",
-        "doc_to_target": "{{text}}",
-        "metric_list": [{"metric": m} for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")],
-        "metadata": {"version": 1.0},
-    }
-
-
 def write_task(cfg: dict[str, Any], folder: Path) -> Path:
-    """Write one task YAML (``!function`` entries resolve to hooks.py beside it)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(__file__).with_name("hooks.py"), folder / "hooks.py")
+    """Write one task YAML (``!function`` entries resolve to hooks.py beside it), atomically."""
+    write_text(folder / "hooks.py", Path(__file__).with_name("hooks.py").read_text(encoding="utf-8"))
     name = cfg["group"] if "group" in cfg else cfg["task"]
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_text(path, yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, allow_unicode=True))
     return path
 
 
@@ -283,7 +210,7 @@ def _split_rows(spec: TaskSpec, items: list[Item]) -> dict[str, list[dict]]:
             if (it.split, it.id) in seen:
                 continue
             seen.add((it.split, it.id))
-        rows.setdefault(it.split, []).append(spec.row(it))
+        rows.setdefault(it.split, []).append(BENCHMARKS[spec.benchmark].task_row(it))
     return rows
 
 

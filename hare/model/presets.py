@@ -33,8 +33,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def check_model(preset: str, overrides: dict[str, Any]) -> None:
+    """Raise ValueError for an unknown preset or an override that is no MistralConfig key
+    (``rope_theta`` is accepted: the familiar spelling of ``rope_parameters.rope_theta``)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset '{preset}'; presets: {', '.join(PRESETS)}")
+    from transformers import MistralConfig
+
+    known = set(MistralConfig().to_dict()) | {"rope_theta"}
+    unknown = sorted(k for k in overrides if k not in known)
+    if unknown:
+        raise ValueError(f"model.overrides: unknown MistralConfig keys {unknown}")
+
+
 def preset_config(name: str, **overrides: Any) -> dict[str, Any]:
     """MistralConfig keyword arguments of preset ``name`` with ``overrides`` applied key by key."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown model preset '{name}'; presets: {', '.join(PRESETS)}")
+    check_model(name, overrides)
     return {**COMMON, **PRESETS[name], **overrides}

@@ -6,8 +6,13 @@ checkpoint therefore needs only the step to put the data cursor back; with the m
 scheduler and RNG states restored, a resumed run sees exactly the batches and produces the weights
 an uninterrupted run would.
 
-Outputs: checkpoints/step-NNNNNN.pt (last K kept), metrics.jsonl (loss, lr, grad norm, tokens/s,
-MFU), model/ (a Hugging Face folder: config, safetensors weights, tokenizer).
+Outputs: checkpoints/step-NNNNNN.pt (last K kept, and on a wsd schedule the one at the start of the
+decay), metrics.jsonl (loss, lr, grad norm, tokens/s, MFU), batches.jsonl (what every step read),
+model/ (a Hugging Face folder: config, safetensors weights, tokenizer).
+
+A run resumed with another ``max_steps`` continues from the last checkpoint whose every step had
+the learning rate the new schedule gives it (``resume_point``): on a wsd schedule, the checkpoint at
+the start of the decay; a cosine schedule, whose every rate depends on ``max_steps``, starts over.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hare.io import atomic_open, atomic_path
-from hare.train import dist
+from hare.core import dist
+from hare.core.io import RecordError, atomic_open, atomic_path, read_jsonl
+from hare.core.progress import Progress
+from hare.core.step import Stats, Step, StepContext
+from hare.core.tokenizer import load_tokenizer
 from hare.model.model import NextTokenLoss, build_model, count_params, flops_per_token, mistral_config, peak_flops
-from hare.progress import Progress
-from hare.recipe import TrainConfig
+from hare.recipe import TrainConfig, config_dump
 from hare.train.data import MixtureSampler, load_parts, plan_stages
-from hare.train.pack import PackedTokens, load_tokenizer
+from hare.train.pack import PackedTokens
 
 log = logging.getLogger("hare.train")
 
@@ -57,6 +64,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     span = max(1, cfg.max_steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / span)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def decay_start(cfg: TrainConfig) -> int | None:
+    """The first step of a wsd schedule's decay; a checkpoint taken there continues any longer run."""
+    if cfg.schedule != "wsd":
+        return None
+    return cfg.max_steps - max(1, round(cfg.max_steps * cfg.decay_fraction))
 
 
 def keep_freed_memory() -> bool:
@@ -101,8 +115,9 @@ def _full_state(model, opt, fsdp: bool) -> tuple[dict, dict]:
 
 
 def save_checkpoint(folder: Path, step: int, model, opt, sched, cfg_dump: dict, keep: int,
-                    data_state: dict | None = None, fsdp: bool = False) -> Path:
-    """Write ``step-NNNNNN.pt`` atomically (rank 0) and keep the last ``keep``; every rank calls it under FSDP."""
+                    data_state: dict | None = None, fsdp: bool = False, protect: frozenset[int] = frozenset()) -> Path:
+    """Write ``step-NNNNNN.pt`` atomically (rank 0) and keep the last ``keep`` and those of the steps in
+    ``protect``; every rank calls it under FSDP."""
     path = folder / f"step-{step:06d}.pt"
     if not fsdp and not dist.is_main():  # only FSDP needs every rank to gather the full state
         return path
@@ -123,8 +138,37 @@ def save_checkpoint(folder: Path, step: int, model, opt, sched, cfg_dump: dict, 
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     for old in checkpoint_paths(folder)[:-keep]:
-        old.unlink()
+        if checkpoint_step(old) not in protect:
+            old.unlink()
     return path
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(path.stem.split("-")[1])
+
+
+def resume_point(ckpts: list[Path], cfg: TrainConfig) -> tuple[Path | None, str]:
+    """The last checkpoint a run with ``cfg`` can continue from, and why later ones cannot be used.
+
+    A checkpoint of step k continues a run exactly when the k steps before it had the same learning
+    rates under ``cfg`` as under the config it was written with (everything else but the execution
+    settings must be equal); the next rates come from ``cfg``."""
+    want = config_dump(cfg, without=("execution", "continuable"))
+    why = ""
+    for path in reversed(ckpts):
+        saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["config"]["train"]
+        old = TrainConfig.model_validate(saved)
+        k = checkpoint_step(path)
+        if config_dump(old, without=("execution", "continuable")) != want:
+            why = f"{path.name} was written with other training settings"
+        elif k > cfg.max_steps:
+            why = f"{path.name} is beyond train.max_steps {cfg.max_steps}"
+        elif any(lr_at(s, old) != lr_at(s, cfg) for s in range(k)):
+            why = (f"{path.name} was trained with learning rates that train.max_steps {cfg.max_steps} changes "
+                   f"(schedule {cfg.schedule}, written with max_steps {old.max_steps})")
+        else:
+            return path, why
+    return None, why
 
 
 def load_checkpoint(path: Path, model, opt, sched, sampler=None, fsdp: bool = False) -> int:
@@ -159,12 +203,12 @@ def load_checkpoint(path: Path, model, opt, sched, sampler=None, fsdp: bool = Fa
 
 def _complete_lines(path: Path) -> list[dict]:
     """JSON lines of a log that a killed run may have left with a half-written last line."""
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+    out: list[dict] = []
+    try:
+        for rec in read_jsonl(path):
+            out.append(rec)
+    except RecordError:  # the half-written line, and nothing after it
+        pass
     return out
 
 
@@ -227,8 +271,21 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
     step = 0
     ckpts = checkpoint_paths(ckpt_dir)
     if resume and ckpts:
-        step = load_checkpoint(ckpts[-1], model, opt, sched, sampler, fsdp=fsdp)
-        log.info("resumed from %s (step %d)", ckpts[-1], step)
+        start, why = resume_point(ckpts, cfg)
+        if why:
+            log.warning("%s; %s", why, f"continuing from {start.name}" if start else
+                        "no checkpoint can be continued, training starts over (a wsd schedule keeps the checkpoint "
+                        "at the start of its decay, which longer runs continue from)")
+        dist.barrier()
+        if dist.is_main():
+            for p in ckpts:
+                if start is None or checkpoint_step(p) > checkpoint_step(start):
+                    p.unlink()
+        if start is not None:
+            step = load_checkpoint(start, model, opt, sched, sampler, fsdp=fsdp)
+            for g in opt.param_groups:  # the rate of the next step comes from this run's schedule
+                g["lr"] = lr_at(step, cfg)
+            log.info("resumed from %s (step %d)", start, step)
     if main:
         for path in (metrics_path, batches_path):  # drop lines logged after the checkpoint we resume from
             old = [m for m in _complete_lines(path) if m["step"] <= step] if path.exists() and step else []
@@ -257,6 +314,7 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
     log.info("model: %s parameters; %d tokens per step (%d x %d x %d processes x %d); %d steps; device %s%s",
              f"{n_params:,}", tokens_per_step, cfg.micro_batch_size, accum, world, L, cfg.max_steps, device,
              f" ({dtype})" if dtype else "")
+    keep_at = decay_start(cfg)
     bar = Progress(total=cfg.max_steps, initial=step, desc="train", unit="step", disable=not main)
     last_loss = float("nan")
     t_log = time.perf_counter()
@@ -312,11 +370,12 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
                             tb.add_scalar(f"train/{k}", v, step)
                 bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
                 t_log, steps_since = time.perf_counter(), 0
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or step == keep_at:
                 if main:
                     bf.flush()
-                save_checkpoint(ckpt_dir, step, raw_model, opt, sched, {"train": cfg.model_dump()},
-                                cfg.keep_checkpoints, sampler.state_dict(), fsdp=fsdp)
+                save_checkpoint(ckpt_dir, step, raw_model, opt, sched, {"train": cfg.model_dump(mode="json")},
+                                cfg.keep_checkpoints, sampler.state_dict(), fsdp=fsdp,
+                                protect=frozenset({keep_at}) if keep_at else frozenset())
             if stop_after is not None and step >= stop_after:
                 break
     bar.close()
@@ -365,21 +424,46 @@ def export_model(model, tokenizer, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def run_train(ctx) -> dict:
-    r = ctx.recipe
-    tok_dir = ctx.deps["tokenize"]
-    tokenizer = load_tokenizer(tok_dir / "tokenizer")
-    parts = load_parts(tok_dir, r.seed)
-    seq_len = next(iter(parts.values())).seq_len
-    overrides = dict(r.model.overrides)
-    overrides.setdefault("max_position_embeddings", max(seq_len, 128))
-    config = mistral_config(r.model.preset, overrides, vocab_size=len(tokenizer))
-    res = train(config, parts, r.train, ctx.out, r.seed, resume=ctx.resume)
-    model = res.pop("model")
-    if dist.is_main():
-        model.config.use_cache = True
-        export_model(model.cpu(), tokenizer, ctx.out / "model")
-        log.info("exported %s", ctx.out / "model")
-    dist.barrier()
-    n_seq = sum(p.n for p in parts.values())
-    return {**res, "sequences": n_seq, "epochs": round(res["tokens"] / (n_seq * seq_len), 3)}
+class TrainStats(Stats):
+    step: int
+    final_loss: float
+    params: int
+    tokens: int
+    flops_per_token: float
+    processes: int
+    sequences: int
+    epochs: float
+
+
+class TrainStep(Step):
+    name = "train"
+    help = "train the model (resumes from the last checkpoint)"
+    after = ("tokenize",)
+    reads = ("model", "train", "seed")
+    stats = TrainStats
+
+    def run(self, ctx: StepContext) -> TrainStats:
+        c = ctx.config
+        tok_dir = ctx.deps["tokenize"]
+        tokenizer = load_tokenizer(tok_dir / "tokenizer")
+        parts = load_parts(tok_dir, c.seed)
+        seq_len = next(iter(parts.values())).seq_len
+        overrides = dict(c.model.overrides)
+        overrides.setdefault("max_position_embeddings", max(seq_len, 128))
+        config = mistral_config(c.model.preset, overrides, vocab_size=len(tokenizer))
+        res = train(config, parts, c.train, ctx.out, c.seed, resume=ctx.resume)
+        model = res.pop("model")
+        if dist.is_main():
+            model.config.use_cache = True
+            export_model(model.cpu(), tokenizer, ctx.out / "model")
+            log.info("exported %s", ctx.out / "model")
+        dist.barrier()
+        n_seq = sum(p.n for p in parts.values())
+        return TrainStats(**res, sequences=n_seq, epochs=round(res["tokens"] / (n_seq * seq_len), 3))
+
+    def report_data(self, folder: Path, stats: TrainStats) -> dict:
+        path = folder / "metrics.jsonl"
+        return {"metrics": _complete_lines(path) if path.exists() else []}
+
+
+TRAIN = TrainStep()

@@ -6,7 +6,8 @@ memory-mapped array (uint16 when the vocabulary fits, else uint32). Sequence ``i
 padding and no token is wasted except the tail that does not fill a window.
 
 Outputs: tokenizer/ (a Hugging Face tokenizer folder) and, for each data part, <part>/tokens.bin,
-<part>/doc_offsets.npy (start of each document in tokens.bin) and <part>/index.json.
+<part>/doc_offsets.npy (start of each document in tokens.bin) and <part>/index.json; index.json and
+stats.json (``TokenizeStats``) describe every part.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from __future__ import annotations
 import itertools
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
-from hare.corpus.document import read_shards, shard_paths
-from hare.io import atomic_path, read_json, write_json
-from hare.progress import Progress
+from hare.core.documents import read_shards, shard_paths
+from hare.core.io import atomic_path, read_json, write_json
+from hare.core.progress import Progress
+from hare.core.step import Stats, Step, StepContext, file_inputs
+from hare.core.tokenizer import load_tokenizer
 
 log = logging.getLogger("hare.train.pack")
 
@@ -41,13 +46,6 @@ def train_tokenizer(texts, vocab_size: int, out_dir: Path):
                                  model_max_length=1 << 30)
     hf.save_pretrained(out_dir)
     return hf
-
-
-def load_tokenizer(path: str | Path):
-    """A local Hugging Face tokenizer folder (never the hub)."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
 def token_dtype(vocab_size: int):
@@ -111,7 +109,7 @@ def _tokenize_shard(job: tuple[str, str, str, int, int]) -> tuple[int, int]:
     """
     from tokenizers import Tokenizer
 
-    from hare.io import read_jsonl
+    from hare.core.io import read_jsonl
 
     shard, tok_file, work, i, eos = job
     work_dir = Path(work)
@@ -209,34 +207,69 @@ def part_dirs(folder: str | Path) -> dict[str, Path]:
     return {p.parent.name: p.parent for p in sorted(Path(folder).glob("*/index.json"))}
 
 
-def run_tokenize(ctx) -> dict:
-    r = ctx.recipe
-    mix = ctx.deps["mix"] / "train"
-    tok_dir = ctx.out / "tokenizer"
-    if r.tokenizer.path:
-        tokenizer = load_tokenizer(r.tokenizer.path)
-        tokenizer.save_pretrained(tok_dir)
-    else:
-        def sample():
-            for i, d in enumerate(read_shards(mix)):
-                if i >= r.tokenizer.train_docs:
-                    return
-                yield d.text
+class PartIndex(BaseModel):
+    """``<part>/index.json``: one packed data part."""
 
-        log.info("training a byte-level BPE tokenizer (vocab %d)", r.tokenizer.vocab_size)
-        tokenizer = train_tokenizer(sample(), r.tokenizer.vocab_size, tok_dir)
-    if tokenizer.eos_token_id is None:
-        raise ValueError(f"tokenizer {r.tokenizer.path or tok_dir} has no EOS token; packing needs one")
-    counts: dict = {"parts": {}}
-    for part_dir in sorted(p for p in mix.iterdir() if p.is_dir()):
-        index = pack_shards(shard_paths(part_dir), tokenizer, tok_dir, ctx.out / part_dir.name, r.pack.seq_len,
-                            num_proc=r.pack.num_proc)
-        log.info("part %s: %d documents, %d tokens (%d sequences of %d)", part_dir.name, index["num_docs"],
-                 index["num_tokens"], index["num_sequences"], index["seq_len"])
-        counts["parts"][part_dir.name] = index
-    counts["num_tokens"] = sum(i["num_tokens"] for i in counts["parts"].values())
-    counts["num_docs"] = sum(i["num_docs"] for i in counts["parts"].values())
-    counts["vocab_size"] = len(tokenizer)
-    write_json(ctx.out / "index.json", counts)
-    return {"num_tokens": counts["num_tokens"], "num_docs": counts["num_docs"], "vocab_size": len(tokenizer),
-            "parts": len(counts["parts"])}
+    dtype: str
+    num_tokens: int
+    num_docs: int
+    seq_len: int
+    num_sequences: int
+    eos_id: int
+    vocab_size: int
+    unused_tail_tokens: int
+
+
+class TokenizeStats(Stats):
+    parts: dict[str, PartIndex]
+    num_tokens: int
+    num_docs: int
+    vocab_size: int
+
+    def counts(self) -> dict[str, int | float]:
+        return {"num_tokens": self.num_tokens, "num_docs": self.num_docs, "vocab_size": self.vocab_size,
+                "parts": len(self.parts)}
+
+
+class TokenizeStep(Step):
+    name = "tokenize"
+    help = "train or load the tokenizer and pack the mix into token shards"
+    after = ("mix",)
+    reads = ("tokenizer", "pack")
+    stats = TokenizeStats
+
+    def inputs(self, config) -> dict[str, Any]:
+        return file_inputs(tokenizer=config.tokenizer.path)
+
+    def run(self, ctx: StepContext) -> TokenizeStats:
+        tcfg, pcfg = ctx.config.tokenizer, ctx.config.pack
+        mix = ctx.deps["mix"] / "train"
+        tok_dir = ctx.out / "tokenizer"
+        if tcfg.path:
+            tokenizer = load_tokenizer(tcfg.path)
+            tokenizer.save_pretrained(tok_dir)
+        else:
+            def sample():
+                for i, d in enumerate(read_shards(mix)):
+                    if i >= tcfg.train_docs:
+                        return
+                    yield d.text
+
+            log.info("training a byte-level BPE tokenizer (vocab %d)", tcfg.vocab_size)
+            tokenizer = train_tokenizer(sample(), tcfg.vocab_size, tok_dir)
+        if tokenizer.eos_token_id is None:
+            raise ValueError(f"tokenizer {tcfg.path or tok_dir} has no EOS token; packing needs one")
+        parts: dict[str, PartIndex] = {}
+        for part_dir in sorted(p for p in mix.iterdir() if p.is_dir()):
+            index = PartIndex(**pack_shards(shard_paths(part_dir), tokenizer, tok_dir, ctx.out / part_dir.name,
+                                            pcfg.seq_len, num_proc=pcfg.num_proc))
+            log.info("part %s: %d documents, %d tokens (%d sequences of %d)", part_dir.name, index.num_docs,
+                     index.num_tokens, index.num_sequences, index.seq_len)
+            parts[part_dir.name] = index
+        stats = TokenizeStats(parts=parts, num_tokens=sum(i.num_tokens for i in parts.values()),
+                              num_docs=sum(i.num_docs for i in parts.values()), vocab_size=len(tokenizer))
+        write_json(ctx.out / "index.json", stats.dump())
+        return stats
+
+
+TOKENIZE = TokenizeStep()

@@ -1,6 +1,6 @@
 from hare.corpus.clean import Cleaner, GopherQualityFilter, PIIFormatter, URLFormatter
-from hare.corpus.document import Document
-from hare.corpus.step import normalize_for_dedup, text_hash
+from hare.core.documents import Document
+from hare.core.text import normalize_for_dedup, text_hash
 from hare.recipe import CleanConfig
 
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from hare.cli import main
-from hare.corpus.document import shard_paths
-from hare.io import read_json, read_jsonl
+from hare.core.documents import shard_paths
+from hare.core.io import read_json, read_jsonl
 from tests.conftest import ROOT, nltk_texts
 
 

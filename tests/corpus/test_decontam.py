@@ -2,9 +2,11 @@ import random
 
 import pytest
 
-from hare.corpus.decontam import Decontaminator, EvalText, NgramIndex, cut_spans, words_with_spans
-from hare.corpus.document import Document
-from hare.evals.benchmarks import load_benchmark
+from hare.core.ngrams import EvalText, NgramIndex
+from hare.core.text import words_with_spans
+from hare.corpus.decontam import Decontaminator, cut_spans
+from hare.core.documents import Document
+from hare.core.benchmarks import load_benchmark
 from hare.recipe import DecontamConfig
 
 

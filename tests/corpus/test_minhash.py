@@ -7,10 +7,10 @@ import pytest
 import yaml
 
 from hare.cli import main
-from hare.corpus.document import shard_paths
+from hare.core.documents import shard_paths
 from hare.corpus.minhash import (MinHasher, NearDuplicateIndex, NpyAppender, Shingler, _union,
                                  candidate_probability, estimated_jaccard, jaccard, shingle_set)
-from hare.io import read_json, read_jsonl
+from hare.core.io import read_json, read_jsonl
 from hare.recipe import MinHashConfig
 from tests.conftest import nltk_texts
 
@@ -211,7 +211,7 @@ def test_corpus_step_removes_near_duplicates_across_sources(texts, tmp_path):
     assert set(copies.values()) <= kept and not set(copies) & kept
     assert s["removed_by_reason"]["near_duplicate"] == stats["minhash"]["duplicates"]
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["heldout", "removed", "train"]  # no spill left
-    from hare.report.html import build_report
+    from hare.pipeline import build_report
 
     report = build_report(tmp_path / "runs" / "mh", "mh")
     assert "<h3>Near-duplicates</h3>" in report and "removed as a near-duplicate of a/a" in report

@@ -5,7 +5,7 @@ import json
 import yaml
 
 from hare.cli import main
-from hare.io import read_json
+from hare.core.io import read_json
 from tests.conftest import nltk_texts
 
 
@@ -39,7 +39,7 @@ def test_quality_band_keeps_reference_like_text(tmp_path):
     s = stats["summary"]
     assert s["read"] == s["train"] + s["heldout"] + s["removed"] + s["quarantined"]
     assert (tmp_path / "runs" / "q" / "corpus" / "quality_scorer.pkl").exists()
-    from hare.report.html import build_report
+    from hare.pipeline import build_report
 
     text = build_report(tmp_path / "runs" / "q", "q")
     assert "Quality consistency" in text and "<svg" in text and "held-out accuracy" in text
@@ -47,7 +47,7 @@ def test_quality_band_keeps_reference_like_text(tmp_path):
 
 
 def test_parallel_cleaning_gives_the_same_corpus(tmp_path):
-    from hare.corpus.document import read_shards
+    from hare.core.documents import read_shards
 
     with open(tmp_path / "web.jsonl", "w") as f:
         for name, text in nltk_texts("webtext") + nltk_texts("movie_reviews", 300):

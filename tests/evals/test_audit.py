@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from hare.cli import main
-from hare.corpus.document import Document, write_shards
+from hare.core.documents import Document, write_shards
 from hare.evals.audit import audit_text, ngram_accuracy, run_audit, sample_items, start_points
-from hare.evals.benchmarks import load_benchmark
+from hare.core.benchmarks import load_benchmark
 from hare.evals.rewrite import DeterministicRewriter
 from hare.model.model import mistral_config
 from hare.recipe import TrainConfig

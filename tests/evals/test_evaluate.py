@@ -11,7 +11,7 @@ import yaml
 from hare.cli import main
 from hare.evals.leaderboard import PAPER_ROWS
 from hare.evals.tasks import TASKS
-from hare.io import read_json
+from hare.core.io import read_json
 from tests.conftest import nltk_texts
 from tests.evals.conftest import link_shared
 

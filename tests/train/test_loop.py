@@ -4,7 +4,7 @@ import platform
 import pytest
 import torch
 
-from hare.io import read_jsonl
+from hare.core.io import read_jsonl
 from hare.model.model import mistral_config
 from hare.recipe import TrainConfig
 from hare.train.loop import export_model, lr_at, train

@@ -1,6 +1,7 @@
 import numpy as np
 
-from hare.train.pack import PackedTokens, load_tokenizer
+from hare.core.tokenizer import load_tokenizer
+from hare.train.pack import PackedTokens
 
 
 def test_every_token_of_every_document_exactly_once_with_eos_and_no_pad(packed, reviews):
@@ -44,7 +45,7 @@ def test_tokenizer_folder_loads_with_transformers(packed):
 def test_multiprocess_shards_equal_single_process_and_resume(packed, reviews, tmp_path):
     import os
 
-    from hare.corpus.document import Document, shard_paths, write_shards
+    from hare.core.documents import Document, shard_paths, write_shards
     from hare.train.pack import _tokenize_shard, pack_shards
 
     folder, tok, index = packed

@@ -1,4 +1,4 @@
-"""The one document type every corpus step reads and writes, and its shard files."""
+"""The one document type every step reads and writes, and its shard files (JSON Lines, zstd)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from hare.io import atomic_open, read_jsonl
+from hare.core.io import read_jsonl, write_jsonl
 
 SHARD_EXT = ".jsonl.zst"
 
@@ -58,13 +58,8 @@ class ShardWriter:
     def _flush(self) -> None:
         if not self._buf:
             return
-        import json
-
         path = self.folder / shard_name(len(self.paths), self.prefix)
-        with atomic_open(path) as f:
-            for rec in self._buf:
-                f.write(json.dumps(rec, ensure_ascii=False))
-                f.write("\n")
+        write_jsonl(path, self._buf)
         self.paths.append(path)
         self._buf = []
 

@@ -1,0 +1,282 @@
+"""Files: compressed text, the one table of record formats, JSON Lines and row readers, atomic
+writes, fingerprints.
+
+Every reader of records goes through ``jsonl_records`` (JSON Lines) or ``read_rows`` (any record
+format); a malformed record raises ``RecordError``, whose message names the file and the line or row,
+or is handed to the caller's ``on_error`` (the corpus step quarantines it and goes on).
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import csv
+import glob
+import gzip
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+COMPRESSIONS = (".gz", ".zst", ".bz2")
+# Record file formats by suffix. Every format but Parquet (compressed inside) may also carry a
+# compression suffix: .jsonl.zst, .txt.gz, .csv.bz2. ``.json`` files are JSON Lines to the corpus
+# readers; ``read_rows`` also takes a JSON document holding a list of rows.
+FORMATS: dict[str, tuple[str, ...]] = {
+    "jsonl": (".jsonl", ".json"),
+    "parquet": (".parquet",),
+    "csv": (".csv",),
+    "text": (".txt",),
+}
+
+
+def compression(path: str | Path) -> str | None:
+    name = str(path)
+    for ext in COMPRESSIONS:
+        if name.endswith(ext):
+            return ext
+    return None
+
+
+def file_format(path: str | Path) -> str | None:
+    """The record format of a file from its name (``FORMATS``), or None for any other file."""
+    name = Path(path).name
+    comp = compression(name)
+    if comp is not None:
+        name = name[: -len(comp)]
+    for kind, suffixes in FORMATS.items():
+        if name.endswith(suffixes) and not (comp and kind == "parquet"):
+            return kind
+    return None
+
+
+def expand_paths(pattern: str | Path, formats: Iterable[str] = ()) -> list[Path]:
+    """A file, the files of a folder (recursively, hidden ones skipped) in the given ``formats``
+    (all files when none are given), or the files matching a glob pattern; sorted."""
+    p = Path(pattern).expanduser()
+    kinds = set(formats)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = [q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")]
+        if kinds:
+            files = [q for q in files if file_format(q) in kinds]
+        return sorted(files)
+    return sorted(Path(q) for q in glob.glob(str(p), recursive=True) if Path(q).is_file())
+
+
+def open_binary_read(path: str | Path) -> IO[bytes]:
+    """Open a file for reading bytes, decompressing .gz, .zst and .bz2 on the fly."""
+    comp = compression(path)
+    if comp == ".gz":
+        return gzip.open(path, "rb")
+    if comp == ".bz2":
+        return bz2.open(path, "rb")
+    if comp == ".zst":
+        import zstandard
+
+        raw = open(path, "rb")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return open(path, "rb")
+
+
+def open_text_read(path: str | Path) -> IO[str]:
+    """Open a (possibly compressed) UTF-8 text file; undecodable bytes raise, callers quarantine them."""
+    return io.TextIOWrapper(open_binary_read(path), encoding="utf-8", newline="")
+
+
+class RecordError(ValueError):
+    """A malformed record: the message names the file, the line (or row) and what is wrong."""
+
+    def __init__(self, path: str | Path, line: int | None, reason: str, raw: str | bytes = "",
+                 message: str | None = None):
+        self.path, self.line, self.reason, self.raw = str(path), line, reason, raw
+        super().__init__(message or (f"{path}:{line}: {reason}" if line is not None else f"{path}: {reason}"))
+
+
+def jsonl_lines(path: str | Path, max_line_bytes: int | None = None,
+                on_error: Callable[[RecordError], None] | None = None) -> Iterator[tuple[int, str, dict]]:
+    """(line number, line, record) of every non-blank line of a JSON Lines file, plain or compressed.
+
+    A line that is too long, not UTF-8, not JSON or not a JSON object raises ``RecordError``, or,
+    with ``on_error``, is passed to it and skipped (``raw`` holds the line, or its start).
+    """
+    with open_binary_read(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                line = _decode(path, lineno, raw, max_line_bytes)
+                yield lineno, line, _parse(path, lineno, line)
+            except RecordError as err:
+                if on_error is None:
+                    raise
+                on_error(err)
+
+
+def _decode(path, lineno: int, raw: bytes, max_line_bytes: int | None) -> str:
+    if max_line_bytes is not None and len(raw) > max_line_bytes:
+        raise RecordError(path, lineno, f"line longer than {max_line_bytes} bytes", raw[:200])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(path, lineno, f"invalid UTF-8 at byte {e.start}", raw) from None
+
+
+def _parse(path, lineno: int, line: str) -> dict:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise RecordError(path, lineno, f"bad JSON: {e.msg} at column {e.colno}", line) from None
+    if not isinstance(rec, dict):
+        raise RecordError(path, lineno, f"record is a JSON {type(rec).__name__}, not an object", line)
+    return rec
+
+
+def jsonl_records(path: str | Path, on_error: Callable[[RecordError], None] | None = None
+                  ) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of a JSON Lines file; see ``jsonl_lines``."""
+    for lineno, _, rec in jsonl_lines(path, on_error=on_error):
+        yield lineno, rec
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    """The records of a JSON Lines file (hare's own files: a malformed line raises ``RecordError``)."""
+    for _, _, rec in jsonl_lines(path):
+        yield rec
+
+
+def read_rows(path: str | Path) -> Iterator[dict]:
+    """Rows of a JSON Lines, JSON (a list of rows, or {"data": [...]}), Parquet or CSV file."""
+    path = Path(path)
+    kind = file_format(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=2048):
+            yield from batch.to_pylist()
+    elif kind == "csv":
+        with open_text_read(path) as f:
+            yield from csv.DictReader(f)
+    elif path.name.endswith(".json") or path.name.endswith(tuple(f".json{c}" for c in COMPRESSIONS)):
+        with open_text_read(path) as f:
+            text = f.read()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:  # JSON Lines under a .json name
+            yield from read_jsonl(path)
+            return
+        if isinstance(data, dict):  # {"data": [rows]}, or a single row
+            data = data["data"] if isinstance(data.get("data"), list) else [data]
+        yield from data
+    else:
+        yield from read_jsonl(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Open ``path`` for writing through a temp file renamed into place on success.
+
+    Compression follows the extension (.gz, .zst, .bz2). Text modes use UTF-8.
+    """
+    text = "b" not in mode
+    with atomic_path(path) as tmp:
+        comp = compression(path)
+        if comp == ".gz":
+            raw: IO[bytes] = gzip.open(tmp, "wb", compresslevel=6)
+        elif comp == ".bz2":
+            raw = bz2.open(tmp, "wb")
+        elif comp == ".zst":
+            import zstandard
+
+            raw = zstandard.ZstdCompressor(level=3).stream_writer(open(tmp, "wb"), closefd=True)
+        else:
+            raw = open(tmp, "wb")
+        f: IO = io.TextIOWrapper(raw, encoding="utf-8", newline="\n") if text else raw
+        try:
+            yield f
+        finally:
+            f.close()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_open(path) as f:
+        f.write(text)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
+    """Write records atomically as JSON lines; returns how many were written."""
+    n = 0
+    with atomic_open(path) as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False))
+            f.write("\n")
+            n += 1
+    return n
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint_obj(obj: Any) -> str:
+    """Stable short hash of a JSON-ready object."""
+    data = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def fingerprint_path(path: str | Path, full_hash_limit: int = 64 << 20) -> dict:
+    """Fingerprint of an input file or folder: content hash for small files, size + mtime for large.
+
+    Large raw inputs are not re-read on every run; a changed size or modification time still
+    invalidates the steps that read them.
+    """
+    p = Path(path)
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    entries = []
+    for q in files:
+        st = q.stat()
+        if st.st_size <= full_hash_limit:
+            entries.append([str(q), st.st_size, sha256_file(q)])
+        else:
+            entries.append([str(q), st.st_size, int(st.st_mtime)])
+    return {"path": str(p), "files": len(files), "hash": fingerprint_obj(entries)}
