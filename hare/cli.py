@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import textwrap
+from pathlib import Path
 from typing import Callable
 
 from hare.core.progress import setup_console
@@ -90,8 +91,6 @@ def run_of_model(model: Path) -> Path | None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from hare.core.benchmarks import BENCHMARKS
     from hare.core.progress import step_output
     from hare.evals.audit import run_audit
@@ -163,8 +162,6 @@ def _audit_args(sp: argparse.ArgumentParser) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``hare eval MODEL``: evaluate a model folder; ``hare eval [RECIPE]``: run a recipe's eval step."""
-    from pathlib import Path
-
     from hare.core.progress import step_output
     from hare.evals.evaluate import evaluate, is_model_dir
 

@@ -75,12 +75,11 @@ class ConfigView:
 
 @dataclass
 class StepContext:
-    """What a step is given: its config view, its own folder, its upstream folders.
+    """What a step is given: its config view (``config``, set when the step is called), its own folder,
+    its upstream folders. ``steps`` holds the pipeline's step objects by name (the report renders each
+    one's stats). The whole recipe is kept private: a step reads only what it declared."""
 
-    ``steps`` holds the step objects of the pipeline, by name (the report renders each one's stats).
-    """
-
-    recipe: Any = field(repr=False)
+    _recipe: Any = field(repr=False)
     name: str
     out: Path
     deps: dict[str, Path]
@@ -156,7 +155,7 @@ class Step(Section):
 
     def __call__(self, ctx: StepContext) -> dict[str, int | float]:
         """Run in ``ctx`` as the runner does: the work, ``stats.json``, and the headline counts."""
-        ctx.config = self.view(ctx.recipe)
+        ctx.config = self.view(ctx._recipe)
         stats = self.run(ctx)
         if not isinstance(stats, self.stats):
             raise TypeError(f"step {self.name} returned {type(stats).__name__}, not {self.stats.__name__}")

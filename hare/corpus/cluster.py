@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from hare.core.documents import Document, read_shards
 from hare.core.io import atomic_open, read_json, read_jsonl, write_json
 from hare.core.progress import progress
-from hare.core.step import Stats, Step, StepContext, write_stats
+from hare.core.step import Stats, Step, StepContext, file_inputs, write_stats
 
 log = logging.getLogger("hare.corpus.cluster")
 
@@ -339,8 +339,6 @@ class ClusterStep(Step):
     stats = ClusterStats
 
     def inputs(self, config) -> dict[str, Any]:
-        from hare.core.step import file_inputs
-
         return file_inputs(model=config.cluster.model_path)
 
     def run(self, ctx: StepContext) -> ClusterStats:

@@ -118,6 +118,9 @@ class MixStats(Stats):
     cluster_temperature: float | None = None
     clusters: dict[str, TopicMix] | None = None
 
+    def counts(self) -> dict[str, int | float]:
+        return {"docs": self.docs, "chars": self.chars}
+
 
 class MixStep(Step):
     name = "mix"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from hare.core.step import Stats, Step, StepContext, numbers, write_stats
 from hare.corpus import passes
 from hare.corpus.clean import Cleaner
 from hare.corpus.executor import run_local, run_ray
-from hare.corpus.passes import Tally, clean_paths, split_path, split_unit
+from hare.corpus.passes import Tally, split_path, split_unit
 from hare.corpus.quality import QualityScorer, histogram
 from hare.corpus.read import FILE_FORMATS, Quarantine, read_source
 from hare.recipe import SourceConfig
@@ -161,8 +162,6 @@ class CorpusStep(Step):
     stats = CorpusStats
 
     def inputs(self, config) -> dict[str, Any]:
-        import sys
-
         out: dict[str, Any] = {}
         for s in config.sources:
             if s.kind == "pydoc":
@@ -211,7 +210,6 @@ class CorpusStep(Step):
         d = passes.dedup(work, shards, tallies, cfg, scorer is not None)
         passes.write(ctx.out, work, shards, d, tallies, cfg.shard_docs, cfg.heldout_fraction, c.seed)
         write_jsonl(ctx.out / "quarantine.jsonl", q.records)
-        shutil.rmtree(work, ignore_errors=True)
 
         sources = {name: _source_stats(t, q.counts.get(name, 0), scorer is not None) for name, t in tallies.items()}
         for name, st in sources.items():
@@ -241,6 +239,7 @@ class CorpusStep(Step):
         if summary.train == 0:
             write_stats(ctx.out, stats)
             raise RuntimeError("the corpus step kept no training documents; see stats.json for the reasons")
+        shutil.rmtree(work, ignore_errors=True)
         return stats
 
     @staticmethod

@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 from markupsafe import Markup
+from pydantic import ValidationError
 
 from hare.core.io import atomic_open, read_json
 from hare.core.step import Section, Stats, Step, StepContext
@@ -87,7 +88,14 @@ def render_report(run_dir: Path, title: str, sections: list[tuple[Section, Path]
     env = _environment([s for s, _ in sections])
     steps, parts = [], []
     for section, folder in sections:
-        stats = section.read_stats(folder) if folder.is_dir() else None
+        try:
+            stats = section.read_stats(folder) if folder.is_dir() else None
+        except ValidationError as e:  # written by another version of hare: say so, render the rest
+            log.warning("report: %s/%s does not match %s; section left out (%s)", folder, section.stats_file,
+                        section.stats.__name__, str(e).splitlines()[0])
+            parts.append(f"<p class='muted'>{html.escape(section.name)}: {html.escape(section.stats_file)} was "
+                         "written by another version of hare; run the step again to show it</p>")
+            continue
         if stats is None:
             continue
         manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else None
