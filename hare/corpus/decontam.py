@@ -45,10 +45,15 @@ def eval_texts(cfg: DecontamConfig, heldout_dir: Path | None) -> tuple[list[Eval
             items = load_benchmark(name, cfg.benchmarks_dir)
         except BenchmarkMissing as e:
             missing[name] = f"no file found; expected {e}"
-            log.warning("benchmark %s: no file found, expected %s", name, e)
+            log.debug("benchmark %s: no file found, expected %s", name, e)
             continue
         out.extend(EvalText(name, f"{it.split}/{it.id}", it.text()) for it in items)
         log.info("benchmark %s: %d items", name, len(items))
+    if missing:
+        log.warning("benchmarks found nowhere, so not decontaminated against: %s (%s; the paths each was looked "
+                    "for at are in stats.json and the report)", ", ".join(missing),
+                    f"in {cfg.benchmarks_dir} and the hub cache" if cfg.benchmarks_dir else
+                    "decontam.benchmarks_dir is not set; the hub cache was searched")
     for cb in cfg.custom_benchmarks:
         items = load_custom(cb)
         out.extend(EvalText(cb.name, f"{it.split}/{it.id}", it.text()) for it in items)

@@ -105,3 +105,20 @@ def test_perplexity_alone_and_bad_targets(hf_model, tmp_path, capsys):
     assert "--limit apply to a model folder" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "recipe.yaml")]) == 2  # not a model: the recipe's eval step, which must exist
     assert f"recipe not found: {tmp_path / 'recipe.yaml'}" in capsys.readouterr().err
+
+
+def test_the_terminal_shows_hares_lines_and_the_log_the_rest(hf_model, bench, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cmd = [sys.executable, "-m", "hare", "eval", str(hf_model), "--tasks", "arc_easy", "--benchmarks-dir", str(bench),
+           "--limit", "4", "--batch-size", "4", "--max-length", "384", "--out-dir", str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "arc_easy: acc" in out.stdout and "running lm-evaluation-harness on 1 tasks" in out.stderr
+    log = (tmp_path / "eval" / "tiny-mistral" / "log.txt").read_text()
+    assert "running lm-evaluation-harness on 1 tasks" in log
+    for noise in ("Running loglikelihood requests", "Loading weights", "Generating test split"):
+        assert noise in log and noise not in out.stderr, noise
