@@ -88,7 +88,12 @@ def step_output(path: str | Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     for s in (sys.stdout, sys.stderr):
         s.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+    except OSError:  # no terminal descriptors to redirect (a daemon): the log gets the log records only
+        with FileLog(path, logger=""):
+            yield
+        return
     # Nested blocks keep the terminal found by the outermost one.
     term = _console[-1] if _console else (
         os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")
