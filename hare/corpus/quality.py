@@ -15,12 +15,13 @@ own text.
 from __future__ import annotations
 
 import logging
-import pickle
 import random
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from hare.core.io import atomic_path
 
 log = logging.getLogger("hare.corpus.quality")
 
@@ -96,15 +97,18 @@ class QualityScorer:
         return {"reference": [str(terms[i]) for i in order[-k:][::-1]], "raw": [str(terms[i]) for i in order[:k]]}
 
     def save(self, path: str | Path) -> None:
-        with open(path, "wb") as f:
-            pickle.dump({"clf": self.clf, "seed": self.seed}, f)
+        """Write the fitted model as plain arrays (a NumPy ``.npz`` archive, no pickled objects)."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, coef=self.clf.coef_, intercept=self.clf.intercept_, classes=self.clf.classes_,
+                     seed=np.array(self.seed))
 
     @classmethod
     def load(cls, path: str | Path) -> "QualityScorer":
-        with open(path, "rb") as f:
-            state = pickle.load(f)
-        s = cls(seed=state["seed"])
-        s.clf = state["clf"]
+        """A scorer written by ``save``; the file's arrays are read as data, never as code."""
+        with np.load(path, allow_pickle=False) as z:
+            s = cls(seed=int(z["seed"]))
+            s.clf.coef_, s.clf.intercept_, s.clf.classes_ = z["coef"], z["intercept"], z["classes"]
+        s.clf.n_features_in_ = s.clf.coef_.shape[1]
         s.fitted = True
         return s
 

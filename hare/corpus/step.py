@@ -6,7 +6,9 @@ Outputs (in the step folder):
   removed/removed-*.jsonl.zst every removed document with its reason (a near-duplicate also names,
                               in its metadata, the document kept in its place)
   quarantine.jsonl            malformed input records: file, line, reason
-  quality_scorer.pkl          the quality scorer, when ``corpus.quality`` is on
+  quality_scorer.pkl          the quality scorer, when ``corpus.quality`` is on: its coefficients as a
+                              NumPy .npz archive, read without unpickling (the name is kept from
+                              earlier versions)
   stats.json                  ``CorpusStats``: per source, documents and characters in, removed by
                               reason, out
 For every source: read = kept + held out + removed (by reason) + quarantined.

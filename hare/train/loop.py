@@ -131,7 +131,7 @@ def save_checkpoint(folder: Path, step: int, model, opt, sched, cfg_dump: dict, 
         "model": model_sd,
         "optimizer": opt_sd,
         "scheduler": sched.state_dict(),
-        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+        "rng": {"python": random.getstate(), "numpy": _numpy_rng_state(), "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         "config": cfg_dump,
     }
@@ -147,6 +147,26 @@ def checkpoint_step(path: Path) -> int:
     return int(path.stem.split("-")[1])
 
 
+def _numpy_rng_state() -> dict:
+    """NumPy's global generator state as tensors and numbers (a checkpoint holds no other objects)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def read_checkpoint(path: Path, mmap: bool = False) -> dict:
+    """A checkpoint's contents, unpickled with ``weights_only=True``: tensors, numbers, strings and
+    containers only, so a checkpoint file can never run code. ``mmap`` maps the tensors instead of
+    reading them (to look at the config)."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: holds objects other than tensors, numbers and strings (a checkpoint of an "
+                         f"earlier hare version?); it is not loaded: {str(e).splitlines()[0]}") from None
+
+
 def resume_point(ckpts: list[Path], cfg: TrainConfig) -> tuple[Path | None, str]:
     """The last checkpoint a run with ``cfg`` can continue from, and why later ones cannot be used.
 
@@ -156,8 +176,11 @@ def resume_point(ckpts: list[Path], cfg: TrainConfig) -> tuple[Path | None, str]
     want = config_dump(cfg, without=("execution", "continuable"))
     why = ""
     for path in reversed(ckpts):
-        saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["config"]["train"]
-        old = TrainConfig.model_validate(saved)
+        try:
+            old = TrainConfig.model_validate(read_checkpoint(path, mmap=True)["config"]["train"])
+        except ValueError as e:
+            why = str(e)
+            continue
         k = checkpoint_step(path)
         if config_dump(old, without=("execution", "continuable")) != want:
             why = f"{path.name} was written with other training settings"
@@ -172,7 +195,7 @@ def resume_point(ckpts: list[Path], cfg: TrainConfig) -> tuple[Path | None, str]
 
 
 def load_checkpoint(path: Path, model, opt, sched, sampler=None, fsdp: bool = False) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
     if state.get("parallel", "ddp") != ("fsdp" if fsdp else "ddp"):
         raise ValueError(f"{path} was written by a {state.get('parallel', 'ddp')} run; train.parallel must match")
     if sampler is not None:
@@ -194,7 +217,9 @@ def load_checkpoint(path: Path, model, opt, sched, sampler=None, fsdp: bool = Fa
     sched.load_state_dict(state["scheduler"])
     rng = state["rng"]
     random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    n = rng["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(rng["torch"])
     if rng.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
