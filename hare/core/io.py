@@ -1,9 +1,10 @@
 """Files: compressed text, the one table of record formats, JSON Lines and row readers, atomic
 writes, fingerprints.
 
-Every reader of records goes through ``jsonl_records`` (JSON Lines) or ``read_rows`` (any record
-format); a malformed record raises ``RecordError``, whose message names the file and the line or row,
-or is handed to the caller's ``on_error`` (the corpus step quarantines it and goes on).
+Every reader of records goes through ``jsonl_lines`` (JSON Lines; ``jsonl_records`` and
+``read_jsonl`` are views of it) or ``read_rows`` (any record format); a malformed record raises
+``RecordError``, whose message names the file and the line or row, or is handed to the caller's
+``on_error`` (the corpus step quarantines it and goes on).
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ def compression(path: str | Path) -> str | None:
     return None
 
 
-def file_format(path: str | Path) -> str | None:
-    """The record format of a file from its name (``FORMATS``), or None for any other file."""
+def _uncompressed_name(path: str | Path) -> tuple[str, str | None]:
+    """A file's name without its compression suffix, and that suffix."""
     name = Path(path).name
     comp = compression(name)
-    if comp is not None:
-        name = name[: -len(comp)]
+    return (name[: -len(comp)] if comp else name), comp
+
+
+def file_format(path: str | Path) -> str | None:
+    """The record format of a file from its name (``FORMATS``), or None for any other file."""
+    name, comp = _uncompressed_name(path)
     for kind, suffixes in FORMATS.items():
         if name.endswith(suffixes) and not (comp and kind == "parquet"):
             return kind
@@ -164,7 +169,7 @@ def read_rows(path: str | Path) -> Iterator[dict]:
     elif kind == "csv":
         with open_text_read(path) as f:
             yield from csv.DictReader(f)
-    elif path.name.endswith(".json") or path.name.endswith(tuple(f".json{c}" for c in COMPRESSIONS)):
+    elif _uncompressed_name(path)[0].endswith(".json"):
         with open_text_read(path) as f:
             text = f.read()
         try:

@@ -35,7 +35,7 @@ from hare.core.text import normalize_for_dedup, text_hash
 from hare.corpus.clean import Cleaner
 from hare.corpus.minhash import NearDuplicateIndex, NearDuplicates, Signer
 from hare.corpus.quality import QualityScorer
-from hare.corpus.read import Quarantine, read_source
+from hare.corpus.read import Quarantine, read_source, source_parts
 from hare.recipe import SourceConfig
 
 
@@ -85,8 +85,6 @@ def split_path(work: Path, unit: int) -> Path:
 
 def input_units(sources: list[SourceConfig]) -> list[tuple[int, SourceConfig]]:
     """Pass 0's units of work, numbered in read order: every file of a file source, or a whole source."""
-    from hare.corpus.read import source_parts
-
     return list(enumerate(part for src in sources for part in source_parts(src)))
 
 

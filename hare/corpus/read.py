@@ -41,13 +41,13 @@ class Quarantine:
         self.add(source, err.path, err.line, err.reason, err.raw)
 
 
-# The record format (``hare.core.io.FORMATS``) of each source kind that reads files.
-FILE_FORMATS = {"jsonl": "jsonl", "parquet": "parquet", "text": "text"}
+# Source kinds that read files; each is also the name of its record format (``hare.core.io.FORMATS``).
+FILE_KINDS = ("jsonl", "parquet", "text")
 
 
 def read_jsonl_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:
     """JSON lines, one document per line; bad lines go to quarantine with file, line and reason."""
-    for path in expand_paths(src.path, [FILE_FORMATS["jsonl"]]):
+    for path in expand_paths(src.path, ["jsonl"]):
         for lineno, line, rec in jsonl_lines(path, max_line_bytes, on_error=lambda e: q.add_error(src.name, e)):
             text = rec.get(src.text_field)
             if text is None:
@@ -70,7 +70,7 @@ def read_parquet_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
     """Parquet files read in record batches (bounded memory); null or non-string text is quarantined."""
     import pyarrow.parquet as pq
 
-    for path in expand_paths(src.path, [FILE_FORMATS["parquet"]]):
+    for path in expand_paths(src.path, ["parquet"]):
         pf = pq.ParquetFile(path)
         if src.text_field not in pf.schema_arrow.names:
             raise ValueError(f"{path}: no column '{src.text_field}' (columns: {', '.join(pf.schema_arrow.names)})")
@@ -91,7 +91,7 @@ def read_parquet_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
 
 def read_text_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
     """A folder (or glob) of .txt files, one document per file; undecodable files are quarantined."""
-    for path in expand_paths(src.path, [FILE_FORMATS["text"]]):
+    for path in expand_paths(src.path, ["text"]):
         with open_binary_read(path) as f:
             raw = f.read()
         try:
@@ -324,9 +324,9 @@ def source_parts(src: SourceConfig) -> list[SourceConfig]:
     """The source as parts that can be read independently and give, one after the other, what the
     whole source gives: one per file for file sources (a document's id names only its file), else
     (and with ``limit``, which counts across files) the source itself."""
-    if src.kind not in FILE_FORMATS or src.limit:
+    if src.kind not in FILE_KINDS or src.limit:
         return [src]
-    return [src.model_copy(update={"path": str(f)}) for f in expand_paths(src.path, [FILE_FORMATS[src.kind]])]
+    return [src.model_copy(update={"path": str(f)}) for f in expand_paths(src.path, [src.kind])]
 
 
 def read_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:

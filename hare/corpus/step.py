@@ -39,7 +39,7 @@ from hare.corpus.clean import Cleaner
 from hare.corpus.executor import run_local, run_ray
 from hare.corpus.passes import Tally, split_path, split_unit
 from hare.corpus.quality import QualityScorer, histogram
-from hare.corpus.read import FILE_FORMATS, Quarantine, read_source
+from hare.corpus.read import FILE_KINDS, Quarantine, read_source
 from hare.recipe import SourceConfig
 
 log = logging.getLogger("hare.corpus")
@@ -197,7 +197,7 @@ class CorpusStep(Step):
         if ctx.resume:
             log.info("corpus: resuming; %d of %d input units split, %d cleaned shards kept",
                      len(list(work.glob("split-*.json"))), len(units), len(list(work.glob("clean-*.npz"))))
-        files = [(u, s) for u, s in units if s.kind in FILE_FORMATS and not s.limit]
+        files = [(u, s) for u, s in units if s.kind in FILE_KINDS and not s.limit]
         by_worker = {u for u, _ in files}
         ready = [name for u, s in units if u not in by_worker for name in split_unit(work, u, s, *split_args[1:])]
         if cfg.executor == "ray":

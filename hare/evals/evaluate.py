@@ -14,6 +14,7 @@ lm-eval's metric names for a rolling log-likelihood task; it is computed once
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from hare.core.io import read_json, write_json, write_text
+from hare.core.progress import Progress
 from hare.core.step import Stats
 from hare.evals.leaderboard import COLUMNS, markdown_table
 from hare.evals.perplexity import Perplexity, heldout_perplexity
@@ -49,7 +51,7 @@ class EvalStats(Stats):
     params: int | None = None
     max_length: int
     limit: int | None = None
-    heldout_docs: int | None = None  # documents given for held-out perplexity
+    heldout_docs: int | None = None  # documents the held-out perplexity scored
     perplexity: Perplexity | None = None
     tasks: list[TaskRow] = []
     skipped_tasks: dict[str, str] = {}
@@ -85,6 +87,32 @@ def model_max_length(model_dir: Path) -> int:
     return 2048
 
 
+class _RequestBar(Progress):
+    """lm-eval's bar over a request type ("Running loglikelihood requests"), drawn as hare's."""
+
+    def __init__(self, *args, desc: str | None = None, **kwargs):
+        what = (desc or "requests").removeprefix("Running ")
+        super().__init__(*args, desc=f"lm-eval: {what}", unit="request", **kwargs)
+
+
+@contextlib.contextmanager
+def _request_bars():
+    """lm-eval draws the progress of its requests with ``tqdm`` in its Hugging Face model; for the run
+    that name is hare's ``Progress``, so those bars reach the terminal with rate and ETA while the rest
+    of lm-eval's output goes to the step's log."""
+    import lm_eval.models.huggingface as hf
+
+    old = getattr(hf, "tqdm", None)
+    if old is None:  # another lm-eval layout: its bars stay in the log
+        yield
+        return
+    hf.tqdm = _RequestBar
+    try:
+        yield
+    finally:
+        hf.tqdm = old
+
+
 def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int | None, batch_size: int | str,
                 num_fewshot: int | None = None, max_length: int | None = None, device: str = "cpu") -> dict:
     """Run lm-evaluation-harness on a local HF model folder with the task YAMLs in ``task_dir``.
@@ -99,11 +127,12 @@ def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int
                   "trust_remote_code": False}
     if max_length:
         model_args["max_length"] = max_length
-    out = lm_eval.simple_evaluate(
-        model="hf", model_args=model_args, tasks=tasks, task_manager=tm, limit=limit, batch_size=batch_size,
-        num_fewshot=num_fewshot, device=device, log_samples=False,
-        bootstrap_iters=1000,  # every metric here is a mean, whose stderr is closed-form; no bootstrap runs
-    )
+    with _request_bars():
+        out = lm_eval.simple_evaluate(
+            model="hf", model_args=model_args, tasks=tasks, task_manager=tm, limit=limit, batch_size=batch_size,
+            num_fewshot=num_fewshot, device=device, log_samples=False,
+            bootstrap_iters=1000,  # every metric here is a mean, whose stderr is closed-form; no bootstrap runs
+        )
     out.pop("samples", None)
     return json.loads(json.dumps(out, default=str))
 
@@ -187,8 +216,6 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
     names = expand(tasks)
     stats = EvalStats(model=str(model_dir.resolve()), params=count_params(model_dir), max_length=ctx_len, limit=limit)
 
-    if heldout is not None:
-        stats.heldout_docs = 0
     if heldout:
         stats.perplexity = heldout_perplexity(model_dir, heldout, device=device,
                                               max_len=max_length or min(ctx_len, 2048), text_field=text_field,
@@ -212,7 +239,7 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
 
     results: dict = {}
     if ready:
-        log.info("running lm-evaluation-harness on %d tasks (its own progress goes to the log)", len(ready))
+        log.info("running lm-evaluation-harness on %d tasks (its other output goes to the log)", len(ready))
         results = run_lm_eval(model_dir, out / "tasks", ready, limit=limit, batch_size=batch_size,
                               num_fewshot=num_fewshot, max_length=max_length, device=device)
         write_json(out / "lm_eval_results.json", results)

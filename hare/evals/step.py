@@ -49,12 +49,10 @@ class EvalStep(Step):
         write_jsonl(heldout, docs)
         scored = docs and (cfg.heldout_perplexity or HELDOUT in expand(cfg.tasks))
         bench = c.decontam.benchmarks_dir  # None: the registry looks in the local Hugging Face cache only
-        stats = evaluate(ctx.deps["train"] / "model", ctx.out, cfg.tasks, benchmarks=bench, limit=cfg.limit,
-                         batch_size=cfg.batch_size, max_length=c.pack.seq_len, num_fewshot=cfg.num_fewshot,
-                         heldout=[heldout] if scored else [], name=c.name, context_hint="pack.seq_len",
-                         missing_hint="" if bench else " (decontam.benchmarks_dir is not set)")
-        stats.heldout_docs = len(docs)
-        return stats
+        return evaluate(ctx.deps["train"] / "model", ctx.out, cfg.tasks, benchmarks=bench, limit=cfg.limit,
+                        batch_size=cfg.batch_size, max_length=c.pack.seq_len, num_fewshot=cfg.num_fewshot,
+                        heldout=[heldout] if scored else [], name=c.name, context_hint="pack.seq_len",
+                        missing_hint="" if bench else " (decontam.benchmarks_dir is not set)")
 
     def report_data(self, folder: Path, stats: EvalStats) -> dict[str, Any]:
         board = folder / "leaderboard.md"

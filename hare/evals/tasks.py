@@ -187,8 +187,8 @@ def expand(names: list[str]) -> list[str]:
 
 
 def write_task(cfg: dict[str, Any], folder: Path) -> Path:
-    """Write one task YAML (``!function`` entries resolve to hooks.py beside it), atomically."""
-    write_text(folder / "hooks.py", Path(__file__).with_name("hooks.py").read_text(encoding="utf-8"))
+    """Write one task YAML atomically (its ``!function`` entries resolve to the hooks.py that
+    ``prepare_tasks`` writes beside it)."""
     name = cfg["group"] if "group" in cfg else cfg["task"]
     path = folder / f"{name}.yaml"
     write_text(path, yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, allow_unicode=True))
@@ -324,4 +324,6 @@ def prepare_tasks(names: list[str], bench_dir: str | Path | None, out: Path) -> 
                 ready += _single_task(name, spec, items, bench_dir, out)
         except BenchmarkMissing as e:
             skipped[name] = f"missing file {e}"
+    if ready:
+        write_text(out / "tasks" / "hooks.py", Path(__file__).with_name("hooks.py").read_text(encoding="utf-8"))
     return ready, skipped

@@ -120,5 +120,8 @@ def test_the_terminal_shows_hares_lines_and_the_log_the_rest(hf_model, bench, tm
     assert "arc_easy: acc" in out.stdout and "running lm-evaluation-harness on 1 tasks" in out.stderr
     log = (tmp_path / "eval" / "tiny-mistral" / "log.txt").read_text()
     assert "running lm-evaluation-harness on 1 tasks" in log
-    for noise in ("Running loglikelihood requests", "Loading weights", "Generating test split"):
+    for noise in ("Tokenizing inputs", "Loading weights", "Generating test split"):
         assert noise in log and noise not in out.stderr, noise
+    # lm-eval's progress over its requests is shown, as hare's bar, with its count logged at the end
+    assert "lm-eval: loglikelihood requests" in out.stderr and "Running loglikelihood requests" not in out.stderr
+    assert "lm-eval: loglikelihood requests: 16 request in" in log

@@ -6,30 +6,18 @@ import sys
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from hare.cli import main
-from tests.conftest import ROOT, write_corpus_jsonl
+from hare.train.loop import read_checkpoint
+from tests.conftest import ROOT
+from tests.train.conftest import review_recipe
 
 
 def recipe(tmp_path, parallel="ddp"):
-    write_corpus_jsonl(tmp_path / "reviews.jsonl", "movie_reviews", 150)
-    r = {
-        "name": "ddp",
-        "sources": [{"name": "reviews", "kind": "jsonl", "path": "reviews.jsonl"}],
-        "corpus": {"heldout_fraction": 0.02},
-        "tokenizer": {"vocab_size": 512},
-        "pack": {"seq_len": 64},
-        "model": {"preset": "tiny", "overrides": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                                                  "num_attention_heads": 2, "num_key_value_heads": 1}},
-        "train": {"max_steps": 8, "micro_batch_size": 2, "batch_tokens": 256, "warmup_steps": 2, "log_every": 1,
-                  "checkpoint_every": 4, "threads": 1, "device": "cpu", "parallel": parallel},
-        "eval": {"tasks": [], "heldout_perplexity": False},
-    }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(r))
-    return path
+    return review_recipe(tmp_path, "ddp", {"max_steps": 8, "micro_batch_size": 2, "batch_tokens": 256,
+                                           "warmup_steps": 2, "log_every": 1, "checkpoint_every": 4, "threads": 1,
+                                           "device": "cpu", "parallel": parallel})
 
 
 def metrics(run):
@@ -64,7 +52,7 @@ def test_two_processes_match_one_process(tmp_path, one_process, parallel):
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=2e-4)
-    ckpt = torch.load(sorted((two / "ddp" / "train" / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    ckpt = read_checkpoint(sorted((two / "ddp" / "train" / "checkpoints").glob("*.pt"))[-1])
     assert ckpt["parallel"] == parallel and ckpt["data"]["step"] == 8
 
 

@@ -14,32 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from hare.cli import main
 from hare.core.io import read_json, read_jsonl
-from tests.conftest import ROOT, write_corpus_jsonl
+from tests.conftest import ROOT
+from tests.train.conftest import review_recipe
 
 
 def write_recipe(folder: Path, **train) -> Path:
-    if not (folder / "reviews.jsonl").exists():
-        write_corpus_jsonl(folder / "reviews.jsonl", "movie_reviews", 150)
-    r = {
-        "name": "r",
-        "sources": [{"name": "reviews", "kind": "jsonl", "path": "reviews.jsonl"}],
-        "corpus": {"heldout_fraction": 0.02},
-        "tokenizer": {"vocab_size": 512},
-        "pack": {"seq_len": 64},
-        "model": {"preset": "tiny", "overrides": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                                                  "num_attention_heads": 2, "num_key_value_heads": 1}},
-        "train": {"max_steps": 16, "micro_batch_size": 4, "grad_accum": 1, "warmup_steps": 2, "log_every": 1,
-                  "checkpoint_every": 5, "keep_checkpoints": 1, "threads": 1, "device": "cpu", **train},
-        "eval": {"tasks": [], "heldout_perplexity": False},
-    }
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(r))
-    return path
+    return review_recipe(folder, "r", {"max_steps": 16, "micro_batch_size": 4, "grad_accum": 1, "warmup_steps": 2,
+                                       "log_every": 1, "checkpoint_every": 5, "keep_checkpoints": 1, "threads": 1,
+                                       "device": "cpu", **train})
 
 
 def weights(run: Path) -> dict:
