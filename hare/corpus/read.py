@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import re
 import sys
 import warnings
@@ -184,6 +185,19 @@ def pydoc_modules() -> list[str]:
     return out
 
 
+def _empty_environment() -> None:
+    """Pool initializer: the rendering workers run with an empty environment. pydoc prints default
+    arguments, and some are ``os.environ`` itself (``cgi.parse(environ=os.environ)``): with the real
+    environment the documents would carry this machine's variables, secrets included, and differ
+    from machine to machine."""
+    os.environ.clear()
+
+
+# Default values print with their memory address ("<object object at 0x7f6c0e34c160>"), which
+# changes from run to run; the documents keep "<object object>".
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+\b")
+
+
 def _render_module(name: str) -> tuple[str, str | None, str | None]:
     """Render one module's documentation as plain text in a worker; (name, text, error)."""
     import io
@@ -196,7 +210,7 @@ def _render_module(name: str) -> tuple[str, str | None, str | None]:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 obj, _ = pydoc.resolve(name)
                 text = pydoc.render_doc(obj, title="%s", renderer=pydoc.plaintext)
-            return name, text, None
+            return name, _ADDRESS.sub("", text), None
         except BaseException as e:  # noqa: BLE001 - a module that cannot be documented is reported, not fatal
             return name, None, f"{type(e).__name__}: {e}"
 
@@ -268,8 +282,11 @@ def read_pydoc_source(src: SourceConfig, q: Quarantine, processes: int | None = 
     if src.limit:
         modules = modules[: max(1, src.limit // 10)]
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(processes or max(1, mp.cpu_count()), maxtasksperchild=20) as pool:
-        for name, text, err in progress(pool.imap(_render_module, modules, chunksize=4),
+    # One fresh worker per module: what a module's page shows depends on what else was imported
+    # before it (pyexpat's ExpatError moves to xml.parsers.expat once that is imported), so sharing
+    # workers would make the documents depend on how the modules fell to the workers.
+    with ctx.Pool(processes or max(1, mp.cpu_count()), initializer=_empty_environment, maxtasksperchild=1) as pool:
+        for name, text, err in progress(pool.imap(_render_module, modules, chunksize=1),
                                         desc=f"render pydoc ({src.name})", total=len(modules), unit="module"):
             if err is not None:
                 log.info("pydoc: %s not documented (%s)", name, err)

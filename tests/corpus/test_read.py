@@ -1,5 +1,6 @@
 import gzip
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -130,3 +131,18 @@ def test_a_source_read_file_by_file_gives_the_same_documents_and_quarantine(tmp_
         assert docs == split and whole.records == parts.records and len(source_parts(src)) > 1
     limited = SourceConfig(name="j", kind="jsonl", path=str(tmp_path / "j"), limit=2)
     assert source_parts(limited) == [limited]  # a limit counts across files: read as one
+
+
+def test_pydoc_documents_carry_no_environment_and_no_memory_addresses(monkeypatch):
+    """``cgi.parse(environ=os.environ)`` would print this machine's environment, and default objects
+    their addresses: the documents must be the same on every machine and every run."""
+    import hare.corpus.read as read
+
+    monkeypatch.setattr(read, "pydoc_modules", lambda: ["cgi", "configparser", "logging", "pyexpat", "xml.parsers.expat"])
+    monkeypatch.setenv("HARE_TEST_SECRET", "do-not-train-on-me")
+    src = SourceConfig(name="pydoc", kind="pydoc")
+    first = [(d.id, d.text) for d in read_source(src, Quarantine())]
+    texts = "\n".join(t for _, t in first)
+    assert "cgi.parse(" in texts and "environ=environ({})" in texts
+    assert "do-not-train-on-me" not in texts and not re.search(r" at 0x[0-9a-f]{4,}", texts)
+    assert [(d.id, d.text) for d in read_source(src, Quarantine())] == first
