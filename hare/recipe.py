@@ -71,6 +71,8 @@ class SourceConfig(Section):
 class CleanConfig(Section):
     """Heuristic line- and document-level cleaning rules (Gopher / C4 / FineWeb style)."""
 
+    enabled: bool = Field(True, description="Apply the rules below. Off: documents pass as read (the study's raw "
+                          "arm).")
     min_words: int = Field(50, ge=0, description="Drop documents with fewer words (Gopher: 50).")
     max_words: int = Field(100_000, ge=1, description="Drop documents with more words (Gopher: 100,000).")
     min_mean_word_length: float = Field(3.0, description="Gopher: mean word length at least 3 characters.")
@@ -427,6 +429,15 @@ class TrainConfig(Section):
         description="Training stages in order (the paper: d1 only for 52B tokens, then the full mixture). Empty: "
         "one stage mixing the parts in proportion to their tokens.",
     )
+    eval_every: int | None = Field(
+        None, ge=1, description="Score the held-out documents every N steps and at the end (bits per byte and loss "
+        "in heldout.jsonl: the loss-versus-tokens curve; nanoGPT's eval_interval). null: only the eval step scores.",
+    )
+    eval_docs: str | None = Field(
+        None, description="With eval_every: the documents to score (JSON Lines or text files, or a folder of them); "
+        "null: the corpus step's held-out documents.",
+    )
+    eval_max_docs: int = Field(64, ge=1, description="With eval_every: documents scored at each evaluation.")
 
 
 class EvalConfig(Section):

@@ -18,7 +18,7 @@ import hare
 PACKAGE = Path(hare.__file__).parent
 STAGES = {"corpus", "train", "evals", "report"}
 SHARED = {"core", "model", "recipe"}
-TOP = {"cli", "pipeline", "steps", "__main__", "__init__"}
+TOP = {"cli", "pipeline", "steps", "study", "__main__", "__init__"}
 
 
 def module_of(path: Path) -> str:

@@ -308,6 +308,8 @@ class Cleaner:
             self.filters.append(FineWebQualityFilter())
         if cfg.require_complete_ending:
             self.filters.append(IncompleteFilter())
+        if not cfg.enabled:
+            self.formatters, self.filters = [], []
         self.removed: Counter[str] = Counter()
 
     def __call__(self, doc: Document) -> tuple[bool, str | None]:

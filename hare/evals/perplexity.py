@@ -1,121 +1,19 @@
-"""Held-out perplexity: loss per token, bits per byte and word perplexity of a causal LM on documents.
-
-Each document is scored on its own, preceded by EOS as a document separator (the boundary the packed
-training stream has), in the rolling windows of lm-evaluation-harness's ``loglikelihood_rolling``:
-windows of ``max_len`` predicted tokens, each seeing up to ``max_len`` tokens before it, so the last
-window of a long document is scored with a full context. The numbers are lm-eval's metrics of a
-``loglikelihood_rolling`` task (``bits_per_byte``, ``byte_perplexity``, ``word_perplexity``, words
-split on whitespace) with EOS as the prefix token; ``tests/evals/test_perplexity.py`` checks them
-against lm-eval itself. Bits per byte (total NLL in bits / UTF-8 bytes) is comparable across
-tokenizers; per-token loss is not.
-
-``read_documents`` reads any set of documents for it: JSON Lines (plain or compressed, one document
-per line), text files (one document per file), or folders of either (hare's corpus shards included).
+"""Held-out perplexity of a model folder: ``hare.model.perplexity``'s scoring (lm-eval's rolling
+windows, EOS as the document separator) on documents read from files, for the eval step and
+``hare eval``. Bits per byte (total NLL in bits / UTF-8 bytes) is comparable across tokenizers;
+per-token loss is not.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from pydantic import BaseModel
+from hare.model.perplexity import DOCUMENT_FORMATS, Perplexity, perplexity, read_documents, rolling_windows
 
-from hare.core.io import RecordError, expand_paths, file_format, jsonl_records, open_text_read
-from hare.core.progress import progress
+__all__ = ["DOCUMENT_FORMATS", "Perplexity", "heldout_perplexity", "perplexity", "read_documents", "rolling_windows"]
 
 log = logging.getLogger("hare.evals")
-
-DOCUMENT_FORMATS = ("jsonl", "text")
-
-
-class Perplexity(BaseModel):
-    """Held-out perplexity of a model on a set of documents (``perplexity.json``)."""
-
-    docs: int
-    tokens: int
-    bytes: int
-    words: int
-    loss: float  # nats per token
-    perplexity: float
-    bits_per_byte: float
-    byte_perplexity: float
-    word_perplexity: float
-    files: list[str] = []
-
-
-def read_documents(paths: Iterable[str | Path], text_field: str = "text", limit: int | None = None) -> Iterator[str]:
-    """Texts of the documents in ``paths`` (files or folders), in order, at most ``limit``.
-
-    A JSON Lines record without a string ``text_field`` raises ``RecordError``, naming file and line.
-    """
-    n = 0
-    for path in paths:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file or folder of documents")
-        for f in expand_paths(path, DOCUMENT_FORMATS):
-            if file_format(f) == "jsonl":
-                for lineno, rec in jsonl_records(f):
-                    text = rec.get(text_field)
-                    if not isinstance(text, str):
-                        raise RecordError(f, lineno, f"no string field '{text_field}'")
-                    yield text
-                    n += 1
-                    if limit is not None and n >= limit:
-                        return
-            else:
-                with open_text_read(f) as fh:
-                    yield fh.read()
-                n += 1
-                if limit is not None and n >= limit:
-                    return
-
-
-def rolling_windows(ids: list[int], max_len: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of each window of ``ids`` (the separator first, then the document's tokens):
-    the window's input is ``ids[start:end - 1]`` and it scores the tokens after its first
-    ``context`` ones, as lm-eval's ``get_rolling_token_windows`` + ``make_disjoint_window``."""
-    n = len(ids) - 1  # tokens to predict
-    done = 0
-    while done < n:
-        end = min(done + max_len, n)  # predict tokens ids[done + 1 .. end]
-        yield max(0, end - max_len), end
-        done = end
-
-
-def perplexity(model, tokenizer, texts: Iterable[str], max_len: int = 256, device: str = "cpu",
-               total: int | None = None) -> Perplexity:
-    """Perplexity of ``model`` on ``texts``, each scored on its own (see the module docstring)."""
-    import torch
-    import torch.nn.functional as F
-
-    model.eval()
-    # the document separator: EOS as in hare's packed stream; BOS for a tokenizer without EOS
-    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
-    nll = 0.0
-    n_tok = n_bytes = n_words = n_docs = 0
-    with torch.no_grad():
-        for text in progress(texts, desc="held-out perplexity", total=total, unit="doc"):
-            ids = ([] if eos is None else [eos]) + tokenizer(text, add_special_tokens=False)["input_ids"]
-            n_bytes += len(text.encode("utf-8"))
-            n_words += len(re.split(r"\s+", text))
-            n_docs += 1
-            scored = 0  # tokens of the document already scored
-            for start, end in rolling_windows(ids, max_len):
-                window = torch.tensor([ids[start:end + 1]], device=device)
-                logits = model(input_ids=window[:, :-1]).logits[0].float()
-                new = end - scored  # the window scores its last ``new`` tokens
-                nll += F.cross_entropy(logits[-new:], window[0, -new:], reduction="sum").item()
-                n_tok += new
-                scored = end
-    loss = nll / max(n_tok, 1)
-    return Perplexity(docs=n_docs, tokens=n_tok, bytes=n_bytes, words=n_words, loss=loss,
-                      perplexity=math.exp(min(loss, 50)), bits_per_byte=nll / math.log(2) / max(n_bytes, 1),
-                      byte_perplexity=math.exp(min(nll / max(n_bytes, 1), 50)),
-                      word_perplexity=math.exp(min(nll / max(n_words, 1), 50)))
 
 
 def heldout_perplexity(model_dir: Path, paths: list[str | Path], *, device: str = "cpu", max_len: int = 2048,

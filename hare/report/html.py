@@ -107,6 +107,11 @@ def render_report(run_dir: Path, title: str, sections: list[tuple[Section, Path]
                                                      sections=[Markup(p) for p in parts])
 
 
+def render_template(name: str, **context: Any) -> str:
+    """One of the report's templates rendered on its own (the study's report), with the same filters."""
+    return _environment([]).get_template(name).render(**context)
+
+
 def write_report(run_dir: Path, text: str, folder: Path | None = None) -> Path:
     """Write ``report.html`` into the report step's folder and publish it to the run folder."""
     folder = folder or run_dir / "report"

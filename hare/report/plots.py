@@ -40,6 +40,23 @@ def loss(metrics: list[dict]) -> Markup:
     return _svg(fig)
 
 
+def heldout_curves(curves: dict[str, list[dict]], baseline: float | None = None) -> Markup:
+    """Held-out bits per byte against training tokens, one line per curve (the study's arms)."""
+    fig, ax = _pyplot().subplots(figsize=(7, 3.6))
+    for name, points in curves.items():
+        pts = [p for p in points if p["tokens"] > 0]
+        ax.plot([p["tokens"] for p in pts], [p["bits_per_byte"] for p in pts], marker="o", ms=3, label=name)
+    if baseline is not None:
+        ax.axhline(baseline, color="#999", ls="--", lw=1)
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("held-out bits per byte")
+    ax.grid(alpha=.3)
+    if len(curves) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _svg(fig)
+
+
 def quality(sources: dict) -> Markup:
     """Quality-score histograms of the sources scored (``.quality.before``/``.after``): the cleaned
     documents, and those kept by the band."""

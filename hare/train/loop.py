@@ -8,6 +8,7 @@ an uninterrupted run would.
 
 Outputs: checkpoints/step-NNNNNN.pt (last K kept, and on a wsd schedule the one at the start of the
 decay), metrics.jsonl (loss, lr, grad norm, tokens/s, MFU), batches.jsonl (what every step read),
+heldout.jsonl (with ``train.eval_every``: held-out bits per byte and loss against tokens seen),
 model/ (a Hugging Face folder: config, safetensors weights, tokenizer).
 
 A run resumed with another ``max_steps`` continues from the last checkpoint whose every step had
@@ -28,6 +29,7 @@ import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -35,14 +37,17 @@ import torch
 from hare.core import dist
 from hare.core.io import RecordError, atomic_open, atomic_path, read_jsonl
 from hare.core.progress import Progress
-from hare.core.step import Stats, Step, StepContext
+from hare.core.step import Stats, Step, StepContext, file_inputs
 from hare.core.tokenizer import load_tokenizer
+from hare.model.perplexity import perplexity, read_documents
 from hare.model.model import NextTokenLoss, build_model, count_params, flops_per_token, mistral_config, peak_flops
 from hare.recipe import TrainConfig, config_dump
 from hare.train.data import MixtureSampler, load_parts, plan_stages
 from hare.train.pack import PackedTokens
 
 log = logging.getLogger("hare.train")
+
+HELDOUT = "heldout.jsonl"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -249,12 +254,15 @@ def grad_accum_steps(cfg: TrainConfig, seq_len: int, world: int) -> int:
 
 
 def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: TrainConfig, out: Path, seed: int,
-          resume: bool = False, stop_after: int | None = None) -> dict:
+          resume: bool = False, stop_after: int | None = None,
+          evaluate: Callable[[torch.nn.Module], dict] | None = None) -> dict:
     """Train from scratch (or from the last checkpoint in ``out`` when ``resume``); returns a summary.
 
     Under torchrun every process runs this function: each reads its own slice of every global
     batch, DDP averages the gradients, and only rank 0 writes metrics and checkpoints.
     ``stop_after`` ends the loop early at that step (without a checkpoint), as a crash would.
+    ``evaluate(model)`` (with ``cfg.eval_every``) scores the model before the first step, every
+    ``eval_every`` steps and after the last; rank 0 appends its numbers to ``heldout.jsonl``.
     """
     device = dist.init(cfg.device)
     world, rank, main = dist.world_size(), dist.rank(), dist.is_main()
@@ -293,6 +301,7 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.jsonl"
     batches_path = out / "batches.jsonl"
+    heldout_path = out / HELDOUT
     step = 0
     ckpts = checkpoint_paths(ckpt_dir)
     if resume and ckpts:
@@ -312,7 +321,9 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
                 g["lr"] = lr_at(step, cfg)
             log.info("resumed from %s (step %d)", start, step)
     if main:
-        for path in (metrics_path, batches_path):  # drop lines logged after the checkpoint we resume from
+        for path in (metrics_path, batches_path, heldout_path):  # drop lines logged after the resumed checkpoint
+            if path == heldout_path and not path.exists():
+                continue
             old = [m for m in _complete_lines(path) if m["step"] <= step] if path.exists() and step else []
             with atomic_open(path) as f:
                 for m in old:
@@ -340,6 +351,26 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
              f"{n_params:,}", tokens_per_step, cfg.micro_batch_size, accum, world, L, cfg.max_steps, device,
              f" ({dtype})" if dtype else "")
     keep_at = decay_start(cfg)
+    if evaluate is not None and fsdp:
+        log.warning("train.eval_every: held-out scoring during training is not done under FSDP (the eval step "
+                    "scores the exported model)")
+        evaluate = None
+    every = cfg.eval_every if evaluate is not None else None
+
+    def score(at: int) -> None:
+        """Rank 0 scores the held-out documents; the weights and every random state are left as they were."""
+        if main:
+            t = time.perf_counter()
+            res = evaluate(raw_model)
+            raw_model.train()
+            rec = {"step": at, "tokens": at * tokens_per_step, **res, "seconds": round(time.perf_counter() - t, 2)}
+            with open(heldout_path, "a", encoding="utf-8") as hf:
+                hf.write(json.dumps(rec) + "\n")
+            log.info("step %d: held-out %s", at, ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
+        dist.barrier()
+
+    if every and step == 0:
+        score(0)
     bar = Progress(total=cfg.max_steps, initial=step, desc="train", unit="step", disable=not main)
     last_loss = float("nan")
     t_log = time.perf_counter()
@@ -398,9 +429,13 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or step == keep_at:
                 if main:
                     bf.flush()
+                if every and (step % every == 0 or step == cfg.max_steps):
+                    score(step)  # before the checkpoint: a run resumed from it has this point already
                 save_checkpoint(ckpt_dir, step, raw_model, opt, sched, {"train": cfg.model_dump(mode="json")},
                                 cfg.keep_checkpoints, sampler.state_dict(), fsdp=fsdp,
                                 protect=frozenset({keep_at}) if keep_at else frozenset())
+            elif every and step % every == 0:
+                score(step)
             if stop_after is not None and step >= stop_after:
                 break
     bar.close()
@@ -463,9 +498,34 @@ class TrainStats(Stats):
 class TrainStep(Step):
     name = "train"
     help = "train the model (resumes from the last checkpoint)"
-    after = ("tokenize",)
+    after = ("tokenize", "corpus")
     reads = ("model", "train", "seed")
     stats = TrainStats
+
+    def inputs(self, config) -> dict[str, Any]:
+        return file_inputs(eval_docs=config.train.eval_docs)
+
+    @staticmethod
+    def heldout_scorer(cfg: TrainConfig, corpus_dir: Path, tokenizer, seq_len: int):
+        """``evaluate`` for ``train``: bits per byte and loss on the first ``eval_max_docs`` held-out
+        documents, in windows of the training length (``hare.model.perplexity``)."""
+        if not cfg.eval_every:
+            return None
+        paths = [cfg.eval_docs] if cfg.eval_docs else [corpus_dir / "heldout"]
+        texts = list(read_documents(paths, limit=cfg.eval_max_docs))
+        if not texts:
+            log.warning("train.eval_every: no held-out documents in %s; nothing is scored during training",
+                        ", ".join(map(str, paths)))
+            return None
+        log.info("held-out scoring every %d steps: %d documents from %s", cfg.eval_every, len(texts),
+                 ", ".join(map(str, paths)))
+
+        def evaluate(model) -> dict:
+            dev = next(model.parameters()).device
+            res = perplexity(model, tokenizer, texts, max_len=seq_len, device=dev, quiet=True)
+            return {"bits_per_byte": round(res.bits_per_byte, 6), "loss": round(res.loss, 6)}
+
+        return evaluate
 
     def run(self, ctx: StepContext) -> TrainStats:
         c = ctx.config
@@ -476,7 +536,8 @@ class TrainStep(Step):
         overrides = dict(c.model.overrides)
         overrides.setdefault("max_position_embeddings", max(seq_len, 128))
         config = mistral_config(c.model.preset, overrides, vocab_size=len(tokenizer))
-        res = train(config, parts, c.train, ctx.out, c.seed, resume=ctx.resume)
+        evaluate = self.heldout_scorer(c.train, ctx.deps["corpus"], tokenizer, seq_len)
+        res = train(config, parts, c.train, ctx.out, c.seed, resume=ctx.resume, evaluate=evaluate)
         model = res.pop("model")
         if dist.is_main():
             model.config.use_cache = True
@@ -487,8 +548,9 @@ class TrainStep(Step):
         return TrainStats(**res, sequences=n_seq, epochs=round(res["tokens"] / (n_seq * seq_len), 3))
 
     def report_data(self, folder: Path, stats: TrainStats) -> dict:
-        path = folder / "metrics.jsonl"
-        return {"metrics": _complete_lines(path) if path.exists() else []}
+        path, held = folder / "metrics.jsonl", folder / HELDOUT
+        return {"metrics": _complete_lines(path) if path.exists() else [],
+                "heldout": _complete_lines(held) if held.exists() else []}
 
 
 TRAIN = TrainStep()

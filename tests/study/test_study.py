@@ -1,0 +1,105 @@
+"""A reduced study end to end on real reviews: arms differ only in their data, the curve, the ratio,
+the outputs, and a second run that redoes nothing."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from hare.cli import main
+from hare.core.io import read_json, read_jsonl
+from hare.study import Noise, add_noise, interpolate_tokens
+from hare.study.run import DATA_SECTIONS
+from tests.conftest import write_corpus_jsonl
+
+TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "num_key_value_heads": 1}
+
+
+def study_recipe(folder):
+    write_corpus_jsonl(folder / "reviews.jsonl", "movie_reviews", 160)
+    r = {"name": "s", "sources": [{"name": "reviews", "kind": "jsonl", "path": "reviews.jsonl"}],
+         "corpus": {"dedup": "minhash"},
+         "cluster": {"enabled": True, "k": 4},
+         "mix": {"max_chars": 300_000},
+         "tokenizer": {"vocab_size": 512},
+         "pack": {"seq_len": 64},
+         "model": {"preset": "tiny", "overrides": TINY},
+         "train": {"max_steps": 12, "micro_batch_size": 4, "grad_accum": 1, "warmup_steps": 2, "log_every": 4,
+                   "threads": 1, "device": "cpu"}}
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(r))
+    return path
+
+
+@pytest.mark.slow
+def test_reduced_study_end_to_end(tmp_path, capsys):
+    recipe = study_recipe(tmp_path)
+    out = tmp_path / "study"
+    args = ["study", str(recipe), "--out", str(out), "--noise", "--eval-points", "3", "--heldout-docs", "10",
+            "--eval-docs", "4", "--figure", str(tmp_path / "fig.png")]
+    assert main(args) == 0
+    res = read_json(out / "study.json")
+    arms = {a["arm"]: a for a in res["arms"]}
+    assert list(arms) == ["raw", "clean", "hare"]
+    # the same model, seed, tokenizer, budget and held-out set; only the data settings differ
+    recipes = {a: read_json(out / "arms" / f"{a}.recipe.json") for a in arms}
+    for a, r in recipes.items():
+        rest = {k: v for k, v in r.items() if k not in DATA_SECTIONS + ("name",)}
+        base = {k: v for k, v in recipes["raw"].items() if k not in DATA_SECTIONS + ("name",)}
+        assert rest == base, a
+    assert recipes["raw"]["corpus"] != recipes["hare"]["corpus"]
+    for a in arms:
+        m = read_json(out / "arms" / a / "train" / "manifest.json")
+        assert m["config"]["model"] == read_json(out / "arms" / "raw" / "train" / "manifest.json")["config"]["model"]
+        tok = read_json(out / "arms" / a / "tokenize" / "manifest.json")
+        assert tok["config"]["tokenizer"]["path"] == str(out / "tokenizer")
+        assert arms[a]["tokens"] == 12 * 4 * 64
+        assert [p["step"] for p in arms[a]["curve"]] == [0, 4, 8, 12]
+    # the untrained model scores the same in every arm: one model, one held-out set
+    assert len({arms[a]["curve"][0]["bits_per_byte"] for a in arms}) == 1
+    # the raw arm trains on the noisy input, the others on less
+    assert arms["raw"]["docs"] > arms["clean"]["docs"]
+    assert arms["raw"]["ratio"] == pytest.approx(1.0)
+    for a in arms.values():
+        assert a["ratio"] is None or a["ratio"] > 0
+    held = list(read_jsonl(out / "data" / "heldout.jsonl"))
+    raw = [r for r in read_jsonl(out / "data" / "raw" / "reviews.jsonl")]
+    assert len(held) == 10 and not {h["id"] for h in held} & {r["id"].split("#")[0] for r in raw}
+    noise = res["data"]["sources"]["reviews"]
+    assert noise["exact_duplicate"] > 0 and noise["near_duplicate"] > 0 and noise["spam"] > 0
+    assert (out / "loss_vs_tokens.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "fig.png").exists()
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "raw" in html and "hare" in html
+    printed = capsys.readouterr().out
+    assert "| raw |" in printed and "ratio" in printed
+    # a second run reuses every finished step and gives the same study
+    assert main(args) == 0
+    again = read_json(out / "study.json")
+    assert [a["curve"] for a in again["arms"]] == [a["curve"] for a in res["arms"]]
+    log = (out / "arms" / "hare" / "run.log").read_text()
+    assert log.count("step train: unchanged") >= 1
+
+
+def test_noise_is_deterministic_and_counted(reviews):
+    docs = [{"id": str(i), "text": t} for i, t in enumerate(reviews[:100])]
+    a, ca = add_noise(docs, Noise(), seed=3, items=["What is the capital of France?\nParis"])
+    b, cb = add_noise(docs, Noise(), seed=3, items=["What is the capital of France?\nParis"])
+    assert a == b and ca == cb
+    c, _ = add_noise(docs, Noise(), seed=4)
+    assert c != a
+    assert ca["clean_docs"] == 100 and ca["raw_docs"] == len(a) > 100
+    assert ca["benchmark_item"] == 1 and sum("capital of France" in d["text"] for d in a) >= 1
+    kinds = {k for d in a for k in d["noise"]}
+    assert {"exact_duplicate", "near_duplicate", "boilerplate", "foreign_lines", "foreign_page", "spam"} <= kinds
+    originals = {d["text"] for d in docs}
+    assert all(d["text"] in originals for d in a if not d["noise"])
+
+
+def test_interpolated_tokens_to_reach_a_target():
+    curve = [{"tokens": 0, "bits_per_byte": 5.0}, {"tokens": 100, "bits_per_byte": 3.0},
+             {"tokens": 200, "bits_per_byte": 2.0}]
+    assert interpolate_tokens(curve, 2.5) == pytest.approx(150)
+    assert interpolate_tokens(curve, 3.0) == pytest.approx(100)
+    assert interpolate_tokens(curve, 1.0) is None
+    assert interpolate_tokens(curve, 6.0) == 0
