@@ -84,9 +84,12 @@ def rolling_windows(ids: list[int], max_len: int) -> Iterator[tuple[int, int]]:
 
 
 def perplexity(model, tokenizer, texts: Iterable[str], max_len: int = 256, device: str = "cpu",
-               total: int | None = None, quiet: bool = False) -> Perplexity:
+               total: int | None = None, quiet: bool = False, batch_windows: int = 8) -> Perplexity:
     """Perplexity of ``model`` on ``texts``, each scored on its own (see the module docstring).
-    ``quiet`` scores without a progress bar (the training loop's periodic evaluation)."""
+
+    Windows (of one document or of several) are run ``batch_windows`` at a time, right-padded: a
+    causal model's outputs at a position do not depend on what follows it, so each window scores
+    as it would alone. ``quiet`` scores without a progress bar (the training loop's evaluation)."""
     import torch
     import torch.nn.functional as F
 
@@ -95,6 +98,22 @@ def perplexity(model, tokenizer, texts: Iterable[str], max_len: int = 256, devic
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
     nll = 0.0
     n_tok = n_bytes = n_words = n_docs = 0
+    pending: list[tuple[list[int], int]] = []  # (window tokens incl. the last target, tokens it scores)
+
+    def flush() -> float:
+        width = max(len(w) for w, _ in pending) - 1
+        inp = torch.zeros((len(pending), width), dtype=torch.long)
+        for i, (w, _) in enumerate(pending):
+            inp[i, :len(w) - 1] = torch.tensor(w[:-1])
+        logits = model(input_ids=inp.to(device)).logits.float()
+        total_nll = 0.0
+        for i, (w, new) in enumerate(pending):
+            n = len(w) - 1
+            target = torch.tensor(w[n - new + 1:], device=logits.device)
+            total_nll += F.cross_entropy(logits[i, n - new:n], target, reduction="sum").item()
+        pending.clear()
+        return total_nll
+
     with torch.no_grad():
         for text in (texts if quiet else progress(texts, desc="held-out perplexity", total=total, unit="doc")):
             ids = ([] if eos is None else [eos]) + tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -103,12 +122,14 @@ def perplexity(model, tokenizer, texts: Iterable[str], max_len: int = 256, devic
             n_docs += 1
             scored = 0  # tokens of the document already scored
             for start, end in rolling_windows(ids, max_len):
-                window = torch.tensor([ids[start:end + 1]], device=device)
-                logits = model(input_ids=window[:, :-1]).logits[0].float()
                 new = end - scored  # the window scores its last ``new`` tokens
-                nll += F.cross_entropy(logits[-new:], window[0, -new:], reduction="sum").item()
+                pending.append((ids[start:end + 1], new))
                 n_tok += new
                 scored = end
+                if len(pending) >= batch_windows:
+                    nll += flush()
+        if pending:
+            nll += flush()
     loss = nll / max(n_tok, 1)
     return Perplexity(docs=n_docs, tokens=n_tok, bytes=n_bytes, words=n_words, loss=loss,
                       perplexity=math.exp(min(loss, 50)), bits_per_byte=nll / math.log(2) / max(n_bytes, 1),
