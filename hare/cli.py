@@ -286,6 +286,91 @@ def _study_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--figure", default=None, help="also write the loss-curve PNG here")
 
 
+def cmd_tools_data(args: argparse.Namespace) -> int:
+    from hare.core.io import write_jsonl
+    from hare.tools.data import build_examples, chat_record
+    from hare.tools.library import load_library
+
+    lib = load_library(args.library)
+    examples = build_examples(lib, args.queries, per_template=args.per_template, seed=args.seed)
+    out = Path(args.out)
+    for split in ("train", "test"):
+        rows = [{**chat_record(e, lib), **e.record()} for e in examples if e.split == split]
+        write_jsonl(out / f"{split}.jsonl", rows)
+        print(f"{split}: {len(rows):,} queries, {len({r['family'] for r in rows})} families -> {out / f'{split}.jsonl'}")
+    return 0
+
+
+def _tools_data_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--library", default=None, help="function library JSON (default: the example phone library)")
+    sp.add_argument("--queries", default=None, help="query templates (default: <library>.queries.json)")
+    sp.add_argument("--out", required=True, help="folder for train.jsonl and test.jsonl (chat records)")
+    sp.add_argument("--per-template", type=int, default=6, help="slot fillings per template")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the slot values and of the held-out families")
+
+
+def cmd_eval_tools(args: argparse.Namespace) -> int:
+    import json
+
+    from hare.core.io import read_jsonl, write_json
+    from hare.tools.data import Example, build_examples
+    from hare.tools.evaluate import PromptedCaller, RetrievalBaseline, markdown, score
+    from hare.tools.library import load_library
+
+    lib = load_library(args.library)
+    if args.data:
+        rows = [r for r in read_jsonl(args.data)]
+        examples = [Example(r["query"], r.get("function"), r.get("arguments") or {}, r.get("family", ""),
+                            r.get("split", "test")) for r in rows]
+        train = []
+    else:
+        every = build_examples(lib, seed=args.seed)
+        examples = [e for e in every if e.split == "test"]
+        train = [e for e in every if e.split == "train"]
+    if args.limit:
+        examples = examples[:: max(1, len(examples) // args.limit)][: args.limit]
+    results = {}
+    if args.model:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from hare.tools.decode import ToolCaller
+
+        model = AutoModelForCausalLM.from_pretrained(args.model, local_files_only=True, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(args.model, local_files_only=True)
+        results["functional tokens"] = score(ToolCaller(model, tok, lib), examples, lib)
+    if args.base:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base = AutoModelForCausalLM.from_pretrained(args.base, local_files_only=True, dtype=torch.float32)
+        results["prompted base"] = score(PromptedCaller(base, AutoTokenizer.from_pretrained(args.base,
+                                                                                            local_files_only=True), lib),
+                                         examples, lib)
+    if train:
+        results["tf-idf retrieval"] = score(RetrievalBaseline(lib, train), examples, lib, arguments=False)
+    if not results:
+        print("error: nothing to score: give MODEL, --base, or leave out --data to score the retrieval baseline",
+              file=sys.stderr)
+        return 2
+    print(markdown(results), end="")
+    if args.out:
+        write_json(Path(args.out), results)
+        print(f"written: {args.out}")
+    return 0
+
+
+def _eval_tools_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("model", nargs="?", default=None, help="model folder trained with the library's functional tokens")
+    sp.add_argument("--library", default=None, help="function library JSON (default: the example phone library)")
+    sp.add_argument("--data", default=None, help="queries to score (JSONL with query, function, arguments); "
+                    "default: the held-out families of the library's query file")
+    sp.add_argument("--base", default=None, help="also score this base model prompted with the tool schemas")
+    sp.add_argument("--limit", type=int, default=None, help="score at most this many queries (evenly spread)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the query file's held-out families")
+    sp.add_argument("--out", default=None, help="write the results as JSON here")
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print("\n".join(schema_lines()))
     return 0
@@ -300,7 +385,9 @@ def _steps() -> list:
 
 # Commands whose arguments are not "[RECIPE] --out-dir --force": name -> function adding them.
 CUSTOM_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"audit": _audit_args, "eval": _eval_args,
-                                                                   "study": _study_args}
+                                                                   "study": _study_args,
+                                                                   "tools-data": _tools_data_args,
+                                                                   "eval-tools": _eval_tools_args}
 
 # name -> (function, one-line help). The single list of commands; README and tests read it.
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
@@ -312,6 +399,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (cmd_validate, "check a recipe and print it with every default filled in"),
     "audit": (cmd_audit, "leakage audit of a model: n-gram accuracy on benchmarks and their rewritten twins (Δ)"),
     "schema": (cmd_schema, "print every recipe key with its type, default and meaning"),
+    "tools-data": (cmd_tools_data, "training and held-out queries of a function library as chat records whose "
+                                   "answers are functional-token calls (for hare sft)"),
+    "eval-tools": (cmd_eval_tools, "score a tool-calling model per function: function accuracy, exact call, BFCL "
+                                   "AST check, irrelevance rejection, latency; with TF-IDF and prompted baselines"),
     "study": (cmd_study, "data-efficiency study: one model trained on raw, cleaned and full-hare data; held-out "
                          "bits per byte against tokens, and the tokens each arm needs to match raw"),
 }

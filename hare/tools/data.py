@@ -64,7 +64,7 @@ def _fill(template: str, args: dict[str, str], slots: dict[str, list], rng: rand
 
 
 def build_examples(library: Library, queries: str | Path | None = None, per_template: int = 6, seed: int = 0,
-                   heldout_families: int = 1, heldout_refuse: int = 2) -> list[Example]:
+                   heldout_families: int = 1, heldout_refuse: int = 4) -> list[Example]:
     """Every query of the library's query file; ``heldout_families`` families per function and
     ``heldout_refuse`` refusal families (chosen by the seed) form the test split."""
     path = Path(queries) if queries is not None else queries_path(library)

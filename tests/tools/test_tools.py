@@ -141,3 +141,17 @@ def test_retrieval_baseline_runs_on_held_out_families(lib):
     assert set(res["functions"]) >= {f.name for f in lib.functions}
     assert 0 < res["overall"]["function_accuracy"] <= 1
     assert res["overall"]["irrelevance"] is not None
+
+
+def test_tools_commands(tmp_path, capsys):
+    from hare.cli import main
+    from hare.core.io import read_jsonl
+
+    assert main(["tools-data", "--out", str(tmp_path / "d")]) == 0
+    train, test = (list(read_jsonl(tmp_path / "d" / f"{s}.jsonl")) for s in ("train", "test"))
+    assert train and test and not {r["family"] for r in train} & {r["family"] for r in test}
+    assert test[0]["messages"][-1]["content"].startswith("<nexa_")
+    assert main(["eval-tools", "--out", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "tf-idf retrieval: function acc" in out and "**overall**" in out
+    assert main(["eval-tools", "--data", str(tmp_path / "d" / "test.jsonl")]) == 2
