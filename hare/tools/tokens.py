@@ -15,11 +15,15 @@ from hare.tools.library import END, NONE, Library
 
 
 def add_functional_tokens(model, tokenizer, library: Library) -> dict[str, int]:
-    """Add the library's tokens as special tokens, resize the model and initialise the new rows;
+    """Add the library's tokens to the tokenizer, resize the model and initialise the new rows;
     returns token -> id. Tokens already in the tokenizer keep their rows."""
+    from tokenizers import AddedToken
+
     new = [t for t in library.tokens if t not in tokenizer.get_vocab()]
     if new:
-        tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
+        # Added, not special: decoders that skip special tokens (servers do) keep them in the text,
+        # where the call is read from.
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False, single_word=False) for t in new])
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in library.tokens}
     if not new:
         return ids

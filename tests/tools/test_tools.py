@@ -155,3 +155,22 @@ def test_tools_commands(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "tf-idf retrieval: function acc" in out and "**overall**" in out
     assert main(["eval-tools", "--data", str(tmp_path / "d" / "test.jsonl")]) == 2
+
+
+def test_functional_tokens_survive_decoding_without_special_tokens(tmp_path, lib, reviews):
+    from hare.model.model import build_model, mistral_config
+    from hare.train.pack import train_tokenizer
+
+    tok = train_tokenizer(reviews[:40], 512, tmp_path / "tok")
+    model = build_model(mistral_config("tiny", {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                                "num_attention_heads": 2, "num_key_value_heads": 1,
+                                                "max_position_embeddings": 128}, vocab_size=len(tok)), seed=0)
+    add_functional_tokens(model, tok, lib)
+    text = lib.target("set_volume", {"level": 50})
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    tok.save_pretrained(tmp_path / "saved")
+    from transformers import AutoTokenizer
+
+    again = AutoTokenizer.from_pretrained(tmp_path / "saved")
+    assert again(text, add_special_tokens=False)["input_ids"] == ids
