@@ -251,6 +251,76 @@ def _eval_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--redo", action="store_true", help="recipe only: redo the eval step even if it is unchanged")
 
 
+def cmd_sft(args: argparse.Namespace) -> int:
+    """``hare sft BASE DATA...``: fine-tune a model folder on chat files; ``hare sft [RECIPE]``: the recipe's step."""
+    from pydantic import ValidationError
+
+    from hare.chat.sft import sft
+    from hare.core.progress import step_output
+    from hare.evals.evaluate import is_model_dir
+    from hare.recipe import SftConfig
+
+    target = args.target
+    if target is None or not is_model_dir(target):
+        if args.data:
+            print(f"error: {target}: not a model folder (no config.json)", file=sys.stderr)
+            return 2
+        args.recipe = target
+        return _pipeline_command(["sft"])(args)
+    if not args.data:
+        print("error: hare sft BASE DATA...: name the chat files to fine-tune on", file=sys.stderr)
+        return 2
+    fields = {k: getattr(args, k) for k in ("template", "format", "max_steps", "epochs", "lr", "batch_size",
+                                             "grad_accum", "max_length", "eval_fraction", "device", "threads")
+              if getattr(args, k) is not None}
+    try:
+        cfg = SftConfig(**fields, packing=not args.no_packing, lora={"enabled": args.lora})
+    except ValidationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("runs") / "sft" / Path(target).resolve().name
+    try:
+        with step_output(out / "log.txt"):
+            res = sft(target, args.data, cfg, out, seed=args.seed, resume=args.resume)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"sft: {res['step']} steps, loss {res['final_loss']:.4f}"
+          + (f", held-out loss {res['eval_loss']:.4f}" if res["eval_loss"] is not None else "")
+          + f", {res['conversations']} conversations, {res['quarantined']} quarantined, "
+            f"{res['tokens_per_s']:,.0f} tokens/s")
+    print(f"model: {out / 'model'}")
+    return 0
+
+
+def _sft_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("target", nargs="?", default=None, metavar="BASE|RECIPE",
+                    help="a Hugging Face model folder to fine-tune (a hare run's train/model), or a recipe whose "
+                         "sft step runs")
+    sp.add_argument("data", nargs="*", help="chat files, folders or globs (messages, ShareGPT, Alpaca/Dolly records)")
+    sp.add_argument("--out", default=None, help="output folder (default: runs/sft/<base name>)")
+    sp.add_argument("--template", choices=["hare", "chatml", "tokenizer"], default=None,
+                    help="chat template (default: hare, <round_start>/<round_end>)")
+    sp.add_argument("--format", choices=["auto", "messages", "sharegpt", "alpaca"], default=None,
+                    help="record format (default: auto, per record from its keys)")
+    sp.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: --epochs over the data)")
+    sp.add_argument("--epochs", type=float, default=None, help="passes over the data (default: 3)")
+    sp.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-5)")
+    sp.add_argument("--batch-size", type=int, default=None, help="sequences per forward pass (default: 8)")
+    sp.add_argument("--grad-accum", type=int, default=None, help="micro-batches per optimizer step (default: 1)")
+    sp.add_argument("--max-length", type=int, default=None, help="tokens per packed sequence (default: 1024)")
+    sp.add_argument("--no-packing", action="store_true", help="one conversation per sequence, padded")
+    sp.add_argument("--eval-fraction", type=float, default=None, help="share held out for the evaluation loss")
+    sp.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the export)")
+    sp.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    sp.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's)")
+    sp.add_argument("--seed", type=int, default=1234, help="seed of the data order and the held-out slice")
+    sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    sp.add_argument("--out-dir", default=None, help="recipe only: folder holding the runs")
+    sp.add_argument("--force", action="append", metavar="STEP", help="recipe only: redo STEP and every step after")
+    sp.add_argument("--redo", action="store_true", help="recipe only: redo the sft step")
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print("\n".join(schema_lines()))
     return 0
@@ -265,6 +335,7 @@ def _steps() -> list:
 
 # Commands whose arguments are not "[RECIPE] --out-dir --force": name -> function adding them.
 CUSTOM_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"audit": _audit_args, "eval": _eval_args}
+CUSTOM_ARGS.update({"sft": _sft_args})
 
 # name -> (function, one-line help). The single list of commands; README and tests read it.
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
@@ -273,6 +344,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     **{s.name: (_pipeline_command([s.name]), s.help) for s in _steps()},
     "eval": (cmd_eval, "evaluate a model folder on the Open LLM Leaderboard suite (the paper's table) and "
                        "held-out perplexity, or run a recipe's eval step"),
+    "sft": (cmd_sft, "fine-tune a model folder on chat data (TRL's SFTTrainer, the HARE chat template), or run a "
+                     "recipe's sft step"),
     "validate": (cmd_validate, "check a recipe and print it with every default filled in"),
     "audit": (cmd_audit, "leakage audit of a model: n-gram accuracy on benchmarks and their rewritten twins (Δ)"),
     "schema": (cmd_schema, "print every recipe key with its type, default and meaning"),
