@@ -321,6 +321,111 @@ def _sft_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--redo", action="store_true", help="recipe only: redo the sft step")
 
 
+def _serve_limits(args: argparse.Namespace):
+    from hare.chat.serve import Limits
+
+    return Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_messages=args.max_messages)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``hare serve MODEL``: an OpenAI-compatible server for a local model folder (transformers serve)."""
+    import os
+
+    from hare.chat.serve import Server, build_app
+
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not key:
+        log.warning("serving on %s without an API key: anyone who can reach it can use it (set %s)",
+                    args.host, args.api_key_env)
+    try:
+        app = build_app(args.model, _serve_limits(args), api_key=key, device=args.device,
+                        continuous_batching=args.continuous_batching)
+    except (FileNotFoundError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    server = Server(app, args.host, args.port).start()
+    print(f"serving {args.model} at {server.url} (model name: {args.model}){'; API key required' if key else ''}; "
+          "Ctrl-C stops", flush=True)
+    try:
+        server.thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _serve_args(sp: argparse.ArgumentParser, chat: bool = False) -> None:
+    sp.add_argument("--max-tokens", type=int, default=1024,
+                    help="cap on a request's max_tokens, and its value when a request leaves it out")
+    sp.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
+    sp.add_argument("--max-messages", type=int, default=256, help="most messages in a chat request")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    sp.add_argument("--continuous-batching", action="store_true",
+                    help="transformers' continuous batching with a paged KV cache (for GPUs; on CPU one request at "
+                         "a time is faster)")
+    sp.add_argument("--api-key-env", default="HARE_API_KEY",
+                    help="environment variable holding the API key; when it is set, requests need "
+                         "'Authorization: Bearer KEY'" + (" (with --endpoint: the key sent)" if chat else ""))
+
+
+def _serve_cmd_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("model", help="a Hugging Face model folder (a hare export, or any local causal LM)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    sp.add_argument("--port", type=int, default=8000, help="port to listen on")
+    _serve_args(sp)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """``hare chat MODEL`` or ``hare chat --endpoint URL``: a terminal chat."""
+    import os
+
+    import openai
+
+    from hare.chat.client import Chat, repl
+
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    server = None
+    if args.endpoint:
+        url, model = args.endpoint, args.model
+    elif args.model:
+        from hare.chat.serve import Server, build_app
+
+        try:
+            app = build_app(args.model, _serve_limits(args), device=args.device,
+                            continuous_batching=args.continuous_batching)
+        except (FileNotFoundError, ImportError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        server = Server(app).start()
+        url, model, key = server.url, args.model, None
+    else:
+        print("error: name a model folder, or --endpoint URL", file=sys.stderr)
+        return 2
+    client = openai.OpenAI(base_url=url, api_key=key or "none", max_retries=0)
+    try:
+        if model is None:
+            model = client.models.list().data[0].id
+        return repl(Chat(client, model, system=args.system, max_tokens=args.max_tokens,
+                         temperature=args.temperature))
+    except openai.APIConnectionError as e:
+        print(f"error: cannot reach {url}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _chat_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("model", nargs="?", default=None,
+                    help="a local model folder to chat with (served in this process), or with --endpoint the model "
+                         "name to ask for (default: the endpoint's first)")
+    sp.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    sp.add_argument("--system", default=None, help="system prompt (default: the chat template's)")
+    sp.add_argument("--temperature", type=float, default=None, help="sampling temperature (0: greedy)")
+    _serve_args(sp, chat=True)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print("\n".join(schema_lines()))
     return 0
@@ -335,7 +440,7 @@ def _steps() -> list:
 
 # Commands whose arguments are not "[RECIPE] --out-dir --force": name -> function adding them.
 CUSTOM_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"audit": _audit_args, "eval": _eval_args}
-CUSTOM_ARGS.update({"sft": _sft_args})
+CUSTOM_ARGS.update({"sft": _sft_args, "serve": _serve_cmd_args, "chat": _chat_args})
 
 # name -> (function, one-line help). The single list of commands; README and tests read it.
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
@@ -346,6 +451,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
                        "held-out perplexity, or run a recipe's eval step"),
     "sft": (cmd_sft, "fine-tune a model folder on chat data (TRL's SFTTrainer, the HARE chat template), or run a "
                      "recipe's sft step"),
+    "serve": (cmd_serve, "an OpenAI-compatible server (/v1/models, /v1/completions, /v1/chat/completions, streaming) "
+                         "for a local model folder, on transformers serve"),
+    "chat": (cmd_chat, "chat with a model in the terminal: a local folder, or a server (--endpoint)"),
     "validate": (cmd_validate, "check a recipe and print it with every default filled in"),
     "audit": (cmd_audit, "leakage audit of a model: n-gram accuracy on benchmarks and their rewritten twins (Δ)"),
     "schema": (cmd_schema, "print every recipe key with its type, default and meaning"),

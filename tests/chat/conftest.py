@@ -36,3 +36,43 @@ def tiny_base(tmp_path_factory, dolly) -> Path:
     build_model(config, seed=0).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory, tiny_base) -> Path:
+    """The tiny base with the HARE template prepared (untrained: for protocol tests, not answers)."""
+    import torch
+
+    from hare.chat.sft import load_base
+    from hare.chat.template import prepare
+
+    folder = tmp_path_factory.mktemp("tiny-chat")
+    model, tok = load_base(tiny_base)
+    torch.manual_seed(0)
+    prepare(tok, model, "hare")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served(tiny_chat):
+    """``hare serve``'s app for the tiny chat model on 127.0.0.1 (one per test session), with a hook
+    recording every request body it passes to the engine."""
+    import torch
+
+    from hare.chat.serve import Limits, Server, build_app
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model decodes faster on one thread than on contended ones
+    app = build_app(tiny_chat, Limits(max_tokens=16, max_body_bytes=64 << 10, max_messages=8), device="cpu")
+    app.seen = []
+    app.request_hooks.append(lambda path, body: app.seen.append((path, json_copy(body))))
+    server = Server(app).start()
+    yield server
+    server.stop()
+    torch.set_num_threads(threads)
+
+
+def json_copy(obj):
+    return json.loads(json.dumps(obj))
