@@ -168,7 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     target = args.target
     model_opts = [o for o, v in (("--suite", args.suite), ("--tasks", args.tasks), ("--limit", args.limit),
                                  ("--benchmarks-dir", args.benchmarks_dir), ("--heldout", args.heldout),
-                                 ("--max-length", args.max_length)) if v]
+                                 ("--max-length", args.max_length),
+                                 ("--apply-chat-template", args.apply_chat_template)) if v]
     if target is None or not is_model_dir(target):
         if target is not None and Path(target).is_dir():
             print(f"error: {target}: not a model folder (no config.json) and not a recipe file", file=sys.stderr)
@@ -197,7 +198,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         with step_output(out / "log.txt"):
             summary = evaluate(model, out, tasks, benchmarks=args.benchmarks_dir, limit=args.limit, batch_size=batch,
                                device=args.device, max_length=args.max_length, heldout=args.heldout,
-                               heldout_limit=args.limit, text_field=args.text_field, name=name)
+                               heldout_limit=args.limit, text_field=args.text_field, name=name,
+                               apply_chat_template=args.apply_chat_template)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -244,6 +246,9 @@ def _eval_args(sp: argparse.ArgumentParser) -> None:
                     help="documents for held-out perplexity (bits per byte, loss per token): JSONL with a text "
                          "field, .txt files, or folders of them; repeatable. Alone, it skips the suite")
     sp.add_argument("--text-field", default="text", help="JSONL field holding a document's text (with --heldout)")
+    sp.add_argument("--apply-chat-template", action="store_true",
+                    help="render the prompts with the model's chat template, few-shot examples as earlier turns "
+                         "(lm-eval's apply_chat_template; for chat models such as a hare sft export)")
     sp.add_argument("--out-dir", default=None,
                     help="folder holding the runs (default: runs); a model's results go to <out-dir>/eval/<name>/")
     sp.add_argument("--force", action="append", choices=step_names, metavar="STEP",
