@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hare.chat.data import read_chats, split
-from hare.chat.template import has_generation_markers, prepare
+from hare.chat.template import has_generation_markers, prepare, without_generation_markers
 from hare.core.io import RecordError, atomic_open, read_jsonl, write_jsonl
 from hare.core.progress import Progress
 from hare.core.step import Stats, Step, StepContext
@@ -190,7 +190,11 @@ def export(model, tokenizer, folder: Path) -> None:
         model = model.merge_and_unload()
     model.config.use_cache = True
     model.save_pretrained(tmp, safe_serialization=True)
+    template = tokenizer.chat_template
+    if isinstance(template, str):
+        tokenizer.chat_template = without_generation_markers(template)
     tokenizer.save_pretrained(tmp)
+    tokenizer.chat_template = template
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)

@@ -64,10 +64,21 @@ CHATML = ChatTemplate("chatml", _wrapped("<|im_start|>", "<|im_end|>", DEFAULT_S
 TEMPLATES: dict[str, ChatTemplate] = {t.name: t for t in (HARE, CHATML)}
 
 
+_MARKER = r"\{%-?\s*(end)?generation\s*-?%\}"
+
+
 def has_generation_markers(template: str | None) -> bool:
     import re
 
-    return bool(template) and re.search(r"\{%-?\s*generation\s*-?%\}", template) is not None
+    return bool(template) and re.search(_MARKER, template) is not None
+
+
+def without_generation_markers(template: str) -> str:
+    """The template as inference engines read it: ``{% generation %}`` is a transformers extension
+    of Jinja that only training needs (other runtimes' Jinja engines reject the unknown tag)."""
+    import re
+
+    return re.sub(_MARKER, "", template)
 
 
 def prepare(tokenizer, model=None, template: str = "hare", extra_tokens: tuple[str, ...] = ()) -> str:

@@ -56,3 +56,21 @@ def test_chat_with_a_local_folder_answers_and_exits_cleanly_on_ctrl_c(tiny_chat)
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0 and "Traceback" not in child.before
+
+
+@pytest.mark.slow
+def test_serve_command_binds_localhost_answers_and_stops_on_ctrl_c(tiny_chat):
+    import openai
+
+    child = pexpect.spawn(sys.executable, ["-m", "hare", "serve", str(tiny_chat), "--port", "0", "--device", "cpu",
+                                           "--max-tokens", "4"], cwd=str(ROOT), encoding="utf-8", timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TERM": "dumb", "HARE_API_KEY": "k3y"})
+    child.expect(r"at (http://127\.0\.0\.1:\d+/v1) .*API key required")
+    url = child.match.group(1)
+    r = openai.OpenAI(base_url=url, api_key="k3y", max_retries=0).chat.completions.create(
+        model=str(tiny_chat), messages=[{"role": "user", "content": "Hi"}])
+    assert 1 <= r.usage.completion_tokens <= 4  # the server's cap is the default max_tokens
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "Traceback" not in child.before

@@ -117,3 +117,24 @@ def test_64_concurrent_requests_all_complete(served, capsys):
     p50, p95 = statistics.median(lat), lat[int(0.95 * len(lat)) - 1]
     with capsys.disabled():
         print(f"\n64 concurrent chat requests (2 tokens each): wall {wall:.2f}s, p50 {p50:.2f}s, p95 {p95:.2f}s")
+
+
+def test_a_real_chat_model_answers_and_stops_at_its_end_of_turn(smollm2):
+    """SmolLM2-135M-Instruct with its own (ChatML) template: the answer is right and ends on <|im_end|>."""
+    import torch
+
+    from hare.chat.serve import build_app
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    server = Server(build_app(smollm2, device="cpu")).start()
+    try:
+        c = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=300)
+        r = c.chat.completions.create(model=str(smollm2), max_tokens=24, temperature=0,
+                                      messages=[{"role": "user", "content": "What is the capital of France?"}])
+        assert "Paris" in r.choices[0].message.content
+        assert r.choices[0].finish_reason == "stop" and r.usage.completion_tokens < 24
+        assert "<|im_end|>" not in r.choices[0].message.content
+    finally:
+        server.stop()
+        torch.set_num_threads(threads)

@@ -109,6 +109,7 @@ def test_export_is_a_chat_model(tiny_base, chat_file, tmp_path):
     prompt = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert prompt == ("<round_start>system\nYou are a helpful assistant.<round_end>\n"
                       "<round_start>user\nHello<round_end>\n<round_start>assistant\n")
+    assert "{%- generation" not in tok.chat_template  # training markers are not exported
     end = tok.convert_tokens_to_ids("<round_end>")
     assert tok.eos_token == "<round_end>" and model.generation_config.eos_token_id[0] == end
     assert model.get_input_embeddings().num_embeddings == len(tok)
