@@ -329,7 +329,8 @@ def _sft_args(sp: argparse.ArgumentParser) -> None:
 def _serve_limits(args: argparse.Namespace):
     from hare.chat.serve import Limits
 
-    return Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_messages=args.max_messages)
+    return Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens or 1024,
+                  max_messages=args.max_messages)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -361,8 +362,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_args(sp: argparse.ArgumentParser, chat: bool = False) -> None:
-    sp.add_argument("--max-tokens", type=int, default=1024,
-                    help="cap on a request's max_tokens, and its value when a request leaves it out")
+    if chat:
+        sp.add_argument("--max-tokens", type=int, default=None,
+                        help="most tokens of an answer (default: the server's; a local folder's server caps at 1024)")
+    else:
+        sp.add_argument("--max-tokens", type=int, default=1024,
+                        help="cap on a request's max_tokens, and its value when a request leaves it out")
     sp.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
     sp.add_argument("--max-messages", type=int, default=256, help="most messages in a chat request")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -52,7 +52,7 @@ def _complete_lines(path: Path) -> list[dict]:
     return out
 
 
-def _callbacks(out: Path, total: int, resume_step: int, stop_after: int | None):
+def _callbacks(out: Path, total: int, resume_step: int, stop_after: int | None, main: bool = True):
     from transformers import TrainerCallback
 
     metrics_path = out / "metrics.jsonl"
@@ -63,15 +63,16 @@ def _callbacks(out: Path, total: int, resume_step: int, stop_after: int | None):
         def __init__(self):
             kept = [m for m in _complete_lines(metrics_path) if m["step"] <= resume_step] \
                 if resume_step and metrics_path.exists() else []
-            with atomic_open(metrics_path) as f:  # drop lines logged after the checkpoint resumed from
-                for m in kept:
-                    f.write(json.dumps(m) + "\n")
-            self.f = open(metrics_path, "a", encoding="utf-8")
+            if main:  # under torchrun the first process writes
+                with atomic_open(metrics_path) as f:  # drop lines logged after the checkpoint resumed from
+                    for m in kept:
+                        f.write(json.dumps(m) + "\n")
+            self.f = open(metrics_path if main else os.devnull, "a", encoding="utf-8")
             self.tokens_base = kept[-1]["tokens"] if kept else 0  # TRL counts tokens from 0 in every process
             self.seen = 0
             self.t = time.perf_counter()
             self.pending: dict | None = None
-            self.bar = Progress(total=total, initial=resume_step, desc="sft", unit="step")
+            self.bar = Progress(total=total, initial=resume_step, desc="sft", unit="step", disable=not main)
 
         def _flush(self):
             if self.pending is not None:
@@ -241,7 +242,8 @@ def sft(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, see
 
     trainer.remove_callback(PrinterCallback)  # metrics.jsonl and hare's bar say it instead
     total = trainer.args.max_steps if trainer.args.max_steps > 0 else _planned_steps(trainer)
-    metrics = _callbacks(out, total, resume_step, stop_after)
+    main = trainer.is_world_process_zero()
+    metrics = _callbacks(out, total, resume_step, stop_after, main)
     trainer.add_callback(metrics)
     log.info("sft: %d conversations (%d held out, %d quarantined), %d steps, template %s (stops at %s)%s",
              len(chats.conversations), len(eval_rows), len(chats.quarantined), total, cfg.template, eot,
@@ -254,9 +256,10 @@ def sft(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, see
     finally:
         metrics.close()
     eval_loss = round(float(trainer.evaluate()["eval_loss"]), 5) if eval_rows else None
-    export(trainer.model, tok, out / "model")
+    if main:
+        export(trainer.model, tok, out / "model")
     lines = _complete_lines(out / "metrics.jsonl")
-    if eval_loss is not None and lines:  # the final evaluation goes on the last line
+    if eval_loss is not None and lines and main:  # the final evaluation goes on the last line
         if lines[-1]["step"] == trainer.state.global_step:
             lines[-1]["eval_loss"] = eval_loss
         else:

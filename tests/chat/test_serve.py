@@ -119,6 +119,7 @@ def test_64_concurrent_requests_all_complete(served, capsys):
         print(f"\n64 concurrent chat requests (2 tokens each): wall {wall:.2f}s, p50 {p50:.2f}s, p95 {p95:.2f}s")
 
 
+@pytest.mark.slow
 def test_a_real_chat_model_answers_and_stops_at_its_end_of_turn(smollm2):
     """SmolLM2-135M-Instruct with its own (ChatML) template: the answer is right and ends on <|im_end|>."""
     import torch
