@@ -168,7 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     target = args.target
     model_opts = [o for o, v in (("--suite", args.suite), ("--tasks", args.tasks), ("--limit", args.limit),
                                  ("--benchmarks-dir", args.benchmarks_dir), ("--heldout", args.heldout),
-                                 ("--max-length", args.max_length)) if v]
+                                 ("--max-length", args.max_length),
+                                 ("--apply-chat-template", args.apply_chat_template)) if v]
     if target is None or not is_model_dir(target):
         if target is not None and Path(target).is_dir():
             print(f"error: {target}: not a model folder (no config.json) and not a recipe file", file=sys.stderr)
@@ -197,7 +198,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         with step_output(out / "log.txt"):
             summary = evaluate(model, out, tasks, benchmarks=args.benchmarks_dir, limit=args.limit, batch_size=batch,
                                device=args.device, max_length=args.max_length, heldout=args.heldout,
-                               heldout_limit=args.limit, text_field=args.text_field, name=name)
+                               heldout_limit=args.limit, text_field=args.text_field, name=name,
+                               apply_chat_template=args.apply_chat_template)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -244,6 +246,9 @@ def _eval_args(sp: argparse.ArgumentParser) -> None:
                     help="documents for held-out perplexity (bits per byte, loss per token): JSONL with a text "
                          "field, .txt files, or folders of them; repeatable. Alone, it skips the suite")
     sp.add_argument("--text-field", default="text", help="JSONL field holding a document's text (with --heldout)")
+    sp.add_argument("--apply-chat-template", action="store_true",
+                    help="render the prompts with the model's chat template, few-shot examples as earlier turns "
+                         "(lm-eval's apply_chat_template; for chat models such as a hare sft export)")
     sp.add_argument("--out-dir", default=None,
                     help="folder holding the runs (default: runs); a model's results go to <out-dir>/eval/<name>/")
     sp.add_argument("--force", action="append", choices=step_names, metavar="STEP",
@@ -369,6 +374,184 @@ def _eval_tools_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--limit", type=int, default=None, help="score at most this many queries (evenly spread)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the query file's held-out families")
     sp.add_argument("--out", default=None, help="write the results as JSON here")
+def cmd_sft(args: argparse.Namespace) -> int:
+    """``hare sft BASE DATA...``: fine-tune a model folder on chat files; ``hare sft [RECIPE]``: the recipe's step."""
+    from pydantic import ValidationError
+
+    from hare.chat.sft import sft
+    from hare.core.progress import step_output
+    from hare.evals.evaluate import is_model_dir
+    from hare.recipe import SftConfig
+
+    target = args.target
+    if target is None or not is_model_dir(target):
+        if args.data:
+            print(f"error: {target}: not a model folder (no config.json)", file=sys.stderr)
+            return 2
+        args.recipe = target
+        return _pipeline_command(["sft"])(args)
+    if not args.data:
+        print("error: hare sft BASE DATA...: name the chat files to fine-tune on", file=sys.stderr)
+        return 2
+    fields = {k: getattr(args, k) for k in ("template", "format", "max_steps", "epochs", "lr", "batch_size",
+                                             "grad_accum", "max_length", "eval_fraction", "device", "threads")
+              if getattr(args, k) is not None}
+    try:
+        cfg = SftConfig(**fields, packing=not args.no_packing, lora={"enabled": args.lora})
+    except ValidationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("runs") / "sft" / Path(target).resolve().name
+    try:
+        with step_output(out / "log.txt"):
+            res = sft(target, args.data, cfg, out, seed=args.seed, resume=args.resume)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"sft: {res['step']} steps, loss {res['final_loss']:.4f}"
+          + (f", held-out loss {res['eval_loss']:.4f}" if res["eval_loss"] is not None else "")
+          + f", {res['conversations']} conversations, {res['quarantined']} quarantined, "
+            f"{res['tokens_per_s']:,.0f} tokens/s")
+    print(f"model: {out / 'model'}")
+    return 0
+
+
+def _sft_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("target", nargs="?", default=None, metavar="BASE|RECIPE",
+                    help="a Hugging Face model folder to fine-tune (a hare run's train/model), or a recipe whose "
+                         "sft step runs")
+    sp.add_argument("data", nargs="*", help="chat files, folders or globs (messages, ShareGPT, Alpaca/Dolly records)")
+    sp.add_argument("--out", default=None, help="output folder (default: runs/sft/<base name>)")
+    sp.add_argument("--template", choices=["hare", "chatml", "tokenizer"], default=None,
+                    help="chat template (default: hare, <round_start>/<round_end>)")
+    sp.add_argument("--format", choices=["auto", "messages", "sharegpt", "alpaca"], default=None,
+                    help="record format (default: auto, per record from its keys)")
+    sp.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: --epochs over the data)")
+    sp.add_argument("--epochs", type=float, default=None, help="passes over the data (default: 3)")
+    sp.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-5)")
+    sp.add_argument("--batch-size", type=int, default=None, help="sequences per forward pass (default: 8)")
+    sp.add_argument("--grad-accum", type=int, default=None, help="micro-batches per optimizer step (default: 1)")
+    sp.add_argument("--max-length", type=int, default=None, help="tokens per packed sequence (default: 1024)")
+    sp.add_argument("--no-packing", action="store_true", help="one conversation per sequence, padded")
+    sp.add_argument("--eval-fraction", type=float, default=None, help="share held out for the evaluation loss")
+    sp.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the export)")
+    sp.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    sp.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's)")
+    sp.add_argument("--seed", type=int, default=1234, help="seed of the data order and the held-out slice")
+    sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    sp.add_argument("--out-dir", default=None, help="recipe only: folder holding the runs")
+    sp.add_argument("--force", action="append", metavar="STEP", help="recipe only: redo STEP and every step after")
+    sp.add_argument("--redo", action="store_true", help="recipe only: redo the sft step")
+
+
+def _serve_limits(args: argparse.Namespace):
+    from hare.chat.serve import Limits
+
+    return Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens or 1024,
+                  max_messages=args.max_messages)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``hare serve MODEL``: an OpenAI-compatible server for a local model folder (transformers serve)."""
+    import os
+
+    from hare.chat.serve import Server, build_app
+
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not key:
+        log.warning("serving on %s without an API key: anyone who can reach it can use it (set %s)",
+                    args.host, args.api_key_env)
+    try:
+        app = build_app(args.model, _serve_limits(args), api_key=key, device=args.device,
+                        continuous_batching=args.continuous_batching)
+    except (FileNotFoundError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    server = Server(app, args.host, args.port).start()
+    print(f"serving {args.model} at {server.url} (model name: {args.model}){'; API key required' if key else ''}; "
+          "Ctrl-C stops", flush=True)
+    try:
+        server.thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _serve_args(sp: argparse.ArgumentParser, chat: bool = False) -> None:
+    if chat:
+        sp.add_argument("--max-tokens", type=int, default=None,
+                        help="most tokens of an answer (default: the server's; a local folder's server caps at 1024)")
+    else:
+        sp.add_argument("--max-tokens", type=int, default=1024,
+                        help="cap on a request's max_tokens, and its value when a request leaves it out")
+    sp.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
+    sp.add_argument("--max-messages", type=int, default=256, help="most messages in a chat request")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    sp.add_argument("--continuous-batching", action="store_true",
+                    help="transformers' continuous batching with a paged KV cache (for GPUs; on CPU one request at "
+                         "a time is faster)")
+    sp.add_argument("--api-key-env", default="HARE_API_KEY",
+                    help="environment variable holding the API key; when it is set, requests need "
+                         "'Authorization: Bearer KEY'" + (" (with --endpoint: the key sent)" if chat else ""))
+
+
+def _serve_cmd_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("model", help="a Hugging Face model folder (a hare export, or any local causal LM)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    sp.add_argument("--port", type=int, default=8000, help="port to listen on")
+    _serve_args(sp)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """``hare chat MODEL`` or ``hare chat --endpoint URL``: a terminal chat."""
+    import os
+
+    import openai
+
+    from hare.chat.client import Chat, repl
+
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    server = None
+    if args.endpoint:
+        url, model = args.endpoint, args.model
+    elif args.model:
+        from hare.chat.serve import Server, build_app
+
+        try:
+            app = build_app(args.model, _serve_limits(args), device=args.device,
+                            continuous_batching=args.continuous_batching)
+        except (FileNotFoundError, ImportError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        server = Server(app).start()
+        url, model, key = server.url, args.model, None
+    else:
+        print("error: name a model folder, or --endpoint URL", file=sys.stderr)
+        return 2
+    client = openai.OpenAI(base_url=url, api_key=key or "none", max_retries=0)
+    try:
+        if model is None:
+            model = client.models.list().data[0].id
+        return repl(Chat(client, model, system=args.system, max_tokens=args.max_tokens,
+                         temperature=args.temperature))
+    except openai.APIConnectionError as e:
+        print(f"error: cannot reach {url}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _chat_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("model", nargs="?", default=None,
+                    help="a local model folder to chat with (served in this process), or with --endpoint the model "
+                         "name to ask for (default: the endpoint's first)")
+    sp.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    sp.add_argument("--system", default=None, help="system prompt (default: the chat template's)")
+    sp.add_argument("--temperature", type=float, default=None, help="sampling temperature (0: greedy)")
+    _serve_args(sp, chat=True)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -388,6 +571,7 @@ CUSTOM_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"audit": _a
                                                                    "study": _study_args,
                                                                    "tools-data": _tools_data_args,
                                                                    "eval-tools": _eval_tools_args}
+CUSTOM_ARGS.update({"sft": _sft_args, "serve": _serve_cmd_args, "chat": _chat_args})
 
 # name -> (function, one-line help). The single list of commands; README and tests read it.
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
@@ -396,6 +580,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     **{s.name: (_pipeline_command([s.name]), s.help) for s in _steps()},
     "eval": (cmd_eval, "evaluate a model folder on the Open LLM Leaderboard suite (the paper's table) and "
                        "held-out perplexity, or run a recipe's eval step"),
+    "sft": (cmd_sft, "fine-tune a model folder on chat data (TRL's SFTTrainer, the HARE chat template), or run a "
+                     "recipe's sft step"),
+    "serve": (cmd_serve, "an OpenAI-compatible server (/v1/models, /v1/completions, /v1/chat/completions, streaming) "
+                         "for a local model folder, on transformers serve"),
+    "chat": (cmd_chat, "chat with a model in the terminal: a local folder, or a server (--endpoint)"),
     "validate": (cmd_validate, "check a recipe and print it with every default filled in"),
     "audit": (cmd_audit, "leakage audit of a model: n-gram accuracy on benchmarks and their rewritten twins (Δ)"),
     "schema": (cmd_schema, "print every recipe key with its type, default and meaning"),

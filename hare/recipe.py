@@ -440,6 +440,57 @@ class TrainConfig(Section):
     eval_max_docs: int = Field(64, ge=1, description="With eval_every: documents scored at each evaluation.")
 
 
+class LoraConfig(Section):
+    """Low-rank adapters (peft) instead of full fine-tuning, for bases that do not fit; merged into the
+    exported weights."""
+
+    enabled: bool = Field(False, description="Train LoRA adapters only (needs the peft package).")
+    r: int = Field(16, ge=1, description="Adapter rank.")
+    alpha: int = Field(32, ge=1, description="Adapter scaling (lora_alpha; peft's examples: 2 x r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapters' input.")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Modules that get adapters: a list of names, or all-linear (QLoRA's choice).")
+
+
+class SftConfig(Section):
+    """Supervised fine-tuning on chat data (TRL's SFTTrainer), after the train step."""
+
+    enabled: bool = Field(False, description="Fine-tune the trained model on sft.data after the train step.")
+    data: list[str] = Field(default_factory=list, description="Chat files, folders or globs: OpenAI messages, "
+                            "ShareGPT conversations or Alpaca/Dolly instruction records (JSONL, JSON, Parquet, CSV).")
+    format: Literal["auto", "messages", "sharegpt", "alpaca"] = Field(
+        "auto", description="Record format; auto picks it per record from its keys.")
+    template: Literal["hare", "chatml", "tokenizer"] = Field(
+        "hare", description="Chat template stored in the exported tokenizer: hare (<round_start>/<round_end>, the "
+        "paper's), chatml, or the base tokenizer's own (it must mark the assistant's part with {% generation %}).")
+    max_length: int = Field(1024, ge=16, description="Tokens per packed sequence (or per conversation, unpacked).")
+    packing: bool = Field(True, description="Pack conversations best-fit into max_length sequences without "
+                          "attention across them (position ids restart per conversation).")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; null: epochs over the data.")
+    epochs: float = Field(3.0, gt=0, description="Passes over the data when max_steps is null.")
+    batch_size: int = Field(8, ge=1, description="Sequences per forward pass (per process).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(2e-5, gt=0, description="Peak learning rate (TRL's default; the paper used 1e-6 at 1024 "
+                      "conversations a step for its 1.1B model).")
+    schedule: Literal["cosine", "linear", "constant_with_warmup"] = Field("cosine", description="Learning-rate "
+                                                                          "schedule after the warmup.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm to this (0 disables).")
+    eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of the conversations held out (by a hash of "
+                                 "each) for the evaluation loss.")
+    eval_every: int = Field(50, ge=1, description="Evaluate the held-out loss every N steps (and at the end).",
+                            json_schema_extra=EXECUTION)
+    checkpoint_every: int = Field(50, ge=1, description="Write a checkpoint every N steps.",
+                                  json_schema_extra=EXECUTION)
+    keep_checkpoints: int = Field(2, ge=1, description="Keep the last K checkpoints.", json_schema_extra=EXECUTION)
+    log_every: int = Field(10, ge=1, description="Log loss and throughput every N steps.", json_schema_extra=EXECUTION)
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.", json_schema_extra=EXECUTION)
+    threads: int = Field(0, ge=0, description="CPU threads for PyTorch; 0 keeps PyTorch's default.",
+                         json_schema_extra=EXECUTION)
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters instead of full fine-tuning.")
+
+
 class EvalConfig(Section):
     """Held-out perplexity and lm-evaluation-harness tasks run from local files."""
 
@@ -473,6 +524,7 @@ class Recipe(Section):
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
+    sft: SftConfig = Field(default_factory=SftConfig, description="Chat fine-tuning (off unless enabled).")
 
     @model_validator(mode="after")
     def _check(self) -> "Recipe":
@@ -587,6 +639,7 @@ def load_recipe(path: str | Path | None = None, check_paths: bool = True) -> Rec
         val = getattr(sec, key)
         if val is not None and not Path(val).expanduser().is_absolute():
             setattr(sec, key, str(base / val))
+    recipe.sft.data = [d if Path(d).expanduser().is_absolute() else str(base / d) for d in recipe.sft.data]
     if check_paths:
         check_inputs(recipe, str(path))
     return recipe
@@ -615,6 +668,13 @@ def check_inputs(recipe: Recipe, origin: str = "recipe") -> None:
         problems.append(f"  tokenizer.path: {recipe.tokenizer.path} does not exist")
     if recipe.cluster.model_path and not Path(recipe.cluster.model_path).expanduser().exists():
         problems.append(f"  cluster.model_path: {recipe.cluster.model_path} does not exist")
+    if recipe.sft.enabled:
+        if not recipe.sft.data:
+            problems.append("  sft.data: sft.enabled needs chat files to fine-tune on")
+        for i, d in enumerate(recipe.sft.data):
+            p = Path(d).expanduser()
+            if not p.exists() and not any(p.parent.glob(p.name)):
+                problems.append(f"  sft.data[{i}]: {p} does not exist")
     if problems:
         raise RecipeError(f"{origin}: missing inputs\n" + "\n".join(problems))
 

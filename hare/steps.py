@@ -3,6 +3,7 @@ per step) and the report all read it; adding a step is one module and one entry 
 
 from __future__ import annotations
 
+from hare.chat.sft import SFT
 from hare.core.step import Section, Step
 from hare.corpus.cluster import CLUSTER
 from hare.corpus.decontam import DECONTAM
@@ -17,4 +18,4 @@ from hare.train.pack import TOKENIZE
 # Outputs made outside the pipeline that the report shows when a run has them.
 REPORT_SECTIONS: list[Section] = [AUDIT]
 
-STEPS: list[Step] = [CORPUS, DECONTAM, CLUSTER, MIX, TOKENIZE, TRAIN, EVAL, ReportStep(extras=REPORT_SECTIONS)]
+STEPS: list[Step] = [CORPUS, DECONTAM, CLUSTER, MIX, TOKENIZE, TRAIN, SFT, EVAL, ReportStep(extras=REPORT_SECTIONS)]

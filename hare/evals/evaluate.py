@@ -114,8 +114,13 @@ def _request_bars():
 
 
 def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int | None, batch_size: int | str,
-                num_fewshot: int | None = None, max_length: int | None = None, device: str = "cpu") -> dict:
+                num_fewshot: int | None = None, max_length: int | None = None, device: str = "cpu",
+                apply_chat_template: bool = False) -> dict:
     """Run lm-evaluation-harness on a local HF model folder with the task YAMLs in ``task_dir``.
+
+    ``apply_chat_template`` renders every prompt with the model's chat template (lm-eval's option of
+    that name; its few-shot examples become earlier turns, ``fewshot_as_multiturn``), the way a chat
+    model is asked.
 
     Returns lm-eval's results dict (what ``lm_eval --output_path`` saves), made JSON-safe.
     """
@@ -132,6 +137,7 @@ def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int
             model="hf", model_args=model_args, tasks=tasks, task_manager=tm, limit=limit, batch_size=batch_size,
             num_fewshot=num_fewshot, device=device, log_samples=False,
             bootstrap_iters=1000,  # every metric here is a mean, whose stderr is closed-form; no bootstrap runs
+            apply_chat_template=apply_chat_template, fewshot_as_multiturn=apply_chat_template,
         )
     out.pop("samples", None)
     return json.loads(json.dumps(out, default=str))
@@ -195,7 +201,8 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
              limit: int | None = None, batch_size: int | str = 8, device: str = "cpu",
              max_length: int | None = None, num_fewshot: int | None = None,
              heldout: list[str | Path] | None = None, heldout_limit: int | None = None, text_field: str = "text",
-             name: str | None = None, context_hint: str = "--max-length", missing_hint: str = "") -> EvalStats:
+             name: str | None = None, context_hint: str = "--max-length", missing_hint: str = "",
+             apply_chat_template: bool = False) -> EvalStats:
     """Evaluate a local model on ``tasks`` (names or suites; ``hare_heldout`` included) and, with
     ``heldout`` documents, held-out perplexity; writes the files of the module docstring.
 
@@ -241,7 +248,8 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
     if ready:
         log.info("running lm-evaluation-harness on %d tasks (its other output goes to the log)", len(ready))
         results = run_lm_eval(model_dir, out / "tasks", ready, limit=limit, batch_size=batch_size,
-                              num_fewshot=num_fewshot, max_length=max_length, device=device)
+                              num_fewshot=num_fewshot, max_length=max_length, device=device,
+                              apply_chat_template=apply_chat_template)
         write_json(out / "lm_eval_results.json", results)
     rows = heldout_rows(stats.perplexity) if HELDOUT in names and stats.perplexity is not None else []
     stats.tasks = rows + summary_rows(results)
@@ -249,6 +257,8 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
         notes = table_notes(results, limit, skipped)
         if num_fewshot is not None:
             notes.append(f"num_fewshot {num_fewshot} replaces every task's shot count.")
+        if apply_chat_template:
+            notes.append("Prompts were rendered with the model's chat template (few-shot examples as earlier turns).")
         write_text(out / "leaderboard.md", markdown_table(name, stats.params, results, notes))
         stats.leaderboard = {col: results.get("results", {}).get(t, {}).get(m) for col, (t, m) in COLUMNS.items()}
     write_json(out / "summary.json", stats.dump())

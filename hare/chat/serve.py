@@ -1,0 +1,347 @@
+"""``hare serve MODEL``: an OpenAI-compatible HTTP server for a local causal LM, on ``transformers serve``.
+
+The engine is transformers' own server (``transformers.cli.serving``): its handlers apply the
+model's chat template, generate (one request at a time on an inference thread, or with continuous
+batching and a paged KV cache), stream server-sent events and count ``usage``. hare builds that
+FastAPI app in-process, pinned to one local model folder, and puts an ASGI layer in front of it
+(``Guard``) that makes it safe to expose:
+
+- only ``GET /v1/models``, ``GET /health``, ``POST /v1/completions`` and ``POST /v1/chat/completions``
+  are routed (transformers' model loading and reset routes are not);
+- an optional API key (``Authorization: Bearer KEY``; ``/health`` stays open);
+- bounded requests: body size, ``max_tokens`` (a default when absent), number of messages, prompt
+  characters; a request for another model is a 404;
+- every error is a JSON body ``{"error": {"message", "type", "code"}}`` with a 4xx status (the
+  shape OpenAI's clients read), and the server goes on serving.
+
+Extension: ``Guard.request_hooks`` are called with ``(path, body)`` after validation and may raise
+``ApiError`` or change the body; ``Guard.response_hooks`` are called with ``(path, answer)`` on every
+non-streamed JSON answer and return it (a later feature parses tool calls there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("hare.chat")
+
+ROUTES = {("GET", "/v1/models"), ("GET", "/health"), ("POST", "/v1/completions"), ("POST", "/v1/chat/completions")}
+ROLES = ("system", "user", "assistant")
+# Request fields passed on; anything else is refused (``generation_config`` would lift the caps).
+COMMON_FIELDS = {"model", "max_tokens", "temperature", "top_p", "stream", "stop", "seed", "frequency_penalty",
+                 "stream_options", "user", "n"}
+CHAT_FIELDS = COMMON_FIELDS | {"messages", "max_completion_tokens", "chat_template_kwargs"}
+COMPLETION_FIELDS = COMMON_FIELDS | {"prompt"}
+
+
+@dataclass
+class Limits:
+    max_body_bytes: int = 1 << 20
+    max_tokens: int = 1024  # the cap on max_tokens, and its value when a request leaves it out
+    max_messages: int = 256
+    max_prompt_chars: int = 200_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code = status, message, type_, code
+
+    def body(self) -> bytes:
+        return json.dumps({"error": {"message": self.message, "type": self.type, "code": self.code}}).encode()
+
+
+def _number(body: dict, key: str, lo: float, hi: float) -> None:
+    v = body.get(key)
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ApiError(400, f"'{key}' must be a number, got {type(v).__name__}", code="invalid_type")
+    if not lo <= v <= hi:
+        raise ApiError(400, f"'{key}' must be between {lo} and {hi}, got {v}", code="invalid_value")
+
+
+def validate(path: str, body: Any, model: str, limits: Limits) -> dict:
+    """The request body checked and completed (``model`` resolved, ``max_tokens`` set); raises ApiError."""
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the request body must be a JSON object, got {type(body).__name__}")
+    chat = path == "/v1/chat/completions"
+    unknown = sorted(set(body) - (CHAT_FIELDS if chat else COMPLETION_FIELDS))
+    if unknown:
+        raise ApiError(400, f"unsupported fields: {', '.join(unknown)}", code="unsupported_field")
+    if body.get("model") not in (None, model):
+        raise ApiError(404, f"the model '{body['model']}' does not exist; this server serves '{model}'",
+                       "invalid_request_error", "model_not_found")
+    body["model"] = model
+    key = "max_completion_tokens" if chat and "max_completion_tokens" in body else "max_tokens"
+    mt = body.get(key)
+    if mt is None:
+        body["max_tokens"] = limits.max_tokens
+    elif isinstance(mt, bool) or not isinstance(mt, int):
+        raise ApiError(400, f"'{key}' must be an integer, got {type(mt).__name__}", code="invalid_type")
+    elif not 1 <= mt <= limits.max_tokens:
+        raise ApiError(400, f"'{key}' must be between 1 and {limits.max_tokens} (this server's cap), got {mt}",
+                       code="invalid_value")
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    _number(body, "frequency_penalty", -2, 2)
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise ApiError(400, "'stream' must be true or false", code="invalid_type")
+    if body.get("n") not in (None, 1):
+        raise ApiError(400, "'n' must be 1: one choice per request", code="invalid_value")
+    body.pop("n", None)
+    body.pop("user", None)
+    body.pop("stream_options", None)  # usage is in every answer (the last chunk of a stream)
+    stop = body.get("stop")
+    if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4
+                                                           and all(isinstance(s, str) for s in stop))):
+        raise ApiError(400, "'stop' must be a string or a list of up to 4 strings", code="invalid_type")
+    if chat:
+        msgs = body.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            raise ApiError(400, "'messages' must be a non-empty list", code="invalid_type")
+        if len(msgs) > limits.max_messages:
+            raise ApiError(400, f"{len(msgs)} messages; this server takes at most {limits.max_messages}",
+                           code="too_many_messages")
+        chars = 0
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict):
+                raise ApiError(400, f"messages[{i}] must be an object", code="invalid_type")
+            if m.get("role") not in ROLES:
+                raise ApiError(400, f"messages[{i}].role must be one of {', '.join(ROLES)}, got {m.get('role')!r}",
+                               code="invalid_value")
+            c = m.get("content")
+            if isinstance(c, list):  # content parts: text only
+                if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                           for p in c):
+                    raise ApiError(400, f"messages[{i}].content: only text parts are supported", code="invalid_type")
+                chars += sum(len(p["text"]) for p in c)
+            elif isinstance(c, str):
+                chars += len(c)
+            else:
+                raise ApiError(400, f"messages[{i}].content must be a string, got {type(c).__name__}",
+                               code="invalid_type")
+        if "chat_template_kwargs" in body and not isinstance(body["chat_template_kwargs"], dict):
+            raise ApiError(400, "'chat_template_kwargs' must be an object", code="invalid_type")
+    else:
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            raise ApiError(400, f"'prompt' must be a string, got {type(prompt).__name__}", code="invalid_type")
+        chars = len(prompt)
+    if chars > limits.max_prompt_chars:
+        raise ApiError(413, f"the prompt has {chars} characters; this server takes at most {limits.max_prompt_chars}",
+                       code="prompt_too_long")
+    return body
+
+
+class Guard:
+    """The ASGI layer in front of transformers' app (module docstring)."""
+
+    def __init__(self, app, model: str, limits: Limits | None = None, api_key: str | None = None):
+        self.app, self.model, self.limits, self.api_key = app, model, limits or Limits(), api_key
+        self.request_hooks: list[Callable[[str, dict], None]] = []
+        self.response_hooks: list[Callable[[str, dict], dict]] = []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":  # lifespan events go through
+            return await self.app(scope, receive, send)
+        method, path = scope["method"], scope["path"].rstrip("/") or "/"
+        try:
+            if (method, path) not in ROUTES:
+                known = {p for _, p in ROUTES}
+                raise ApiError(405 if path in known else 404,
+                               f"{method} {path} is not served" + ("" if path in known else "; routes: " +
+                                                                   ", ".join(sorted(known))), code="not_found")
+            if self.api_key and path != "/health":
+                headers = dict(scope.get("headers") or [])
+                if headers.get(b"authorization", b"").decode("latin-1") != f"Bearer {self.api_key}":
+                    raise ApiError(401, "a valid API key is needed (Authorization: Bearer KEY)",
+                                   "authentication_error", "invalid_api_key")
+            if path == "/v1/models":
+                return await _json(send, 200, {"object": "list", "data": [
+                    {"id": self.model, "object": "model", "created": 0, "owned_by": "hare"}]})
+            if method == "POST":
+                body = validate(path, await self._body(scope, receive), self.model, self.limits)
+                for hook in self.request_hooks:
+                    hook(path, body)
+                raw = json.dumps(body).encode()
+                stream = bool(body.get("stream"))
+                return await self.app(dict(scope, headers=_with_length(scope, len(raw))),
+                                      _replay(raw, receive), self._answer(send, path, stream))
+            return await self.app(scope, receive, send)
+        except ApiError as e:
+            return await _raw(send, e.status, e.body())
+
+    async def _body(self, scope, receive) -> Any:
+        headers = dict(scope.get("headers") or [])
+        size = headers.get(b"content-length")
+        if size is not None and size.isdigit() and int(size) > self.limits.max_body_bytes:
+            raise ApiError(413, f"the request body has {int(size)} bytes; this server takes at most "
+                                f"{self.limits.max_body_bytes}", code="body_too_large")
+        chunks, n = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ApiError(400, "the client went away")
+            chunk = msg.get("body", b"")
+            n += len(chunk)
+            if n > self.limits.max_body_bytes:
+                raise ApiError(413, f"the request body is over {self.limits.max_body_bytes} bytes",
+                               code="body_too_large")
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                break
+        try:
+            return json.loads(b"".join(chunks))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
+
+    def _answer(self, send, path: str, stream: bool):
+        """``send`` that rewrites the engine's errors into the OpenAI shape and runs the response hooks
+        on non-streamed JSON answers (both need the whole body: it is held until complete)."""
+        state: dict[str, Any] = {"start": None, "chunks": []}
+
+        async def wrapped(msg):
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+                if status < 400 and (stream or not self.response_hooks):
+                    return await send(msg)
+                state["start"] = msg
+                return None
+            if state["start"] is None:
+                return await send(msg)
+            state["chunks"].append(msg.get("body", b""))
+            if msg.get("more_body"):
+                return None
+            status, raw = state["start"]["status"], b"".join(state["chunks"])
+            if status >= 400:
+                try:
+                    detail = json.loads(raw)
+                    detail = detail.get("detail") or detail.get("error") or detail
+                except (json.JSONDecodeError, AttributeError):
+                    detail = raw.decode("utf-8", "replace")
+                code = 400 if status == 422 else status
+                return await _raw(send, code, ApiError(code, detail if isinstance(detail, str) else json.dumps(detail),
+                                                       "server_error" if code >= 500 else "invalid_request_error").body())
+            answer = json.loads(raw)
+            for hook in self.response_hooks:
+                answer = hook(path, answer)
+            return await _raw(send, status, json.dumps(answer).encode())
+
+        return wrapped
+
+
+def _with_length(scope, n: int) -> list:
+    return [(k, v) for k, v in scope.get("headers") or [] if k != b"content-length"] + \
+           [(b"content-length", str(n).encode())]
+
+
+def _replay(raw: bytes, receive):
+    """The body read (and rewritten) once more, then the client's own messages: a streamed answer
+    listens for the client's disconnect on them."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return replay
+
+
+async def _raw(send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send, status: int, obj: Any) -> None:
+    await _raw(send, status, json.dumps(obj).encode())
+
+
+def build_app(model: str | Path, limits: Limits | None = None, api_key: str | None = None, device: str = "auto",
+              dtype: str = "auto", continuous_batching: bool = False) -> Guard:
+    """The guarded transformers app serving the local model folder ``model`` (loaded now)."""
+    model = str(model)
+    if not (Path(model) / "config.json").exists():
+        raise FileNotFoundError(f"{model}: not a Hugging Face model folder (no config.json)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs nothing from the hub
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.get_logger("transformers").setLevel(logging.ERROR)  # a line per request otherwise
+    try:
+        from transformers.cli.serving.chat_completion import ChatCompletionHandler
+        from transformers.cli.serving.completion import CompletionHandler
+        from transformers.cli.serving.model_manager import ModelManager
+        from transformers.cli.serving.response import ResponseHandler
+        from transformers.cli.serving.server import build_server
+        from transformers.cli.serving.systemone import SystemOneHandler
+        from transformers.cli.serving.transcription import TranscriptionHandler
+        from transformers.cli.serving.utils import GenerationState
+    except ImportError as e:
+        raise ImportError(f"hare serve needs fastapi and uvicorn: pip install 'hare[serve]' ({e})") from None
+
+    manager = ModelManager(device=device, dtype=dtype, continuous_batching=continuous_batching, force_model=model)
+    state = GenerationState(continuous_batching=continuous_batching, compile=False, cb_config=None)
+    app = build_server(manager, ChatCompletionHandler(manager, state, chat_template_kwargs={}),
+                       completion_handler=CompletionHandler(manager, state),
+                       response_handler=ResponseHandler(manager, state, chat_template_kwargs={}),
+                       transcription_handler=TranscriptionHandler(manager, state),
+                       systemone_handler=SystemOneHandler(manager, state, chat_template_kwargs={}),
+                       generation_state=state)
+    guard = Guard(app, model, limits, api_key)
+    guard.manager, guard.state = manager, state  # type: ignore[attr-defined]
+    return guard
+
+
+@dataclass
+class Server:
+    """A uvicorn server running ``app`` on a thread; ``url`` is its OpenAI base URL."""
+
+    app: Any
+    host: str = "127.0.0.1"
+    port: int = 0
+    server: Any = field(default=None, repr=False)
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> "Server":
+        import socket
+
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True,
+                                       name="hare-serve")
+        self.thread.start()
+        import time
+
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"the server on {self.host}:{self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        state = getattr(self.app, "state", None)
+        if state is not None:
+            state.shutdown()

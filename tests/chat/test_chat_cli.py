@@ -1,0 +1,76 @@
+"""``hare chat`` in a pseudo-terminal (pexpect): against ``hare serve``'s app on 127.0.0.1, and with a
+local model folder served in the chat's own process."""
+
+from __future__ import annotations
+
+import sys
+
+import pexpect
+import pytest
+
+from tests.conftest import ROOT
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    return pexpect.spawn(sys.executable, ["-m", "hare", "chat", *args], cwd=str(ROOT), encoding="utf-8",
+                         timeout=120, env={"PATH": "/usr/bin:/bin", "TERM": "dumb", "HARE_API_KEY": ""})
+
+
+def test_chat_answers_keeps_history_resets_and_exits_on_ctrl_d(served):
+    served.app.seen.clear()
+    child = spawn("--endpoint", served.url, "--max-tokens", "3", "--system", "Be brief.")
+    child.expect("chatting with")
+    child.expect(">>> ")
+    child.sendline("What is the capital of France?")
+    child.expect(">>> ")
+    child.sendline("And of Italy?")
+    child.expect(">>> ")
+    child.sendline("/reset")
+    child.expect("forgotten")
+    child.expect(">>> ")
+    child.sendline("Hello again")
+    child.expect(">>> ")
+    child.sendeof()  # Ctrl-D
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    msgs = [body["messages"] for path, body in served.app.seen if path == "/v1/chat/completions"]
+    assert len(msgs) == 3
+    assert [m["role"] for m in msgs[0]] == ["system", "user"] and msgs[0][0]["content"] == "Be brief."
+    # the second question carries the first exchange, the streamed answer included
+    assert [m["role"] for m in msgs[1]] == ["system", "user", "assistant", "user"]
+    assert msgs[1][1]["content"] == "What is the capital of France?" and msgs[1][3]["content"] == "And of Italy?"
+    assert msgs[1][2]["content"]  # what the server streamed
+    assert [m["content"] for m in msgs[2]] == ["Be brief.", "Hello again"]  # /reset forgot the rest
+    assert all(body["stream"] is True for _, body in served.app.seen)
+
+
+@pytest.mark.slow
+def test_chat_with_a_local_folder_answers_and_exits_cleanly_on_ctrl_c(tiny_chat):
+    child = spawn(str(tiny_chat), "--max-tokens", "3", "--device", "cpu")
+    child.expect(">>> ")
+    child.sendline("Hello")
+    child.expect(r"Hello\r?\n(.+)\r?\n>>> ")
+    assert child.match.group(1).strip() and "error" not in child.match.group(1)
+    child.sendintr()  # Ctrl-C at the prompt
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "Traceback" not in child.before
+
+
+@pytest.mark.slow
+def test_serve_command_binds_localhost_answers_and_stops_on_ctrl_c(tiny_chat):
+    import openai
+
+    child = pexpect.spawn(sys.executable, ["-m", "hare", "serve", str(tiny_chat), "--port", "0", "--device", "cpu",
+                                           "--max-tokens", "4"], cwd=str(ROOT), encoding="utf-8", timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TERM": "dumb", "HARE_API_KEY": "k3y"})
+    child.expect(r"at (http://127\.0\.0\.1:\d+/v1) .*API key required")
+    url = child.match.group(1)
+    r = openai.OpenAI(base_url=url, api_key="k3y", max_retries=0).chat.completions.create(
+        model=str(tiny_chat), messages=[{"role": "user", "content": "Hi"}])
+    assert 1 <= r.usage.completion_tokens <= 4  # the server's cap is the default max_tokens
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "Traceback" not in child.before
