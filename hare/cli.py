@@ -404,7 +404,19 @@ def cmd_sft(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / "sft" / Path(target).resolve().name
     try:
         with step_output(out / "log.txt"):
-            res = sft(target, args.data, cfg, out, seed=args.seed, resume=args.resume)
+            base = target
+            if args.tools:
+                from hare.tools.library import load_library
+                from hare.tools.openai import save_library
+                from hare.tools.tokens import prepare_tool_base
+
+                library = load_library(args.tools)
+                base = out / "base-tools"
+                if not (base / "config.json").exists() or not args.resume:
+                    prepare_tool_base(target, library, base)
+            res = sft(base, args.data, cfg, out, seed=args.seed, resume=args.resume)
+            if args.tools and not res.get("interrupted"):
+                save_library(library, out / "model")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -442,6 +454,9 @@ def _sft_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--out-dir", default=None, help="recipe only: folder holding the runs")
     sp.add_argument("--force", action="append", metavar="STEP", help="recipe only: redo STEP and every step after")
     sp.add_argument("--redo", action="store_true", help="recipe only: redo the sft step")
+    sp.add_argument("--tools", default=None, metavar="LIBRARY",
+                    help="function library (OpenAI tools JSON): add one functional token per function (initialised "
+                         "from its description) before fine-tuning; the export carries the library (tools.json)")
 
 
 def _serve_limits(args: argparse.Namespace):
@@ -467,6 +482,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from hare.tools.openai import model_library, request_hook, response_hook
+
+    library = model_library(args.model)
+    if library is not None:  # a functional-token model: its answers become OpenAI tool_calls
+        app.request_hooks.append(request_hook(library))
+        app.response_hooks.append(response_hook(library))
+        log.info("serving %d functions of %s as tool_calls", len(library.functions), library.path)
     server = Server(app, args.host, args.port).start()
     print(f"serving {args.model} at {server.url} (model name: {args.model}){'; API key required' if key else ''}; "
           "Ctrl-C stops", flush=True)

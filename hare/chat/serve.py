@@ -36,7 +36,7 @@ ROLES = ("system", "user", "assistant")
 # Request fields passed on; anything else is refused (``generation_config`` would lift the caps).
 COMMON_FIELDS = {"model", "max_tokens", "temperature", "top_p", "stream", "stop", "seed", "frequency_penalty",
                  "stream_options", "user", "n"}
-CHAT_FIELDS = COMMON_FIELDS | {"messages", "max_completion_tokens", "chat_template_kwargs"}
+CHAT_FIELDS = COMMON_FIELDS | {"messages", "max_completion_tokens", "chat_template_kwargs", "tools", "tool_choice"}
 COMPLETION_FIELDS = COMMON_FIELDS | {"prompt"}
 
 
@@ -127,6 +127,8 @@ def validate(path: str, body: Any, model: str, limits: Limits) -> dict:
             else:
                 raise ApiError(400, f"messages[{i}].content must be a string, got {type(c).__name__}",
                                code="invalid_type")
+        if "tools" in body and not (isinstance(body["tools"], list) and all(isinstance(t, dict) for t in body["tools"])):
+            raise ApiError(400, "'tools' must be a list of tool objects", code="invalid_type")
         if "chat_template_kwargs" in body and not isinstance(body["chat_template_kwargs"], dict):
             raise ApiError(400, "'chat_template_kwargs' must be an object", code="invalid_type")
     else:

@@ -63,3 +63,30 @@ def functional_token_ids(tokenizer, library: Library) -> list[int]:
 
 def end_token_id(tokenizer) -> int:
     return tokenizer.convert_tokens_to_ids(END)
+
+
+def prepare_tool_base(base, library: Library, out) -> "Path":
+    """A copy of the model folder ``base`` with the library's functional tokens added and initialised
+    (``add_functional_tokens``) and the library saved beside it: the base ``hare sft --tools`` trains."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hare.tools.openai import save_library
+
+    base, out = Path(base), Path(out)
+    tok = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(str(base), local_files_only=True, dtype=torch.float32)
+    add_functional_tokens(model, tok, library)
+    tmp = out.with_name(f".{out.name}.tmp")
+    import shutil
+
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    save_library(library, tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out

@@ -1,0 +1,104 @@
+"""A tiny model fine-tuned with functional tokens through ``hare sft --tools``: the loss covers the
+call, the export carries the library, decoding returns a schema-valid call, and ``hare serve``
+answers the official ``openai`` client with a ``tool_calls`` entry it parses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hare.cli import main
+from hare.core.io import write_jsonl
+from hare.tools.check import Call
+from hare.tools.library import END, load_library
+from tests.chat.conftest import dolly, tiny_base  # noqa: F401  (fixtures)
+
+QUERY = "What is the weather in Paris tomorrow?"
+ARGS = {"location": "Paris", "day": "tomorrow"}
+
+
+@pytest.fixture(scope="module")
+def tool_model(tmp_path_factory, tiny_base):  # noqa: F811
+    """The tiny base fine-tuned until it answers QUERY with the weather call (one conversation, repeated)."""
+    lib = load_library()
+    folder = tmp_path_factory.mktemp("tool-sft")
+    rec = {"messages": [{"role": "user", "content": QUERY},
+                        {"role": "assistant", "content": lib.target("get_weather", ARGS)}]}
+    write_jsonl(folder / "train.jsonl", [rec] * 32)
+    assert main(["sft", str(tiny_base), str(folder / "train.jsonl"), "--tools", lib.path, "--out",
+                 str(folder / "run"), "--max-steps", "150", "--lr", "5e-3", "--batch-size", "4", "--max-length", "128", "--eval-fraction",
+                 "0", "--template", "hare", "--device", "cpu", "--threads", "1"]) == 0
+    return folder / "run" / "model"
+
+
+@pytest.mark.slow
+def test_tool_sft_export_and_decoding(tool_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hare.tools.decode import ToolCaller
+    from hare.tools.openai import model_library
+
+    lib = model_library(tool_model)
+    assert lib is not None and [f.name for f in lib.functions] == [f.name for f in load_library().functions]
+    tok = AutoTokenizer.from_pretrained(tool_model)
+    assert all(len(tok(t, add_special_tokens=False)["input_ids"]) == 1 for t in lib.tokens)
+    # the loss covers the call: every token of the answer, the functional token first, is an assistant token
+    tok_train = AutoTokenizer.from_pretrained(tool_model.parent / "base-tools")
+    from hare.chat.template import prepare
+
+    prepare(tok_train, None, "hare")
+    msgs = [{"role": "user", "content": QUERY}, {"role": "assistant", "content": lib.target("get_weather", ARGS)}]
+    enc = tok_train.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    masked = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m]
+    call_ids = tok_train(lib.target("get_weather", ARGS), add_special_tokens=False)["input_ids"]
+    assert masked[:len(call_ids)] == call_ids and tok_train.convert_tokens_to_ids("<nexa_4>") == masked[0]
+    assert tok_train.convert_tokens_to_ids(END) in masked
+    model = AutoModelForCausalLM.from_pretrained(tool_model)
+    caller = ToolCaller(model, tok, lib)
+    out = caller(QUERY)
+    assert out.result == Call("get_weather", ARGS), out.text
+    other = caller("Tell me a joke")  # whatever it writes, it is a result, never an exception
+    assert other.result is not None
+
+
+@pytest.mark.slow
+def test_serve_returns_tool_calls(tool_model):
+    import openai
+
+    from hare.chat.serve import Limits, Server, build_app
+    from hare.tools.openai import model_library, request_hook, response_hook
+
+    lib = model_library(tool_model)
+    app = build_app(tool_model, Limits(max_tokens=48), device="cpu")
+    app.request_hooks.append(request_hook(lib))
+    app.response_hooks.append(response_hook(lib))
+    server = Server(app).start()
+    try:
+        client = openai.OpenAI(base_url=server.url, api_key="none")
+        r = client.chat.completions.create(model=str(tool_model), messages=[{"role": "user", "content": QUERY}],
+                                           tools=lib.tools(), max_tokens=48, temperature=0)
+        call = r.choices[0].message.tool_calls[0]
+        assert r.choices[0].finish_reason == "tool_calls"
+        assert call.function.name == "get_weather" and json.loads(call.function.arguments) == ARGS
+    finally:
+        server.stop()
+
+
+def test_tool_hooks_on_answers():
+    from hare.tools.openai import REFUSAL_TEXT, response_hook
+
+    lib = load_library()
+    hook = response_hook(lib)
+
+    def answer(content):
+        return {"id": "x", "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
+
+    a = hook("/v1/chat/completions", answer('<nexa_7>{"time": "07:00"}<nexa_end>'))
+    assert a["choices"][0]["message"]["tool_calls"][0]["function"] == {"name": "set_alarm",
+                                                                       "arguments": '{"time": "07:00"}'}
+    assert hook("/v1/chat/completions", answer("<nexa_none><nexa_end>"))["choices"][0]["message"]["content"] == \
+        REFUSAL_TEXT
+    bad = hook("/v1/chat/completions", answer('<nexa_7>{"time": "seven"}'))["choices"][0]["message"]
+    assert "no valid call" in bad["hare_tool_error"] and "tool_calls" not in bad
+    assert hook("/v1/completions", answer("<nexa_none>"))["choices"][0]["message"]["content"] == "<nexa_none>"
