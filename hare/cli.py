@@ -556,8 +556,22 @@ def cmd_chat(args: argparse.Namespace) -> int:
     try:
         if model is None:
             model = client.models.list().data[0].id
+        on_answer = None
+        library = None
+        if args.tools:
+            from hare.tools.library import load_library
+
+            library = load_library(args.tools)
+        elif args.model and not args.endpoint:
+            from hare.tools.openai import model_library
+
+            library = model_library(args.model)
+        if library is not None:
+            from hare.tools.check import describe, parse_call
+
+            on_answer = lambda text: describe(parse_call(text, library))  # noqa: E731
         return repl(Chat(client, model, system=args.system, max_tokens=args.max_tokens,
-                         temperature=args.temperature))
+                         temperature=args.temperature, on_answer=on_answer))
     except openai.APIConnectionError as e:
         print(f"error: cannot reach {url}: {e}", file=sys.stderr)
         return 2
@@ -573,6 +587,9 @@ def _chat_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     sp.add_argument("--system", default=None, help="system prompt (default: the chat template's)")
     sp.add_argument("--temperature", type=float, default=None, help="sampling temperature (0: greedy)")
+    sp.add_argument("--tools", default=None, metavar="LIBRARY",
+                    help="function library of a functional-token model: print each answer's parsed call (a local "
+                         "model trained with hare sft --tools carries its own)")
     _serve_args(sp, chat=True)
 
 

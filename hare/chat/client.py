@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt), /exit; Ctrl-D exits"
 
@@ -26,6 +26,9 @@ class Chat:
     max_tokens: int | None = None
     temperature: float | None = None
     history: list[dict] = field(default_factory=list)
+    # Called with each complete answer; a line it returns is printed after the answer (the parsed
+    # call of a functional-token model).
+    on_answer: Callable[[str], str | None] | None = None
 
     def messages(self) -> list[dict]:
         return ([{"role": "system", "content": self.system}] if self.system else []) + self.history
@@ -84,10 +87,15 @@ def repl(chat: Chat, stdin: IO[str] = sys.stdin, out: IO[str] = sys.stdout) -> i
             print(HELP, file=out, flush=True)
             continue
         try:
+            pieces = []
             for piece in chat.ask(text):
+                pieces.append(piece)
                 out.write(piece)
                 out.flush()
             print(file=out, flush=True)
+            note = chat.on_answer("".join(pieces)) if chat.on_answer else None
+            if note:
+                print(note, file=out, flush=True)
         except KeyboardInterrupt:
             print("\n(answer stopped)", file=out, flush=True)
         except openai.APIError as e:

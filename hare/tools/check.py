@@ -143,3 +143,13 @@ def ast_check(call: Call, expected_name: str, expected_args: dict[str, Any], lib
         if p not in call.arguments and p not in fn.required:
             reasons.append(f"optional parameter {p!r} left out")
     return Verdict(not reasons, reasons)
+
+
+def describe(result: Call | Refusal | NoCall) -> str:
+    """One line for a person: the call, the refusal, or why there is no valid call."""
+    if isinstance(result, Call):
+        args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in result.arguments.items())
+        return f"call: {result.name}({args})"
+    if isinstance(result, Refusal):
+        return "no function fits this request (refused)"
+    return f"no valid call: {result.reason}"

@@ -102,3 +102,24 @@ def test_tool_hooks_on_answers():
     bad = hook("/v1/chat/completions", answer('<nexa_7>{"time": "seven"}'))["choices"][0]["message"]
     assert "no valid call" in bad["hare_tool_error"] and "tool_calls" not in bad
     assert hook("/v1/completions", answer("<nexa_none>"))["choices"][0]["message"]["content"] == "<nexa_none>"
+
+
+@pytest.mark.slow
+def test_chat_prints_the_parsed_call(tool_model):
+    import sys
+
+    import pexpect
+
+    from tests.conftest import ROOT
+
+    child = pexpect.spawn(sys.executable, ["-m", "hare", "chat", str(tool_model), "--max-tokens", "48", "--device",
+                                           "cpu", "--temperature", "0"], cwd=str(ROOT), encoding="utf-8", timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TERM": "dumb", "HARE_API_KEY": ""})
+    child.expect(">>> ")
+    child.sendline(QUERY)
+    child.expect(r'call: get_weather\(location="Paris", day="tomorrow"\)')
+    child.expect(">>> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
