@@ -19,7 +19,7 @@ from hare.core.benchmarks import load_benchmark
 from hare.core.io import read_json
 from tests.conftest import ROOT, nltk_texts
 
-STEPS = ["corpus", "decontam", "cluster", "mix", "tokenize", "train", "eval", "report"]
+STEPS = ["corpus", "decontam", "cluster", "mix", "tokenize", "train", "sft", "eval", "report"]
 
 
 def make_inputs(folder: Path, shared: Path, planted: int = 5) -> list[str]:
@@ -207,10 +207,10 @@ def test_rerun_reuses_every_step_and_force_redoes_downstream(run, capsys):
     before = {s: m["timings"]["started"] for s, m in manifests(run_dir).items()}
     assert main(["run", str(recipe), "--out-dir", out]) == 0
     assert "corpus skipped, decontam skipped, cluster skipped, mix skipped, tokenize skipped, train skipped, " \
-           "eval skipped, report skipped" in capsys.readouterr().out
+           "sft skipped, eval skipped, report skipped" in capsys.readouterr().out
     assert {s: m["timings"]["started"] for s, m in manifests(run_dir).items()} == before
     assert main(["run", str(recipe), "--out-dir", out, "--force", "eval"]) == 0
-    assert "train skipped, eval ran, report ran" in capsys.readouterr().out
+    assert "train skipped, sft skipped, eval ran, report ran" in capsys.readouterr().out
     # a changed config redoes its step and what depends on it
     r = yaml.safe_load(recipe.read_text())
     r["mix"]["max_chars"] = 500_000

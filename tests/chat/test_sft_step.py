@@ -36,6 +36,9 @@ def test_sft_step_is_off_by_default(tmp_path, tiny_base):
     ctx = context(recipe(), tmp_path, tiny_base)
     assert SFT(ctx)["step"] == 0
     assert read_json(ctx.out / "stats.json")["enabled"] is False
+    from hare.report.html import render_report
+
+    assert "Off (sft.enabled: false)" in render_report(tmp_path, "r", [(SFT, ctx.out)])
     assert SFT.inputs(SFT.view(ctx._recipe)) == {}
     assert not (ctx.out / "model").exists()
 
@@ -49,6 +52,10 @@ def test_sft_step_fine_tunes_the_trained_model(tmp_path, tiny_base, small_chat):
     assert stats["enabled"] and stats["step"] == 2 and stats["records"] == 100
     assert stats["conversations"] + stats["heldout"] == 100 and stats["eval_loss"] > 0
     assert (ctx.out / "model" / "model.safetensors").exists()
+    from hare.report.html import render_report
+
+    html = render_report(tmp_path, "r", [(SFT, ctx.out)])
+    assert "Chat fine-tuning" in html and "held-out loss" in html and "<svg" in html
     # the data file is part of the step's fingerprint
     assert SFT.inputs(SFT.view(r))["data"][0]["path"] == str(small_chat)
 
