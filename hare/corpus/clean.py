@@ -44,7 +44,12 @@ PHONE_RE = re.compile(r"(?<![\w.])(?:\+?\d{1,3}[ .-])?(?:\(\d{3}\)|\d{3})[ .-]\d
 URL_RE = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
 _IPV4_PART = re.compile(r"\d\.\d")
 _PHONE_PART = re.compile(r"[\d)][ .-]\d{3}[ .-]\d{4}")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# Lines (split on "\n") that hold a non-space, start with a bullet, end with an ellipsis, whitespace aside.
+_NONBLANK_LINE = re.compile(r"^[^\S\n]*\S", re.MULTILINE)
+_ELLIPSIS_LINE = re.compile(r"(?:\.\.\.|…)[^\S\n]*$", re.MULTILINE)
 BULLETS = ("●", "•", "*", "-", "‣", "◦", "▪")
+_BULLET_LINE = re.compile(r"^[^\S\n]*[" + re.escape("".join(BULLETS)) + "]", re.MULTILINE)
 TERMINAL = (".", "!", "?", '"', "'", "”", "’", ":", ";", ")")
 POLICY_WORDS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
                 "use cookies")
@@ -164,7 +169,7 @@ class WordTable:
 
     def __init__(self, max_size: int = 1 << 20):
         self.max_size = max_size
-        self.rows: dict[str, int] = {}
+        self.rows = _Rows()
         self._alloc(1024)
 
     def _alloc(self, cap: int) -> None:
@@ -176,12 +181,9 @@ class WordTable:
             setattr(self, name, col)
         self.cap = cap
 
-    def _add(self, new: list[str]) -> None:
-        start = len(self.rows)
-        end = start + len(new)
-        if end > self.cap:
-            self._alloc(max(2 * self.cap, end))
-        rows = slice(start, end)
+    def _fill(self, start: int, new: list[str]) -> None:
+        """The columns of the words ``new``, which were given rows ``start``, ``start + 1``, ..."""
+        rows = slice(start, start + len(new))
         low = [w.lower() for w in new]
         self.length[rows] = list(map(len, new))
         self.lower_length[rows] = list(map(len, low))
@@ -193,16 +195,34 @@ class WordTable:
         stripped = [w.strip(ENGLISH_STRIP) for w in low]
         self.english_alpha[rows] = [w.isalpha() for w in stripped]
         self.english_word[rows] = [w.isalpha() and w in ENGLISH_WORDS for w in stripped]
-        self.rows.update(zip(new, range(start, end)))
 
     def encode(self, ws: list[str]) -> np.ndarray:
-        """The row of every word (new words are added)."""
+        """The row of every word; a new word gets the next row, and its columns are filled once the
+        document's words are all numbered."""
         if len(self.rows) > self.max_size:
-            self.rows = {}
-        new = set(ws).difference(self.rows)
-        if new:
-            self._add(sorted(new))
-        return np.fromiter(map(self.rows.__getitem__, ws), dtype=np.int64, count=len(ws))
+            self.rows = _Rows()
+        rows = self.rows
+        start = len(rows)
+        out = np.fromiter(map(rows.__getitem__, ws), dtype=np.int64, count=len(ws))
+        if rows.new:
+            if len(rows) > self.cap:
+                self._alloc(max(2 * self.cap, len(rows)))
+            self._fill(start, rows.new)
+            rows.new = []
+        return out
+
+
+class _Rows(dict):
+    """Word -> row; a missing word gets the next row and is remembered in ``new``."""
+
+    def __init__(self):
+        super().__init__()
+        self.new: list[str] = []
+
+    def __missing__(self, w: str) -> int:
+        i = self[w] = len(self)
+        self.new.append(w)
+        return i
 
 
 _TABLE = WordTable()  # one per process: the rules of every Cleaner share it
@@ -263,16 +283,28 @@ class GopherQualityFilter(Filter):
         symbols = text.count("#") + text.count("...") + text.count("…")
         if symbols / n > c.max_symbol_word_ratio:
             return False, "gopher_symbol_word_ratio"
-        lines = [l for l in text.split("\n") if l.strip()]
-        if lines and sum(l.lstrip().startswith(BULLETS) for l in lines) / len(lines) > 0.9:
+        lines = len(_NONBLANK_LINE.findall(text))
+        if lines and len(_BULLET_LINE.findall(text)) / lines > 0.9:
             return False, "gopher_bullet_lines"
-        if lines and sum(l.rstrip().endswith(("...", "…")) for l in lines) / len(lines) > 0.3:
+        if lines and len(_ELLIPSIS_LINE.findall(text)) / lines > 0.3:
             return False, "gopher_ellipsis_lines"
         if int(np.count_nonzero(v.column("alpha"))) / n < c.min_alpha_word_fraction:
             return False, "gopher_alpha_words"
         if int(np.count_nonzero(np.bincount(v.column("stop"), minlength=1)[1:])) < c.min_stop_words:
             return False, "gopher_stop_words"
         return True
+
+
+def _max_count(h: np.ndarray) -> int:
+    """How often the most frequent value of ``h`` occurs (0 for an empty array)."""
+    if len(h) < 2:
+        return len(h)
+    srt = np.sort(h)
+    same = srt[1:] == srt[:-1]
+    if not same.any():
+        return 1
+    ends = np.concatenate(([-1], np.flatnonzero(~same), [len(h) - 1]))  # last index of each run
+    return int((ends[1:] - ends[:-1]).max())
 
 
 def _window_chars(csum: np.ndarray, start: int, n: int) -> int:
@@ -285,9 +317,9 @@ def _duplicate_chars(h: np.ndarray, csum: np.ndarray, n: int) -> int | None:
     Only positions whose n-gram occurs more than once can be repeats; between two of them the scan
     moves one word at a time, so it is enough to walk those positions in order, skipping the ones a
     repeat jumped over. None when no n-gram occurs twice."""
-    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-    if len(counts) == len(h):
+    if _max_count(h) < 2:
         return None
+    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
     candidates = np.flatnonzero(counts[inverse] > 1)
     seen: set[int] = set()
     dup = 0
@@ -336,13 +368,13 @@ class GopherRepetitionFilter(Filter):
     def filter(self, doc: Document, view: WordView | None = None):
         c = self.cfg
         text = doc.text
-        lines = [l.strip() for l in text.split("\n") if l.strip()]
+        lines = [l for l in map(str.strip, text.split("\n")) if l]
         if not lines:
             return False, "empty"
         total_chars = max(1, len(text))
         for units, frac, char_frac, what in (
             (lines, c.max_duplicate_line_fraction, c.max_duplicate_line_char_fraction, "lines"),
-            ([p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()], c.max_duplicate_paragraph_fraction,
+            ([p for p in map(str.strip, _PARAGRAPH_BREAK.split(text)) if p], c.max_duplicate_paragraph_fraction,
              c.max_duplicate_paragraph_char_fraction, "paragraphs"),
         ):
             dup, dup_chars = _distinct(units)
@@ -363,13 +395,18 @@ class GopherRepetitionFilter(Filter):
         for n, limit in top:
             if m < n:
                 continue
-            _, first, counts = np.unique(hashes(n), return_index=True, return_counts=True)
-            count = int(counts.max())
-            if count > 1:
-                # Counter.most_common(1) of the previous rule: of the most frequent, the first seen
-                start = int(first[counts == count].min())
-                if count * _window_chars(csum, start, n) / word_chars > limit:
-                    return False, f"gopher_top_{n}gram"
+            h = hashes(n)
+            count = _max_count(h)
+            if count < 2:
+                continue
+            window = csum[n:] - csum[:-n]  # characters of the n-gram at each position
+            if count * int(window.max()) / word_chars <= limit:
+                continue  # not even the longest n-gram that often would break the rule
+            # Counter.most_common(1) of the previous rule: of the most frequent, the first seen
+            _, first, counts = np.unique(h, return_index=True, return_counts=True)
+            start = int(first[counts == count].min())
+            if count * int(window[start]) / word_chars > limit:
+                return False, f"gopher_top_{n}gram"
         for n, limit in repeat:
             if m < n:
                 continue

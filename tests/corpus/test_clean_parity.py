@@ -159,3 +159,17 @@ def test_gopher_rules_agree_with_datatrove(documents):
     share = {k: v / len(docs) for k, v in agree.items()}
     print("keep/drop agreement with datatrove:", share)
     assert share["repetition"] >= 0.95 and share["quality"] >= 0.95, share
+
+
+def test_ascii_normalization_is_the_regular_expressions_one(documents):
+    """``normalize_for_dedup``'s one-pass ASCII path gives what its regular expressions give."""
+    from hare.core.text import _DIGIT_RE, _PUNCT_RE, _SPACE_RE, normalize_for_dedup
+
+    def by_regex(t: str) -> str:
+        return _SPACE_RE.sub(" ", _DIGIT_RE.sub("0", _PUNCT_RE.sub("", t.lower()))).strip()
+
+    rng = random.Random(2)
+    samples = ["".join(map(chr, range(128))), "\x1c a\x1fb \x0b\x0c\r\n C3PO_x-y ... 42"]
+    samples += ["".join(chr(rng.randrange(128)) for _ in range(rng.randrange(60))) for _ in range(3000)]
+    for t in samples + documents:
+        assert normalize_for_dedup(t) == by_regex(t), repr(t[:80])
