@@ -215,6 +215,11 @@ class CorpusConfig(Section):
     max_line_bytes: int = Field(
         50_000_000, ge=1, description="Input lines longer than this are quarantined, not parsed."
     )
+    split_file_bytes: int = Field(
+        128_000_000, ge=0, description="Uncompressed JSON Lines files larger than this are read as byte ranges of "
+        "about this size, each by a worker of its own (0: every file whole). The documents, their ids and their "
+        "order are those of reading the file whole."
+    )
 
 
 class DecontamPart(Section):
