@@ -168,8 +168,7 @@ corpus:
   num_proc: {workers}
   clean:
     min_alpha_word_fraction: 0.8    # Gopher's (and datatrove's) value
-    max_non_ascii_fraction: 1.0     # no language check
-    min_english_word_fraction: 0.0
+    language_id: none               # no language check
     remove_pii: false
     remove_urls: false
     boilerplate_lines: false

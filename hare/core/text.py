@@ -36,8 +36,20 @@ def words(text: str) -> list[str]:
     return WHITESPACE_WORD_RE.findall(text)
 
 
+# The same normalization for ASCII text as one bytes.translate: uppercase to lowercase, digits to 0,
+# the separators \x1c-\x1f (whitespace to Python, not to bytes.split) to spaces, punctuation deleted.
+_ASCII = [chr(c) for c in range(128)]
+_ASCII_MAP = bytes.maketrans(
+    bytes(c for c in range(128) if _ASCII[c].isupper() or _ASCII[c].isdigit() or 0x1c <= c <= 0x1f),
+    bytes(ord("0") if _ASCII[c].isdigit() else ord(" ") if 0x1c <= c <= 0x1f else ord(_ASCII[c].lower())
+          for c in range(128) if _ASCII[c].isupper() or _ASCII[c].isdigit() or 0x1c <= c <= 0x1f))
+_ASCII_PUNCT = bytes(c for c in range(128) if not (_ASCII[c].isalnum() or _ASCII[c] == "_" or _ASCII[c].isspace()))
+
+
 def normalize_for_dedup(text: str) -> str:
     """Lowercase, punctuation removed, digits folded to 0, whitespace collapsed (datatrove's simplification)."""
+    if text.isascii():  # most text: one C pass instead of three regular expressions
+        return b" ".join(text.encode().translate(_ASCII_MAP, _ASCII_PUNCT).split()).decode()
     text = _PUNCT_RE.sub("", text.lower())
     text = _DIGIT_RE.sub("0", text)
     return _SPACE_RE.sub(" ", text).strip()

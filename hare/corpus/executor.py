@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from hare.corpus.passes import ShardCleaner, split_unit
+from hare.corpus.ranges import part_from_json
 from hare.recipe import SourceConfig
 
 log = logging.getLogger("hare.corpus")
@@ -66,7 +67,7 @@ class _RayShardCleaner:
 
 
 def _ray_split(row: dict, work: str, shard_docs: int, max_line_bytes: int) -> list[dict]:
-    src = SourceConfig.model_validate_json(row["source"])
+    src = part_from_json(row["source"])
     return [{"shard": s} for s in split_unit(Path(work), int(row["unit"]), src, shard_docs, max_line_bytes)]
 
 

@@ -35,6 +35,7 @@ from hare.core.text import normalize_for_dedup, text_hash
 from hare.corpus.clean import Cleaner
 from hare.corpus.minhash import NearDuplicateIndex, NearDuplicates, Signer
 from hare.corpus.quality import QualityScorer
+from hare.corpus.ranges import JsonlRange, read_range, split_part
 from hare.corpus.read import Quarantine, read_source, source_parts
 from hare.recipe import SourceConfig
 
@@ -83,9 +84,11 @@ def split_path(work: Path, unit: int) -> Path:
     return work / f"split-{unit:05d}.json"
 
 
-def input_units(sources: list[SourceConfig]) -> list[tuple[int, SourceConfig]]:
-    """Pass 0's units of work, numbered in read order: every file of a file source, or a whole source."""
-    return list(enumerate(part for src in sources for part in source_parts(src)))
+def input_units(sources: list[SourceConfig], split_file_bytes: int = 0) -> list[tuple[int, SourceConfig]]:
+    """Pass 0's units of work, numbered in read order: every file of a file source (an uncompressed
+    JSON Lines file over ``split_file_bytes``: each of its byte ranges), or a whole source."""
+    return list(enumerate(rng for src in sources for part in source_parts(src)
+                          for rng in split_part(part, split_file_bytes)))
 
 
 def split_unit(work: Path, unit: int, src: SourceConfig, shard_docs: int, max_line_bytes: int) -> list[str]:
@@ -97,7 +100,7 @@ def split_unit(work: Path, unit: int, src: SourceConfig, shard_docs: int, max_li
     if done.exists():
         return read_json(done)["shards"]
     q = Quarantine()
-    docs = read_source(src, q, max_line_bytes)
+    docs = read_range(src, q, max_line_bytes) if isinstance(src, JsonlRange) else read_source(src, q, max_line_bytes)
     shards: list[str] = []
     while batch := list(itertools.islice(docs, shard_docs)):
         name = f"{unit:05d}-{len(shards):05d}"

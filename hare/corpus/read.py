@@ -49,16 +49,23 @@ FILE_KINDS = ("jsonl", "parquet", "text")
 def read_jsonl_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:
     """JSON lines, one document per line; bad lines go to quarantine with file, line and reason."""
     for path in expand_paths(src.path, ["jsonl"]):
-        for lineno, line, rec in jsonl_lines(path, max_line_bytes, on_error=lambda e: q.add_error(src.name, e)):
-            text = rec.get(src.text_field)
-            if text is None:
-                q.add(src.name, str(path), lineno, f"field '{src.text_field}' is missing", line)
-                continue
-            if not isinstance(text, str):
-                q.add(src.name, str(path), lineno,
-                      f"field '{src.text_field}' is a {type(text).__name__}, not a string", line)
-                continue
-            yield Document(text, _record_id(src, rec, path, lineno), src.name)
+        yield from jsonl_documents(src, path, jsonl_lines(path, max_line_bytes,
+                                                          on_error=lambda e: q.add_error(src.name, e)), q)
+
+
+def jsonl_documents(src: SourceConfig, path: Path, lines, q: Quarantine) -> Iterator[Document]:
+    """Documents of ``(line number, line, record)`` triples of one file (``jsonl_lines``, or a byte
+    range of the file: ``hare.corpus.ranges``); records without a text string are quarantined."""
+    for lineno, line, rec in lines:
+        text = rec.get(src.text_field)
+        if text is None:
+            q.add(src.name, str(path), lineno, f"field '{src.text_field}' is missing", line)
+            continue
+        if not isinstance(text, str):
+            q.add(src.name, str(path), lineno,
+                  f"field '{src.text_field}' is a {type(text).__name__}, not a string", line)
+            continue
+        yield Document(text, _record_id(src, rec, path, lineno), src.name)
 
 
 def _record_id(src: SourceConfig, rec: dict, path: Path, lineno: int) -> str:

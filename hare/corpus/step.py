@@ -193,7 +193,7 @@ class CorpusStep(Step):
         # sources that are not files (or read with a limit) are split here first.
         clean_args = (str(work), cfg.clean, cfg.dedup, cfg.minhash, str(scorer_path) if scorer is not None else None)
         split_args = (str(work), cfg.shard_docs, cfg.max_line_bytes)
-        units = passes.input_units(c.sources)
+        units = passes.input_units(c.sources, cfg.split_file_bytes)
         if ctx.resume:
             log.info("corpus: resuming; %d of %d input units split, %d cleaned shards kept",
                      len(list(work.glob("split-*.json"))), len(units), len(list(work.glob("clean-*.npz"))))
