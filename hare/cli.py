@@ -248,7 +248,7 @@ def _eval_args(sp: argparse.ArgumentParser) -> None:
                          "(lm-eval's vLLM model, on a GPU)")
     sp.add_argument("--max-batch-tokens", type=int, default=None,
                     help="hare backend: the most tokens one forward pass holds, which bounds its memory "
-                         "(default: 4096; with --batch-size auto, from the free memory)")
+                         "(default: 8192; with --batch-size auto, from the free memory)")
     sp.add_argument("--max-length", type=int, default=None,
                     help="context length in tokens (default: the model's max_position_embeddings)")
     sp.add_argument("--heldout", action="append", default=None, metavar="PATH",

@@ -447,7 +447,7 @@ class EvalConfig(Section):
         "hare", description="lm-eval model: hare (continuations scored from one shared context, token-budget "
         "batches), hf (lm-eval's Hugging Face model, the same results) or vllm (GPU).", json_schema_extra=EXECUTION)
     max_batch_tokens: int | None = Field(
-        None, ge=1, description="hare backend: the most tokens one forward pass holds (default 4096).",
+        None, ge=1, description="hare backend: the most tokens one forward pass holds (default 8192).",
         json_schema_extra=EXECUTION)
     max_heldout_docs: int | None = Field(200, ge=1, description="Held-out documents used for perplexity.")
 

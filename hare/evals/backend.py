@@ -39,7 +39,7 @@ from hare.model.loss import linear_log_probs
 log = logging.getLogger("hare.evals")
 
 BACKENDS = ("hare", "hf", "vllm")
-DEFAULT_MAX_BATCH_TOKENS = 4096  # measured fastest on 2 CPU cores for SmolLM2-135M (benchmarks/eval_throughput.py)
+DEFAULT_MAX_BATCH_TOKENS = 8192  # SmolLM2-135M: below 1.5 GB in all, 4 choices of a 25-shot ARC item in one pass
 AUTO_MEMORY_FRACTION = 0.25  # share of the free memory an automatic token budget may use
 AUTO_MAX_BATCH_TOKENS = 65536
 
@@ -143,7 +143,7 @@ class HareLM(HFLM):
         shared = [g for g, p in enumerate(prefixes) if len(groups[p]) > 1]
         # right padding needs no mask: a causal model's real positions never see the padding after them
         out = self.decoder(input_ids=ids.to(dev), use_cache=bool(shared))
-        cache, hidden = out.past_key_values, out.last_hidden_state
+        cache, hidden = out.cache, out.last_hidden_state
         del out
 
         rows = [(g, i) for g, p in enumerate(prefixes) for i in groups[p]]
@@ -206,23 +206,28 @@ class HareLM(HFLM):
             mask[:, :width] = (torch.arange(width, device=dev)[None] < row_lens[:, None]).long()
             kwargs = {"attention_mask": mask,
                       "position_ids": row_lens[:, None] + torch.arange(span, device=dev)[None]}
-        hidden = self.decoder(input_ids=ids.to(dev), past_key_values=own, use_cache=True, **kwargs).last_hidden_state
+        hidden = self.decoder(input_ids=ids.to(dev), cache=own, use_cache=True, **kwargs).last_hidden_state
         for r, (_, i) in enumerate(chunk):
             states[i].append(hidden[r, :len(requests[i][2]) - 1])
+
+
+def check_backend(backend: str) -> None:
+    """Raise ``ValueError`` saying what is missing when ``backend`` cannot run here."""
+    import importlib.util
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown evaluation backend '{backend}'; known: {', '.join(BACKENDS)}")
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError("the vllm backend needs vLLM and a GPU: pip install 'lm_eval[vllm]' "
+                         "(or run on CPU with --backend hare)")
 
 
 def lm_eval_model(backend: str, model_dir: Path, *, batch_size: int | str, device: str, max_length: int | None,
                   max_batch_tokens: int | None = None):
     """The lm-eval model of ``backend`` on the model folder ``model_dir``: an ``LM`` instance, or, for
     vLLM, the (name, arguments) pair that ``lm_eval.simple_evaluate`` loads."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown evaluation backend '{backend}'; known: {', '.join(BACKENDS)}")
+    check_backend(backend)
     if backend == "vllm":
-        import importlib.util
-
-        if importlib.util.find_spec("vllm") is None:
-            raise ValueError("the vllm backend needs vLLM and a GPU: pip install 'lm_eval[vllm]' "
-                             "(or run on CPU with --backend hare)")
         args = {"pretrained": str(model_dir), "dtype": "auto", "gpu_memory_utilization": 0.8}
         if max_length:
             args["max_model_len"] = max_length

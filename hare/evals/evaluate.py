@@ -208,9 +208,12 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
     and at most 2048 tokens for perplexity). ``context_hint`` and ``missing_hint`` complete the
     reasons a task is skipped for (the setting that gives a longer context; where benchmarks are
     looked for). ``backend`` and ``max_batch_tokens``: the lm-eval model (``hare.evals.backend``)."""
+    from hare.evals.backend import check_backend
+
     model_dir, out = Path(model_dir), Path(out)
     if not is_model_dir(model_dir):
         raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json)")
+    check_backend(backend)
     name = name or model_dir.name
     for old in ("tasks", "data"):  # a new evaluation never mixes with the files of an earlier one
         shutil.rmtree(out / old, ignore_errors=True)
