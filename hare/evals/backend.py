@@ -39,7 +39,7 @@ from hare.model.loss import linear_log_probs
 log = logging.getLogger("hare.evals")
 
 BACKENDS = ("hare", "hf", "vllm")
-DEFAULT_MAX_BATCH_TOKENS = 8192  # SmolLM2-135M: below 1.5 GB in all, 4 choices of a 25-shot ARC item in one pass
+DEFAULT_MAX_BATCH_TOKENS = 8192  # the 4 choices of a 25-shot ARC item in one pass; SmolLM2-135M peaks at 1.9 GB
 AUTO_MEMORY_FRACTION = 0.25  # share of the free memory an automatic token budget may use
 AUTO_MAX_BATCH_TOKENS = 65536
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,15 +54,28 @@ def long_model(tmp_path_factory, shared_data) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tasks(tmp_path_factory, shared_data) -> dict:
-    """lm-eval's tasks on hare's local files, loaded once for every model and side."""
-    from lm_eval.tasks import TaskManager, get_task_dict
-
+def task_folder(tmp_path_factory, shared_data) -> Path:
     out = tmp_path_factory.mktemp("backend-tasks")
     bench = link_shared(out / "bench", shared_data, ["arc", "hellaswag", "mmlu", "truthfulqa"])
     ready, skipped = prepare_tasks(TASKS, bench, out)
     assert not skipped, skipped
-    return get_task_dict(RUN, TaskManager(include_path=str(out / "tasks"), include_defaults=False))
+    return out / "tasks"
+
+
+def load_tasks(folder: Path, num_fewshot: int | None = None) -> dict:
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    tasks = get_task_dict(RUN, TaskManager(include_path=str(folder), include_defaults=False))
+    if num_fewshot is not None:
+        for task in tasks.values():
+            task.set_config(key="num_fewshot", value=num_fewshot)
+    return tasks
+
+
+@pytest.fixture(scope="module")
+def tasks(task_folder) -> dict:
+    """lm-eval's tasks on hare's local files, loaded once for the tiny models and both sides."""
+    return load_tasks(task_folder)
 
 
 def evaluate_both(model: Path, tasks: dict, limit: int, **hare_kwargs) -> tuple[dict, dict, HareLM]:
@@ -80,11 +94,12 @@ def evaluate_both(model: Path, tasks: dict, limit: int, **hare_kwargs) -> tuple[
 
 
 def assert_same(hf: dict, hare: dict) -> int:
-    """Per-request log-likelihoods within 1e-4, the same greedy flags, identical metrics; returns the count."""
+    """Per-request log-likelihoods within 1e-4, the same greedy flags, identical accuracies; returns the count."""
     n = 0
     for task in RUN:
-        assert {k: v for k, v in hf["results"][task].items() if "," in k} == \
-            {k: v for k, v in hare["results"][task].items() if "," in k}, task
+        for key, value in hf["results"][task].items():
+            if "," in key and "stderr" not in key:  # accuracies identical; mc2, a probability mass, to 1e-4
+                assert hare["results"][task][key] == (pytest.approx(value, abs=1e-4) if "mc2" in task else value)
         for a, b in zip(hf["samples"][task], hare["samples"][task], strict=True):
             assert a["doc_id"] == b["doc_id"] and a["arguments"] == b["arguments"]
             for (la, ga), (lb, gb) in zip([r[0] for r in a["resps"]], [r[0] for r in b["resps"]], strict=True):
@@ -103,60 +118,65 @@ def test_equals_hflm_on_a_tiny_model_with_shared_contexts(long_model, tasks):
 
 def test_equals_hflm_on_a_hare_model_with_truncated_contexts(hare_model, tasks):
     # hare's export has a 128-token context: every prompt is cut on the left, as HFLM cuts it
-    hf, hare, lm = evaluate_both(hare_model, tasks, limit=2, max_batch_tokens=300)
+    hf, hare, lm = evaluate_both(hare_model, tasks, limit=1, max_batch_tokens=300)
     assert lm.max_length == 128
-    assert assert_same(hf, hare) > 30
+    assert assert_same(hf, hare) > 15
 
 
 @pytest.mark.slow
-def test_equals_hflm_on_smollm2(smollm2, tasks):
-    hf, hare, _ = evaluate_both(smollm2, tasks, limit=1)
-    assert assert_same(hf, hare) >= 4 * 4
+def test_equals_hflm_on_smollm2(smollm2, task_folder):
+    """The real model; two shots, so that HFLM's side stays short on a CPU."""
+    hf, hare, _ = evaluate_both(smollm2, load_tasks(task_folder, num_fewshot=2), limit=1)
+    assert hf["n-shot"]["arc_challenge"] == 2
+    assert assert_same(hf, hare) >= 3 * 4
 
 
 _MEMORY_SCRIPT = r"""
-import json, resource, sys, torch
+import json, sys, torch
 from lm_eval.models.huggingface import HFLM
 from hare.evals.backend import HareLM
 
-def rss():
+def status(field):  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent (pytest) into the child
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) * 1024
+        return next(int(l.split()[1]) for l in f if l.startswith(field + ":")) * 1024
 
 side, model = sys.argv[1], sys.argv[2]
 common = {"pretrained": model, "dtype": "float32", "device": "cpu", "batch_size": 8}
 lm = HFLM(**common) if side == "hf" else HareLM(**common, max_batch_tokens=8192)
 g = torch.Generator().manual_seed(0)
-ctxs = [torch.randint(3, 500, (1000,), generator=g).tolist() for _ in range(2)]
+ctxs = [torch.randint(3, 500, (600,), generator=g).tolist() for _ in range(2)]
 reqs = [((None, None), c, torch.randint(3, 500, (n,), generator=g).tolist()) for c in ctxs for n in (3, 5, 8, 13)]
-before = rss()
+before = status("VmRSS")
 out = lm._loglikelihood_tokens(reqs, disable_tqdm=True)
-print(json.dumps({"growth": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before,
+print(json.dumps({"growth": status("VmHWM") - before,
                   "lls": [o[0] for o in out]}))
 """
 
 
 @pytest.mark.slow
-def test_memory_stays_bounded_where_hflms_grows_with_the_vocabulary(tmp_path, shared_data):
-    """Eight 1,000-token prompts at a 32,000-word vocabulary: HFLM's logits and their log-softmax take
-    2 x 8 x 1,000 x 32,000 x 4 bytes (2 GB); hare's backend holds one chunk of logits."""
+def test_memory_stays_bounded_where_hflms_grows_with_the_vocabulary(hf_model, tmp_path):
+    """Peak resident memory (in a subprocess each) of eight 600-token prompts at a 32,000-word vocabulary: HFLM's logits and their log-softmax take
+    2 x 8 x 600 x 32,000 x 4 bytes (1.2 GB); hare's backend holds one chunk of logits (32 MB)."""
     from hare.model.model import build_model, mistral_config
 
     model = tmp_path / "big-vocab"
-    _tokenizer(model)
+    model.mkdir()
+    for f in hf_model.glob("*token*"):  # the tiny model's tokenizer; the model's vocabulary is larger
+        shutil.copy(f, model)
     config = mistral_config("tiny", {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                                      "num_attention_heads": 2, "num_key_value_heads": 1,
                                      "max_position_embeddings": 2048}, vocab_size=32000)
     build_model(config, seed=0).save_pretrained(model)
-    limit = 1 << 30
+    limit = 1 << 29
     res = {}
     for side in ("hf", "hare"):
         p = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, side, str(model)], capture_output=True, text=True,
                            cwd=ROOT, timeout=300)
         assert p.returncode == 0, p.stderr[-2000:]
         res[side] = json.loads(p.stdout.strip().splitlines()[-1])
+        print(side, "peak growth", res[side]["growth"] >> 20, "MB")
     assert res["hf"]["growth"] > limit, res["hf"]["growth"]
-    assert res["hare"]["growth"] < limit / 4, res["hare"]["growth"]
+    assert res["hare"]["growth"] < limit / 2, res["hare"]["growth"]
     assert res["hare"]["lls"] == pytest.approx(res["hf"]["lls"], abs=1e-4)
 
 
