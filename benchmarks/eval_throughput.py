@@ -111,7 +111,8 @@ def main() -> None:
             diff = max(abs(a - b) for k in hf["lls"] for a, b in zip(hf["lls"][k], hare["lls"][k]))
             print(f"\n{task}: {hf['requests']} requests" + (f" ({args.mmlu_subjects} subjects)" if task == "mmlu"
                                                              and args.mmlu_subjects else ""))
-            print(f"  HFLM  {rate['hf']:7.2f} requests/s ({hf['seconds']:.1f} s)   peak RSS {hf['peak_rss_mb']:7.0f} MB")
+            print(f"  HFLM  {rate['hf']:7.2f} requests/s ({hf['seconds']:.1f} s)   peak RSS "
+                  f"{hf['peak_rss_mb']:7.0f} MB")
             print(f"  hare  {rate['hare']:7.2f} requests/s ({hare['seconds']:.1f} s)   peak RSS "
                   f"{hare['peak_rss_mb']:7.0f} MB")
             print(f"  ratio {rate['hare'] / rate['hf']:.2f}x requests/s")

@@ -201,7 +201,8 @@ class HareLM(HFLM):
         own.batch_select_indices(groups)
         row_lens = torch.tensor([lens[g] for g, _ in chunk], device=dev)
         kwargs = {}
-        if any(lens[g] != width for g, _ in chunk):  # a shorter input's cache ends in padding: masked, positions from its end
+        # a shorter input's cached row ends in padding: it is masked, and positions count from its end
+        if any(lens[g] != width for g, _ in chunk):
             mask = torch.ones(n, width + span, dtype=torch.long, device=dev)
             mask[:, :width] = (torch.arange(width, device=dev)[None] < row_lens[:, None]).long()
             kwargs = {"attention_mask": mask,

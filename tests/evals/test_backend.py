@@ -155,8 +155,9 @@ print(json.dumps({"growth": status("VmHWM") - before,
 
 @pytest.mark.slow
 def test_memory_stays_bounded_where_hflms_grows_with_the_vocabulary(hf_model, tmp_path):
-    """Peak resident memory (in a subprocess each) of eight 600-token prompts at a 32,000-word vocabulary: HFLM's logits and their log-softmax take
-    2 x 8 x 600 x 32,000 x 4 bytes (1.2 GB); hare's backend holds one chunk of logits (32 MB)."""
+    """Peak resident memory (in a subprocess each) of eight 600-token prompts at a 32,000-word
+    vocabulary: HFLM's logits and their log-softmax take 2 x 8 x 600 x 32,000 x 4 bytes (1.2 GB);
+    hare's backend holds one chunk of logits (32 MB)."""
     from hare.model.model import build_model, mistral_config
 
     model = tmp_path / "big-vocab"
