@@ -169,7 +169,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model_opts = [o for o, v in (("--suite", args.suite), ("--tasks", args.tasks), ("--limit", args.limit),
                                  ("--benchmarks-dir", args.benchmarks_dir), ("--heldout", args.heldout),
                                  ("--max-length", args.max_length),
-                                 ("--apply-chat-template", args.apply_chat_template)) if v]
+                                 ("--apply-chat-template", args.apply_chat_template), ("--backend", args.backend),
+                                 ("--max-batch-tokens", args.max_batch_tokens)) if v]
     if target is None or not is_model_dir(target):
         if target is not None and Path(target).is_dir():
             print(f"error: {target}: not a model folder (no config.json) and not a recipe file", file=sys.stderr)
@@ -199,7 +200,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             summary = evaluate(model, out, tasks, benchmarks=args.benchmarks_dir, limit=args.limit, batch_size=batch,
                                device=args.device, max_length=args.max_length, heldout=args.heldout,
                                heldout_limit=args.limit, text_field=args.text_field, name=name,
-                               apply_chat_template=args.apply_chat_template)
+                               apply_chat_template=args.apply_chat_template,
+                               backend=args.backend or "hare", max_batch_tokens=args.max_batch_tokens)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -238,8 +240,17 @@ def _eval_args(sp: argparse.ArgumentParser) -> None:
                          "gsm8k/); benchmarks not there are looked up in the local Hugging Face hub cache")
     sp.add_argument("--limit", type=int, default=None,
                     help="at most this many items per task (per MMLU subject) and held-out documents: a quick look")
-    sp.add_argument("--batch-size", default="8", help="evaluation batch size, or 'auto'")
+    sp.add_argument("--batch-size", default="8",
+                    help="evaluation batch size, or 'auto'; with the hare backend it sizes generation (GSM8K) only, "
+                         "and 'auto' also sets --max-batch-tokens from the free memory")
     sp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    sp.add_argument("--backend", choices=["hare", "hf", "vllm"], default=None,
+                    help="lm-eval model: hare (default: lm-eval's Hugging Face model scoring only the continuations, "
+                         "one shared context per question, in token-budget batches), hf (lm-eval's own) or vllm "
+                         "(lm-eval's vLLM model, on a GPU)")
+    sp.add_argument("--max-batch-tokens", type=int, default=None,
+                    help="hare backend: the most tokens one forward pass holds, which bounds its memory "
+                         "(default: 8192; with --batch-size auto, from the free memory)")
     sp.add_argument("--max-length", type=int, default=None,
                     help="context length in tokens (default: the model's max_position_embeddings)")
     sp.add_argument("--heldout", action="append", default=None, metavar="PATH",

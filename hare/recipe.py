@@ -527,6 +527,12 @@ class EvalConfig(Section):
     limit: int | None = Field(None, ge=1, description="Evaluate at most this many items per task.")
     num_fewshot: int | None = Field(None, ge=0, description="Override every task's few-shot count.")
     batch_size: int = Field(8, ge=1, description="Evaluation batch size.")
+    backend: Literal["hare", "hf", "vllm"] = Field(
+        "hare", description="lm-eval model: hare (continuations scored from one shared context, token-budget "
+        "batches), hf (lm-eval's Hugging Face model, the same results) or vllm (GPU).", json_schema_extra=EXECUTION)
+    max_batch_tokens: int | None = Field(
+        None, ge=1, description="hare backend: the most tokens one forward pass holds (default 8192).",
+        json_schema_extra=EXECUTION)
     max_heldout_docs: int | None = Field(200, ge=1, description="Held-out documents used for perplexity.")
 
 

@@ -115,31 +115,35 @@ def _request_bars():
 
 def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int | None, batch_size: int | str,
                 num_fewshot: int | None = None, max_length: int | None = None, device: str = "cpu",
-                apply_chat_template: bool = False) -> dict:
-    """Run lm-evaluation-harness on a local HF model folder with the task YAMLs in ``task_dir``.
+                apply_chat_template: bool = False, backend: str = "hare", max_batch_tokens: int | None = None,
+                log_samples: bool = False) -> dict:
+    """Run lm-evaluation-harness on a local HF model folder with the task YAMLs in ``task_dir``, with
+    the model of ``backend`` (``hare.evals.backend``: hare's, lm-eval's ``hf`` or ``vllm``).
 
     ``apply_chat_template`` renders every prompt with the model's chat template (lm-eval's option of
     that name; its few-shot examples become earlier turns, ``fewshot_as_multiturn``), the way a chat
     model is asked.
 
-    Returns lm-eval's results dict (what ``lm_eval --output_path`` saves), made JSON-safe.
+    Returns lm-eval's results dict (what ``lm_eval --output_path`` saves), made JSON-safe; with
+    ``log_samples``, its per-request ``samples`` too.
     """
     import lm_eval
     from lm_eval.tasks import TaskManager
 
+    from hare.evals.backend import lm_eval_model
+
     tm = TaskManager(include_path=str(task_dir), include_defaults=False)
-    model_args = {"pretrained": str(model_dir), "dtype": "float32" if device == "cpu" else "auto",
-                  "trust_remote_code": False}
-    if max_length:
-        model_args["max_length"] = max_length
+    model, model_args, batch_size = lm_eval_model(backend, model_dir, batch_size=batch_size, device=device,
+                                                  max_length=max_length, max_batch_tokens=max_batch_tokens)
     with _request_bars():
         out = lm_eval.simple_evaluate(
-            model="hf", model_args=model_args, tasks=tasks, task_manager=tm, limit=limit, batch_size=batch_size,
-            num_fewshot=num_fewshot, device=device, log_samples=False,
+            model=model, model_args=model_args, tasks=tasks, task_manager=tm, limit=limit, batch_size=batch_size,
+            num_fewshot=num_fewshot, device=device, log_samples=log_samples,
             bootstrap_iters=1000,  # every metric here is a mean, whose stderr is closed-form; no bootstrap runs
             apply_chat_template=apply_chat_template, fewshot_as_multiturn=apply_chat_template,
         )
-    out.pop("samples", None)
+    if not log_samples:
+        out.pop("samples", None)
     return json.loads(json.dumps(out, default=str))
 
 
@@ -202,17 +206,21 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
              max_length: int | None = None, num_fewshot: int | None = None,
              heldout: list[str | Path] | None = None, heldout_limit: int | None = None, text_field: str = "text",
              name: str | None = None, context_hint: str = "--max-length", missing_hint: str = "",
-             apply_chat_template: bool = False) -> EvalStats:
+             apply_chat_template: bool = False, backend: str = "hare",
+             max_batch_tokens: int | None = None) -> EvalStats:
     """Evaluate a local model on ``tasks`` (names or suites; ``hare_heldout`` included) and, with
     ``heldout`` documents, held-out perplexity; writes the files of the module docstring.
 
     ``max_length`` is the context of every task and of the perplexity windows (default: the model's,
     and at most 2048 tokens for perplexity). ``context_hint`` and ``missing_hint`` complete the
     reasons a task is skipped for (the setting that gives a longer context; where benchmarks are
-    looked for)."""
+    looked for). ``backend`` and ``max_batch_tokens``: the lm-eval model (``hare.evals.backend``)."""
+    from hare.evals.backend import check_backend
+
     model_dir, out = Path(model_dir), Path(out)
     if not is_model_dir(model_dir):
         raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json)")
+    check_backend(backend)
     name = name or model_dir.name
     for old in ("tasks", "data"):  # a new evaluation never mixes with the files of an earlier one
         shutil.rmtree(out / old, ignore_errors=True)
@@ -249,7 +257,8 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
         log.info("running lm-evaluation-harness on %d tasks (its other output goes to the log)", len(ready))
         results = run_lm_eval(model_dir, out / "tasks", ready, limit=limit, batch_size=batch_size,
                               num_fewshot=num_fewshot, max_length=max_length, device=device,
-                              apply_chat_template=apply_chat_template)
+                              apply_chat_template=apply_chat_template, backend=backend,
+                              max_batch_tokens=max_batch_tokens)
         write_json(out / "lm_eval_results.json", results)
     rows = heldout_rows(stats.perplexity) if HELDOUT in names and stats.perplexity is not None else []
     stats.tasks = rows + summary_rows(results)

@@ -52,7 +52,8 @@ class EvalStep(Step):
         return evaluate(ctx.deps["train"] / "model", ctx.out, cfg.tasks, benchmarks=bench, limit=cfg.limit,
                         batch_size=cfg.batch_size, max_length=c.pack.seq_len, num_fewshot=cfg.num_fewshot,
                         heldout=[heldout] if scored else [], name=c.name, context_hint="pack.seq_len",
-                        missing_hint="" if bench else " (decontam.benchmarks_dir is not set)")
+                        missing_hint="" if bench else " (decontam.benchmarks_dir is not set)",
+                        backend=cfg.backend, max_batch_tokens=cfg.max_batch_tokens)
 
     def report_data(self, folder: Path, stats: EvalStats) -> dict[str, Any]:
         board = folder / "leaderboard.md"

@@ -1,0 +1,248 @@
+"""hare's language model for lm-evaluation-harness: lm-eval's Hugging Face model with a log-likelihood
+that scales to real vocabularies and long few-shot prompts.
+
+``HareLM`` is lm-eval's ``HFLM`` (its tokenization of context and continuation, its BOS/EOS
+handling, truncation, rolling windows and generation are kept as they are) with
+``_loglikelihood_tokens`` replaced, so every result is the one ``HFLM`` gives (per-request
+log-likelihoods within float32 rounding; ``tests/evals/test_backend.py`` compares them). Three
+changes make it scale:
+
+- **log-probabilities only where they are read**: the model's final hidden states go through the
+  LM head a chunk of continuation positions at a time (``hare.model.loss.linear_log_probs``);
+  ``HFLM`` takes the log-softmax of the full logits of every position of the batch (16 prompts of
+  1,500 tokens at a 49,152-word vocabulary: 4.7 GB a copy);
+- **one shared context per item**: the requests whose context tokens are the same (the answer
+  choices of one question) are grouped; the context runs once and its key/value cache scores every
+  choice in one batch. ``HFLM`` shares a context only when every choice is one token (MMLU's
+  letters) and runs ARC's 25-shot prompt again for each of its four choices;
+- **batches sized by tokens**: contexts are taken longest first while a batch holds at most
+  ``max_batch_tokens`` tokens (rows x padded length, the cached context of each choice counted), so
+  memory is bounded at any ``--batch-size``. ``max_batch_tokens=None`` picks it from the free memory.
+
+The batch size given to ``HFLM`` only sizes generation (GSM8K), where transformers computes the
+logits of the last position only.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+
+import torch
+from lm_eval.models.huggingface import HFLM
+
+from hare.core.progress import Progress
+from hare.model.loss import linear_log_probs
+
+log = logging.getLogger("hare.evals")
+
+BACKENDS = ("hare", "hf", "vllm")
+DEFAULT_MAX_BATCH_TOKENS = 8192  # the 4 choices of a 25-shot ARC item in one pass; SmolLM2-135M peaks at 1.9 GB
+AUTO_MEMORY_FRACTION = 0.25  # share of the free memory an automatic token budget may use
+AUTO_MAX_BATCH_TOKENS = 65536
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors on ``device`` (CUDA: the allocator's view; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def bytes_per_token(config, max_length: int, dtype_bytes: int = 4) -> int:
+    """Memory one token of a batch needs at most: its key/value cache in every layer, the widest
+    activations of a layer, and one row of attention scores per head (CPU attention materialises them)."""
+    c = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    heads = c.num_attention_heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    cache = 2 * c.num_hidden_layers * kv_heads * head_dim
+    acts = 4 * c.hidden_size + 3 * getattr(c, "intermediate_size", 4 * c.hidden_size)
+    return dtype_bytes * (cache + acts + heads * max_length)
+
+
+def auto_max_batch_tokens(config, max_length: int, device: torch.device) -> int:
+    """A token budget that takes ``AUTO_MEMORY_FRACTION`` of the free memory."""
+    budget = int(AUTO_MEMORY_FRACTION * available_memory(device)) // bytes_per_token(config, max_length)
+    return max(max_length + 1, min(budget, AUTO_MAX_BATCH_TOKENS))
+
+
+class HareLM(HFLM):
+    """``HFLM`` with bounded-memory, shared-context log-likelihoods (see the module docstring).
+
+    ``max_batch_tokens``: the most tokens one forward pass holds (``None``: from the free memory); a
+    batch holds one context, or one continuation with its context, at least.
+    Every other argument is ``HFLM``'s.
+    """
+
+    def __init__(self, *args, max_batch_tokens: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_batch_tokens = max_batch_tokens or auto_max_batch_tokens(self.model.config, self.max_length,
+                                                                          self.device)
+        self.lm_head = self.model.get_output_embeddings()
+        self.decoder = getattr(self.model, self.model.base_model_prefix)
+        cfg = self.model.config.get_text_config(decoder=True)
+        self.softcap = getattr(cfg, "final_logit_softcapping", None)
+        # A sliding window masks by cache position: contexts of different lengths padded into one
+        # batch would shift the window, so such a model batches contexts of one length only.
+        window = getattr(cfg, "sliding_window", None)
+        self.same_length_batches = bool(window) and window < self.max_length
+        log.info("hare backend: at most %d tokens a batch", self.max_batch_tokens)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        """(log-likelihood, is_greedy) of each ``((context, continuation), context_enc, continuation_enc)``,
+        as ``HFLM._loglikelihood_tokens`` computes them, in the order given."""
+        # The tokens a continuation sees: HFLM's input window (context + continuation, last
+        # max_length + 1 tokens, last one dropped), the continuation's own tokens taken off.
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (_, ctx, cont) in enumerate(requests):
+            assert ctx and cont and len(cont) <= self.max_length
+            seq = (ctx + cont)[-(self.max_length + 1):]
+            groups.setdefault(tuple(seq[:-len(cont)]), []).append(i)
+        # A group of one request (a rolling window, a question asked once) has nothing to share: its
+        # first pass takes the whole window, as HFLM's does.
+        first = {p: (p + tuple(requests[g[0]][2][:-1]) if len(g) == 1 else p) for p, g in groups.items()}
+        # longest first: padding stays small, and a budget too small shows at once
+        order = sorted(groups, key=lambda p: (-len(first[p]), first[p]))
+        res: list[tuple[float, bool] | None] = [None] * len(requests)
+        bar = Progress(total=len(requests), desc="lm-eval: loglikelihood requests", unit="request",
+                       disable=disable_tqdm or self.rank != 0)
+        batch: list[tuple[int, ...]] = []
+        for prefix in order:
+            n = len(first[prefix])
+            if batch and ((len(batch) + 1) * len(first[batch[0]]) > self.max_batch_tokens
+                          or (self.same_length_batches and n != len(first[batch[0]]))):
+                self._score_batch(batch, first, groups, requests, res, bar)
+                batch = []
+            batch.append(prefix)
+        if batch:
+            self._score_batch(batch, first, groups, requests, res, bar)
+        bar.close()
+        return res
+
+    @torch.no_grad()
+    def _score_batch(self, prefixes, first, groups, requests, res, bar) -> None:
+        """Score every request of the groups ``prefixes``: one pass over their ``first`` inputs (the
+        shared contexts; a lone request's whole window), then the shared contexts' continuations
+        from the key/value cache."""
+        dev = self.device
+        lens = [len(p) for p in prefixes]
+        width = len(first[prefixes[0]])
+        ids = torch.zeros(len(prefixes), width, dtype=torch.long)
+        for r, p in enumerate(prefixes):
+            ids[r, :len(first[p])] = torch.tensor(first[p])
+        shared = [g for g, p in enumerate(prefixes) if len(groups[p]) > 1]
+        # right padding needs no mask: a causal model's real positions never see the padding after them
+        out = self.decoder(input_ids=ids.to(dev), use_cache=bool(shared))
+        cache, hidden = out.cache, out.last_hidden_state
+        del out
+
+        rows = [(g, i) for g, p in enumerate(prefixes) for i in groups[p]]
+        # the hidden states that predict each continuation: from the first pass (a shared context's
+        # last position predicts its continuations' first tokens; a lone window, all its tokens) ...
+        states: dict[int, list[torch.Tensor]] = {}
+        for g, i in rows:
+            n = len(requests[i][2]) if len(groups[prefixes[g]]) == 1 else 1
+            states[i] = [hidden[g, lens[g] - 1:lens[g] - 1 + n].clone()]  # cloned: the batch's states are freed
+        del hidden
+        # ... and for the shared contexts' continuations of two tokens or more, from the cache
+        multi = [(g, i) for g, i in rows if len(groups[prefixes[g]]) > 1 and len(requests[i][2]) > 1]
+        start = 0
+        while start < len(multi):
+            span, end = len(requests[multi[start][1]][2]) - 1, start + 1  # a batch holds one row at least
+            while end < len(multi):
+                t = max(span, len(requests[multi[end][1]][2]) - 1)
+                if (end - start + 1) * (width + t) > self.max_batch_tokens:
+                    break
+                span, end = t, end + 1
+            self._score_continuations(multi[start:end], span, lens, width, cache, requests, states)
+            start = end
+        del cache
+
+        h, y, spans = [], [], []
+        for _, i in rows:
+            cont = requests[i][2]
+            h.extend(states[i])
+            y.extend(cont)
+            spans.append((i, len(cont)))
+        lp, greedy = linear_log_probs(torch.cat(h), self.lm_head.weight, torch.tensor(y, device=dev),
+                                      softcap=self.softcap)
+        pos = 0
+        for i, n in spans:
+            answer = (float(lp[pos:pos + n].sum()), bool(greedy[pos:pos + n].all()))
+            pos += n
+            res[i] = answer
+            key = requests[i][0]
+            if key is not None:  # rolling windows have no key; loglikelihood_rolling caches their sum
+                self.cache_hook.add_partial("loglikelihood", key, answer)
+        bar.update(len(rows))
+
+    def _score_continuations(self, chunk, span, lens, width, cache, requests, states) -> None:
+        """Hidden states of continuation tokens 1.. for the requests ``chunk`` ((group, request)), each
+        row seeing its group's cached context; ``span``: the longest continuation minus one."""
+        dev = self.device
+        n = len(chunk)
+        ids = torch.zeros(n, span, dtype=torch.long)
+        for r, (_, i) in enumerate(chunk):
+            cont = requests[i][2][:-1]
+            ids[r, :len(cont)] = torch.tensor(cont)
+        groups = torch.tensor([g for g, _ in chunk], device=dev)
+        own = copy.copy(cache)  # the rows' cache: the layers' tensors selected, the groups' cache kept
+        own.layers = [copy.copy(layer) for layer in cache.layers]
+        own.batch_select_indices(groups)
+        row_lens = torch.tensor([lens[g] for g, _ in chunk], device=dev)
+        kwargs = {}
+        # a shorter input's cached row ends in padding: it is masked, and positions count from its end
+        if any(lens[g] != width for g, _ in chunk):
+            mask = torch.ones(n, width + span, dtype=torch.long, device=dev)
+            mask[:, :width] = (torch.arange(width, device=dev)[None] < row_lens[:, None]).long()
+            kwargs = {"attention_mask": mask,
+                      "position_ids": row_lens[:, None] + torch.arange(span, device=dev)[None]}
+        hidden = self.decoder(input_ids=ids.to(dev), cache=own, use_cache=True, **kwargs).last_hidden_state
+        for r, (_, i) in enumerate(chunk):
+            states[i].append(hidden[r, :len(requests[i][2]) - 1])
+
+
+def check_backend(backend: str) -> None:
+    """Raise ``ValueError`` saying what is missing when ``backend`` cannot run here."""
+    import importlib.util
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown evaluation backend '{backend}'; known: {', '.join(BACKENDS)}")
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError("the vllm backend needs vLLM and a GPU: pip install 'lm_eval[vllm]' "
+                         "(or run on CPU with --backend hare)")
+
+
+def lm_eval_model(backend: str, model_dir: Path, *, batch_size: int | str, device: str, max_length: int | None,
+                  max_batch_tokens: int | None = None):
+    """The lm-eval model of ``backend`` on the model folder ``model_dir``: an ``LM`` instance, or, for
+    vLLM, the (name, arguments) pair that ``lm_eval.simple_evaluate`` loads."""
+    check_backend(backend)
+    if backend == "vllm":
+        args = {"pretrained": str(model_dir), "dtype": "auto", "gpu_memory_utilization": 0.8}
+        if max_length:
+            args["max_model_len"] = max_length
+        return "vllm", args, batch_size  # "auto": vLLM schedules the batches itself
+    kwargs = {"pretrained": str(model_dir), "dtype": "float32" if device == "cpu" else "auto",
+              "trust_remote_code": False}
+    if max_length:
+        kwargs["max_length"] = max_length
+    if backend == "hf":
+        return "hf", kwargs, batch_size
+    if batch_size == "auto":  # generation batches from the same budget: rows of a full context
+        lm = HareLM(**kwargs, device=device, batch_size=1, max_batch_tokens=max_batch_tokens)
+        lm.batch_size_per_gpu = max(1, lm.max_batch_tokens // lm.max_length)
+        return lm, None, lm.batch_size_per_gpu
+    lm = HareLM(**kwargs, device=device, batch_size=batch_size,
+                max_batch_tokens=max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
+    return lm, None, batch_size
