@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hare.core.benchmarks import Item
-from hare.core.io import read_jsonl
+from hare.core.io import jsonl_records
 
 log = logging.getLogger("hare.evals.rewrite")
 
@@ -117,8 +117,10 @@ class ChatRewriter:
         self.cache_path = Path(cache)
         self.cache: dict[str, str] = {}
         if self.cache_path.exists():
-            for rec in read_jsonl(self.cache_path):
-                self.cache[rec["key"]] = rec["text"]
+            # A line cut short by an interrupted run is left out: that item is asked for again.
+            for _, rec in jsonl_records(self.cache_path, on_error=lambda e: None):
+                if isinstance(rec.get("key"), str) and isinstance(rec.get("text"), str):
+                    self.cache[rec["key"]] = rec["text"]
         self.requests = 0
 
     def _key(self, text: str) -> str:
