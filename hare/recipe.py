@@ -240,6 +240,10 @@ class DecontamConfig(Section):
     min_document_ngrams: int = Field(
         1, ge=1, description="Documents with fewer n-grams than this are kept without a check."
     )
+    min_item_words: int = Field(
+        8, ge=1, description="Items shorter than ngram words but with at least this many are indexed whole, as "
+        "one window of their own length, so short questions are caught too (NeMo Curator: 8)."
+    )
     max_ngram_doc_frequency: int | None = Field(
         10,
         ge=1,
