@@ -413,19 +413,38 @@ def fingerprint_obj(obj: Any) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def fingerprint_path(path: str | Path, full_hash_limit: int = 64 << 20) -> dict:
-    """Fingerprint of an input file or folder: content hash for small files, size + mtime for large.
+# Fingerprints: a file up to FULL_HASH_BYTES is hashed whole (benchmark files, recipes, tokenizers:
+# small, and where one changed character matters); a larger one (raw corpus files) by its size, its
+# modification time and SAMPLE_BLOCKS blocks of SAMPLE_BYTES spread over it, first and last
+# included, so that deciding whether steps can be reused reads about 1 MB of it, not all of it.
+FULL_HASH_BYTES = 8 << 20
+SAMPLE_BLOCKS, SAMPLE_BYTES = 16, 64 << 10
 
-    Large raw inputs are not re-read on every run; a changed size or modification time still
-    invalidates the steps that read them.
-    """
+
+def sampled_digest(path: str | Path, size: int | None = None) -> str:
+    """sha256 of ``SAMPLE_BLOCKS`` evenly spaced blocks of a file (the first and the last included)."""
+    size = Path(path).stat().st_size if size is None else size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        last = max(0, size - SAMPLE_BYTES)
+        for k in range(SAMPLE_BLOCKS):
+            f.seek(last * k // (SAMPLE_BLOCKS - 1))
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def file_fingerprint(path: str | Path) -> list:
+    """[path, size, content hash] for a small file, [path, size, mtime in ns, sampled-block hash] for
+    a large one: a change of size, time or any sampled block invalidates the steps that read it."""
+    st = Path(path).stat()
+    if st.st_size <= FULL_HASH_BYTES:
+        return [str(path), st.st_size, sha256_file(path)]
+    return [str(path), st.st_size, st.st_mtime_ns, sampled_digest(path, st.st_size)]
+
+
+def fingerprint_path(path: str | Path) -> dict:
+    """Fingerprint of an input file or folder (``file_fingerprint`` of each of its files)."""
     p = Path(path)
     files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    entries = []
-    for q in files:
-        st = q.stat()
-        if st.st_size <= full_hash_limit:
-            entries.append([str(q), st.st_size, sha256_file(q)])
-        else:
-            entries.append([str(q), st.st_size, int(st.st_mtime)])
+    entries = [file_fingerprint(q) for q in files]
     return {"path": str(p), "files": len(files), "hash": fingerprint_obj(entries)}
