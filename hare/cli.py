@@ -26,7 +26,7 @@ def _pipeline_command(steps: list[str] | None) -> Callable[[argparse.Namespace],
 
         recipe = load_recipe(args.recipe)
         if args.out_dir:
-            recipe.out_dir = args.out_dir
+            set_out_dir(recipe, args.out_dir)
         force = list(args.force or [])
         if steps and getattr(args, "redo", False):
             force += steps
@@ -39,6 +39,16 @@ def _pipeline_command(steps: list[str] | None) -> Callable[[argparse.Namespace],
         return 0
 
     return cmd
+
+
+def set_out_dir(recipe: Recipe, out_dir: str) -> None:
+    """``--out-dir``: checked like the recipe's own ``out_dir``."""
+    from pydantic import ValidationError
+
+    try:
+        recipe.out_dir = out_dir
+    except ValidationError as e:
+        raise RecipeError(f"--out-dir {out_dir}: {e.errors()[0]['msg']}") from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -97,8 +107,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from hare.evals.rewrite import ChatRewriter, DeterministicRewriter
 
     model = Path(args.model)
-    if not (model / "config.json").exists():
-        print(f"error: {model}: not a Hugging Face model folder (no config.json)", file=sys.stderr)
+    from hare.evals.evaluate import model_dir_problem
+
+    problem = model_dir_problem(model)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     benchmarks = args.benchmarks.split(",") if args.benchmarks else list(BENCHMARKS)
     unknown = [b for b in benchmarks if b not in BENCHMARKS]
@@ -175,6 +188,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if target is not None and Path(target).is_dir():
             print(f"error: {target}: not a model folder (no config.json) and not a recipe file", file=sys.stderr)
             return 2
+        if target is not None and Path(target).is_file() and Path(target).suffix.lower() not in (".yaml", ".yml"):
+            print(f"error: {target}: not a model folder (a folder with config.json and weights) and not a "
+                  "recipe (.yaml)", file=sys.stderr)
+            return 2
         if model_opts:
             print(f"error: {', '.join(model_opts)} apply to a model folder; a recipe sets them in its eval "
                   "section", file=sys.stderr)
@@ -185,6 +202,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print("error: --force and --redo apply to a recipe, not to a model folder", file=sys.stderr)
         return 2
     model = Path(target)
+    from hare.evals.evaluate import model_dir_problem
+
+    problem = model_dir_problem(model)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     run = run_of_model(model)  # a model exported by a hare run is named after its run
     name = run.name if run is not None else model.name
     out = Path(args.out_dir or "runs") / "eval" / name
@@ -659,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"hare {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an error (accepted anywhere on the command line)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
@@ -680,8 +705,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Exit statuses: 2 for a command that cannot run as asked (usage: arguments, recipe), 1 for input
+# data that cannot be used or a step that failed, 130 when interrupted.
+EXIT_USAGE, EXIT_DATA = 2, 1
+
+
+def _error_line(e: BaseException) -> str:
+    """One line for an error: its message, or its type and message for an unexpected one."""
+    from hare.core.io import DataError, RecordError
+
+    msg = " ".join(str(e).split()) if not isinstance(e, RecipeError) else str(e)
+    if isinstance(e, (DataError, RecordError, RecipeError, OSError)) and msg:
+        return msg
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line (before or after the command).
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_console(logging.DEBUG if args.verbose else logging.INFO)
@@ -690,19 +733,19 @@ def main(argv: list[str] | None = None) -> int:
     func = COMMANDS[args.command][0]
     try:
         return func(args)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        from hare.pipeline import PipelineError
-
-        if isinstance(e, PipelineError):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        if debug:
+            raise
+        from hare.pipeline import PipelineError
+
+        usage = isinstance(e, (RecipeError, PipelineError))
+        print(f"error: {_error_line(e)}", file=sys.stderr)
+        if not usage:
+            print("(run again with --debug for the traceback)", file=sys.stderr)
+        return EXIT_USAGE if usage else EXIT_DATA
 
 
 if __name__ == "__main__":

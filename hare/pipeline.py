@@ -74,6 +74,16 @@ def _outputs_intact(folder: Path, recorded: list[dict]) -> bool:
     return True
 
 
+def _check_step_folder(out: Path) -> None:
+    """Refuse to empty a folder that no hare step made: a step folder always holds the step's
+    manifest or its pending mark (written first), unless it is empty."""
+    if out.is_symlink() or not out.is_dir():
+        raise PipelineError(f"{out} is not a folder of this run (a link or a file); refusing to replace it")
+    if not ((out / MANIFEST).exists() or (out / PENDING).exists()) and any(out.iterdir()):
+        raise PipelineError(f"{out} holds files that no hare step wrote (no {MANIFEST} or {PENDING}); "
+                            "refusing to delete it: move it away or choose another name or out_dir")
+
+
 def _read(path: Path) -> dict | None:
     return read_json(path) if path.exists() else None
 
@@ -187,6 +197,7 @@ class Pipeline:
         resume = decision == "resume"
         if main:
             if out.exists() and not resume:
+                _check_step_folder(out)
                 shutil.rmtree(out)
             out.mkdir(parents=True, exist_ok=True)
             (out / MANIFEST).unlink(missing_ok=True)

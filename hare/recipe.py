@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 PACKAGE_RECIPES = Path(__file__).parent / "recipes"
@@ -66,6 +66,9 @@ class SourceConfig(Section):
         "NLP tasks); train.stages mixes parts by weight."
     )
     limit: int | None = Field(None, ge=1, description="Read at most this many documents (a quick look).")
+    # The folder document ids are relative to, kept when the source is read file by file (a part's
+    # ``path`` is then one file); not a recipe key.
+    _id_root: str | None = PrivateAttr(None)
 
 
 class CleanConfig(Section):
@@ -258,6 +261,10 @@ class DecontamConfig(Section):
     cut_margin: int = Field(200, ge=0, description="cut policy: characters removed on each side of a match.")
     min_document_ngrams: int = Field(
         1, ge=1, description="Documents with fewer n-grams than this are kept without a check."
+    )
+    min_item_words: int = Field(
+        8, ge=1, description="Items shorter than ngram words but with at least this many are indexed whole, as "
+        "one window of their own length, so short questions are caught too (NeMo Curator: 8)."
     )
     max_ngram_doc_frequency: int | None = Field(
         10,
@@ -554,6 +561,24 @@ class Recipe(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
     sft: SftConfig = Field(default_factory=SftConfig, description="Chat fine-tuning (off unless enabled).")
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        # The run folder is <out_dir>/<name>, and the runner empties step folders inside it: a name
+        # must not lead anywhere else.
+        if not v or v in (".", "..") or any(c in v for c in "/\\\0") or Path(v).is_absolute():
+            raise ValueError("a run name is a plain folder name: no '/', '\\', '..' or absolute path")
+        return v
+
+    @field_validator("out_dir")
+    @classmethod
+    def _safe_out_dir(cls, v: str) -> str:
+        if not v.strip() or "\0" in v or ".." in Path(v).parts:
+            raise ValueError("out_dir must be a folder path without '..' components")
+        if Path(v).expanduser().resolve() in (Path("/"), Path.home().resolve()):
+            raise ValueError("out_dir must not be the filesystem root or the home folder")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "Recipe":
         names = [s.name for s in self.sources]
@@ -641,8 +666,12 @@ def load_recipe(path: str | Path | None = None, check_paths: bool = True) -> Rec
     path = Path(path) if path is not None else DEFAULT_RECIPE
     if not path.exists():
         raise RecipeError(f"recipe not found: {path}")
+    if not path.is_file():
+        raise RecipeError(f"{path}: not a recipe file (a folder?)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"{path}: not a UTF-8 text file (byte {e.start}); a recipe is a YAML file in UTF-8") from None
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
@@ -76,24 +77,92 @@ def expand_paths(pattern: str | Path, formats: Iterable[str] = ()) -> list[Path]
     return sorted(Path(q) for q in glob.glob(str(p), recursive=True) if Path(q).is_file())
 
 
+class _ZstdReader(io.RawIOBase):
+    """A zstd stream decompressed on the fly that notices when it is cut short.
+
+    ``zstandard``'s stream reader ends silently at the end of a truncated file; this one raises
+    ``EOFError`` when the input ends inside a frame, as ``gzip`` and ``bz2`` do. Concatenated frames
+    are read one after the other. Input is fed in small blocks so that memory stays bounded."""
+
+    def __init__(self, path: str | Path, block: int = 1 << 14):
+        import zstandard
+
+        self._zstd = zstandard
+        self._raw = open(path, "rb")
+        self._block = block
+        self._dec = zstandard.ZstdDecompressor().decompressobj()
+        self._started = False  # the current frame has received input
+        self._out = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._out:
+            data = self._dec.unused_data if self._dec.eof else b""
+            if self._dec.eof:
+                self._dec = self._zstd.ZstdDecompressor().decompressobj()
+                self._started = False
+            data = data or self._raw.read(self._block)
+            if not data:
+                if self._started and not self._dec.eof:
+                    raise EOFError("zstd stream ended before the end of its frame (the file is truncated)")
+                return 0
+            self._started = True
+            self._out = self._dec.decompress(data)
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def open_binary_read(path: str | Path) -> IO[bytes]:
-    """Open a file for reading bytes, decompressing .gz, .zst and .bz2 on the fly."""
+    """Open a file for reading bytes, decompressing .gz, .zst and .bz2 on the fly. A damaged or
+    truncated compressed file raises one of ``DAMAGE_ERRORS`` when the damage is reached."""
     comp = compression(path)
     if comp == ".gz":
         return gzip.open(path, "rb")
     if comp == ".bz2":
         return bz2.open(path, "rb")
     if comp == ".zst":
-        import zstandard
-
-        raw = open(path, "rb")
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+        return io.BufferedReader(_ZstdReader(path), buffer_size=1 << 16)
     return open(path, "rb")
 
 
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [EOFError, OSError, zlib.error]  # gzip.BadGzipFile is an OSError
+    try:
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    except ImportError:  # pragma: no cover - zstandard is a dependency
+        pass
+    return tuple(errors)
+
+
+# What reading a damaged or truncated (compressed) file raises.
+DAMAGE_ERRORS = _damage_errors()
+
+
+def damage_reason(err: BaseException, offset: int) -> str:
+    """The quarantine reason of a file whose reading failed after ``offset`` good bytes."""
+    return f"file damaged or truncated after byte {offset} of its content ({type(err).__name__}: {err})"
+
+
 def open_text_read(path: str | Path) -> IO[str]:
-    """Open a (possibly compressed) UTF-8 text file; undecodable bytes raise, callers quarantine them."""
-    return io.TextIOWrapper(open_binary_read(path), encoding="utf-8", newline="")
+    """Open a (possibly compressed) UTF-8 text file; undecodable bytes raise, callers quarantine them.
+    A byte-order mark at the start is skipped (``utf-8-sig``)."""
+    return io.TextIOWrapper(open_binary_read(path), encoding="utf-8-sig", newline="")
+
+
+class DataError(ValueError):
+    """Input that a command cannot use as a whole (a source with no documents, a file without the
+    field it must have): the message names the file or source and what is wrong. The command line
+    prints it as one line and exits with status 1."""
 
 
 class RecordError(ValueError):
@@ -102,7 +171,14 @@ class RecordError(ValueError):
     def __init__(self, path: str | Path, line: int | None, reason: str, raw: str | bytes = "",
                  message: str | None = None):
         self.path, self.line, self.reason, self.raw = str(path), line, reason, raw
+        self.message = message
         super().__init__(message or (f"{path}:{line}: {reason}" if line is not None else f"{path}: {reason}"))
+
+    def __reduce__(self):  # raised in worker processes: must survive pickling to the main process
+        return RecordError, (self.path, self.line, self.reason, self.raw, self.message)
+
+
+BOM = b"\xef\xbb\xbf"
 
 
 def jsonl_lines(path: str | Path, max_line_bytes: int | None = None,
@@ -110,19 +186,60 @@ def jsonl_lines(path: str | Path, max_line_bytes: int | None = None,
     """(line number, line, record) of every non-blank line of a JSON Lines file, plain or compressed.
 
     A line that is too long, not UTF-8, not JSON or not a JSON object raises ``RecordError``, or,
-    with ``on_error``, is passed to it and skipped (``raw`` holds the line, or its start).
+    with ``on_error``, is passed to it and skipped (``raw`` holds the line, or its start). A UTF-8
+    byte-order mark before the first line is skipped. Two kinds of damage end the file early, reported
+    once as a ``RecordError`` on the line where they start: a damaged or truncated compressed file
+    (the lines before the damage are kept; the reason gives the byte offset in the decompressed
+    content), and a file that is one JSON document (a pretty-printed object or an array) rather than
+    JSON Lines.
     """
     with open_binary_read(path) as f:
-        for lineno, raw in enumerate(f, 1):
+        lineno, offset, first = 0, 0, True
+        lines = iter(f)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except DAMAGE_ERRORS as e:
+                err = RecordError(path, lineno + 1, damage_reason(e, offset))
+                if on_error is None:
+                    raise err from e
+                on_error(err)
+                return
+            lineno += 1
+            offset += len(raw)
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
             if not raw.strip():
                 continue
             try:
                 line = _decode(path, lineno, raw, max_line_bytes)
+                if first:
+                    first = False
+                    _check_json_lines(path, lineno, line)
                 yield lineno, line, _parse(path, lineno, line)
             except RecordError as err:
                 if on_error is None:
                     raise
                 on_error(err)
+                if err.reason.startswith(NOT_JSON_LINES):
+                    return
+
+
+NOT_JSON_LINES = "not JSON Lines"
+
+
+def _check_json_lines(path, lineno: int, line: str) -> None:
+    """Raise when the first line shows that the file is one JSON document, not one object per line:
+    a line that opens an array, or a lone "{" (an object written over several lines). A first line
+    that is merely broken is quarantined like any other."""
+    head = line.strip()
+    if head.startswith("[") or head == "{":
+        kind = "a JSON array" if head.startswith("[") else "pretty-printed JSON"
+        raise RecordError(path, lineno, f"{NOT_JSON_LINES}: the file is {kind} (JSON Lines holds one JSON "
+                          "object per line); the file was not read further. Convert it, e.g. "
+                          f"jq -c '.[]' {Path(path).name} > {Path(path).stem}.jsonl", line[:200])
 
 
 def _decode(path, lineno: int, raw: bytes, max_line_bytes: int | None) -> str:
@@ -158,8 +275,32 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
 
 
 def read_rows(path: str | Path) -> Iterator[dict]:
-    """Rows of a JSON Lines, JSON (a list of rows, or {"data": [...]}), Parquet or CSV file."""
+    """Rows of a JSON Lines, JSON (a list of rows, or {"data": [...]}), Parquet or CSV file.
+
+    A file that cannot be read to its end (damaged, truncated, not UTF-8, not the format its name
+    says) raises ``RecordError`` naming the file and the row reached."""
     path = Path(path)
+    n = 0
+    try:
+        for row in _rows(path):
+            n += 1
+            yield row
+    except RecordError:
+        raise
+    except (UnicodeDecodeError, csv.Error, json.JSONDecodeError, *DAMAGE_ERRORS, *_arrow_errors()) as e:
+        raise RecordError(path, n + 1, f"cannot be read ({type(e).__name__}: {e})") from e
+
+
+def _arrow_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import pyarrow
+
+        return (pyarrow.ArrowException,)
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        return ()
+
+
+def _rows(path: Path) -> Iterator[dict]:
     kind = file_format(path)
     if kind == "parquet":
         import pyarrow.parquet as pq
@@ -179,7 +320,10 @@ def read_rows(path: str | Path) -> Iterator[dict]:
             return
         if isinstance(data, dict):  # {"data": [rows]}, or a single row
             data = data["data"] if isinstance(data.get("data"), list) else [data]
-        yield from data
+        for i, row in enumerate(data if isinstance(data, list) else [data]):
+            if not isinstance(row, dict):
+                raise RecordError(path, i + 1, f"row is a JSON {type(row).__name__}, not an object")
+            yield row
     else:
         yield from read_jsonl(path)
 
@@ -269,19 +413,38 @@ def fingerprint_obj(obj: Any) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def fingerprint_path(path: str | Path, full_hash_limit: int = 64 << 20) -> dict:
-    """Fingerprint of an input file or folder: content hash for small files, size + mtime for large.
+# Fingerprints: a file up to FULL_HASH_BYTES is hashed whole (benchmark files, recipes, tokenizers:
+# small, and where one changed character matters); a larger one (raw corpus files) by its size, its
+# modification time and SAMPLE_BLOCKS blocks of SAMPLE_BYTES spread over it, first and last
+# included, so that deciding whether steps can be reused reads about 1 MB of it, not all of it.
+FULL_HASH_BYTES = 8 << 20
+SAMPLE_BLOCKS, SAMPLE_BYTES = 16, 64 << 10
 
-    Large raw inputs are not re-read on every run; a changed size or modification time still
-    invalidates the steps that read them.
-    """
+
+def sampled_digest(path: str | Path, size: int | None = None) -> str:
+    """sha256 of ``SAMPLE_BLOCKS`` evenly spaced blocks of a file (the first and the last included)."""
+    size = Path(path).stat().st_size if size is None else size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        last = max(0, size - SAMPLE_BYTES)
+        for k in range(SAMPLE_BLOCKS):
+            f.seek(last * k // (SAMPLE_BLOCKS - 1))
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def file_fingerprint(path: str | Path) -> list:
+    """[path, size, content hash] for a small file, [path, size, mtime in ns, sampled-block hash] for
+    a large one: a change of size, time or any sampled block invalidates the steps that read it."""
+    st = Path(path).stat()
+    if st.st_size <= FULL_HASH_BYTES:
+        return [str(path), st.st_size, sha256_file(path)]
+    return [str(path), st.st_size, st.st_mtime_ns, sampled_digest(path, st.st_size)]
+
+
+def fingerprint_path(path: str | Path) -> dict:
+    """Fingerprint of an input file or folder (``file_fingerprint`` of each of its files)."""
     p = Path(path)
     files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    entries = []
-    for q in files:
-        st = q.stat()
-        if st.st_size <= full_hash_limit:
-            entries.append([str(q), st.st_size, sha256_file(q)])
-        else:
-            entries.append([str(q), st.st_size, int(st.st_mtime)])
+    entries = [file_fingerprint(q) for q in files]
     return {"path": str(p), "files": len(files), "hash": fingerprint_obj(entries)}

@@ -1,11 +1,15 @@
 """The hashed n-gram index of evaluation items (held-out documents, benchmark items).
 
-Words are ``match_words`` (lowercase runs of letters and digits); each word of an item gets its
-``word_code`` and an n-gram is the ``rolling_hashes`` value of its codes, computed for a whole text at
-once with numpy. The index is a sorted array of the items' n-gram hashes with the first item each
-came from (12 bytes an n-gram: the six leaderboard benchmarks at n = 13 take about 60 MB). A word
-that no item contains cannot be part of a match, so windows holding one are skipped before the
-lookup. Decontamination and the leakage audit's clean-subset view both look text up here.
+Words are ``match_words`` (runs of letters and digits of the text's match form: format characters
+removed, NFKC, case folded, accents dropped); each word of an item gets its ``word_code`` and an
+n-gram is the ``rolling_hashes`` value of its codes, computed for a whole text at once with numpy.
+The index is a sorted array of the items' n-gram hashes with the first item each came from and how
+many items hold it (16 bytes an n-gram). An item shorter than n words but of at least
+``min_item_words`` is indexed whole, as one window of its own length (NeMo Curator's task
+decontamination does the same between its min and max n-gram sizes), so short questions are caught
+too. A word that no item contains cannot be part of a match, so windows holding one are skipped
+before the lookup; a bit filter sized from the number of n-grams answers most other lookups.
+Decontamination and the leakage audit's clean-subset view both look text up here.
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ import numpy as np
 
 from hare.core.text import WordCodes, match_words, rolling_hashes
 
-FILTER_BITS = 27  # a 16 MB bit filter in front of the sorted array: most lookups end there
+FILTER_BITS_PER_NGRAM = 32  # 1 - exp(-1/32): about 3 % of lookups of absent n-grams pass the filter
+MIN_FILTER_BITS, MAX_FILTER_BITS = 16, 40
+
+
+def filter_bits(ngrams: int) -> int:
+    """log2 of the bit filter's size for ``ngrams`` n-grams: at least 32 bits an n-gram, so that the
+    share of set bits (the false-positive rate of a one-hash filter) stays near 3 % at any size."""
+    need = max(1, ngrams) * FILTER_BITS_PER_NGRAM
+    return int(min(MAX_FILTER_BITS, max(MIN_FILTER_BITS, (need - 1).bit_length())))
 
 
 @dataclass
@@ -29,71 +41,173 @@ class EvalText:
     text: str
 
 
-class NgramIndex:
-    """Hashed n-grams of evaluation items: a sorted hash array and the first item of each n-gram.
+class _Table:
+    """Sorted hashes of one window length, the first item each came from and how many items hold it."""
 
-    Lookups first test a bit filter addressed by the top bits of the hash (about 2 % false
-    positives at 2.5M n-grams), so the binary search runs only for the few likely hits.
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.hashes = np.zeros(0, dtype=np.uint64)
+        self.first_item = np.zeros(0, dtype=np.int32)
+        self.item_count = np.zeros(0, dtype=np.int32)
+
+    def finalize(self) -> None:
+        if not self.parts:
+            return
+        h = np.concatenate([p[0] for p in self.parts])
+        it = np.concatenate([p[1] for p in self.parts])
+        order = np.lexsort((it, h))
+        h, it = h[order], it[order]
+        first = np.ones(len(h), dtype=bool)
+        first[1:] = h[1:] != h[:-1]
+        starts = np.flatnonzero(first)
+        new_h, new_it = h[first], it[first]
+        counts = np.diff(np.append(starts, len(h))).astype(np.int32)
+        if len(self.hashes):  # merge with an earlier finalize
+            h = np.concatenate([self.hashes, new_h])
+            it = np.concatenate([self.first_item, new_it])
+            c = np.concatenate([self.item_count, counts])
+            order = np.lexsort((it, h))
+            h, it, c = h[order], it[order], c[order]
+            first = np.ones(len(h), dtype=bool)
+            first[1:] = h[1:] != h[:-1]
+            c = np.add.reduceat(c, np.flatnonzero(first)).astype(np.int32)
+            new_h, new_it, counts = h[first], it[first], c
+        self.hashes, self.first_item, self.item_count = new_h, new_it, counts
+        self.parts = []
+
+    def find(self, h: np.ndarray) -> np.ndarray:
+        """Positions of ``h`` in ``hashes`` (-1 where absent)."""
+        if not len(self.hashes):
+            return np.full(len(h), -1, dtype=np.int64)
+        at = np.searchsorted(self.hashes, h)
+        at[at == len(self.hashes)] = 0
+        return np.where(self.hashes[at] == h, at, -1)
+
+
+class NgramIndex:
+    """Hashed n-grams of evaluation items (and short items whole): sorted hash tables, the first
+    item of each n-gram and how many items hold it.
+
+    Lookups of n-grams first test a bit filter addressed by the top bits of the hash, sized from
+    the number of n-grams (``filter_bits``), so the binary search runs only for the few likely hits.
     """
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, min_item_words: int | None = None):
         self.n = n
+        self.min_item_words = n if min_item_words is None else min(n, min_item_words)
         self.codes = WordCodes()
         self.items: list[EvalText] = []
         self.indexed: Counter[str] = Counter()
-        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
-        self.hashes = np.zeros(0, dtype=np.uint64)
-        self.first_item = np.zeros(0, dtype=np.int32)
-        self.filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)
+        self.short_items = 0
+        self.tables: dict[int, _Table] = {n: _Table()}  # window length -> table
+        self.filter_bits = MIN_FILTER_BITS
+        self.filter = np.zeros(1 << (MIN_FILTER_BITS - 3), dtype=np.uint8)
+        self.item_ngrams = np.zeros(0, dtype=np.int32)  # per item: n-grams it is the first item of
+
+    @property
+    def hashes(self) -> np.ndarray:
+        """The n-gram hashes (sorted), without the short items' windows."""
+        return self.tables[self.n].hashes
+
+    @property
+    def first_item(self) -> np.ndarray:
+        return self.tables[self.n].first_item
 
     def add(self, item: EvalText) -> None:
         ws = match_words(item.text)
-        if len(ws) < self.n:
+        length = self.n if len(ws) >= self.n else len(ws)
+        if length < self.min_item_words or length == 0:
             return
         k = len(self.items)
         self.items.append(item)
         self.indexed[item.source] += 1
-        h = np.unique(rolling_hashes(self.codes.encode(ws), self.n))
-        self._parts.append((h, np.full(len(h), k, dtype=np.int32)))
+        if length < self.n:
+            self.short_items += 1
+        h = np.unique(rolling_hashes(self.codes.encode(ws), length))
+        self.tables.setdefault(length, _Table()).parts.append((h, np.full(len(h), k, dtype=np.int32)))
 
     def finalize(self) -> "NgramIndex":
-        """Sort the n-grams; keep, for each, the first item it came from."""
-        if self._parts:
-            h = np.concatenate([p[0] for p in self._parts] + [self.hashes])
-            it = np.concatenate([p[1] for p in self._parts] + [self.first_item])
-            order = np.lexsort((it, h))
-            h, it = h[order], it[order]
-            keep = np.ones(len(h), dtype=bool)
-            keep[1:] = h[1:] != h[:-1]
-            self.hashes, self.first_item = h[keep], it[keep]
-            self._parts = []
-            slot = self.hashes >> np.uint64(64 - FILTER_BITS)
+        """Sort the n-grams; keep, for each, the first item it came from; size and fill the filter."""
+        for t in self.tables.values():
+            t.finalize()
+        main = self.tables[self.n]
+        self.filter_bits = filter_bits(len(main.hashes))
+        self.filter = np.zeros(1 << (self.filter_bits - 3), dtype=np.uint8)
+        if len(main.hashes):
+            slot = main.hashes >> np.uint64(64 - self.filter_bits)
             np.bitwise_or.at(self.filter, (slot >> np.uint64(3)).astype(np.int64),
                              (np.uint8(1) << (slot & np.uint64(7)).astype(np.uint8)))
+        firsts = [t.first_item for t in self.tables.values() if len(t.first_item)]
+        self.item_ngrams = np.bincount(np.concatenate(firsts), minlength=len(self.items)).astype(np.int32) \
+            if firsts else np.zeros(len(self.items), dtype=np.int32)
         return self
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        return sum(len(t.hashes) for t in self.tables.values())
+
+    def filter_fill(self) -> float:
+        """The share of set filter bits: the rate at which absent n-grams pass the filter."""
+        return float(np.unpackbits(self.filter).mean()) if len(self.filter) else 0.0
 
     def lookup(self, ws: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(word positions, hashes) of the n-grams of the words ``ws`` that are in the index."""
-        n = self.n
-        if len(ws) < n or not len(self.hashes):
+        """(word positions, hashes) of the windows of the words ``ws`` that are in the index: n-grams
+        and whole short items, in position order (``window`` gives a hash's length in words)."""
+        if not len(self):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
         codes = self.codes.known(ws)
         unknown = np.concatenate(([0], np.cumsum(codes == 0)))
-        ok = (unknown[n:] - unknown[:-n]) == 0  # windows made only of words the index knows
-        if not ok.any():
+        pos_out, h_out = [], []
+        for length, table in self.tables.items():
+            if len(ws) < length or not len(table.hashes):
+                continue
+            ok = (unknown[length:] - unknown[:-length]) == 0  # windows made only of words the index knows
+            if not ok.any():
+                continue
+            h = rolling_hashes(codes, length)
+            if length == self.n:
+                slot = h >> np.uint64(64 - self.filter_bits)
+                maybe = (self.filter[(slot >> np.uint64(3)).astype(np.int64)]
+                         >> (slot & np.uint64(7)).astype(np.uint8)) & 1
+                ok &= maybe.astype(bool)
+            pos = np.flatnonzero(ok)
+            hit = table.find(h[pos]) >= 0
+            pos_out.append(pos[hit])
+            h_out.append(h[pos][hit])
+        if not pos_out:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
-        h = rolling_hashes(codes, n)
-        slot = h >> np.uint64(64 - FILTER_BITS)
-        maybe = (self.filter[(slot >> np.uint64(3)).astype(np.int64)] >> (slot & np.uint64(7)).astype(np.uint8)) & 1
-        pos = np.flatnonzero(ok & maybe.astype(bool))
-        h = h[pos]
-        at = np.searchsorted(self.hashes, h)
-        at[at == len(self.hashes)] = 0
-        hit = self.hashes[at] == h
-        return pos[hit], h[hit]
+        pos, h = np.concatenate(pos_out), np.concatenate(h_out)
+        order = np.argsort(pos, kind="stable")
+        return pos[order], h[order]
+
+    def _entry(self, h: int) -> tuple[int, int]:
+        """(window length, position in its table) of an indexed hash."""
+        key = np.array([h], dtype=np.uint64)
+        for length, table in self.tables.items():
+            at = int(table.find(key)[0])
+            if at >= 0:
+                return length, at
+        raise KeyError(h)
+
+    def window(self, h: int) -> int:
+        """How many words the indexed window of hash ``h`` spans (n, or a short item's length)."""
+        return self._entry(h)[0]
+
+    def item_index(self, h: int) -> int:
+        length, at = self._entry(h)
+        return int(self.tables[length].first_item[at])
 
     def item_of(self, h: int) -> EvalText:
-        return self.items[int(self.first_item[np.searchsorted(self.hashes, np.uint64(h))])]
+        return self.items[self.item_index(h)]
+
+    def items_holding(self, h: int) -> int:
+        """How many indexed items hold the window of hash ``h``."""
+        length, at = self._entry(h)
+        return int(self.tables[length].item_count[at])
+
+    def window_text(self, h: int) -> str:
+        """The words of an indexed window, as found in its first item (for people to read)."""
+        length, at = self._entry(h)
+        ws = match_words(self.items[int(self.tables[length].first_item[at])].text)
+        hs = rolling_hashes(self.codes.encode(ws), length)
+        i = np.flatnonzero(hs == np.uint64(h))
+        return " ".join(ws[int(i[0]):int(i[0]) + length]) if len(i) else ""

@@ -6,8 +6,11 @@ Each method counts words the way its source defines them, so there are three vie
   cleaning rules use them;
 - ``normalize_for_dedup``: lowercase, punctuation removed, digits folded to 0, whitespace collapsed
   (datatrove's simplification); exact dedup hashes it (``text_hash``) and MinHash shingles its words;
-- ``match_words`` and ``words_with_spans``: lowercase runs of letters and digits, so case,
-  punctuation and spacing cannot hide an overlap; decontamination and the leakage audit use them.
+- ``match_words`` and ``words_with_spans``: runs of letters and digits of the text's *match form*
+  (``match_form``: invisible format characters removed, NFKC, case folding, accents dropped), so
+  case, punctuation, spacing, compatibility forms (full-width letters, ligatures), accents and
+  zero-width characters cannot hide an overlap; decontamination and the leakage audit use them,
+  for the evaluation items and the training documents alike.
 
 A word's code (``word_code``) is a stable nonzero 64-bit hash; an n-gram's hash is a polynomial
 rolling hash of its word codes (``rolling_hashes``). MinHash signatures and the decontamination
@@ -20,6 +23,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+import sys
+import unicodedata
+from functools import lru_cache
 
 import numpy as np
 
@@ -60,17 +66,100 @@ def text_hash(text: str, normalized: bool = False) -> bytes:
     return hashlib.blake2b((text if normalized else normalize_for_dedup(text)).encode(), digest_size=16).digest()
 
 
+@lru_cache(maxsize=1 << 16)
+def _kind(c: str) -> str:
+    """'f' for a format character (category Cf: zero-width spaces and joiners, soft hyphens,
+    bidirectional marks, the byte-order mark), which a reader never sees; 'm' for a combining mark
+    (category M), which belongs to the character before it; '' for any other."""
+    cat = unicodedata.category(c)
+    return "f" if cat == "Cf" else ("m" if cat[0] == "M" else "")
+
+
+# Pieces of text that need more than ASCII lowercasing: a run of non-ASCII characters with the
+# character before it (the base of a combining mark that follows it).
+_NON_ASCII_RE = re.compile(r".?[^\x00-\x7f]+", re.S)
+
+
+def _fold_text(piece: str) -> str:
+    """Compatibility forms to their letters, case folded, format characters, accents and other
+    combining marks dropped."""
+    d = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", piece).casefold())
+    if not d.isascii():
+        drop = {ord(c): None for c in set(d) if not c.isascii() and _kind(c)}
+        if drop:
+            d = d.translate(drop)
+    return unicodedata.normalize("NFC", d)
+
+
+_fold = lru_cache(maxsize=1 << 16)(_fold_text)  # the same pieces (quotes, dashes, accented words) recur
+
+
+def _identity(n: int, with_map: bool) -> tuple[list[int] | None, list[int] | None]:
+    return (list(range(n)), list(range(1, n + 1))) if with_map else (None, None)
+
+
+def match_form(text: str, with_map: bool = False) -> tuple[str, list[int] | None, list[int] | None]:
+    """The text every overlap is looked for in, and (``with_map``) where each of its characters came
+    from: ``starts[j]``/``ends[j]`` delimit the characters of ``text`` that character j of the match
+    form was made from.
+
+    The match form: ASCII lowercased; any other character without the format characters, then
+    NFKC (compatibility forms: full-width letters, ligatures), case folding, and without combining
+    marks (accents: "Café", "café" and "cafe" + U+0301 are one word, and "İ" folds to "i"). Where
+    that changes the number of characters, each base character is folded with its marks, so that
+    positions map back. One function for the items and the documents: a leaked item is found
+    however either is encoded.
+    """
+    if text.isascii():
+        return (text.lower(), *_identity(len(text), with_map))
+    kinds = {_kind(c) for c in set(text) if not c.isascii()}
+    if not kinds - {""}:
+        whole = _fold_text(text)
+        if len(whole) == len(text):  # the usual case: curly quotes, dashes, composed accents
+            return (whole, *_identity(len(text), with_map))
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    pos = 0
+    for m in _NON_ASCII_RE.finditer(text):
+        a, b = m.span()
+        if a > pos:
+            out.append(text[pos:a].lower())
+            if with_map:
+                starts.extend(range(pos, a))
+                ends.extend(range(pos + 1, a + 1))
+        i = a
+        while i < b:  # each base character with the marks and format characters after it
+            j = i + 1
+            while j < b and _kind(text[j]):
+                j += 1
+            f = _fold(text[i:j])
+            out.append(f)
+            if with_map:
+                starts.extend([i] * len(f))
+                ends.extend([j] * len(f))
+            i = j
+        pos = b
+    if pos < len(text):
+        out.append(text[pos:].lower())
+        if with_map:
+            starts.extend(range(pos, len(text)))
+            ends.extend(range(pos + 1, len(text) + 1))
+    return "".join(out), (starts if with_map else None), (ends if with_map else None)
+
+
 def match_words(text: str) -> list[str]:
-    """Lowercase runs of letters and digits (decontamination's words)."""
-    return MATCH_WORD_RE.findall(text.lower())
+    """Runs of letters and digits of the text's match form (decontamination's words)."""
+    return MATCH_WORD_RE.findall(match_form(text)[0])
 
 
 def words_with_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
-    """``match_words`` and each word's character span in ``text``."""
+    """``match_words`` and each word's character span in the original ``text``."""
+    form, starts, ends = match_form(text, with_map=True)
     out, spans = [], []
-    for m in MATCH_WORD_RE.finditer(text):
-        out.append(m.group().lower())
-        spans.append(m.span())
+    for m in MATCH_WORD_RE.finditer(form):
+        out.append(m.group())
+        spans.append((starts[m.start()], ends[m.end() - 1]))
     return out, spans
 
 

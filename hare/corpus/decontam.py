@@ -1,17 +1,22 @@
 """The decontam step: remove training text that overlaps held-out documents and benchmark items.
 
-Text is normalized before n-grams are taken (``hare.core.text.match_words``: lowercase runs of
-letters and digits), so case, punctuation and spacing changes do not hide an overlap; the n-grams of
-every evaluation item go into a ``hare.core.ngrams.NgramIndex``.
+Text is normalized before n-grams are taken (``hare.core.text.match_words``: runs of letters and
+digits of the match form, with format characters removed, NFKC, case folding and accents dropped;
+the same function for items and documents, whose word spans map back to the original text), so
+case, punctuation, spacing and Unicode encoding do not hide an overlap; the n-grams of every
+evaluation item, and items shorter than n words whole, go into a ``hare.core.ngrams.NgramIndex``.
 
 A training document's overlap rate is the share of its n-grams found in the index, after n-grams
 that occur in more than ``max_ngram_doc_frequency`` training documents are ignored as ordinary
-text (the GPT-3 and NeMo Curator cutoff). Policies: ``drop`` removes a document whose rate exceeds
-``threshold`` (the paper: 50 %); ``cut`` removes each matching span with ``cut_margin`` characters
-on both sides (GPT-3, appendix C).
+text (the GPT-3 and NeMo Curator cutoff). The cutoff never applies in a document that holds an
+item's whole text (every n-gram of the item): an item quoted on many pages is still removed from
+each. Policies: ``drop`` removes a document whose rate exceeds ``threshold`` (the paper: 50 %);
+``cut`` removes each matching span with ``cut_margin`` characters on both sides (GPT-3, appendix C).
 
 Outputs: train/ (the decontaminated documents), removed/, matches.jsonl (per affected document: the
-overlap rate, the items it matches, the longest matching passage beside the item) and stats.json.
+overlap rate, the items it matches, the longest matching passage beside the item; then one record
+per benchmark n-gram the cutoff ignored, with its words, its item and its document count) and
+stats.json.
 """
 
 from __future__ import annotations
@@ -96,22 +101,40 @@ class Decontaminator:
         """First pass: how many training documents contain each matched n-gram."""
         self.doc_freq.update({h for _, h in matched})
 
+    def whole_items(self, matched: list[tuple[int, int]]) -> set[int]:
+        """Items whose every n-gram (those the index attributes to them) is among ``matched``."""
+        per: dict[int, set[int]] = defaultdict(set)
+        for _, h in matched:
+            per[self.index.item_index(h)].add(h)
+        return {k for k, hs in per.items() if len(hs) >= self.index.item_ngrams[k] > 0}
+
     def decide(self, doc: Document, matched: list[tuple[int, int]]) -> tuple[Document | None, dict | None]:
         """Second pass: (the document to keep or None, a record of what matched and what was done)."""
         cut = self.cfg.max_ngram_doc_frequency
         live = [(i, h) for i, h in matched if cut is None or self.doc_freq[h] <= cut]
+        if len(live) < len(matched):  # the cutoff never hides an item found whole in this document
+            whole = self.whole_items(matched)
+            if whole:
+                live = [(i, h) for i, h in matched if cut is None or self.doc_freq[h] <= cut
+                        or self.index.item_index(h) in whole]
         if not live:
             return doc, None
         words, spans = words_with_spans(doc.text)
         n = self.index.n
         total = max(1, len(words) - n + 1)
-        rate = len(live) / total
+        rate = min(1.0, len(live) / total)
+        width = {h: self.index.window(h) for _, h in live}  # n, or a short item's length
         items = {}
         for _, h in live:
             it = self.index.item_of(h)
             items.setdefault((it.source, it.id), None)
         rec = {"id": doc.id, "source": doc.source, "rate": round(rate, 4), "ngrams": len(live),
                "items": [{"source": s, "id": i} for s, i in list(items)[:20]]}
+        if len(live) < len(matched):
+            rec["ignored_common_ngrams"] = len(matched) - len(live)
+        rescued = sorted({h for _, h in live if cut is not None and self.doc_freq[h] > cut})
+        if rescued:  # common n-grams counted because their item is whole here (taken out of the record later)
+            rec["_whole_hashes"] = rescued
         # The example shown to people is the longest run of consecutive matching n-grams.
         best = cur = (live[0][0], live[0][0], live[0][1])
         for (i, h), (j, _) in zip(live[1:], live):
@@ -120,9 +143,10 @@ class Decontaminator:
                 best = cur
         a, b, h = best
         item = self.index.item_of(h)
-        rec["example"] = {"corpus": doc.text[spans[a][0]: spans[min(b + n, len(spans)) - 1][1]][:600],
+        end = min(b + width[h], len(spans)) - 1
+        rec["example"] = {"corpus": doc.text[spans[a][0]: spans[end][1]][:600],
                           "item": item.text[:600], "item_source": item.source, "item_id": item.id,
-                          "matched_words": b - a + n}
+                          "matched_words": end - a + 1}
         if total < self.cfg.min_document_ngrams:
             rec["action"] = "kept_short"
             return doc, rec
@@ -132,7 +156,7 @@ class Decontaminator:
                 return None, rec
             rec["action"] = "kept_below_threshold"
             return doc, rec
-        char_spans = [(spans[i][0], spans[i + n - 1][1]) for i, _ in live]
+        char_spans = [(spans[i][0], spans[min(i + width[h], len(spans)) - 1][1]) for i, h in live]
         text, removed = cut_spans(doc.text, char_spans, self.cfg.cut_margin)
         rec["chars_cut"] = removed
         if len(MATCH_WORD_RE.findall(text)) < self.min_words_after_cut:
@@ -140,6 +164,33 @@ class Decontaminator:
             return None, rec
         rec["action"] = "cut"
         return Document(text, doc.id, doc.source, doc.metadata), rec
+
+
+def ignored_ngrams(indexes: dict[int, NgramIndex], by_n: dict[int, Counter], cutoff: int | None,
+                   records: list[dict]) -> list[dict]:
+    """One record per evaluation n-gram that the frequency cutoff ignored: its words, the first item
+    holding it, how many items hold it, in how many training documents it occurs, and in how many of
+    those it was counted anyway because its item was found whole; most frequent first."""
+    if cutoff is None:
+        return []
+    whole_docs: Counter = Counter()
+    for rec in records:
+        for h in rec.get("_whole_hashes", ()):
+            whole_docs[h] += 1
+        rec.pop("_whole_hashes", None)
+    out = []
+    for n, freq in by_n.items():
+        index = indexes[n]
+        for h, docs in freq.items():
+            if docs <= cutoff:
+                continue
+            item = index.item_of(h)
+            out.append({"kind": "ignored_ngram", "action": "ignored_common_ngram", "ngram": index.window_text(h),
+                        "n": index.window(h), "item_source": item.source, "item_id": item.id,
+                        "items_holding": index.items_holding(h), "documents": docs,
+                        "documents_where_item_found_whole": whole_docs.get(h, 0)})
+    out.sort(key=lambda r: (-r["documents"], r["item_source"], r["item_id"], r["ngram"]))
+    return out
 
 
 class BenchmarkOverlap(BaseModel):
@@ -160,7 +211,10 @@ class DecontamStats(Stats):
     policy: str
     parts: dict[str, dict[str, Any]]
     index_ngrams: int
+    index_filter_fill: float = 0.0
+    short_items_indexed: int = 0
     ignored_common_ngrams: int
+    ignored_benchmark_ngrams: list[dict] = []  # the most frequent ones; every one is in matches.jsonl
     benchmarks: dict[str, BenchmarkOverlap]
     missing_benchmarks: dict[str, str]
 
@@ -187,7 +241,7 @@ class DecontamStep(Step):
         per_source = {s.name: cfg.for_source(s.name) for s in c.sources}
         indexes: dict[int, NgramIndex] = {}
         for n in sorted({p.ngram for p in per_source.values()}):
-            index = NgramIndex(n)
+            index = NgramIndex(n, cfg.min_item_words)
             for it in progress(items, desc=f"index {n}-grams", total=len(items), unit="item"):
                 index.add(it)
             indexes[n] = index.finalize()
@@ -235,9 +289,10 @@ class DecontamStep(Step):
                     continue
                 chars_out += len(kept.text)
                 train.write(kept)
-        write_jsonl(ctx.out / "matches.jsonl", records)
-        any_index = next(iter(indexes.values()))
         cutoff = cfg.max_ngram_doc_frequency
+        ignored = ignored_ngrams(indexes, by_n, cutoff, records)
+        write_jsonl(ctx.out / "matches.jsonl", records + ignored)
+        any_index = indexes[cfg.ngram] if cfg.ngram in indexes else next(iter(indexes.values()))
         log.info("decontam: %d docs in, %d dropped, %d cut; chars %d -> %d", n_docs, removed.docs,
                  actions.get("cut", 0), chars_in, chars_out)
         return DecontamStats(
@@ -245,7 +300,12 @@ class DecontamStep(Step):
             chars_in=chars_in, chars_out=chars_out, actions=dict(actions), ngram=cfg.ngram, policy=cfg.policy,
             parts={k: v.model_dump(exclude_none=True) for k, v in cfg.parts.items()},
             index_ngrams=sum(len(i) for i in indexes.values()),
+            index_filter_fill=round(any_index.filter_fill(), 4),
+            short_items_indexed=any_index.short_items,
             ignored_common_ngrams=sum(1 for n in by_n[cfg.ngram].values() if cutoff and n > cutoff),
+            ignored_benchmark_ngrams=[{k: r[k] for k in ("ngram", "item_source", "item_id", "items_holding",
+                                                         "documents", "documents_where_item_found_whole")}
+                                      for r in ignored[:50]],
             benchmarks={src: BenchmarkOverlap(items_indexed=n, items_found=len(found_items.get(src, ())),
                                               documents=dict(per_bench.get(src, {})))
                         for src, n in sorted(any_index.indexed.items())},

@@ -68,6 +68,7 @@ class _RayShardCleaner:
 
 def _ray_split(row: dict, work: str, shard_docs: int, max_line_bytes: int) -> list[dict]:
     src = part_from_json(row["source"])
+    src._id_root = row.get("id_root")  # a private attribute: not in the JSON
     return [{"shard": s} for s in split_unit(Path(work), int(row["unit"]), src, shard_docs, max_line_bytes)]
 
 
@@ -92,7 +93,7 @@ def run_ray(units: list, ready: list[str], split_args: tuple, clean_args: tuple,
         shards = list(ready)
         if units:  # split first: actors that hold every CPU would leave none to tasks that feed them
             log.info("corpus: splitting %d input files with Ray Data", len(units))
-            items = [{"unit": u, "source": src.model_dump_json()} for u, src in units]
+            items = [{"unit": u, "source": src.model_dump_json(), "id_root": src._id_root} for u, src in units]
             split = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
                 _ray_split, fn_args=split_args, num_cpus=1)
             shards += [str(row["shard"]) for row in split.take_all()]

@@ -298,9 +298,8 @@ class NearDuplicateIndex:
         sigs = np.load(self.signature_path, mmap_mode="r")
         st = {"documents": n, "candidate_pairs": 0, "rejected_pairs": 0, "linked_pairs": 0}
         for b in progress(range(self.cfg.bands), desc="minhash: bands", total=self.cfg.bands, unit="band"):
-            u, v = _bucket_pairs(np.load(self.band_path(b)))
-            for lo in range(0, len(u), _PAIR_BLOCK):
-                self._link(parent, u[lo:lo + _PAIR_BLOCK], v[lo:lo + _PAIR_BLOCK], sigs, st)
+            for u, v in _bucket_pairs(np.load(self.band_path(b))):
+                self._link(parent, u, v, sigs, st)
             _compress(parent)
         jac = np.ones(n, dtype=np.float32)
         dup = np.flatnonzero(parent != np.arange(n))
@@ -327,23 +326,38 @@ class NearDuplicateIndex:
         _union(parent, ru, rv)
 
 
-def _bucket_pairs(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs of one band: each member of a bucket (equal hashes) with the bucket's first
-    member and with the member before it (doc order). Linear in the bucket size, unlike all pairs;
-    the first member is the one a cluster keeps, the previous one catches a chain the first misses."""
+# Within an LSH bucket every member is verified against every earlier member up to this many
+# positions back (in read order): all pairs for buckets of up to this size, and work linear in the
+# bucket size beyond it (a bucket that large holds one template's copies, linked long before).
+BUCKET_WINDOW = 2048
+
+
+def _bucket_pairs(h: np.ndarray, window: int = BUCKET_WINDOW):
+    """Candidate pairs of one band, in blocks of (earlier, later) document arrays: every pair of
+    members of a bucket (equal hashes) at most ``window`` apart in read order, nearest first.
+
+    Verifying every candidate pair, and not only a chain through the bucket, is what makes the
+    clusters those of all-pairs verification: B ~ C is found even when the documents between them
+    in the bucket are like neither. Pairs whose documents are already in one cluster are dropped by
+    ``_link`` before their signatures are compared, so clusters of copies cost little.
+    """
     order = np.argsort(h, kind="stable")  # stable: within a bucket, documents stay in read order
     hs = h[order]
-    same = hs[1:] == hs[:-1]
+    n = len(h)
+    if n < 2:
+        return
+    starts = np.flatnonzero(np.concatenate(([True], hs[1:] != hs[:-1])))
     del hs
-    if not same.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    pos = np.arange(1, len(h))
-    first_pos = np.maximum.accumulate(np.where(same, 0, pos))  # position of each bucket's first member
-    member = order[1:][same]
-    first = order[first_pos[same]]
-    prev = order[:-1][same]
-    extra = prev != first
-    return np.concatenate([member, member[extra]]), np.concatenate([first, prev[extra]])
+    sizes = np.diff(np.append(starts, n))
+    end = np.repeat(starts + sizes, sizes)  # end of each position's bucket
+    active = np.flatnonzero(np.repeat(sizes, sizes) > 1)
+    for d in range(1, window + 1):
+        active = active[active + d < end[active]]
+        if not len(active):
+            return
+        for lo in range(0, len(active), _PAIR_BLOCK):
+            a = active[lo:lo + _PAIR_BLOCK]
+            yield order[a], order[a + d]
 
 
 def _find(parent: np.ndarray, x: np.ndarray) -> np.ndarray:

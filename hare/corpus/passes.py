@@ -1,7 +1,7 @@
 """The corpus step's four passes over shards of ``shard_docs`` documents, in the step's ``work/`` folder.
 
   0 split   ``split_unit``: a unit (one file of a file source, or a whole source of another kind) cut,
-            in read order, into input shards; malformed records go to the unit's quarantine list.
+            in read order, into input shards; malformed records go to the unit's quarantine file.
   1 clean   ``ShardCleaner``: per shard, the cleaning rules, the quality score, the exact-dedup hash
             and the MinHash signature of every document, written as a records file and an arrays
             file (written last: the shard's completion mark).
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hare.core.documents import SHARD_EXT, Document, ShardWriter
-from hare.core.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl
+from hare.core.io import atomic_open, atomic_path, read_json, read_jsonl, write_json, write_jsonl
 from hare.core.progress import progress
 from hare.core.text import normalize_for_dedup, text_hash
 from hare.corpus.clean import Cleaner
@@ -80,7 +80,7 @@ class Tally:
 
 
 def split_path(work: Path, unit: int) -> Path:
-    """A split unit's shards and quarantined records (written last: the unit's completion mark)."""
+    """A split unit's shards and quarantine count (written last: the unit's completion mark)."""
     return work / f"split-{unit:05d}.json"
 
 
@@ -93,13 +93,14 @@ def input_units(sources: list[SourceConfig], split_file_bytes: int = 0) -> list[
 
 def split_unit(work: Path, unit: int, src: SourceConfig, shard_docs: int, max_line_bytes: int) -> list[str]:
     """Pass 0 for one unit: its documents into input shards ``input-UUUUU-KKKKK`` of ``shard_docs``
-    documents, then ``split-UUUUU.json`` (the unit's shards and quarantined records) as its completion
+    documents, its quarantined records to ``quarantine-UUUUU.jsonl``, then ``split-UUUUU.json`` (the
+    unit's shards and how many records it quarantined) as its completion
     mark. A finished unit is not read again; shards of an interrupted one are not written again (their
     content is fixed by the recipe). Returns the unit's shard names in order."""
     done = split_path(work, unit)
     if done.exists():
         return read_json(done)["shards"]
-    q = Quarantine()
+    q = Quarantine(quarantine_path(work, unit))
     docs = read_range(src, q, max_line_bytes) if isinstance(src, JsonlRange) else read_source(src, q, max_line_bytes)
     shards: list[str] = []
     while batch := list(itertools.islice(docs, shard_docs)):
@@ -108,8 +109,14 @@ def split_unit(work: Path, unit: int, src: SourceConfig, shard_docs: int, max_li
         if not path.exists():
             write_jsonl(path, (d.to_record() for d in batch))
         shards.append(name)
-    write_json(done, {"source": src.name, "shards": shards, "quarantine": q.records})
+    q.close()
+    write_json(done, {"source": src.name, "shards": shards, "quarantined": q.total})
     return shards
+
+
+def quarantine_path(work: Path, unit: int) -> Path:
+    """A split unit's quarantined records, streamed to disk as they are found."""
+    return work / f"quarantine-{unit:05d}.jsonl"
 
 
 # ---- pass 1: clean
@@ -300,21 +307,30 @@ def write(out: Path, work: Path, shards: list[tuple[str, str]], d: Dedup, tallie
                     train.write(rec)
 
 
-def collect_splits(work: Path, units: list[tuple[int, SourceConfig]], known: dict[int, dict] | None = None
-                   ) -> tuple[list[tuple[str, str]], Quarantine]:
-    """Every input shard in read order as (name, source), and the quarantined records of all units
-    (``known``: split records already read, by unit)."""
-    q = Quarantine()
+def collect_splits(work: Path, units: list[tuple[int, SourceConfig]], known: dict[int, dict] | None = None,
+                   quarantine: Path | None = None) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """Every input shard in read order as (name, source), and how many records each source
+    quarantined (``known``: split records already read, by unit). With ``quarantine``, the units'
+    quarantined records are copied there in read order, line by line (never all in memory)."""
     shards: list[tuple[str, str]] = []
+    counts: Counter = Counter()
+    splits = []
     for u, src in units:
         path = split_path(work, u)
         if u not in (known or {}) and not path.exists():
             raise RuntimeError(f"corpus: input unit {u} ({src.path or src.name}) was not split")
         split = (known or {}).get(u) or read_json(path)
         shards += [(name, split["source"]) for name in split["shards"]]
-        q.records += split["quarantine"]
-    q.counts = dict(Counter(rec["source"] for rec in q.records))
+        counts[split["source"]] += split.get("quarantined", 0)
+        splits.append((u, split))
+    if quarantine is not None:
+        with atomic_open(quarantine) as out:
+            for u, split in splits:
+                qp = quarantine_path(work, u)
+                if split.get("quarantined") and qp.exists():
+                    with open(qp, encoding="utf-8") as f:
+                        shutil.copyfileobj(f, out)
     missing = [name for name, _ in shards if not clean_paths(work, name)[1].exists()]
     if missing:
         raise RuntimeError(f"corpus: {len(missing)} shards were not cleaned (first: {missing[0]})")
-    return shards, q
+    return shards, dict(counts)

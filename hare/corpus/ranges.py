@@ -62,8 +62,10 @@ def split_part(part: SourceConfig, max_bytes: int) -> list[SourceConfig]:
                 pos += len(chunk)
             first_lines.append(newlines + 1)
     fields = part.model_dump()
-    return [JsonlRange(**fields, start=a, end=b, first_line=line)
-            for a, b, line in zip(cuts, cuts[1:], first_lines)]
+    out = [JsonlRange(**fields, start=a, end=b, first_line=line) for a, b, line in zip(cuts, cuts[1:], first_lines)]
+    for r in out:
+        r._id_root = part._id_root  # ids name the file below the source's folder, as when read whole
+    return out
 
 
 def range_lines(r: JsonlRange, max_line_bytes: int | None, on_error) -> Iterator[tuple[int, str, dict]]:

@@ -7,6 +7,8 @@ read = yielded + quarantined.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -17,29 +19,50 @@ from pathlib import Path
 from typing import Iterator
 
 from hare.core.documents import Document
-from hare.core.io import RecordError, expand_paths, jsonl_lines, open_binary_read
+from hare.core.io import (DAMAGE_ERRORS, FORMATS, DataError, RecordError, atomic_open, expand_paths, jsonl_lines, open_binary_read)
 from hare.recipe import SourceConfig
 
 log = logging.getLogger("hare.corpus.read")
 
 
 class Quarantine:
-    """Collects malformed records with where they came from and why; written aside by the step."""
+    """Collects malformed records with where they came from and why.
 
-    def __init__(self) -> None:
+    With ``path``, the records are streamed to that JSON Lines file (written atomically by
+    ``close``) and only their counts are kept in memory; without, they are kept in ``records``."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
         self.records: list[dict] = []
         self.counts: dict[str, int] = {}
+        self._file = contextlib.ExitStack()
+        self._out = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
     def add(self, source: str, file: str, line: int | None, reason: str, raw: str | bytes = "") -> None:
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", errors="replace")
-        self.records.append({"source": source, "file": file, "line": line, "reason": reason,
-                             "raw": raw[:2000]})
+        rec = {"source": source, "file": file, "line": line, "reason": reason, "raw": raw[:2000]}
+        if self.path is None:
+            self.records.append(rec)
+        else:
+            if self._out is None:
+                self._out = self._file.enter_context(atomic_open(self.path))
+            self._out.write(json.dumps(rec, ensure_ascii=False) + "\n")
         self.counts[source] = self.counts.get(source, 0) + 1
         log.warning("quarantined %s:%s (%s)", file, line, reason)
 
     def add_error(self, source: str, err: RecordError) -> None:
         self.add(source, err.path, err.line, err.reason, err.raw)
+
+    def close(self) -> None:
+        """Put the streamed file in place (an empty one when nothing was quarantined)."""
+        if self.path is not None and self._out is None:
+            self._out = self._file.enter_context(atomic_open(self.path))
+        self._file.close()
 
 
 # Source kinds that read files; each is also the name of its record format (``hare.core.io.FORMATS``).
@@ -57,57 +80,100 @@ def jsonl_documents(src: SourceConfig, path: Path, lines, q: Quarantine) -> Iter
     """Documents of ``(line number, line, record)`` triples of one file (``jsonl_lines``, or a byte
     range of the file: ``hare.corpus.ranges``); records without a text string are quarantined."""
     for lineno, line, rec in lines:
-        text = rec.get(src.text_field)
-        if text is None:
+        if src.text_field not in rec:
             q.add(src.name, str(path), lineno, f"field '{src.text_field}' is missing", line)
             continue
+        text = rec[src.text_field]
         if not isinstance(text, str):
-            q.add(src.name, str(path), lineno,
-                  f"field '{src.text_field}' is a {type(text).__name__}, not a string", line)
+            q.add(src.name, str(path), lineno, f"field '{src.text_field}' is "
+                  f"{'null' if text is None else 'a ' + type(text).__name__}, not a string", line)
             continue
         yield Document(text, _record_id(src, rec, path, lineno), src.name)
+
+
+def id_root(src: SourceConfig) -> Path:
+    """The folder a file source's document ids are relative to: the source's folder, the folder of
+    a single file, or the fixed part of a glob pattern."""
+    if src._id_root is not None:
+        return Path(src._id_root)
+    p = Path(src.path).expanduser()
+    if p.is_dir():
+        return p
+    if p.is_file():
+        return p.parent
+    fixed = []
+    for part in p.parts:
+        if any(c in part for c in "*?["):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def file_id(src: SourceConfig, path: Path) -> str:
+    """A file's name in document ids: its path below ``id_root``, so that files of the same name in
+    different subfolders give different ids (a file directly in the root is named by its name)."""
+    try:
+        return path.relative_to(id_root(src)).as_posix()
+    except ValueError:
+        return path.name
 
 
 def _record_id(src: SourceConfig, rec: dict, path: Path, lineno: int) -> str:
     if src.id_field and rec.get(src.id_field) is not None:
         return f"{src.name}/{rec[src.id_field]}"
-    return f"{src.name}/{path.name}:{lineno}"
+    return f"{src.name}/{file_id(src, path)}:{lineno}"
 
 
 def read_parquet_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
-    """Parquet files read in record batches (bounded memory); null or non-string text is quarantined."""
+    """Parquet files read in record batches (bounded memory); null or non-string text is quarantined,
+    and so is a damaged file from the row where reading failed."""
+    import pyarrow
     import pyarrow.parquet as pq
 
     for path in expand_paths(src.path, ["parquet"]):
-        pf = pq.ParquetFile(path)
-        if src.text_field not in pf.schema_arrow.names:
-            raise ValueError(f"{path}: no column '{src.text_field}' (columns: {', '.join(pf.schema_arrow.names)})")
-        cols = [src.text_field] + ([src.id_field] if src.id_field else [])
         row = 0
-        for batch in pf.iter_batches(batch_size=1024, columns=cols):
-            data = batch.to_pydict()
-            for i, text in enumerate(data[src.text_field]):
-                row += 1
-                if not isinstance(text, str):
-                    q.add(src.name, str(path), row, f"column '{src.text_field}' is "
-                          f"{'null' if text is None else type(text).__name__}, not a string")
-                    continue
-                rid = data[src.id_field][i] if src.id_field else None
-                doc_id = f"{src.name}/{rid}" if rid is not None else f"{src.name}/{path.name}:{row}"
-                yield Document(text, doc_id, src.name)
+        try:
+            pf = pq.ParquetFile(path)
+            names = pf.schema_arrow.names
+            if src.text_field not in names:
+                raise DataError(f"{path}: no column '{src.text_field}' (columns: {', '.join(names)}); "
+                                f"set text_field of source '{src.name}'")
+            cols = [src.text_field] + ([src.id_field] if src.id_field else [])
+            for batch in pf.iter_batches(batch_size=1024, columns=cols):
+                data = batch.to_pydict()
+                for i, text in enumerate(data[src.text_field]):
+                    row += 1
+                    if not isinstance(text, str):
+                        q.add(src.name, str(path), row, f"column '{src.text_field}' is "
+                              f"{'null' if text is None else type(text).__name__}, not a string")
+                        continue
+                    rid = data[src.id_field][i] if src.id_field else None
+                    doc_id = f"{src.name}/{rid}" if rid is not None else f"{src.name}/{file_id(src, path)}:{row}"
+                    yield Document(text, doc_id, src.name)
+        except (pyarrow.ArrowException, *DAMAGE_ERRORS) as e:
+            q.add(src.name, str(path), row + 1, f"not a readable Parquet file from row {row + 1} "
+                  f"({type(e).__name__}: {e})")
 
 
 def read_text_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
-    """A folder (or glob) of .txt files, one document per file; undecodable files are quarantined."""
+    """A folder (or glob) of .txt files, one document per file; undecodable or damaged files are
+    quarantined whole (a document is one file: a part of it is not the document)."""
     for path in expand_paths(src.path, ["text"]):
-        with open_binary_read(path) as f:
-            raw = f.read()
+        try:
+            with open_binary_read(path) as f:
+                raw = f.read()
+        except DAMAGE_ERRORS as e:
+            q.add(src.name, str(path), None, f"file damaged or truncated; the document is not kept "
+                  f"({type(e).__name__}: {e})")
+            continue
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             q.add(src.name, str(path), None, f"invalid UTF-8 at byte {e.start}", raw[:200])
             continue
-        yield Document(text, f"{src.name}/{path.name}", src.name)
+        yield Document(text, f"{src.name}/{file_id(src, path)}", src.name)
 
 
 def read_hf_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
@@ -127,24 +193,14 @@ def read_hf_source(src: SourceConfig, q: Quarantine) -> Iterator[Document]:
             ds = ds[src.split]
         where = str(path)
     else:
-        import os
+        from hare.core.hub import hub_access
 
-        offline = os.environ.get("HF_DATASETS_OFFLINE")
-        if src.allow_hub:
-            os.environ["HF_DATASETS_OFFLINE"] = "0"
-            datasets.config.HF_DATASETS_OFFLINE = False
         try:
-            ds = datasets.load_dataset(src.path, src.config_name, split=src.split)
+            with hub_access(src.allow_hub):
+                ds = datasets.load_dataset(src.path, src.config_name, split=src.split)
         except Exception as e:  # noqa: BLE001 - say where we looked and how to allow the hub
             hint = "" if src.allow_hub else " (offline: only the local cache is read; set allow_hub: true to download)"
-            raise ValueError(f"source {src.name}: cannot load dataset '{src.path}'{hint}: {e}") from e
-        finally:
-            if src.allow_hub:
-                datasets.config.HF_DATASETS_OFFLINE = offline not in (None, "0", "false", "False")
-                if offline is None:
-                    os.environ.pop("HF_DATASETS_OFFLINE", None)
-                else:
-                    os.environ["HF_DATASETS_OFFLINE"] = offline
+            raise DataError(f"source {src.name}: cannot load dataset '{src.path}'{hint}: {e}") from e
         where = src.path
     if src.text_field not in ds.column_names:
         raise ValueError(f"{where}: no column '{src.text_field}' (columns: {', '.join(ds.column_names)})")
@@ -344,13 +400,38 @@ READERS = {
 }
 
 
+def source_files(src: SourceConfig) -> list[Path]:
+    """The files of a file source; a folder or pattern holding files, none of them in the source's
+    format, is an error that says what it does hold (rather than a source read silently as empty)."""
+    files = expand_paths(src.path, [src.kind])
+    if not files:
+        other = expand_paths(src.path)
+        if other:
+            suffixes: dict[str, int] = {}
+            for f in other:
+                suffixes[f.suffix or f.name] = suffixes.get(f.suffix or f.name, 0) + 1
+            held = ", ".join(f"{n} {s}" for s, n in sorted(suffixes.items(), key=lambda kv: -kv[1])[:5])
+            raise DataError(f"source '{src.name}': {src.path} holds no {src.kind} files "
+                            f"({'/'.join(FORMATS[src.kind])}, optionally compressed) but {held}; "
+                            "is its kind right?")
+    return files
+
+
 def source_parts(src: SourceConfig) -> list[SourceConfig]:
     """The source as parts that can be read independently and give, one after the other, what the
-    whole source gives: one per file for file sources (a document's id names only its file), else
-    (and with ``limit``, which counts across files) the source itself."""
-    if src.kind not in FILE_KINDS or src.limit:
+    whole source gives: one per file for file sources (a part keeps the source's ``id_root``, so ids
+    do not change), else (and with ``limit``, which counts across files) the source itself."""
+    if src.kind not in FILE_KINDS:
         return [src]
-    return [src.model_copy(update={"path": str(f)}) for f in expand_paths(src.path, [src.kind])]
+    files = source_files(src)
+    if src.limit:
+        return [src]
+    parts = []
+    for f in files:
+        part = src.model_copy(update={"path": str(f)})
+        part._id_root = str(id_root(src))
+        parts.append(part)
+    return parts
 
 
 def read_source(src: SourceConfig, q: Quarantine, max_line_bytes: int = 50_000_000) -> Iterator[Document]:

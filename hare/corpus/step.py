@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from hare.core.io import expand_paths, file_format, fingerprint_path, read_json, write_json, write_jsonl
+from hare.core.io import DataError, expand_paths, file_format, fingerprint_path, read_json, write_json
 from hare.core.progress import Progress
 from hare.core.step import Stats, Step, StepContext, numbers, write_stats
 from hare.corpus import passes
@@ -145,6 +145,26 @@ def train_quality_scorer(cfg) -> tuple[QualityScorer, dict]:
     return scorer, info
 
 
+def _nothing_read(out: Path, sources: list[SourceConfig], empty: list[str]) -> str:
+    """Why sources gave no documents: what they named and the first quarantined record of each."""
+    first: dict[str, dict] = {}
+    qpath = out / "quarantine.jsonl"
+    if qpath.exists():
+        from hare.core.io import jsonl_records
+
+        for _, rec in jsonl_records(qpath):
+            first.setdefault(rec.get("source"), rec)
+            if all(n in first for n in empty):
+                break
+    whys = []
+    for s in sources:
+        if s.name in empty:
+            q = first.get(s.name)
+            why = f"first quarantined: {q['file']}:{q['line']}: {q['reason']}" if q else "nothing in it was read"
+            whys.append(f"source '{s.name}' ({s.path or s.kind}) gave no documents ({why})")
+    return "; ".join(whys) + f"; quarantined records are in {qpath}"
+
+
 def _source_stats(t: Tally, quarantined: int, scored: bool) -> SourceStats:
     quality = None
     if scored:
@@ -205,15 +225,14 @@ class CorpusStep(Step):
         else:
             stream = run_local(files, ready, split_args, clean_args, cfg.num_proc or (os.cpu_count() or 1))
         splits = self._clean(stream, work, files, ready)
-        shards, q = passes.collect_splits(work, units, splits)
+        shards, quarantined = passes.collect_splits(work, units, splits, ctx.out / "quarantine.jsonl")
 
         # Passes 2 and 3: every document's fate, then train / held out / removed.
         tallies = {s.name: Tally() for s in c.sources}
         d = passes.dedup(work, shards, tallies, cfg, scorer is not None)
         passes.write(ctx.out, work, shards, d, tallies, cfg.shard_docs, cfg.heldout_fraction, c.seed)
-        write_jsonl(ctx.out / "quarantine.jsonl", q.records)
-
-        sources = {name: _source_stats(t, q.counts.get(name, 0), scorer is not None) for name, t in tallies.items()}
+        sources = {name: _source_stats(t, quarantined.get(name, 0), scorer is not None)
+                   for name, t in tallies.items()}
         for name, st in sources.items():
             log.info("source %s: %d read, %d train, %d held out, %d removed, %d quarantined", name, st.docs_in,
                      st.train, st.heldout, sum(st.removed.values()), st.quarantined)
@@ -223,11 +242,11 @@ class CorpusStep(Step):
                 removed[k] = removed.get(k, 0) + v
         removed = dict(sorted(removed.items(), key=lambda kv: -kv[1]))
         summary = CorpusSummary(
-            read=sum(s.docs_in for s in sources.values()) + len(q.records),
+            read=sum(s.docs_in for s in sources.values()) + sum(quarantined.values()),
             train=sum(s.train for s in sources.values()),
             heldout=sum(s.heldout for s in sources.values()),
             removed=sum(removed.values()),
-            quarantined=len(q.records),
+            quarantined=sum(quarantined.values()),
             removed_by_reason=removed,
             formatter_changes={f.name: d.changes.get(f.name, 0) for f in Cleaner(cfg.clean).formatters},
             chars_in=sum(s.chars_in for s in sources.values()),
@@ -238,9 +257,12 @@ class CorpusStep(Step):
                             minhash=MinHashStats(**d.near.stats) if d.near is not None else None,
                             quality=QualityInfo(**quality_info, min_score=cfg.quality.min_score,
                                                 max_score=cfg.quality.max_score) if quality_info else None)
-        if summary.train == 0:
+        empty = [name for name, st in sources.items() if st.docs_in == 0]
+        if empty or summary.train == 0:
             write_stats(ctx.out, stats)
-            raise RuntimeError("the corpus step kept no training documents; see stats.json for the reasons")
+            raise DataError(_nothing_read(ctx.out, c.sources, empty) if empty else
+                            f"the corpus step kept no training documents; see {ctx.out / 'stats.json'} for the "
+                            "reasons")
         shutil.rmtree(work, ignore_errors=True)
         return stats
 

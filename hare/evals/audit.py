@@ -5,7 +5,10 @@ question + answer; tokenize; take k = 5 start points evenly spaced over the sequ
 model greedily continues the prefix for n = 5 tokens, and the point is a hit only if all 5 equal the
 reference. A sample scores hits / k; a split's accuracy is the mean over at most 3000 samples.
 Δ = acc(D) − acc(D′), with D′ the rewritten twin: a model that memorised D scores clearly higher
-on D than on D′, a clean model about the same.
+on D than on D′, a clean model about the same. A twin whose audited text (question + answer) came
+back unchanged would score Δ = 0 whatever the model memorised, so such pairs are counted
+(``twins_unchanged``) and left out of D′ and Δ; ``D`` is still the accuracy on every sampled item
+and ``D_paired`` the accuracy on the items whose twin changed, the ones Δ compares.
 
 Greedy continuation of the reference prefix reproduces the reference for n tokens exactly when,
 at each of those n positions, the model's top token given the reference prefix is the reference
@@ -137,8 +140,10 @@ class AuditRow(BaseModel):
     split: str
     items: int
     D: float | None
-    D_rewritten: float | None
-    delta: float | None
+    D_rewritten: float | None  # over the twins that differ from their item
+    delta: float | None  # D_paired - D_rewritten
+    twins_unchanged: int = 0  # twins whose question + answer text equals the item's: left out of Δ
+    D_paired: float | None = None  # D over the items whose twin differs
     items_seen_in_training: int | None = None
     D_clean: float | None = None
     choice_acc: float | None = None
@@ -203,13 +208,18 @@ def run_audit(model_dir: str | Path, benchmarks: list[str], bench_dir: str | Pat
                 continue
             sample = sample_items([it for it in items if it.split == split], max_items, seed)
             twins = [rewriter.rewrite(it) for it in progress(sample, desc=f"rewrite {name}/{split}", unit="item")]
+            changed = [i for i, (it, tw) in enumerate(zip(sample, twins)) if audit_text(it) != audit_text(tw)]
             acc_d = ngram_accuracy(model, tok, [audit_text(it) for it in sample], n, k, batch_size, device,
                                    desc=f"{name}/{split} D")
-            acc_r = ngram_accuracy(model, tok, [audit_text(it) for it in twins], n, k, batch_size, device,
+            acc_r = ngram_accuracy(model, tok, [audit_text(twins[i]) for i in changed], n, k, batch_size, device,
                                    desc=f"{name}/{split} D'")
-            d, r = _mean(acc_d), _mean(acc_r)
+            d, paired, r = _mean(acc_d), _mean([acc_d[i] for i in changed]), _mean(acc_r)
             row = AuditRow(benchmark=name, split=split, items=len(sample), D=d, D_rewritten=r,
-                           delta=None if d is None or r is None else d - r)
+                           delta=None if paired is None or r is None else paired - r,
+                           twins_unchanged=len(sample) - len(changed), D_paired=paired)
+            if row.twins_unchanged:
+                log.info("audit %s/%s: %d of %d rewritten twins are unchanged and left out of delta", name, split,
+                         row.twins_unchanged, len(sample))
             if train_docs is not None:
                 dirty = seen_items(sample, read_shards(train_docs))
                 clean = [i for i in range(len(sample)) if i not in dirty]
@@ -237,9 +247,16 @@ def markdown(result: AuditResult | dict) -> str:
     result = AuditResult.model_validate(result)
     lines = [f"Leakage audit of `{result.model}` — {result.n}-gram accuracy at {result.k} start points, "
              f"rewriter: {result.rewriter}", "",
-             "| benchmark | split | items | D′ (rewritten) | D (original) | Δ |", "|---|---|---|---|---|---|"]
+             "| benchmark | split | items | D′ (rewritten) | D (original) | Δ | twins unchanged |",
+             "|---|---|---|---|---|---|---|"]
     for r in result.rows:
-        lines.append(f"| {r.benchmark} | {r.split} | {r.items} | {_f(r.D_rewritten)} | {_f(r.D)} | {_f(r.delta)} |")
+        share = f"{r.twins_unchanged} ({100 * r.twins_unchanged / r.items:.1f} %)" if r.items else "–"
+        lines.append(f"| {r.benchmark} | {r.split} | {r.items} | {_f(r.D_rewritten)} | {_f(r.D)} | {_f(r.delta)} "
+                     f"| {share} |")
+    if any(r.twins_unchanged for r in result.rows):
+        lines += ["", "Δ compares each item with its twin only where the twin's question + answer text differs "
+                  "(D on those items: " + ", ".join(f"{r.benchmark}/{r.split} {_f(r.D_paired)}" for r in result.rows
+                                                    if r.twins_unchanged) + "); unchanged twins are left out."]
     if result.clean_subset:
         lines += ["", "Clean subset (items sharing no 13-gram with the training data):", "",
                   "| benchmark | split | items | seen in training | n-gram acc (all) | n-gram acc (clean) | "

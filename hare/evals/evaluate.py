@@ -78,6 +78,30 @@ def is_model_dir(path: str | Path) -> bool:
     return (Path(path) / "config.json").is_file()
 
 
+# Weight files a Hugging Face model folder may hold (one file or shards with an index).
+WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json")
+
+
+def model_dir_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be evaluated as a model folder, or None: no folder, no (readable)
+    config.json, or no weights."""
+    path = Path(path)
+    if not path.is_dir():
+        return f"{path}: not a model folder"
+    if not is_model_dir(path):
+        return f"{path}: not a model folder (no config.json)"
+    try:
+        cfg = read_json(path / "config.json")
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"{path / 'config.json'}: not a JSON file ({e})"
+    if not isinstance(cfg, dict):
+        return f"{path / 'config.json'}: not a model configuration (a JSON {type(cfg).__name__})"
+    if not any(any(path.glob(pat)) for pat in WEIGHT_PATTERNS):
+        return (f"{path}: config.json but no weights ({', '.join(WEIGHT_PATTERNS[::2])}); "
+                "is the model fully downloaded or exported?")
+    return None
+
+
 def model_max_length(model_dir: Path) -> int:
     """The context lm-eval's HF model uses when not told: the first length field of config.json."""
     cfg = read_json(model_dir / "config.json")
@@ -218,8 +242,9 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
     from hare.evals.backend import check_backend
 
     model_dir, out = Path(model_dir), Path(out)
-    if not is_model_dir(model_dir):
-        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json)")
+    problem = model_dir_problem(model_dir)
+    if problem:
+        raise FileNotFoundError(problem)
     check_backend(backend)
     name = name or model_dir.name
     for old in ("tasks", "data"):  # a new evaluation never mixes with the files of an earlier one

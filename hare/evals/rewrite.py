@@ -1,10 +1,15 @@
 """Rewritten twins of benchmark items for the leakage audit: same meaning, different surface.
 
 Two rewriters. ``DeterministicRewriter`` ships with hare and needs nothing: it reorders the options,
-moves a question's context sentences around (the final, asking sentence stays last), swaps common
-words for synonyms and changes how numbers are written. ``ChatRewriter`` asks any
-OpenAI-compatible endpoint (vLLM, llama.cpp's server, a hosted API) to paraphrase, and keeps every
-answer in a JSONL cache so each item is rewritten once. The audit report says which was used.
+moves a question's context sentences around (the final, asking sentence stays last), rephrases the
+asking words ("Where" -> "In what place", "Which of the following" -> "Which one of these"),
+swaps common words for synonyms, turns "a" into "one" and changes how numbers and negations are
+written, so that the question text itself changes, not only the order of the options (which the
+audited question + answer text does not show). ``ParaphraseRewriter`` is the hook for a model: any
+function from text to paraphrased text (a teacher model's generate) rewrites the question and a
+free-text answer; ``ChatRewriter`` is one, asking any OpenAI-compatible endpoint (vLLM, llama.cpp's
+server, a hosted API) and keeping every answer in a JSONL cache so each item is rewritten once.
+The audit report says which was used, and leaves out of Δ the twins that came back unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hare.core.benchmarks import Item
-from hare.core.io import read_jsonl
+from hare.core.io import jsonl_records
 
 log = logging.getLogger("hare.evals.rewrite")
 
@@ -39,7 +44,40 @@ SYNONYMS = {
     "best": "most accurately", "correct": "right", "possible": "feasible", "because": "since", "about": "around",
     "also": "too", "however": "nevertheless", "therefore": "thus", "then": "afterwards", "gives": "hands",
     "give": "hand", "bought": "purchased", "sold": "sold off", "earns": "makes", "earn": "make",
+    # words that recur in science, exam and everyday-scene questions
+    "process": "procedure", "result": "outcome", "results": "outcomes", "type": "kind", "types": "kinds",
+    "kind": "sort", "origin": "source", "production": "creation", "produce": "generate", "occur": "take place",
+    "occurs": "takes place", "originate": "come from", "statement": "claim", "statements": "claims",
+    "true": "accurate", "false": "untrue", "following": "listed", "person": "individual", "people": "individuals",
+    "man": "guy", "woman": "lady", "men": "guys", "women": "ladies", "starts": "begins", "begins": "starts",
+    "sitting": "seated", "standing": "upright", "holding": "gripping", "walks": "strolls", "walking": "strolling",
+    "talking": "speaking", "talks": "speaks", "runs": "dashes", "running": "dashing", "pulling": "tugging",
+    "putting": "placing", "puts": "places", "takes": "grabs", "looks": "glances", "looking": "glancing",
+    "shown": "depicted", "seen": "observed", "different": "distinct", "same": "identical", "called": "named",
+    "known": "recognized", "found": "located", "several": "a number of",
+    "amount": "quantity", "area": "region", "energy": "power",
+    "animal": "creature", "animals": "creatures", "rock": "stone",
+    "rocks": "stones", "ability": "capacity", "role": "function", "effect": "impact", "effects": "impacts",
+    "country": "nation", "countries": "nations", "law": "statute", "laws": "statutes", "method": "technique",
+    "consider": "take", "considered": "regarded", "means": "signifies", "happened": "occurred",
+    "real": "genuine", "actually": "in fact", "really": "truly", "bad": "harmful", "good": "beneficial",
 }
+# Asking words rephrased, first match only (question words keep their meaning; the text changes
+# where memorised continuations start).
+QUESTION_FORMS = [
+    (re.compile(r"\bWhich of the following\b"), "Which one of these"),
+    (re.compile(r"\bwhich of the following\b"), "which one of these"),
+    (re.compile(r"\bWhere\b"), "In what place"), (re.compile(r"\bwhere\b"), "in what place"),
+    (re.compile(r"\bWhen\b"), "At what time"), (re.compile(r"\bwhen\b"), "at the time"),
+    (re.compile(r"\bWhy\b"), "For what reason"), (re.compile(r"\bHow many\b"), "What number of"),
+    (re.compile(r"\bWho\b"), "Which person"), (re.compile(r"\bWhat is\b"), "What's"),
+    (re.compile(r"\bWhat are\b"), "What're"), (re.compile(r"\bWhat happens\b"), "What occurs"),
+    (re.compile(r"\bWhich\b"), "What"), (re.compile(r"\bIf you\b"), "Should you"),
+]
+NEGATIONS = [("does not", "doesn't"), ("do not", "don't"), ("is not", "isn't"), ("are not", "aren't"),
+             ("cannot", "can't"), ("will not", "won't"), ("did not", "didn't"), ("was not", "wasn't"),
+             ("it is", "it's"), ("It is", "It's"), ("there is", "there's"), ("There is", "There's")]
+_ONE_RE = re.compile(r"\b([Aa]) (?!lot\b|few\b|little\b|bit\b|couple\b|number\b)(?=[a-z])")
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
                 "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
 _SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -69,7 +107,19 @@ class DeterministicRewriter:
         self.seed = seed
         self.synonym_rate = synonym_rate
 
-    def text(self, text: str, rng: random.Random) -> str:
+    def text(self, text: str, rng: random.Random, question: bool = False) -> str:
+        """``text`` rewritten; a ``question`` the rules leave unchanged also has its asking words,
+        negations and "a" rephrased."""
+        out = self._text(text, rng, self.synonym_rate, False)
+        # Unchanged (a short question without synonyms or numbers): rephrase its asking words, then
+        # also take every synonym, so that the twin differs from the item wherever it can.
+        if out == text.strip() and question:
+            out = self._text(text, rng, self.synonym_rate, True)
+        if out == text.strip() and self.synonym_rate > 0:
+            out = self._text(text, rng, 1.0, question)
+        return out
+
+    def _text(self, text: str, rng: random.Random, synonym_rate: float, question: bool) -> str:
         sentences = _SENT_RE.split(text.strip())
         if len(sentences) > 2:  # keep the asking sentence last, reorder the context before it
             head = sentences[:-1]
@@ -77,10 +127,19 @@ class DeterministicRewriter:
             sentences = head + sentences[-1:]
         text = " ".join(sentences)
 
+        if question:
+            for pattern, repl in QUESTION_FORMS:
+                text, hits = pattern.subn(repl, text, count=1)
+                if hits:
+                    break
+            for a, b in NEGATIONS:
+                text = re.sub(rf"\b{a}\b", b, text) if a in text else re.sub(rf"\b{re.escape(b)}", a, text)
+            text = _ONE_RE.sub(lambda m: "One " if m.group(1) == "A" else "one ", text)
+
         def syn(m: re.Match) -> str:
             w = m.group()
             new = SYNONYMS.get(w.lower())
-            return _case_like(w, new) if new and rng.random() < self.synonym_rate else w
+            return _case_like(w, new) if new and rng.random() < synonym_rate else w
 
         def num(m: re.Match) -> str:
             v = int(m.group())
@@ -95,7 +154,7 @@ class DeterministicRewriter:
         choices, answer = reorder_options([self.text(c, rng) for c in item.choices], item.answer, rng)
         if isinstance(answer, str):
             answer = self.text(answer, rng)
-        return replace(item, question=self.text(item.question, rng), choices=choices, answer=answer,
+        return replace(item, question=self.text(item.question, rng, question=True), choices=choices, answer=answer,
                        meta={**item.meta, "rewriter": self.name})
 
 
@@ -117,8 +176,10 @@ class ChatRewriter:
         self.cache_path = Path(cache)
         self.cache: dict[str, str] = {}
         if self.cache_path.exists():
-            for rec in read_jsonl(self.cache_path):
-                self.cache[rec["key"]] = rec["text"]
+            # A line cut short by an interrupted run is left out: that item is asked for again.
+            for _, rec in jsonl_records(self.cache_path, on_error=lambda e: None):
+                if isinstance(rec.get("key"), str) and isinstance(rec.get("text"), str):
+                    self.cache[rec["key"]] = rec["text"]
         self.requests = 0
 
     def _key(self, text: str) -> str:
@@ -148,9 +209,22 @@ class ChatRewriter:
         return out
 
     def rewrite(self, item: Item) -> Item:
+        return ParaphraseRewriter(self.text, f"{self.name}:{self.model}").rewrite(item)
+
+
+class ParaphraseRewriter:
+    """Twins from any paraphrasing function (text -> text): the hook through which a model rewrites
+    the items (``ChatRewriter`` uses an endpoint; a teacher model's generate fits the same way). The
+    question and a free-text answer are paraphrased; options are reordered, not paraphrased."""
+
+    def __init__(self, paraphrase, name: str):
+        self.paraphrase = paraphrase
+        self.name = name
+
+    def rewrite(self, item: Item) -> Item:
         rng = random.Random(f"{item.benchmark}:{item.split}:{item.id}")
-        choices, answer = reorder_options(list(item.choices), item.answer, rng)  # options: reordered, not paraphrased
+        choices, answer = reorder_options(list(item.choices), item.answer, rng)
         if isinstance(answer, str):
-            answer = self.text(answer)
-        return replace(item, question=self.text(item.question), choices=choices, answer=answer,
-                       meta={**item.meta, "rewriter": f"{self.name}:{self.model}"})
+            answer = self.paraphrase(answer)
+        return replace(item, question=self.paraphrase(item.question), choices=choices, answer=answer,
+                       meta={**item.meta, "rewriter": self.name})
