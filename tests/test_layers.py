@@ -16,7 +16,7 @@ import pytest
 import hare
 
 PACKAGE = Path(hare.__file__).parent
-STAGES = {"corpus", "train", "evals", "report"}
+STAGES = {"corpus", "train", "evals", "report", "synth"}
 SHARED = {"core", "model", "recipe"}
 TOP = {"cli", "pipeline", "steps", "__main__", "__init__"}
 
