@@ -92,9 +92,9 @@ class D2Step(Step):
         templates = Templates(syn.templates_dir)
         categories = templates.yaml("d2/categories.yaml")
         audiences = templates.yaml("d2/audiences.yaml")
-        for bad in [s for s in cfg.styles if not templates.exists(f"d2/{s}.txt")]:
-            raise ValueError(f"synth.d2.styles: no template d2/{bad}.txt (styles: "
-                             f"{', '.join(p.split('/')[-1][:-4] for p in templates.variants('d2') if '.' not in p.split('/')[-1][:-4])})")
+        styles = [p.split("/")[-1][:-4] for p in templates.variants("d2") if "." not in p.split("/")[-1][:-4]]
+        for bad in [s for s in cfg.styles if s not in styles]:
+            raise ValueError(f"synth.d2.styles: no template d2/{bad}.txt (styles: {', '.join(styles)})")
         for bad in [a for a in cfg.audiences if a not in audiences]:
             raise ValueError(f"synth.d2.audiences: {bad!r} is not in d2/audiences.yaml ({', '.join(audiences)})")
         for src, cat in cfg.categories.items():

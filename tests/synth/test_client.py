@@ -172,3 +172,28 @@ def test_a_torn_last_line_is_cut_off(tmp_path):
     cache.put({"key": "c", "text": "y"})
     cache.close()
     assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "c"]
+
+
+@pytest.mark.slow
+def test_the_packaged_smollm2_teacher_writes_prose_over_http(smollm2, tmp_path):
+    """The real teacher behind a real server: a D2 prompt from the packaged templates gets English prose."""
+    from hare.synth.prompts import Templates
+    from tests.synth.conftest import Server
+
+    t = Templates()
+    spec = t.yaml("d2/categories.yaml")["law"]
+    prompt = t.render("d2/law.textbook_unit.txt", subject=spec["subject"], note="", topic="contracts, offer, acceptance",
+                      audience=t.yaml("d2/audiences.yaml")["college"],
+                      seed="A contract is formed when an offer is accepted and consideration is given.")
+    server = Server(smollm2, tmp_path / "server.log")
+    try:
+        req = Request.chat(server.model, [("user", prompt)], max_tokens=40, temperature=0.0)
+        with RequestCache(tmp_path / "c.jsonl") as cache:
+            (res,), usage = generate([req], HttpBackend([server.url]), cache)
+        assert server.received() == 1
+    finally:
+        server.close()
+    words = res.text.split()
+    assert res.ok and usage.completion_tokens > 20 and len(words) > 15
+    common = {"the", "a", "of", "to", "and", "is", "in", "that", "an", "be", "or", "by", "for"}
+    assert sum(w.lower() in common for w in words) >= 3  # English prose, not token salad
