@@ -287,8 +287,7 @@ class LocalBackend(Backend):
 
         self.path = str(path)
         self.batch_size = batch_size
-        if threads:
-            torch.set_num_threads(threads)
+        self.threads = threads
         self.tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
@@ -307,6 +306,17 @@ class LocalBackend(Backend):
                                             add_generation_prompt=True)
 
     def run(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
+        import torch
+
+        threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)  # for generation only: the process's setting comes back after
+        try:
+            self._run(requests, done)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
         import torch
 
         texts = {id(r): self.prompt_text(r) for r in requests}
