@@ -16,7 +16,7 @@ import pytest
 import hare
 
 PACKAGE = Path(hare.__file__).parent
-STAGES = {"corpus", "train", "evals", "report", "tools", "chat"}
+STAGES = {"corpus", "train", "evals", "report", "tools", "chat", "synth"}
 SHARED = {"core", "model", "recipe"}
 TOP = {"cli", "pipeline", "steps", "study", "__main__", "__init__"}
 

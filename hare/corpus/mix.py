@@ -12,6 +12,10 @@ c, holding C_c characters of the source, gets ``B * C_c**(1/T) / sum_j C_j**(1/T
 drawn from its documents as above. T = 1 keeps each topic's natural share; as T grows the shares
 approach ``B / topics``, so rare topics are repeated and common ones thinned. Source weights are
 unchanged by it.
+
+The synthetic parts the curate step kept (``d2``, ``d3``) are taken whole, each document once, in a
+seeded order of their own (so they change nothing of the D1 sample): they were generated to a
+budget already, and ``train.stages`` weighs the parts against each other.
 """
 
 from __future__ import annotations
@@ -125,9 +129,12 @@ class MixStats(Stats):
 class MixStep(Step):
     name = "mix"
     help = "sample the sources by weight, and their topics by temperature, into the training set"
-    after = ("decontam", "cluster")
+    after = ("decontam", "cluster", "curate")
     reads = ("mix", "seed", "sources", "corpus.shard_docs")
     stats = MixStats
+
+    def depends_on(self, earlier: list[str]) -> tuple[str, ...]:
+        return tuple(s for s in self.after if s != "curate" or "curate" in earlier)
 
     def run(self, ctx: StepContext) -> MixStats:
         c = ctx.config
@@ -151,8 +158,19 @@ class MixStep(Step):
             chosen.extend(picked)
             picked_by[name] = (picked, sum(len(d.text) for d in docs))
         rng.shuffle(chosen)
-        total_chars = sum(len(d.text) for d in chosen)
         part_of = {s.name: s.part for s in c.sources}
+        synthetic = ctx.deps["curate"] / "train" if "curate" in ctx.deps else None
+        extra = list(read_shards(synthetic)) if synthetic is not None and synthetic.is_dir() else []
+        random.Random(c.seed + 1).shuffle(extra)
+        d1_chosen = chosen
+        for d in extra:
+            part_of[d.source] = d.source  # the synthetic documents' source is their part: d2, d3
+            by_source[d.source].append(d)
+            weights[d.source] = 1.0
+        for name in {d.source for d in extra}:
+            picked_by[name] = (by_source[name], sum(len(d.text) for d in by_source[name]))
+        chosen = chosen + extra
+        total_chars = sum(len(d.text) for d in chosen)
         sources = {}
         for name, (picked, available) in picked_by.items():
             chars = sum(len(d.text) for d in picked)
@@ -170,8 +188,10 @@ class MixStep(Step):
         stats = MixStats(sources=sources, parts=parts, docs=len(chosen), chars=total_chars)
         if topic is not None:
             # Per topic, before (every decontaminated document) and after sampling: what the report plots.
-            before = _topic_counts([d for docs in by_source.values() for d in docs], topic)
-            after = _topic_counts(chosen, topic)
+            synthetic_names = {x.source for x in extra}
+            before = _topic_counts([d for name, docs in by_source.items() if name not in synthetic_names
+                                    for d in docs], topic)
+            after = _topic_counts(d1_chosen, topic)
             names = {t.cluster: t.name for t in load_topics(ctx.deps["cluster"])}
             stats.cluster_temperature = c.mix.cluster_temperature
             stats.clusters = {str(k): TopicMix(name=names.get(k, ""), docs_before=before[k][0],

@@ -1,0 +1,413 @@
+"""The generation client: requests to a teacher model, answered once and kept in a cache.
+
+One interface, two backends:
+
+- ``HttpBackend``: any OpenAI-compatible server (vLLM, SGLang, ``transformers serve``, llama.cpp's
+  server, a hosted API), chat or completions, over one or several endpoints at once. ``httpx``'s
+  async client keeps ``concurrency`` requests in flight per endpoint; the workers of all endpoints
+  draw from one queue, so a faster replica takes more of the work. Retries follow the policy of
+  the OpenAI and AWS SDKs: 429, 5xx, timeouts and connection errors are retried with exponential
+  backoff and full jitter (a ``Retry-After`` header is honoured); any other 4xx is a bad request
+  that would fail again, so it is recorded as failed and skipped.
+- ``LocalBackend``: a local Hugging Face model with ``transformers``, prompts sorted by length and
+  generated in batches (left padding), so padding is small and the batch fills the cores.
+
+``generate`` answers a list of ``Request`` from the ``RequestCache`` first, sends only the rest,
+writes each answer to the cache as it arrives, and shows done/total, tokens/s and the ETA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from hare.core.progress import Progress
+from hare.synth.cache import RequestCache
+
+log = logging.getLogger("hare.synth.client")
+
+RETRY_STATUS = {408, 409, 429}  # besides every 5xx: timeouts, conflicts and rate limits pass
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation: chat ``messages`` or a completion ``prompt``, and its sampling parameters.
+
+    ``tag`` is the caller's label (provenance); it is not sent and not part of the key."""
+
+    model: str
+    messages: tuple[tuple[str, str], ...] | None = None
+    prompt: str | None = None
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    tag: str = field(default="", compare=False)
+
+    @classmethod
+    def chat(cls, model: str, messages: list[dict[str, str]] | list[tuple[str, str]], **kw) -> "Request":
+        msgs = tuple((m["role"], m["content"]) if isinstance(m, dict) else (m[0], m[1]) for m in messages)
+        return cls(model=model, messages=msgs, **kw)
+
+    @property
+    def kind(self) -> str:
+        return "chat" if self.messages is not None else "completions"
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the request (OpenAI API)."""
+        out: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature,
+                               "top_p": self.top_p}
+        if self.messages is not None:
+            out["messages"] = [{"role": r, "content": c} for r, c in self.messages]
+        else:
+            out["prompt"] = self.prompt
+        if self.seed is not None:
+            out["seed"] = self.seed
+        if self.stop:
+            out["stop"] = list(self.stop)
+        return out
+
+    def key(self) -> str:
+        """Hash of everything that decides the answer: what the cache is keyed by."""
+        blob = json.dumps({"kind": self.kind, **self.body()}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Result:
+    """The answer to one request (or why there is none)."""
+
+    key: str
+    ok: bool
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 1
+    seconds: float = 0.0
+    error: str | None = None
+    cached: bool = False
+
+    def record(self) -> dict[str, Any]:
+        return {"key": self.key, "text": self.text, "finish_reason": self.finish_reason,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "attempts": self.attempts, "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> "Result":
+        return cls(key=rec["key"], ok=True, text=rec["text"], finish_reason=rec.get("finish_reason"),
+                   prompt_tokens=rec.get("prompt_tokens", 0), completion_tokens=rec.get("completion_tokens", 0),
+                   attempts=rec.get("attempts", 1), seconds=rec.get("seconds", 0.0), cached=True)
+
+
+@dataclass
+class Usage:
+    """What a batch of generation cost and how it went (a step's stats)."""
+
+    requests: int = 0
+    cached: int = 0
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    errors: Counter = field(default_factory=Counter)
+
+    def add(self, r: Result) -> None:
+        self.requests += 1
+        if r.cached:
+            self.cached += 1
+        else:
+            self.sent += 1
+            self.retries += r.attempts - 1
+        if r.ok:
+            self.ok += 1
+            self.prompt_tokens += r.prompt_tokens
+            self.completion_tokens += r.completion_tokens
+        else:
+            self.failed += 1
+            self.errors[(r.error or "error").split(":")[0]] += 1
+
+    def merge(self, other: "Usage") -> None:
+        for k in ("requests", "cached", "sent", "ok", "failed", "retries", "prompt_tokens", "completion_tokens",
+                  "seconds"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.errors.update(other.errors)
+
+    def dump(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("requests", "cached", "sent", "ok", "failed", "retries",
+                                             "prompt_tokens", "completion_tokens")}
+        out["seconds"] = round(self.seconds, 2)
+        out["completion_tokens_per_s"] = round(self.completion_tokens / self.seconds, 2) if self.seconds else 0.0
+        out["errors"] = dict(self.errors)
+        return out
+
+
+class Backend:
+    """Answers requests; ``run`` calls ``done(request, result)`` for each as it finishes."""
+
+    name = "backend"
+
+    def run(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name}
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)] (AWS's scheme)."""
+    return rng.uniform(0, min(cap, base * 2 ** attempt))
+
+
+class HttpBackend(Backend):
+    """An OpenAI-compatible API at one or several base URLs (``http://host:port/v1``)."""
+
+    name = "http"
+
+    def __init__(self, endpoints: list[str], concurrency: int = 16, timeout: float = 600.0, max_retries: int = 6,
+                 backoff_base: float = 1.0, backoff_cap: float = 60.0, api_key: str | None = None, seed: int = 0):
+        if not endpoints:
+            raise ValueError("HttpBackend needs at least one endpoint URL")
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.api_key = api_key
+        self.rng = random.Random(seed)  # jitter only: never changes an answer
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "endpoints": self.endpoints, "concurrency": self.concurrency}
+
+    def run(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
+        if requests:
+            asyncio.run(self._run(requests, done))
+
+    async def _run(self, requests: list[Request], done) -> None:
+        from hare.synth._http import httpx
+
+        queue: asyncio.Queue = asyncio.Queue()
+        for r in requests:
+            queue.put_nowait(r)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        limits = httpx.Limits(max_connections=self.concurrency * len(self.endpoints),
+                              max_keepalive_connections=self.concurrency * len(self.endpoints))
+        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, connect=min(30.0, self.timeout)),
+                                     headers=headers, limits=limits, trust_env=False) as client:
+            async def worker(endpoint: str) -> None:
+                while True:
+                    try:
+                        req = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    done(req, await self._send(client, endpoint, req))
+
+            await asyncio.gather(*(worker(e) for e in self.endpoints for _ in range(self.concurrency)))
+
+    async def _send(self, client, endpoint: str, req: Request) -> Result:
+        from hare.synth._http import httpx
+
+        url = f"{endpoint}/{'chat/completions' if req.kind == 'chat' else 'completions'}"
+        key = req.key()
+        t0 = time.perf_counter()
+        error = ""
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                resp = await client.post(url, json=req.body())
+            except httpx.TimeoutException as e:
+                error = f"timeout: {type(e).__name__}"
+            except httpx.TransportError as e:
+                error = f"connection: {type(e).__name__}: {e}"
+            else:
+                if resp.status_code == 200:
+                    try:
+                        return self._parse(key, req, resp.json(), attempt + 1, time.perf_counter() - t0)
+                    except (ValueError, KeyError, IndexError, TypeError) as e:
+                        # A 200 whose body is not an answer: the server is broken, not the request.
+                        error = f"bad_response: {type(e).__name__}: {e}"
+                elif resp.status_code >= 500 or resp.status_code in RETRY_STATUS:
+                    error = f"http_{resp.status_code}: {resp.text[:200]}"
+                    retry_after = _retry_after(resp.headers.get("retry-after"))
+                else:
+                    return Result(key, ok=False, attempts=attempt + 1, seconds=time.perf_counter() - t0,
+                                  error=f"http_{resp.status_code}: {resp.text[:300]}")
+            if attempt < self.max_retries:
+                wait = backoff(attempt, self.backoff_base, self.backoff_cap, self.rng)
+                await asyncio.sleep(min(self.backoff_cap, retry_after) if retry_after is not None else wait)
+        log.warning("request %s failed after %d attempts: %s", key[:12], self.max_retries + 1, error)
+        return Result(key, ok=False, attempts=self.max_retries + 1, seconds=time.perf_counter() - t0,
+                      error=f"gave_up_{error}")
+
+    @staticmethod
+    def _parse(key: str, req: Request, data: dict, attempts: int, seconds: float) -> Result:
+        choice = data["choices"][0]
+        text = choice["message"]["content"] if req.kind == "chat" else choice["text"]
+        if not isinstance(text, str):
+            raise TypeError(f"answer text is {type(text).__name__}")
+        usage = data.get("usage") or {}
+        return Result(key, ok=True, text=text, finish_reason=choice.get("finish_reason"),
+                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(usage.get("completion_tokens") or 0), attempts=attempts, seconds=seconds)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to the backoff
+
+
+class LocalBackend(Backend):
+    """A local Hugging Face model folder (never downloaded), batched generation sorted by prompt length.
+
+    Greedy requests (temperature 0) give what the model gives one at a time, up to float rounding
+    in padded batches. Sampled requests draw from a generator seeded by the keys of the batch, so a
+    run is repeatable; an answer may differ from the one the same request gets in another batch."""
+
+    name = "local"
+
+    def __init__(self, path: str | Path, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
+                 threads: int = 0):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.path = str(path)
+        self.batch_size = batch_size
+        self.threads = threads
+        self.tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.tok.padding_side = "left"
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, local_files_only=True,
+                                                          dtype=getattr(torch, dtype)).to(device).eval()
+        self.device = device
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "path": self.path, "batch_size": self.batch_size}
+
+    def prompt_text(self, req: Request) -> str:
+        if req.messages is None:
+            return req.prompt or ""
+        return self.tok.apply_chat_template([{"role": r, "content": c} for r, c in req.messages], tokenize=False,
+                                            add_generation_prompt=True)
+
+    def run(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
+        import torch
+
+        threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)  # for generation only: the process's setting comes back after
+        try:
+            self._run(requests, done)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
+        import torch
+
+        texts = {id(r): self.prompt_text(r) for r in requests}
+        lengths = {id(r): len(self.tok(texts[id(r)], add_special_tokens=False).input_ids) for r in requests}
+        # Batches of equal sampling parameters, each sorted by prompt length (little padding).
+        groups: dict[tuple, list[Request]] = {}
+        for r in requests:
+            groups.setdefault((r.max_tokens, r.temperature, r.top_p, r.stop), []).append(r)
+        for (max_tokens, temperature, top_p, stop), group in groups.items():
+            group.sort(key=lambda r: lengths[id(r)])
+            for lo in range(0, len(group), self.batch_size):
+                batch = group[lo: lo + self.batch_size]
+                t0 = time.perf_counter()
+                enc = self.tok([texts[id(r)] for r in batch], return_tensors="pt", padding=True,
+                               add_special_tokens=False).to(self.device)
+                kw: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": self.tok.pad_token_id}
+                if temperature > 0:
+                    kw.update(do_sample=True, temperature=temperature, top_p=top_p)
+                    seed = int(hashlib.sha256("".join(r.key() for r in batch).encode()).hexdigest()[:8], 16)
+                    torch.manual_seed(seed)
+                else:
+                    kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                if stop:
+                    kw.update(stop_strings=list(stop), tokenizer=self.tok)
+                with torch.inference_mode():
+                    out = self.model.generate(**enc, **kw)
+                new = out[:, enc.input_ids.shape[1]:]
+                dt = (time.perf_counter() - t0) / len(batch)
+                eos = {self.tok.eos_token_id, self.tok.pad_token_id}
+                for r, row in zip(batch, new.tolist()):
+                    n = next((i for i, t in enumerate(row) if t in eos), len(row))
+                    text = self.tok.decode(row[:n], skip_special_tokens=True)
+                    for s in stop:
+                        text = text.split(s)[0]
+                    done(r, Result(r.key(), ok=True, text=text, finish_reason="stop" if n < len(row) else "length",
+                                   prompt_tokens=lengths[id(r)], completion_tokens=n, seconds=dt))
+
+
+def generate(requests: Iterable[Request], backend: Backend | Callable[[], Backend], cache: RequestCache,
+             desc: str = "generate") -> tuple[list[Result], Usage]:
+    """The answers to ``requests`` in order: cached ones read back, the others sent (each written to
+    the cache as it arrives). Duplicate requests are sent once. ``backend`` may be a function that
+    makes one: it is called only when a request is missing from the cache (a re-run whose every
+    answer is cached loads no model and opens no connection)."""
+    requests = list(requests)
+    usage = Usage()
+    results: dict[str, Result] = {}
+    pending: dict[str, Request] = {}
+    for r in requests:
+        k = r.key()
+        hit = cache.get(k)
+        if hit is not None:
+            results[k] = Result.from_record(hit)
+        elif k not in pending:
+            pending[k] = r
+    bar = Progress(total=len(pending), desc=desc, unit="req")
+    t0 = time.perf_counter()
+    tokens = 0
+
+    def done(req: Request, res: Result) -> None:
+        nonlocal tokens
+        if res.ok:
+            cache.put(res.record())
+            tokens += res.completion_tokens
+        results[res.key] = res
+        dt = max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix_str(f"{tokens / dt:.1f} tok/s", refresh=False)
+        bar.update(1)
+
+    try:
+        if pending:
+            if not isinstance(backend, Backend):
+                backend = backend()
+            log.info("%s: %d requests, %d answered from the cache, %d to send (%s)", desc, len(requests),
+                     len(requests) - len(pending), len(pending), json.dumps(backend.describe()))
+            backend.run(list(pending.values()), done)
+    finally:
+        bar.close()
+        cache.sync()
+    usage.seconds = time.perf_counter() - t0
+    ordered = []
+    seen: set[str] = set()
+    for r in requests:
+        res = results[r.key()]
+        if res.key in seen and not res.cached:
+            res = Result(**{**res.__dict__, "cached": True})  # a duplicate of a request sent once
+        seen.add(res.key)
+        usage.add(res)
+        ordered.append(res)
+    return ordered, usage
+
+
+def open_cache(folder: str | Path, name: str = "requests.jsonl") -> RequestCache:
+    return RequestCache(Path(folder) / name)

@@ -1,0 +1,96 @@
+"""What the D2 and D3 steps share: the teacher a step talks to, its cache, its usage tallies."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from hare.core.step import StepContext, file_inputs
+from hare.synth.cache import RequestCache
+from hare.synth.client import Request, Usage
+from hare.synth.prompts import PACKAGED
+from hare.synth.teacher import make_backend, teacher_folder, teacher_model
+
+
+class UsageStats(BaseModel):
+    """Requests and tokens of one family of prompts (a template, a task)."""
+
+    requests: int = 0
+    cached: int = 0
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    completion_tokens_per_s: float = 0.0
+    errors: dict[str, int] = {}
+
+
+def usage_stats(u: Usage) -> UsageStats:
+    return UsageStats(**u.dump())
+
+
+def cache_for(ctx: StepContext, name: str) -> RequestCache:
+    """The step's request cache: ``synth.cache_dir`` (default ``<run>/synth-cache``), outside the step's
+    folder, so answers outlive a change of the step's fingerprint."""
+    folder = Path(ctx.config.synth.cache_dir).expanduser() if ctx.config.synth.cache_dir else \
+        ctx.run_dir / "synth-cache"
+    return RequestCache(folder / f"{name}.jsonl")
+
+
+def backend_factory(ctx: StepContext):
+    """Makes the backend on first use (a fully cached run loads no model)."""
+    return functools.partial(make_backend, ctx.config.synth.teacher, ctx.config.seed)
+
+
+def model_name(ctx: StepContext) -> str:
+    return teacher_model(ctx.config.synth.teacher)
+
+
+def synth_inputs(config) -> dict[str, Any]:
+    """Fingerprints of the template folders and of a local teacher's weights."""
+    syn = config.synth
+    if not syn.enabled:
+        return {}
+    t = syn.teacher
+    return file_inputs(templates=str(PACKAGED), user_templates=syn.templates_dir,
+                       teacher=t.local if not t.endpoints else None)
+
+
+def sub_seed(*parts: Any) -> int:
+    """A request's sampling seed from its position (recipe seed, topic, index...): stable across runs."""
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+def chat(ctx: StepContext, prompt: str, max_tokens: int, temperature: float, top_p: float, seed: int,
+         history: tuple[tuple[str, str], ...] = ()) -> Request:
+    """One request in the teacher's API (chat, or completions with the prompt as written)."""
+    model = model_name(ctx)
+    if ctx.config.synth.teacher.api == "completions":
+        text = "\n\n".join(c for _, c in history + (("user", prompt),))
+        return Request(model=model, prompt=text, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                       seed=seed)
+    return Request.chat(model, list(history) + [("user", prompt)], max_tokens=max_tokens, temperature=temperature,
+                        top_p=top_p, seed=seed)
+
+
+def token_counter(ctx: StepContext):
+    """Counts tokens with the teacher's tokenizer when it is a local folder; for endpoints, an estimate
+    (words and punctuation marks, which a BPE tokenizer of English text meets or exceeds slightly)."""
+    import re
+
+    t = ctx.config.synth.teacher
+    folder = None if t.endpoints else teacher_folder(t)
+    if folder:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        return lambda text: len(tok(text, add_special_tokens=False).input_ids)
+    pattern = re.compile(r"\w+|[^\w\s]")
+    return lambda text: len(pattern.findall(text))

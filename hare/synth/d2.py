@@ -1,0 +1,170 @@
+"""The d2 step: topic-seeded synthetic text (the paper's D2), for semantic diversity.
+
+For every topic of the cluster step, the seeds are the documents nearest its centroid and a seeded
+sample of its other members; every topic gets the same number of generations
+(``synth.d2.docs_per_topic``), so rare topics are covered as well as common ones. Each generation
+pairs a seed with a prompt of its source's category (``synth.d2.categories``: web, wiki, news,
+academic, books, law, code, math), a style and an audience drawn by the seed; the template is
+``templates/d2/<category>.<style>.txt`` when it exists (the paper's law-textbook prompt is
+``law.textbook_unit.txt``), else ``<style>.txt``. Answers are capped at ``synth.d2.max_tokens``.
+
+Outputs: ``generated/`` (shards of the answers, each with its provenance: template, category,
+style, audience, topic, seed document), ``rejected.jsonl`` (failed requests and answers too short
+to keep) and stats per template. The curate step then cleans, bands, deduplicates and
+decontaminates them into the ``d2`` data part.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from hare.core.documents import Document, ShardWriter, read_shards
+from hare.core.io import read_json, read_jsonl, write_jsonl
+from hare.core.step import Stats, Step, StepContext
+from hare.synth.client import Usage, generate
+from hare.synth.common import (UsageStats, backend_factory, cache_for, chat, sub_seed, synth_inputs,
+                               usage_stats)
+from hare.synth.prompts import Templates
+
+log = logging.getLogger("hare.synth.d2")
+
+SNIPPET = 400
+
+
+class D2Stats(Stats):
+    enabled: bool
+    topics: int = 0
+    seeds: int = 0
+    requests: int = 0
+    generated: int = 0
+    rejected: dict[str, int] = {}
+    usage: UsageStats | None = None
+    templates: dict[str, UsageStats] = {}
+    teacher: dict[str, Any] = {}
+
+    def counts(self) -> dict[str, int | float]:
+        return {"requests": self.requests, "generated": self.generated,
+                "sent": self.usage.sent if self.usage else 0}
+
+
+def topic_seeds(cluster_dir: Path, nearest: int, sampled: int, seed: int) -> tuple[list[dict], dict[int, list]]:
+    """The topics and, per topic, its seed (source, id) pairs: the nearest first, then a seeded sample."""
+    topics = read_json(cluster_dir / "topics.json") if (cluster_dir / "topics.json").exists() else []
+    members: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    if (cluster_dir / "assignments.jsonl").exists():
+        for r in read_jsonl(cluster_dir / "assignments.jsonl"):
+            members[r["cluster"]].append((r["source"], r["id"]))
+    seeds: dict[int, list[tuple[str, str]]] = {}
+    for t in topics:
+        c = t["cluster"]
+        near = [(e["source"], e["id"]) for e in t["examples"][:nearest]]
+        rest = [m for m in members[c] if m not in set(near)]
+        rng = random.Random(sub_seed(seed, "d2-seeds", c))
+        seeds[c] = near + rng.sample(rest, min(sampled, len(rest)))
+    return [t for t in topics if seeds.get(t["cluster"])], seeds
+
+
+def words(text: str) -> int:
+    return len(re.findall(r"\w+", text))
+
+
+class D2Step(Step):
+    name = "d2"
+    help = "generate topic-seeded synthetic text (D2) with the teacher"
+    after = ("decontam", "cluster")
+    reads = ("synth", "seed", "corpus.shard_docs")
+    stats = D2Stats
+
+    def inputs(self, config) -> dict[str, Any]:
+        return synth_inputs(config)
+
+    def run(self, ctx: StepContext) -> D2Stats:
+        syn, seed = ctx.config.synth, ctx.config.seed
+        if not syn.enabled:
+            log.info("d2: synthetic data is off (synth.enabled: false)")
+            return D2Stats(enabled=False)
+        cfg = syn.d2
+        templates = Templates(syn.templates_dir)
+        categories = templates.yaml("d2/categories.yaml")
+        audiences = templates.yaml("d2/audiences.yaml")
+        styles = [p.split("/")[-1][:-4] for p in templates.variants("d2") if "." not in p.split("/")[-1][:-4]]
+        for bad in [s for s in cfg.styles if s not in styles]:
+            raise ValueError(f"synth.d2.styles: no template d2/{bad}.txt (styles: {', '.join(styles)})")
+        for bad in [a for a in cfg.audiences if a not in audiences]:
+            raise ValueError(f"synth.d2.audiences: {bad!r} is not in d2/audiences.yaml ({', '.join(audiences)})")
+        for src, cat in cfg.categories.items():
+            if cat not in categories:
+                raise ValueError(f"synth.d2.categories.{src}: {cat!r} is not in d2/categories.yaml "
+                                 f"({', '.join(categories)})")
+        topics, seeds = topic_seeds(ctx.deps["cluster"], cfg.nearest_seeds, cfg.sampled_seeds, seed)
+        wanted = {s for ss in seeds.values() for s in ss}
+        texts = {(d.source, d.id): d.text for d in read_shards(ctx.deps["decontam"] / "train")
+                 if (d.source, d.id) in wanted}
+
+        jobs: list[tuple[Any, dict]] = []
+        for t in topics:
+            c = t["cluster"]
+            pool = [s for s in seeds[c] if s in texts]
+            if not pool:
+                continue
+            rng = random.Random(sub_seed(seed, "d2", c))
+            for j in range(cfg.docs_per_topic):
+                src, doc_id = pool[j % len(pool)]
+                style, audience = rng.choice(cfg.styles), rng.choice(cfg.audiences)
+                category = cfg.categories.get(src, "web")
+                rel = f"d2/{category}.{style}.txt" if templates.exists(f"d2/{category}.{style}.txt") else \
+                    f"d2/{style}.txt"
+                seed_text = texts[(src, doc_id)][:cfg.seed_chars].strip()
+                spec = categories[category]
+                prompt = templates.render(rel, subject=spec["subject"], note=spec.get("note", ""),
+                                          audience=audiences[audience], topic=t["name"], seed=seed_text)
+                req = chat(ctx, prompt, cfg.max_tokens, cfg.temperature, cfg.top_p, sub_seed(seed, "d2", c, j))
+                jobs.append((req, {"template": rel.split("/", 1)[1][:-4], "category": category, "style": style,
+                                   "audience": audience, "topic": c, "topic_name": t["name"],
+                                   "seed_source": src, "seed_id": doc_id, "seed_snippet": seed_text[:SNIPPET]}))
+        with cache_for(ctx, "d2") as cache:
+            results, usage = generate([r for r, _ in jobs], backend_factory(ctx), cache, desc="d2: generate")
+
+        per_template: dict[str, Usage] = defaultdict(Usage)
+        rejected: dict[str, int] = defaultdict(int)
+        quarantine = []
+        generated = 0
+        with ShardWriter(ctx.out / "generated", ctx.config.corpus.shard_docs) as w:
+            for k, ((req, meta), res) in enumerate(zip(jobs, results)):
+                per_template[meta["template"]].add(res)
+                text = res.text.strip()
+                reason = None if res.ok else "request_failed"
+                if reason is None and words(text) < cfg.min_words:
+                    reason = "too_short"
+                if reason:
+                    rejected[reason] += 1
+                    quarantine.append({"reason": reason, "error": res.error, "text": text, "key": res.key, **meta})
+                    continue
+                w.write(Document(text, f"d2/{meta['topic']}/{k}", "d2",
+                                 {**meta, "finish_reason": res.finish_reason, "key": res.key,
+                                  "completion_tokens": res.completion_tokens}))
+                generated += 1
+        write_jsonl(ctx.out / "rejected.jsonl", quarantine)
+        log.info("d2: %d topics, %d requests (%d from the cache), %d generated, rejected %s", len(topics), len(jobs),
+                 usage.cached, generated, dict(rejected) or "none")
+        return D2Stats(enabled=True, topics=len(topics), seeds=len(texts), requests=len(jobs), generated=generated,
+                       rejected=dict(rejected), usage=usage_stats(usage),
+                       templates={k: usage_stats(v) for k, v in sorted(per_template.items())},
+                       teacher={"model": jobs[0][0].model if jobs else None, "api": syn.teacher.api,
+                                "endpoints": len(syn.teacher.endpoints)})
+
+    def report_data(self, folder: Path, stats: D2Stats) -> dict[str, Any]:
+        examples = []
+        for d in read_shards(folder / "generated"):
+            examples.append(d)
+            if len(examples) >= 3:
+                break
+        return {"examples": examples}
+
+
+D2 = D2Step()

@@ -1,0 +1,328 @@
+"""The d3 step: NLP tasks in natural-language form (the paper's D3).
+
+Two sources of samples:
+
+- **teacher-written tasks** from seed passages (D2 generations and a seeded sample of D1 documents):
+  question answering, multiple choice, cloze and summarization, several phrasings each
+  (``templates/d3/<task>/*.txt``). Question answering, multiple choice and cloze are answered as
+  JSON and validated against a schema (``SCHEMAS``); an answer that fails is asked again, with the
+  reason, up to ``synth.d3.max_reasks`` times, then quarantined with its raw text
+  (``quarantine.jsonl``). Valid answers are rendered as text (``Question: ... Answer: ...``).
+- **labelled datasets** of the user's (``synth.d3.datasets``: question/answer,
+  instruction/response, ``messages``), each record written out with one of several templates per
+  format (``templates/d3/convert/<format>/*.txt``), as the paper reformats open SFT data.
+
+Samples longer than ``synth.d3.max_sample_tokens`` are dropped. Every sample records its task,
+template and seed (provenance). The curate step cleans and decontaminates them into part ``d3``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from hare.core.documents import Document, ShardWriter, read_shards
+from hare.core.io import RecordError, expand_paths, read_rows, write_jsonl
+from hare.core.step import Stats, Step, StepContext
+from hare.synth.client import Request, Usage, generate
+from hare.synth.common import (UsageStats, backend_factory, cache_for, chat, sub_seed, synth_inputs,
+                               token_counter, usage_stats)
+from hare.synth.prompts import Templates
+
+log = logging.getLogger("hare.synth.d3")
+
+LETTERS = "ABCD"
+_STR = {"type": "string", "minLength": 1}
+SCHEMAS: dict[str, dict] = {
+    "qa": {"type": "object", "required": ["question", "answer"], "properties": {"question": _STR, "answer": _STR}},
+    "mc": {"type": "object", "required": ["question", "options", "answer"],
+           "properties": {"question": _STR, "options": {"type": "array", "items": _STR, "minItems": 4, "maxItems": 4},
+                          "answer": _STR}},
+    "cloze": {"type": "object", "required": ["sentence", "answer"],
+              "properties": {"sentence": {"type": "string", "pattern": "_{2,}"}, "answer": _STR}},
+}
+REASK = ("Your answer could not be used: {reason}. Reply again with only the JSON object, in the form the "
+         "instructions give, and nothing else.")
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON object in ``text`` (models wrap it in prose or a ```json fence)."""
+    start = text.find("{")
+    while start != -1:
+        try:
+            obj, _ = json.JSONDecoder().raw_decode(text[start:])
+            return obj
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+    raise ValueError("no JSON object found")
+
+
+def validate(task: str, text: str) -> tuple[dict | None, str | None]:
+    """(the parsed answer, None) or (None, the reason it is invalid)."""
+    try:
+        obj = extract_json(text)
+    except ValueError as e:
+        return None, str(e)
+    try:
+        jsonschema.validate(obj, SCHEMAS[task])
+    except jsonschema.ValidationError as e:
+        where = "/".join(map(str, e.absolute_path)) or "the object"
+        return None, f"{where}: {e.message[:200]}"
+    if task == "mc":
+        ans = obj["answer"].strip().rstrip(".)").upper()
+        if ans not in LETTERS:
+            match = [i for i, o in enumerate(obj["options"]) if o.strip() == obj["answer"].strip()]
+            if not match:
+                return None, "answer is neither a letter A-D nor one of the options"
+            ans = LETTERS[match[0]]
+        if len({o.strip().lower() for o in obj["options"]}) < 4:
+            return None, "the four options are not all different"
+        obj = {**obj, "answer": ans}
+    return obj, None
+
+
+def render_task(task: str, obj: dict | None, text: str, passage: str, templates: Templates, rng: random.Random
+                ) -> tuple[str, str]:
+    """(sample text, template) of a valid answer."""
+    if task == "qa":
+        rel = rng.choice(templates.variants("d3/convert/qa"))
+        return templates.render(rel, question=obj["question"].strip(), answer=obj["answer"].strip()), rel
+    if task == "mc":
+        opts = "\n".join(f"{LETTERS[i]}. {o.strip()}" for i, o in enumerate(obj["options"]))
+        return f"{obj['question'].strip()}\n{opts}\nAnswer: {obj['answer']}", "mc"
+    if task == "cloze":
+        return f"Fill in the blank: {obj['sentence'].strip()}\nAnswer: {obj['answer'].strip()}", "cloze"
+    return f"{passage}\n\nSummary: {text.strip()}", "summary"
+
+
+def detect_format(rec: dict) -> str | None:
+    if isinstance(rec.get("messages"), list):
+        return "messages"
+    if "question" in rec and "answer" in rec:
+        return "qa"
+    if "instruction" in rec and ("response" in rec or "output" in rec):
+        return "instruction"
+    return None
+
+
+def convert(rec: dict, fmt: str, templates: Templates, rng: random.Random) -> tuple[str, str]:
+    """(sample text, template) of one labelled record; ``ValueError`` names what is missing."""
+    rel = rng.choice(templates.variants(f"d3/convert/{fmt}"))
+    if fmt == "qa":
+        q, a = str(rec.get("question") or "").strip(), str(rec.get("answer") or "").strip()
+        if not q or not a:
+            raise ValueError("empty question or answer")
+        return templates.render(rel, question=q, answer=a), rel
+    if fmt == "instruction":
+        ins = str(rec.get("instruction") or "").strip()
+        resp = str(rec.get("response") or rec.get("output") or "").strip()
+        ctx = str(rec.get("context") or rec.get("input") or "").strip()
+        if not ins or not resp:
+            raise ValueError("empty instruction or response")
+        text = templates.render(rel, instruction=ins, response=resp, context_block=f"Context: {ctx}" if ctx else "",
+                                context_note=" with its context" if ctx else "")
+        return re.sub(r"\n{3,}", "\n\n", re.sub(r"\n\s*\n(?=Response|Answer)", "\n", text)), rel
+    turns = []
+    for m in rec["messages"]:
+        if not isinstance(m, dict) or not str(m.get("content") or "").strip():
+            raise ValueError("a message without content")
+        role = {"user": "User", "assistant": "Assistant", "system": "System"}.get(m.get("role"), str(m.get("role")))
+        turns.append(f"{role}: {str(m['content']).strip()}")
+    if len(turns) < 2:
+        raise ValueError("fewer than two messages")
+    return templates.render(rel, dialogue="\n".join(turns)), rel
+
+
+class D3Stats(Stats):
+    enabled: bool
+    seeds: int = 0
+    requests: int = 0
+    samples: int = 0
+    tasks: dict[str, dict[str, int]] = {}
+    reasks: int = 0
+    quarantined: int = 0
+    too_long: int = 0
+    datasets: dict[str, dict[str, int]] = {}
+    usage: UsageStats | None = None
+    task_usage: dict[str, UsageStats] = {}
+
+    def counts(self) -> dict[str, int | float]:
+        return {"samples": self.samples, "requests": self.requests, "quarantined": self.quarantined}
+
+
+class D3Step(Step):
+    name = "d3"
+    help = "write NLP tasks (QA, multiple choice, cloze, summaries) with the teacher and convert labelled datasets (D3)"
+    after = ("decontam", "d2")
+    reads = ("synth", "seed", "corpus.shard_docs")
+    stats = D3Stats
+
+    def inputs(self, config) -> dict[str, Any]:
+        out = synth_inputs(config)
+        if config.synth.enabled:
+            from hare.core.step import file_inputs
+
+            for ds in config.synth.d3.datasets:
+                out.update(file_inputs(**{f"dataset:{ds.name}:{i}": p for i, p in enumerate(expand_paths(ds.path))}))
+        return out
+
+    def seeds(self, ctx: StepContext) -> list[tuple[str, str, str, dict]]:
+        """(origin, id, passage, provenance) of the seed passages: D2 generations, then sampled D1 documents."""
+        cfg, seed = ctx.config.synth.d3, ctx.config.seed
+        out = []
+        d2 = sorted(read_shards(ctx.deps["d2"] / "generated"), key=lambda d: d.id)
+        random.Random(sub_seed(seed, "d3-d2")).shuffle(d2)
+        for d in d2[:cfg.seeds_from_d2]:
+            out.append(("d2", d.id, d.text[:cfg.passage_chars], {"topic": d.metadata.get("topic")}))
+        if cfg.seeds_from_d1:
+            rng = random.Random(sub_seed(seed, "d3-d1"))
+            sample: list[Document] = []
+            for n, d in enumerate(read_shards(ctx.deps["decontam"] / "train")):  # reservoir sample
+                if len(sample) < cfg.seeds_from_d1:
+                    sample.append(d)
+                elif (j := rng.randrange(n + 1)) < cfg.seeds_from_d1:
+                    sample[j] = d
+            for d in sorted(sample, key=lambda d: (d.source, d.id)):
+                out.append(("d1", f"{d.source}/{d.id}", d.text[:cfg.passage_chars], {}))
+        return out
+
+    def run(self, ctx: StepContext) -> D3Stats:
+        syn, seed = ctx.config.synth, ctx.config.seed
+        if not syn.enabled:
+            log.info("d3: synthetic data is off (synth.enabled: false)")
+            return D3Stats(enabled=False)
+        cfg = syn.d3
+        templates = Templates(syn.templates_dir)
+        count_tokens = token_counter(ctx)
+        samples: list[Document] = []
+        tasks: dict[str, Counter] = defaultdict(Counter)
+        task_usage: dict[str, Usage] = defaultdict(Usage)
+        total = Usage()
+        quarantine: list[dict] = []
+        too_long = 0
+        reasks = 0
+
+        def keep(text: str, doc_id: str, meta: dict, tally: Counter) -> None:
+            nonlocal too_long
+            if count_tokens(text) > cfg.max_sample_tokens:
+                too_long += 1
+                tally["too_long"] += 1
+                return
+            tally["samples"] += 1
+            samples.append(Document(text, doc_id, "d3", meta))
+
+        # Teacher-written tasks: every seed passage x every task, one phrasing drawn per pair.
+        jobs: list[dict] = []
+        seeds = self.seeds(ctx)
+        for origin, sid, passage, prov in seeds:
+            for task in cfg.tasks:
+                rng = random.Random(sub_seed(seed, "d3", sid, task))
+                rel = rng.choice(templates.variants(f"d3/{task}"))
+                prompt = templates.render(rel, passage=passage)
+                jobs.append({"task": task, "template": rel.split("/", 1)[1][:-4], "prompt": prompt,
+                             "passage": passage, "seed_origin": origin, "seed_id": sid, **prov, "history": (),
+                             "raws": [], "req_seed": sub_seed(seed, "d3", sid, task)})
+        open_jobs = jobs
+        with cache_for(ctx, "d3") as cache:
+            for attempt in range(cfg.max_reasks + 1):
+                if not open_jobs:
+                    break
+                reqs: list[Request] = [chat(ctx, j["prompt"], cfg.max_tokens, cfg.temperature, cfg.top_p,
+                                            j["req_seed"], j["history"]) for j in open_jobs]
+                results, usage = generate(reqs, backend_factory(ctx), cache,
+                                          desc="d3: generate" if attempt == 0 else f"d3: re-ask {attempt}")
+                total.merge(usage)
+                again = []
+                for j, res in zip(open_jobs, results):
+                    task_usage[j["task"]].add(res)
+                    tally = tasks[j["task"]]
+                    tally["requests"] += 1
+                    if not res.ok:
+                        tally["failed"] += 1
+                        continue
+                    obj, reason = (None, None) if j["task"] == "summary" else validate(j["task"], res.text)
+                    if j["task"] == "summary" and not res.text.strip():
+                        reason = "empty answer"
+                    if reason is None:
+                        rng = random.Random(sub_seed(seed, "d3-render", j["seed_id"], j["task"]))
+                        text, rendered = render_task(j["task"], obj, res.text, j["passage"], templates, rng)
+                        meta = {k: j[k] for k in ("task", "template", "seed_origin", "seed_id") if k in j}
+                        if j.get("topic") is not None:
+                            meta["topic"] = j["topic"]
+                        meta.update(origin="teacher", rendered_with=rendered, reasks=attempt, key=res.key)
+                        keep(text, f"d3/{j['task']}/{j['seed_id']}", meta, tally)
+                        continue
+                    j["raws"].append({"text": res.text, "reason": reason})
+                    if attempt < cfg.max_reasks:
+                        reasks += 1
+                        tally["reasked"] += 1
+                        # Re-ask in the same conversation: the bad answer and why it was refused.
+                        j["history"] = j["history"] + (("user", j["prompt"]), ("assistant", res.text))
+                        j["prompt"] = REASK.format(reason=reason)
+                        again.append(j)
+                    else:
+                        tally["quarantined"] += 1
+                        quarantine.append({"task": j["task"], "template": j["template"], "seed_id": j["seed_id"],
+                                           "attempts": [r for r in j["raws"]]})
+                open_jobs = again
+
+        # Labelled datasets: converted, no teacher.
+        datasets: dict[str, Counter] = {}
+        for ds in cfg.datasets:
+            tally = datasets.setdefault(ds.name, Counter())
+            n = 0
+            for path in expand_paths(ds.path):
+                try:
+                    rows = list(read_rows(path))
+                except (RecordError, ValueError, OSError) as e:
+                    raise ValueError(f"synth.d3.datasets {ds.name}: {e}") from None
+                for i, rec in enumerate(rows):
+                    if ds.limit and n >= ds.limit:
+                        break
+                    n += 1
+                    fmt = ds.format if ds.format != "auto" else detect_format(rec) if isinstance(rec, dict) else None
+                    if fmt is None:
+                        tally["unknown_format"] += 1
+                        quarantine.append({"dataset": ds.name, "file": str(path), "line": i + 1,
+                                           "reason": "no question/answer, instruction/response or messages fields"})
+                        continue
+                    rng = random.Random(sub_seed(seed, "d3-convert", ds.name, path.name, i))
+                    try:
+                        text, rel = convert(rec, fmt, templates, rng)
+                    except (ValueError, KeyError, TypeError) as e:
+                        tally["invalid"] += 1
+                        quarantine.append({"dataset": ds.name, "file": str(path), "line": i + 1, "reason": str(e)})
+                        continue
+                    keep(text, f"d3/{ds.name}/{path.name}:{i + 1}",
+                         {"origin": f"dataset:{ds.name}", "task": fmt, "template": rel.split("/")[-1][:-4],
+                          "seed_id": f"{path.name}:{i + 1}", **({"category": rec["category"]}
+                                                                if isinstance(rec.get("category"), str) else {})},
+                         tally)
+
+        with ShardWriter(ctx.out / "generated", ctx.config.corpus.shard_docs) as w:
+            for d in samples:
+                w.write(d)
+        write_jsonl(ctx.out / "quarantine.jsonl", quarantine)
+        log.info("d3: %d seeds, %d samples (%d re-asks, %d quarantined, %d too long)", len(seeds), len(samples),
+                 reasks, sum(t["quarantined"] for t in tasks.values()), too_long)
+        return D3Stats(enabled=True, seeds=len(seeds), requests=total.requests, samples=len(samples),
+                       tasks={k: dict(v) for k, v in sorted(tasks.items())}, reasks=reasks,
+                       quarantined=len(quarantine), too_long=too_long,
+                       datasets={k: dict(v) for k, v in datasets.items()}, usage=usage_stats(total),
+                       task_usage={k: usage_stats(v) for k, v in sorted(task_usage.items())})
+
+    def report_data(self, folder: Path, stats: D3Stats) -> dict[str, Any]:
+        by_task: dict[str, Document] = {}
+        for d in read_shards(folder / "generated"):
+            by_task.setdefault(d.metadata.get("task", ""), d)
+        return {"examples": list(by_task.values())}
+
+
+D3 = D3Step()
