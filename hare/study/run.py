@@ -251,6 +251,10 @@ def arm_recipe(recipe: Recipe, arm: str, cfg: StudyConfig, out: Path, data: dict
         for k in ("split", "config_name", "allow_hub"):
             s.pop(k, None)
     r["corpus"]["heldout_fraction"] = 0.0  # the study holds out its own documents, before any arm
+    # D1 arms: no synthetic parts, one training stage over the D1 mix
+    r["synth"]["enabled"] = False
+    r["train"]["stages"] = []
+    r["sft"]["enabled"] = False
     r["decontam"]["heldout"] = False
     r["tokenizer"]["path"] = str(tokenizer)
     if cfg.preset:
