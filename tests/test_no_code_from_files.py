@@ -78,7 +78,8 @@ def test_no_module_unpickles_or_loads_torch_files_with_code():
             if owner == "np" and name == "load":
                 kw = {k.arg: k.value for k in call.keywords}
                 assert "allow_pickle" not in kw or kw["allow_pickle"].value is False, where
-            assert name not in ("eval", "exec") or owner not in ("", "builtins"), where
+            # the builtins, called by name (a method such as model.eval() is not one)
+            assert name not in ("eval", "exec") or not (isinstance(f, ast.Name) or owner == "builtins"), where
 
 
 # Writes that do not go through hare.core.io's atomic helpers: allowed only into a temporary path
