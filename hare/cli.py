@@ -735,6 +735,11 @@ def _exit_past_engine_threads(code: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("serve", "chat"):
+        import signal
+
+        # Interactive commands stop on Ctrl-C even when started from a shell's background job,
+        # which starts its children with SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         code = _main(None)
         _exit_past_engine_threads(code)
         return code
