@@ -720,19 +720,6 @@ def _error_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
-def _exit_past_engine_threads(code: int) -> None:
-    """End a ``hare serve`` or ``hare chat`` process now that the server is stopped, even if a worker
-    thread of the inference engine is still blocked: Python would wait for it at exit (and a
-    Ctrl-C would then seem to do nothing)."""
-    import os
-    import threading
-
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("serve", "chat"):
         import signal
@@ -740,9 +727,6 @@ def main(argv: list[str] | None = None) -> int:
         # Interactive commands stop on Ctrl-C even when started from a shell's background job,
         # which starts its children with SIGINT ignored.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        code = _main(None)
-        _exit_past_engine_threads(code)
-        return code
     return _main(argv)
 
 
