@@ -296,7 +296,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe)
     noise = args.noise if args.noise is not None else args.recipe is None  # the embedded corpus is clean text
-    cfg = StudyConfig(arms=args.arms.split(","), steps=args.steps, tokens=args.tokens, preset=args.preset,
+    cfg = StudyConfig(arms=args.arms.split(",") if args.arms else None, steps=args.steps, tokens=args.tokens, preset=args.preset,
                       eval_points=args.eval_points, heldout_docs=args.heldout_docs, eval_docs=args.eval_docs,
                       noise=Noise() if noise else None, benchmarks_dir=args.benchmarks_dir, limit=args.limit)
     out = Path(args.out) if args.out else Path(recipe.out_dir) / f"{recipe.name}-study"
@@ -310,7 +310,9 @@ def _study_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("recipe", nargs="?", default=None,
                     help="recipe YAML file (default: the embedded demo recipe, with crawl-like noise added)")
     sp.add_argument("--out", default=None, help="study folder (default: <out_dir>/<name>-study)")
-    sp.add_argument("--arms", default="raw,clean,hare", help="arms to train, comma-separated (raw is the baseline)")
+    sp.add_argument("--arms", default=None,
+                    help="arms to train, comma-separated: raw (the baseline), clean, hare, hare-d2, hare-d2-d3 "
+                    "(default: raw,clean,hare, and hare-d2,hare-d2-d3 when the recipe has a teacher)")
     sp.add_argument("--steps", type=int, default=None, help="optimizer steps of every arm (default: train.max_steps)")
     sp.add_argument("--tokens", type=int, default=None, help="token budget of every arm (sets --steps)")
     sp.add_argument("--preset", default=None, help="model preset of every arm: tiny, small, 0.25b, hare-1.1b")

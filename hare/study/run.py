@@ -20,6 +20,10 @@ the corpus hare builds buy per training token? It
    - ``clean``: the recipe's cleaning rules and deduplication (exact, then MinHash);
    - ``hare``: the recipe's full D1: cleaning, deduplication, quality band, topic-balanced
      sampling, decontamination;
+   - when the recipe has a teacher (``synth.enabled``), the paper's ablation of its synthetic parts:
+     ``hare-d2`` (D1, then D1 + D2) and ``hare-d2-d3`` (D1, then D1 + D2 + D3), trained in the
+     paper's two stages (the recipe's ``train.stages``, or D1 for half the budget, then the paper's
+     stage-2 weights); both read one request cache, so D2 is generated once;
 
 5. scores the held-out documents during training (``train.eval_every``: bits per byte at
    ``eval_points`` regular token counts), and, when benchmark files are given, runs the
@@ -54,16 +58,25 @@ ARMS: dict[str, str] = {
     "raw": "the input as read: no cleaning, deduplication, quality band, topic balancing or decontamination",
     "clean": "the recipe's cleaning rules, then exact and MinHash deduplication",
     "hare": "the full hare D1: cleaning, deduplication, quality band, topic-balanced sampling, decontamination",
+    "hare-d2": "the full D1, then D1 + D2 (the teacher's topic-seeded text) in a second stage",
+    "hare-d2-d3": "the full D1, then D1 + D2 + D3 (the teacher's text and NLP tasks) in a second stage",
 }
+D1_ARMS = ("raw", "clean", "hare")
+SYNTH_ARMS = ("hare-d2", "hare-d2-d3")
 BASELINE = "raw"
 # Recipe sections an arm may change; everything else is the same in every arm (the test checks it).
-DATA_SECTIONS = ("sources", "corpus", "decontam", "cluster", "mix")
+# The training stages are data too: which parts a model reads, and when.
+DATA_SECTIONS = ("sources", "corpus", "decontam", "cluster", "synth", "mix")
+DATA_KEYS = (("train", "stages"),)
+# The paper's second stage (HARE-1.1B: D1 46.5 %, D2 13.63 %, D3 39.87 %), used when the recipe has no stages.
+PAPER_STAGE2 = {"d1": 46.5, "d2": 13.63, "d3": 39.87}
 
 
 class StudyConfig(BaseModel):
     """How a study is run (the ``hare study`` flags)."""
 
-    arms: list[Literal["raw", "clean", "hare"]] = Field(default_factory=lambda: list(ARMS))
+    arms: list[Literal["raw", "clean", "hare", "hare-d2", "hare-d2-d3"]] | None = Field(
+        None, description="Arms to train (default: the D1 arms, and the synthetic ones when the recipe has a teacher).")
     steps: int | None = Field(None, ge=1, description="Optimizer steps of every arm (default: train.max_steps).")
     tokens: int | None = Field(None, ge=1, description="Token budget of every arm (sets steps; rounded up).")
     preset: str | None = Field(None, description="Model preset of every arm (default: the recipe's).")
@@ -84,11 +97,13 @@ class ArmResult(BaseModel):
     chars: int
     tokens: int  # tokens trained on
     curve: list[dict]  # held-out {"step", "tokens", "bits_per_byte", "loss"}
-    final_bits_per_byte: float
+    final_bits_per_byte: float | None  # None: the arm was not trained (``skipped`` says why)
     tokens_to_baseline: float | None  # tokens to reach the baseline's final bits per byte (None: not reached)
     ratio: float | None  # tokens_to_baseline / the baseline's tokens
     leaderboard: dict[str, float | None] | None = None
     audit: dict[str, Any] | None = None
+    synth: dict[str, dict[str, Any]] | None = None  # synthetic arms: per part, documents generated and kept
+    skipped: str | None = None
     seconds: float
 
 
@@ -240,6 +255,35 @@ def train_steps(recipe: Recipe, cfg: StudyConfig) -> int:
     return cfg.steps or recipe.train.max_steps
 
 
+def default_arms(recipe: Recipe) -> list[str]:
+    return list(D1_ARMS) + (list(SYNTH_ARMS) if recipe.synth.enabled else [])
+
+
+def synth_stages(recipe: Recipe, arm: str, steps: int) -> list[dict]:
+    """The two stages of a synthetic arm within the study's budget: the recipe's stages (their
+    explicit tokens scaled down when they would not fit), or D1 for half the budget, then the paper's
+    stage-2 weights; weights of parts the arm has no data for are dropped."""
+    parts = {"d1", "d2"} | ({"d3"} if arm == "hare-d2-d3" else set())
+    t = recipe.train
+    budget = steps * (t.batch_tokens or recipe.pack.seq_len * t.micro_batch_size * t.grad_accum)
+    stages = [s.model_dump(mode="json") for s in t.stages] or [
+        {"name": "stage1", "tokens": budget // 2, "weights": {"d1": 1.0}},
+        {"name": "stage2", "tokens": None, "weights": dict(PAPER_STAGE2)}]
+    fixed = sum(s["tokens"] or 0 for s in stages)
+    if fixed >= budget:  # keep the stages' proportions, and leave the last stage half the budget
+        for s in stages:
+            if s["tokens"]:
+                s["tokens"] = max(1, s["tokens"] * budget // (2 * fixed))
+    out = []
+    for s in stages:
+        w = {p: v for p, v in s["weights"].items() if p in parts and v > 0}
+        if w:
+            out.append({**s, "weights": w})
+    if out:
+        out[-1]["tokens"] = None  # the last stage runs to the end of the budget
+    return out
+
+
 def arm_recipe(recipe: Recipe, arm: str, cfg: StudyConfig, out: Path, data: dict, tokenizer: Path) -> Recipe:
     """The recipe of one arm: the study's recipe with the arm's data settings and the shared rest."""
     r = recipe.model_dump(mode="json")
@@ -260,6 +304,15 @@ def arm_recipe(recipe: Recipe, arm: str, cfg: StudyConfig, out: Path, data: dict
     if cfg.preset:
         r["model"] = {"preset": cfg.preset, "overrides": {}}
     steps = train_steps(recipe, cfg)
+    if arm in SYNTH_ARMS:
+        if not recipe.synth.enabled:
+            raise ValueError(f"arm {arm} needs a teacher: the recipe's synth.enabled is false")
+        r["synth"]["enabled"] = True
+        # one request cache for both synthetic arms: their D1 and topics are the same, so is D2
+        r["synth"]["cache_dir"] = str(out / "synth-cache")
+        if arm == "hare-d2":
+            r["synth"]["d3"].update(tasks=[], seeds_from_d2=0, seeds_from_d1=0, datasets=[])
+        r["train"]["stages"] = synth_stages(recipe, arm, steps)
     r["train"].update(max_steps=steps, eval_every=max(1, math.ceil(steps / cfg.eval_points)),
                       eval_docs=data["heldout_path"], eval_max_docs=cfg.eval_docs)
     r["eval"] = {**r["eval"], "heldout_perplexity": False, "limit": cfg.limit,
@@ -304,25 +357,56 @@ def _audit(model_dir: Path, recipe: Recipe, cfg: StudyConfig, out: Path) -> dict
     return res
 
 
+def synth_parts(arm: str) -> tuple[str, ...]:
+    return ("d2", "d3") if arm == "hare-d2-d3" else ("d2",)
+
+
+def synth_survival(recipe: Recipe, arm: str) -> dict[str, dict[str, Any]]:
+    """Per synthetic part of ``arm``: documents the teacher gave, kept by curation, and why removed."""
+    parts = read_json(recipe.run_dir / "curate" / "stats.json").get("parts", {})
+    return {p: {"generated": parts.get(p, {}).get("docs_in", 0), "kept": parts.get(p, {}).get("docs_out", 0),
+                "removed": parts.get(p, {}).get("removed", {})} for p in synth_parts(arm)}
+
+
 def run_arm(recipe: Recipe, arm: str, cfg: StudyConfig) -> dict:
+    """Run one arm's pipeline. A synthetic arm whose part curation emptied is not trained: its row
+    says so (a small teacher's text may not pass the quality bar)."""
     from hare.pipeline import Pipeline
 
     t0 = time.perf_counter()
+    pipeline = Pipeline(recipe)
+    done: dict[str, Any] = {}
+    if arm in SYNTH_ARMS:
+        pipeline.run(targets=["curate"])
+        done["synth"] = synth_survival(recipe, arm)
+        empty = [p for p, c in done["synth"].items() if not c["kept"]]
+        if empty:
+            done["skipped"] = "; ".join(
+                f"curation kept no {p} document ({c['generated']} generated; removed: "
+                f"{', '.join(f'{k} {v}' for k, v in sorted(c['removed'].items())) or 'none'})"
+                for p, c in done["synth"].items() if p in empty)
+            log.warning("study: arm %s not trained: %s", arm, done["skipped"])
+            return {**done, "seconds": time.perf_counter() - t0}
     targets = ["train", "eval"] if cfg.benchmarks_dir else ["train"]
-    status = Pipeline(recipe).run(targets=targets)
+    status = pipeline.run(targets=targets)
     log.info("study: arm %s: %s", arm, ", ".join(f"{k} {v}" for k, v in status.items()))
-    return {"status": status, "seconds": time.perf_counter() - t0}
+    return {**done, "status": status, "seconds": time.perf_counter() - t0}
 
 
-def collect(recipe: Recipe, arm: str, seconds: float, cfg: StudyConfig) -> dict:
+def collect(recipe: Recipe, arm: str, done: dict, cfg: StudyConfig) -> dict:
     run = recipe.run_dir
+    seconds = done["seconds"]
+    if done.get("skipped"):
+        return {"arm": arm, "description": ARMS[arm], "docs": 0, "chars": 0, "tokens": 0, "curve": [],
+                "final_bits_per_byte": None, "synth": done["synth"], "skipped": done["skipped"],
+                "seconds": round(seconds, 1)}
     curve = [{k: r[k] for k in ("step", "tokens", "bits_per_byte", "loss")}
              for r in read_jsonl(run / "train" / "heldout.jsonl")]
     mix = read_json(run / "mix" / "stats.json")
     train = read_json(run / "train" / "stats.json")
     out = {"arm": arm, "description": ARMS[arm], "docs": mix["docs"], "chars": mix["chars"],
            "tokens": train["tokens"], "curve": curve, "final_bits_per_byte": curve[-1]["bits_per_byte"],
-           "seconds": round(seconds, 1)}
+           "synth": done.get("synth"), "seconds": round(seconds, 1)}
     if cfg.benchmarks_dir and (run / "eval" / "stats.json").exists():
         out["leaderboard"] = read_json(run / "eval" / "stats.json").get("leaderboard")
         audit = _audit(run / "train" / "model", recipe, cfg, run / "audit")
@@ -335,20 +419,22 @@ def run_study(recipe: Recipe, cfg: StudyConfig, out: Path, figure: Path | None =
     """Run every arm of the study of ``recipe`` into ``out``; see the module docstring."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    if BASELINE not in cfg.arms:
-        raise ValueError(f"a study needs its baseline arm '{BASELINE}' (arms: {', '.join(cfg.arms)})")
+    arms = cfg.arms or default_arms(recipe)
+    if BASELINE not in arms:
+        raise ValueError(f"a study needs its baseline arm '{BASELINE}' (arms: {', '.join(arms)})")
+    if not recipe.synth.enabled and (wanted := [a for a in arms if a in SYNTH_ARMS]):
+        raise ValueError(f"arms {', '.join(wanted)} need a teacher: the recipe's synth.enabled is false")
     data = prepare_data(recipe, cfg, out)
     tokenizer = prepare_tokenizer(recipe, data, out)
     rows = []
-    for arm in cfg.arms:
+    for arm in arms:
         r = arm_recipe(recipe, arm, cfg, out, data, tokenizer)
         write_json(out / "arms" / f"{arm}.recipe.json", r.model_dump(mode="json"))
-        done = run_arm(r, arm, cfg)
-        rows.append(collect(r, arm, done["seconds"], cfg))
+        rows.append(collect(r, arm, run_arm(r, arm, cfg), cfg))
     base = next(r for r in rows if r["arm"] == BASELINE)
     target, base_tokens = base["final_bits_per_byte"], base["tokens"]
     for r in rows:
-        t = interpolate_tokens(r["curve"], target)
+        t = interpolate_tokens(r["curve"], target) if r["curve"] else None
         r["tokens_to_baseline"] = None if t is None else round(t, 1)
         r["ratio"] = None if t is None else round(t / base_tokens, 4)
     result = StudyResult(recipe=recipe.name, baseline=BASELINE,
@@ -372,6 +458,8 @@ def plot_curves(result: StudyResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     base = next(a for a in result.arms if a.arm == result.baseline)
     for a in result.arms:
+        if not a.curve:
+            continue
         pts = [p for p in a.curve if p["tokens"] > 0]
         ax.plot([p["tokens"] for p in pts], [p["bits_per_byte"] for p in pts], marker="o", ms=3,
                 label=f"{a.arm}" + (f" (reaches {result.baseline} at {a.ratio:.2f}x tokens)" if a.ratio and
@@ -395,6 +483,9 @@ def markdown(result: StudyResult) -> str:
             "ratio"] + (["leaderboard avg"] if lb else []) + (["audit Δ"] if any(a.audit for a in result.arms) else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a in result.arms:
+        if a.skipped:
+            lines.append("| " + " | ".join([a.arm, f"not trained: {a.skipped}"] + [""] * (len(head) - 2)) + " |")
+            continue
         row = [a.arm, f"{a.docs:,}", f"{a.chars:,}", f"{a.tokens:,}", f"{a.final_bits_per_byte:.4f}",
                "not reached" if a.tokens_to_baseline is None else f"{a.tokens_to_baseline:,.0f}",
                "—" if a.ratio is None else f"{a.ratio:.2f}x"]

@@ -9,8 +9,10 @@ import yaml
 from hare.cli import main
 from hare.core.io import read_json, read_jsonl
 from hare.study import Noise, add_noise, interpolate_tokens
-from hare.study.run import DATA_SECTIONS
+from hare.study.run import DATA_KEYS, DATA_SECTIONS
 from tests.conftest import write_corpus_jsonl
+
+BATCHES = "batches.jsonl"  # what every training step read, per stage and part
 
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
         "num_key_value_heads": 1}
@@ -32,6 +34,14 @@ def study_recipe(folder):
     return path
 
 
+def shared_settings(recipe: dict) -> dict:
+    """An arm's recipe without its data settings (the sections and keys an arm may change)."""
+    rest = {k: v for k, v in recipe.items() if k not in DATA_SECTIONS + ("name",)}
+    for section, key in DATA_KEYS:
+        rest[section] = {k: v for k, v in rest[section].items() if k != key}
+    return rest
+
+
 @pytest.mark.slow
 def test_reduced_study_end_to_end(tmp_path, capsys):
     recipe = study_recipe(tmp_path)
@@ -45,9 +55,7 @@ def test_reduced_study_end_to_end(tmp_path, capsys):
     # the same model, seed, tokenizer, budget and held-out set; only the data settings differ
     recipes = {a: read_json(out / "arms" / f"{a}.recipe.json") for a in arms}
     for a, r in recipes.items():
-        rest = {k: v for k, v in r.items() if k not in DATA_SECTIONS + ("name",)}
-        base = {k: v for k, v in recipes["raw"].items() if k not in DATA_SECTIONS + ("name",)}
-        assert rest == base, a
+        assert shared_settings(r) == shared_settings(recipes["raw"]), a
     assert recipes["raw"]["corpus"] != recipes["hare"]["corpus"]
     for a in arms:
         m = read_json(out / "arms" / a / "train" / "manifest.json")
@@ -103,3 +111,65 @@ def test_interpolated_tokens_to_reach_a_target():
     assert interpolate_tokens(curve, 3.0) == pytest.approx(100)
     assert interpolate_tokens(curve, 1.0) is None
     assert interpolate_tokens(curve, 6.0) == 0
+
+
+@pytest.mark.slow
+def test_synthetic_arms_train_d1_then_the_synthetic_parts(tmp_path, smollm2, shared_data):
+    """With a teacher (the packaged SmolLM2), the hare-d2 and hare-d2-d3 arms train in two stages,
+    D2 generated once."""
+    recipe = study_recipe(tmp_path)
+    r = yaml.safe_load(recipe.read_text())
+    r["synth"] = {"enabled": True, "teacher": {"local": str(smollm2), "batch_size": 8},
+                  "d2": {"docs_per_topic": 2, "seed_chars": 300, "max_tokens": 64, "temperature": 0.0},
+                  "d3": {"tasks": [], "datasets": [{"name": "dolly", "limit": 40,
+                                                    "path": str(shared_data / "dolly" / "dolly-15k-head.jsonl")}]}}
+    recipe.write_text(yaml.safe_dump(r))
+    out = tmp_path / "study"
+    assert main(["study", str(recipe), "--out", str(out), "--arms", "raw,hare-d2,hare-d2-d3", "--eval-points", "2",
+                 "--heldout-docs", "10", "--eval-docs", "4"]) == 0
+    res = read_json(out / "study.json")
+    assert [a["arm"] for a in res["arms"]] == ["raw", "hare-d2", "hare-d2-d3"]
+    recipes = {a: read_json(out / "arms" / f"{a}.recipe.json") for a in ("raw", "hare-d2", "hare-d2-d3")}
+    for a, rec in recipes.items():
+        assert shared_settings(rec) == shared_settings(recipes["raw"]), a
+    assert recipes["raw"]["train"]["stages"] == [] and not recipes["raw"]["synth"]["enabled"]
+    # no stages in the recipe: D1 for half of the 12 x 4 x 64 tokens, then the paper's weights
+    assert recipes["hare-d2-d3"]["train"]["stages"] == [
+        {"name": "stage1", "tokens": 1536, "weights": {"d1": 1.0}},
+        {"name": "stage2", "tokens": None, "weights": {"d1": 46.5, "d2": 13.63, "d3": 39.87}}]
+    assert recipes["hare-d2"]["train"]["stages"][1]["weights"] == {"d1": 46.5, "d2": 13.63}
+    # one request cache: the second synthetic arm sends no D2 request
+    d2 = {a: read_json(out / "arms" / a / "d2" / "stats.json") for a in ("hare-d2", "hare-d2-d3")}
+    assert d2["hare-d2"]["usage"]["sent"] == d2["hare-d2"]["requests"] > 0
+    assert d2["hare-d2-d3"]["usage"]["sent"] == 0
+    d3 = {a: read_json(out / "arms" / a / "d3" / "stats.json") for a in ("hare-d2", "hare-d2-d3")}
+    assert d3["hare-d2"]["samples"] == 0 and d3["hare-d2-d3"]["samples"] > 0
+    # the second stage reads the synthetic parts
+    for arm, parts in (("hare-d2", {"d1", "d2"}), ("hare-d2-d3", {"d1", "d2", "d3"})):
+        steps = list(read_jsonl(out / "arms" / arm / "train" / BATCHES))
+        assert {s["stage"] for s in steps[:6]} == {"stage1"} and {s["stage"] for s in steps[6:]} == {"stage2"}
+        assert set().union(*(s["parts"] for s in steps[:6])) == {"d1"}
+        assert set().union(*(s["parts"] for s in steps[6:])) == parts, arm
+    for a in res["arms"]:
+        assert a["tokens"] == 12 * 4 * 64
+
+
+def test_an_arm_whose_synthetic_part_curation_emptied_is_reported_not_trained(tmp_path):
+    from hare.study.run import ArmResult, StudyResult, markdown, write_outputs
+
+    curve = [{"step": 0, "tokens": 0, "bits_per_byte": 5.0, "loss": 3.0},
+             {"step": 4, "tokens": 1024, "bits_per_byte": 4.0, "loss": 2.5}]
+    raw = ArmResult(arm="raw", description="raw", docs=10, chars=1000, tokens=1024, curve=curve,
+                    final_bits_per_byte=4.0, tokens_to_baseline=1024.0, ratio=1.0, seconds=1.0)
+    why = "curation kept no d2 document (8 generated; removed: clean_non_english 8)"
+    skipped = ArmResult(arm="hare-d2", description="d2", docs=0, chars=0, tokens=0, curve=[], final_bits_per_byte=None,
+                        tokens_to_baseline=None, ratio=None, skipped=why, seconds=1.0,
+                        synth={"d2": {"generated": 8, "kept": 0, "removed": {"clean_non_english": 8}}})
+    result = StudyResult(recipe="r", baseline="raw", data={"heldout": 1, "heldout_chars": 10, "heldout_copies_removed": 0, "sources": {}},
+                         arms=[raw, skipped], seconds=2.0)
+    table = markdown(result)
+    assert f"| hare-d2 | not trained: {why} |" in table and "| raw | 10 |" in table
+    write_outputs(result, tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert "Synthetic parts" in html and "clean_non_english=8" in html
+    assert (tmp_path / "loss_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
