@@ -165,6 +165,9 @@ class Backend:
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name}
 
+    def close(self) -> None:
+        """Free what the backend holds beyond one ``run`` (nothing, unless it says otherwise)."""
+
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)] (AWS's scheme)."""

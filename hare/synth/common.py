@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel
 
 from hare.core.step import StepContext, file_inputs
 from hare.synth.cache import RequestCache
-from hare.synth.client import Request, Usage
+from hare.synth.client import Backend, Request, Usage
 from hare.synth.prompts import PACKAGED
 from hare.synth.teacher import make_backend, teacher_folder, teacher_model
 
@@ -44,9 +44,32 @@ def cache_for(ctx: StepContext, name: str) -> RequestCache:
     return RequestCache(folder / f"{name}.jsonl")
 
 
-def backend_factory(ctx: StepContext):
-    """Makes the backend on first use (a fully cached run loads no model)."""
-    return functools.partial(make_backend, ctx.config.synth.teacher, ctx.config.seed)
+def make_step_backend(ctx: StepContext) -> Backend:
+    """The teacher's backend, sent from this process (``synth.executor: local``) or from Ray actors."""
+    syn = ctx.config.synth
+    if syn.executor == "ray":
+        from hare.synth.executor import RayBackend
+
+        return RayBackend(syn.teacher, ctx.config.seed, actors=syn.ray_actors, address=syn.ray_address)
+    return make_backend(syn.teacher, ctx.config.seed)
+
+
+@contextlib.contextmanager
+def backend_factory(ctx: StepContext) -> Iterator[Callable[[], Backend]]:
+    """A function that makes the step's backend on first use (a fully cached run loads no model and
+    starts no Ray) and hands the same one to every later ``generate``; closed when the step is done."""
+    made: list[Backend] = []
+
+    def get() -> Backend:
+        if not made:
+            made.append(make_step_backend(ctx))
+        return made[0]
+
+    try:
+        yield get
+    finally:
+        for b in made:
+            b.close()
 
 
 def model_name(ctx: StepContext) -> str:

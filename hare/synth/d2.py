@@ -127,8 +127,8 @@ class D2Step(Step):
                 jobs.append((req, {"template": rel.split("/", 1)[1][:-4], "category": category, "style": style,
                                    "audience": audience, "topic": c, "topic_name": t["name"],
                                    "seed_source": src, "seed_id": doc_id, "seed_snippet": seed_text[:SNIPPET]}))
-        with cache_for(ctx, "d2") as cache:
-            results, usage = generate([r for r, _ in jobs], backend_factory(ctx), cache, desc="d2: generate")
+        with cache_for(ctx, "d2") as cache, backend_factory(ctx) as backend:
+            results, usage = generate([r for r, _ in jobs], backend, cache, desc="d2: generate")
 
         per_template: dict[str, Usage] = defaultdict(Usage)
         rejected: dict[str, int] = defaultdict(int)

@@ -230,13 +230,13 @@ class D3Step(Step):
                              "passage": passage, "seed_origin": origin, "seed_id": sid, **prov, "history": (),
                              "raws": [], "req_seed": sub_seed(seed, "d3", sid, task)})
         open_jobs = jobs
-        with cache_for(ctx, "d3") as cache:
+        with cache_for(ctx, "d3") as cache, backend_factory(ctx) as backend:
             for attempt in range(cfg.max_reasks + 1):
                 if not open_jobs:
                     break
                 reqs: list[Request] = [chat(ctx, j["prompt"], cfg.max_tokens, cfg.temperature, cfg.top_p,
                                             j["req_seed"], j["history"]) for j in open_jobs]
-                results, usage = generate(reqs, backend_factory(ctx), cache,
+                results, usage = generate(reqs, backend, cache,
                                           desc="d3: generate" if attempt == 0 else f"d3: re-ask {attempt}")
                 total.merge(usage)
                 again = []
