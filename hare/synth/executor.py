@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hare.synth.client import Backend, Request, Result
+from hare.synth.teacher import TeacherError
 
 log = logging.getLogger("hare.synth.executor")
 
@@ -83,6 +84,9 @@ class RayBackend(Backend):
     name = "ray"
 
     def __init__(self, teacher, seed: int = 0, actors: int = 0, address: str | None = None):
+        if not (teacher.endpoints or teacher.local or teacher.packaged):
+            # Said here, before any actor starts, as the local executor says it.
+            raise TeacherError("synth.teacher: set endpoints (and model), local (a model folder) or packaged: smollm2")
         self.teacher = teacher
         self.seed = seed
         self.http = bool(teacher.endpoints)

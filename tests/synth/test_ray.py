@@ -87,3 +87,17 @@ def test_requests_and_results_cross_to_the_actors_unchanged():
 
     res = Result("k", ok=False, attempts=3, seconds=1.5, error="http_400: bad")
     assert result_from_json(json.dumps(res.__dict__)) == res
+
+
+def test_ray_backend_shares_the_endpoint_concurrency_and_names_a_missing_teacher():
+    from hare.recipe import TeacherConfig
+    from hare.synth.executor import RayBackend
+    from hare.synth.teacher import TeacherError
+
+    t = TeacherConfig(endpoints=["http://a/v1", "http://b/v1"], model="m", concurrency=10)
+    b = RayBackend(t, actors=4)
+    assert (b.actors, b.per_actor, b.batch_size()) == (4, 3, 3 * 2 * 4)
+    assert RayBackend(t).actors == 2  # one per endpoint
+    assert RayBackend(TeacherConfig(local="/models/x")).actors == 1
+    with pytest.raises(TeacherError, match="set endpoints"):
+        RayBackend(TeacherConfig())
