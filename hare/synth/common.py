@@ -1,4 +1,4 @@
-"""What the D2 and D3 steps share: the teacher a step talks to, its cache, its usage tallies."""
+"""What the D2 and D3 steps share: the teacher a step talks to, its cache, its request seeds."""
 
 from __future__ import annotations
 
@@ -7,33 +7,11 @@ import hashlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pydantic import BaseModel
-
 from hare.core.step import StepContext, file_inputs
 from hare.synth.cache import RequestCache
-from hare.synth.client import Backend, Request, Usage
+from hare.synth.client import Backend, Request
 from hare.synth.prompts import PACKAGED
 from hare.synth.teacher import make_backend, teacher_folder, teacher_model
-
-
-class UsageStats(BaseModel):
-    """Requests and tokens of one family of prompts (a template, a task)."""
-
-    requests: int = 0
-    cached: int = 0
-    sent: int = 0
-    ok: int = 0
-    failed: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    completion_tokens_per_s: float = 0.0
-    errors: dict[str, int] = {}
-
-
-def usage_stats(u: Usage) -> UsageStats:
-    return UsageStats(**u.dump())
 
 
 def cache_for(ctx: StepContext, name: str) -> RequestCache:

@@ -27,8 +27,7 @@ from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.io import read_json, read_jsonl, write_jsonl
 from hare.core.step import Stats, Step, StepContext
 from hare.synth.client import Usage, generate
-from hare.synth.common import (UsageStats, backend_factory, cache_for, chat, sub_seed, synth_inputs,
-                               usage_stats)
+from hare.synth.common import backend_factory, cache_for, chat, sub_seed, synth_inputs
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d2")
@@ -43,8 +42,8 @@ class D2Stats(Stats):
     requests: int = 0
     generated: int = 0
     rejected: dict[str, int] = {}
-    usage: UsageStats | None = None
-    templates: dict[str, UsageStats] = {}
+    usage: Usage | None = None
+    templates: dict[str, Usage] = {}
     teacher: dict[str, Any] = {}
 
     def counts(self) -> dict[str, int | float]:
@@ -153,8 +152,8 @@ class D2Step(Step):
         log.info("d2: %d topics, %d requests (%d from the cache), %d generated, rejected %s", len(topics), len(jobs),
                  usage.cached, generated, dict(rejected) or "none")
         return D2Stats(enabled=True, topics=len(topics), seeds=len(texts), requests=len(jobs), generated=generated,
-                       rejected=dict(rejected), usage=usage_stats(usage),
-                       templates={k: usage_stats(v) for k, v in sorted(per_template.items())},
+                       rejected=dict(rejected), usage=usage,
+                       templates=dict(sorted(per_template.items())),
                        teacher={"model": jobs[0][0].model if jobs else None, "api": syn.teacher.api,
                                 "endpoints": len(syn.teacher.endpoints)})
 

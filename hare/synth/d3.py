@@ -32,8 +32,7 @@ from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.io import RecordError, expand_paths, read_rows, write_jsonl
 from hare.core.step import Stats, Step, StepContext
 from hare.synth.client import Request, Usage, generate
-from hare.synth.common import (UsageStats, backend_factory, cache_for, chat, sub_seed, synth_inputs,
-                               token_counter, usage_stats)
+from hare.synth.common import backend_factory, cache_for, chat, sub_seed, synth_inputs, token_counter
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d3")
@@ -150,8 +149,8 @@ class D3Stats(Stats):
     quarantined: int = 0
     too_long: int = 0
     datasets: dict[str, dict[str, int]] = {}
-    usage: UsageStats | None = None
-    task_usage: dict[str, UsageStats] = {}
+    usage: Usage | None = None
+    task_usage: dict[str, Usage] = {}
 
     def counts(self) -> dict[str, int | float]:
         return {"samples": self.samples, "requests": self.requests, "quarantined": self.quarantined}
@@ -315,8 +314,8 @@ class D3Step(Step):
         return D3Stats(enabled=True, seeds=len(seeds), requests=total.requests, samples=len(samples),
                        tasks={k: dict(v) for k, v in sorted(tasks.items())}, reasks=reasks,
                        quarantined=len(quarantine), too_long=too_long,
-                       datasets={k: dict(v) for k, v in datasets.items()}, usage=usage_stats(total),
-                       task_usage={k: usage_stats(v) for k, v in sorted(task_usage.items())})
+                       datasets={k: dict(v) for k, v in datasets.items()}, usage=total,
+                       task_usage=dict(sorted(task_usage.items())))
 
     def report_data(self, folder: Path, stats: D3Stats) -> dict[str, Any]:
         by_task: dict[str, Document] = {}
