@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hare.core.step import StepContext, file_inputs
 from hare.synth.cache import RequestCache
-from hare.synth.client import Backend, Request
+from hare.synth.client import Backend, Request, Result, Usage, generate
 from hare.synth.prompts import PACKAGED
 from hare.synth.teacher import make_backend, teacher_folder, teacher_model
 
@@ -48,6 +49,36 @@ def backend_factory(ctx: StepContext) -> Iterator[Callable[[], Backend]]:
     finally:
         for b in made:
             b.close()
+
+
+class Session:
+    """A step's teacher while the step runs: its request cache and backend, and the usage of every
+    ``generate`` it made, in all and per family of prompts (a template, a task)."""
+
+    def __init__(self, cache: RequestCache, backend: Callable[[], Backend]):
+        self.cache = cache
+        self.backend = backend
+        self.total = Usage()
+        self.families: dict[str, Usage] = defaultdict(Usage)
+
+    def generate(self, requests: list[Request], families: list[str], desc: str) -> list[Result]:
+        """The answers to ``requests`` (``generate``), tallied under each request's family."""
+        results, usage = generate(requests, self.backend, self.cache, desc=desc)
+        self.total.merge(usage)
+        for family, res in zip(families, results):
+            self.families[family].add(res)
+        return results
+
+    def by_family(self) -> dict[str, Usage]:
+        return dict(sorted(self.families.items()))
+
+
+@contextlib.contextmanager
+def teacher_session(ctx: StepContext, name: str) -> Iterator[Session]:
+    """The step's session with its teacher; the cache is synced and closed, and the backend (a Ray
+    instance it started, say) closed, when the step is done with it."""
+    with cache_for(ctx, name) as cache, backend_factory(ctx) as backend:
+        yield Session(cache, backend)
 
 
 def model_name(ctx: StepContext) -> str:
