@@ -126,11 +126,12 @@ class RayBackend(Backend):
         else:
             resources = {"num_cpus": max(1, self.teacher.threads)}
         size = self.batch_size()
-        ds = ray.data.from_items([{"request": request_to_json(r)} for r in requests],
-                                 override_num_blocks=max(1, math.ceil(len(requests) / size)))
+        blocks = max(1, math.ceil(len(requests) / size))
+        ds = ray.data.from_items([{"request": request_to_json(r)} for r in requests], override_num_blocks=blocks)
+        # No more actors than batches: a short re-ask round does not load a local model eight times.
         ds = ds.map_batches(_RayGenerator, fn_constructor_args=(self.teacher.model_dump_json(), self.seed,
                                                                 self.per_actor),
-                            batch_size=size, concurrency=self.actors, **resources)
+                            batch_size=size, concurrency=min(self.actors, blocks), **resources)
         for row in ds.iter_rows():  # streamed: each answer reaches the cache as its batch comes back
             res = result_from_json(str(row["result"]))
             done(by_key[res.key], res)
