@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from dataclasses import asdict
 from typing import Any, Callable
 
@@ -62,6 +63,8 @@ class _RayGenerator:
 
         cfg = TeacherConfig.model_validate_json(teacher_json)
         cfg.concurrency = concurrency  # this actor's share of the requests in flight per endpoint
+        if cfg.device.startswith("cuda"):
+            cfg.device = "cuda"  # the GPU Ray gave this actor, the only one it sees
         self.backend = make_backend(cfg, seed)
 
     def __call__(self, batch: dict) -> dict:
@@ -106,6 +109,20 @@ class RayBackend(Backend):
             return self.per_actor * len(self.teacher.endpoints) * BATCH_ROUNDS
         return self.teacher.batch_size * BATCH_ROUNDS
 
+    def remote_args(self) -> dict[str, Any]:
+        """What each actor asks of Ray: a little CPU to send HTTP, a GPU or cores for a local model,
+        and the API key's variable from this process's environment (the nodes need not have it)."""
+        if self.http:
+            out: dict[str, Any] = {"num_cpus": HTTP_ACTOR_CPUS}
+        elif self.teacher.device.startswith("cuda"):
+            out = {"num_cpus": 1, "num_gpus": 1}
+        else:
+            out = {"num_cpus": max(1, self.teacher.threads)}
+        name = self.teacher.api_key_env
+        if name and os.environ.get(name):
+            out["runtime_env"] = {"env_vars": {name: os.environ[name]}}
+        return out
+
     def run(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
         if not requests:
             return
@@ -119,19 +136,13 @@ class RayBackend(Backend):
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             self._started = True
         ray.data.DataContext.get_current().enable_progress_bars = False
-        if self.http:
-            resources: dict[str, Any] = {"num_cpus": HTTP_ACTOR_CPUS}
-        elif str(self.teacher.device).startswith("cuda"):
-            resources = {"num_cpus": 1, "num_gpus": 1}
-        else:
-            resources = {"num_cpus": max(1, self.teacher.threads)}
         size = self.batch_size()
         blocks = max(1, math.ceil(len(requests) / size))
         ds = ray.data.from_items([{"request": request_to_json(r)} for r in requests], override_num_blocks=blocks)
         # No more actors than batches: a short re-ask round does not load a local model eight times.
         ds = ds.map_batches(_RayGenerator, fn_constructor_args=(self.teacher.model_dump_json(), self.seed,
                                                                 self.per_actor),
-                            batch_size=size, concurrency=min(self.actors, blocks), **resources)
+                            batch_size=size, concurrency=min(self.actors, blocks), **self.remote_args())
         for row in ds.iter_rows():  # streamed: each answer reaches the cache as its batch comes back
             res = result_from_json(str(row["result"]))
             done(by_key[res.key], res)

@@ -44,6 +44,19 @@ def test_ray_executor_gives_the_local_outputs_and_resumes_from_the_cache(tiny_se
     local, local_stats = _outputs(step), _stats(step)
     assert sent == local_stats["requests"] == 12 and local_stats["usage"]["sent"] == 12
 
+    # One local Ray for the two runs that send through it (a start costs seconds on 2 cores); the
+    # backend joins it, as it joins a cluster, and leaves it running.
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        _ray_runs(rec, step, local, local_stats, tiny_server, tmp_path, caplog)
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+
+
+def _ray_runs(rec, step, local, local_stats, tiny_server, tmp_path, caplog):
     on_ray = rec.model_copy(deep=True)
     on_ray.synth.executor, on_ray.synth.ray_actors = "ray", 2
     on_ray.synth.cache_dir = str(tmp_path / "ray-cache")  # empty: every request goes through the actors
@@ -89,7 +102,7 @@ def test_requests_and_results_cross_to_the_actors_unchanged():
     assert result_from_json(json.dumps(res.__dict__)) == res
 
 
-def test_ray_backend_shares_the_endpoint_concurrency_and_names_a_missing_teacher():
+def test_ray_backend_shares_the_endpoint_concurrency_and_names_a_missing_teacher(monkeypatch):
     from hare.recipe import TeacherConfig
     from hare.synth.executor import RayBackend
     from hare.synth.teacher import TeacherError
@@ -99,5 +112,10 @@ def test_ray_backend_shares_the_endpoint_concurrency_and_names_a_missing_teacher
     assert (b.actors, b.per_actor, b.batch_size()) == (4, 3, 3 * 2 * 4)
     assert RayBackend(t).actors == 2  # one per endpoint
     assert RayBackend(TeacherConfig(local="/models/x")).actors == 1
+    assert RayBackend(t).remote_args() == {"num_cpus": 0.25}
+    assert RayBackend(TeacherConfig(local="/m", device="cuda:1")).remote_args() == {"num_cpus": 1, "num_gpus": 1}
+    keyed = TeacherConfig(endpoints=["http://a/v1"], model="m", api_key_env="HARE_TEST_KEY")
+    monkeypatch.setenv("HARE_TEST_KEY", "secret")
+    assert RayBackend(keyed).remote_args()["runtime_env"] == {"env_vars": {"HARE_TEST_KEY": "secret"}}
     with pytest.raises(TeacherError, match="set endpoints"):
         RayBackend(TeacherConfig())
