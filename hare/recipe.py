@@ -665,6 +665,20 @@ class SynthConfig(Section):
         None, description="Folder of the request caches (default: <run>/synth-cache). It outlives a step's "
         "folder, so a changed budget or template re-sends only the requests it changes.",
         json_schema_extra=EXECUTION)
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: this process sends the requests; ray: Ray Data actors on a Ray cluster send "
+        "them, each with a client to every endpoint (pip install 'hare[ray]'). Same output either way.",
+        json_schema_extra=EXECUTION,
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join with executor: ray ('auto': the cluster this machine belongs to); "
+        "null starts a local Ray instance for the step.", json_schema_extra=EXECUTION,
+    )
+    ray_actors: int = Field(
+        0, ge=0, description="executor: ray: actors that send the requests (0: one per endpoint, or one for a "
+        "local teacher). With endpoints they share teacher.concurrency, so an endpoint's load is the same.",
+        json_schema_extra=EXECUTION,
+    )
     d2: D2Config = Field(default_factory=D2Config, description="D2: topic-seeded synthetic text.")
     d3: D3Config = Field(default_factory=D3Config, description="D3: NLP tasks in natural-language form.")
 

@@ -24,10 +24,11 @@ import json
 import logging
 import random
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from pydantic import BaseModel, computed_field, field_serializer
 
 from hare.core.progress import Progress
 from hare.synth.cache import RequestCache
@@ -109,9 +110,9 @@ class Result:
                    attempts=rec.get("attempts", 1), seconds=rec.get("seconds", 0.0), cached=True)
 
 
-@dataclass
-class Usage:
-    """What a batch of generation cost and how it went (a step's stats)."""
+class Usage(BaseModel):
+    """What a batch of generation cost and how it went: the counters ``generate`` keeps and the
+    steps' stats hold (per template or task, and in all)."""
 
     requests: int = 0
     cached: int = 0
@@ -122,7 +123,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
-    errors: Counter = field(default_factory=Counter)
+    errors: dict[str, int] = {}
 
     def add(self, r: Result) -> None:
         self.requests += 1
@@ -137,21 +138,27 @@ class Usage:
             self.completion_tokens += r.completion_tokens
         else:
             self.failed += 1
-            self.errors[(r.error or "error").split(":")[0]] += 1
+            reason = (r.error or "error").split(":")[0]
+            self.errors[reason] = self.errors.get(reason, 0) + 1
 
     def merge(self, other: "Usage") -> None:
         for k in ("requests", "cached", "sent", "ok", "failed", "retries", "prompt_tokens", "completion_tokens",
                   "seconds"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
-        self.errors.update(other.errors)
+        for k, v in other.errors.items():
+            self.errors[k] = self.errors.get(k, 0) + v
 
-    def dump(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("requests", "cached", "sent", "ok", "failed", "retries",
-                                             "prompt_tokens", "completion_tokens")}
-        out["seconds"] = round(self.seconds, 2)
-        out["completion_tokens_per_s"] = round(self.completion_tokens / self.seconds, 2) if self.seconds else 0.0
-        out["errors"] = dict(self.errors)
-        return out
+    # Written rounded, and the rate computed from the rounded time, so stats read back from
+    # stats.json give the same numbers as the ones written.
+    @field_serializer("seconds")
+    def _round_seconds(self, v: float) -> float:
+        return round(v, 2)
+
+    @computed_field
+    @property
+    def completion_tokens_per_s(self) -> float:
+        s = round(self.seconds, 2)
+        return round(self.completion_tokens / s, 2) if s else 0.0
 
 
 class Backend:
@@ -164,6 +171,9 @@ class Backend:
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name}
+
+    def close(self) -> None:
+        """Free what the backend holds beyond one ``run`` (nothing, unless it says otherwise)."""
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:

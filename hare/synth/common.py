@@ -1,39 +1,18 @@
-"""What the D2 and D3 steps share: the teacher a step talks to, its cache, its usage tallies."""
+"""What the D2 and D3 steps share: the teacher a step talks to, its cache, its request seeds."""
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import hashlib
+from collections import defaultdict
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel
+from typing import Any, Callable, Iterator
 
 from hare.core.step import StepContext, file_inputs
 from hare.synth.cache import RequestCache
-from hare.synth.client import Request, Usage
+from hare.synth.client import Backend, Request, Result, Usage, generate
 from hare.synth.prompts import PACKAGED
 from hare.synth.teacher import make_backend, teacher_folder, teacher_model
-
-
-class UsageStats(BaseModel):
-    """Requests and tokens of one family of prompts (a template, a task)."""
-
-    requests: int = 0
-    cached: int = 0
-    sent: int = 0
-    ok: int = 0
-    failed: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    completion_tokens_per_s: float = 0.0
-    errors: dict[str, int] = {}
-
-
-def usage_stats(u: Usage) -> UsageStats:
-    return UsageStats(**u.dump())
 
 
 def cache_for(ctx: StepContext, name: str) -> RequestCache:
@@ -44,9 +23,62 @@ def cache_for(ctx: StepContext, name: str) -> RequestCache:
     return RequestCache(folder / f"{name}.jsonl")
 
 
-def backend_factory(ctx: StepContext):
-    """Makes the backend on first use (a fully cached run loads no model)."""
-    return functools.partial(make_backend, ctx.config.synth.teacher, ctx.config.seed)
+def make_step_backend(ctx: StepContext) -> Backend:
+    """The teacher's backend, sent from this process (``synth.executor: local``) or from Ray actors."""
+    syn = ctx.config.synth
+    if syn.executor == "ray":
+        from hare.synth.executor import RayBackend
+
+        return RayBackend(syn.teacher, ctx.config.seed, actors=syn.ray_actors, address=syn.ray_address)
+    return make_backend(syn.teacher, ctx.config.seed)
+
+
+@contextlib.contextmanager
+def backend_factory(ctx: StepContext) -> Iterator[Callable[[], Backend]]:
+    """A function that makes the step's backend on first use (a fully cached run loads no model and
+    starts no Ray) and hands the same one to every later ``generate``; closed when the step is done."""
+    made: list[Backend] = []
+
+    def get() -> Backend:
+        if not made:
+            made.append(make_step_backend(ctx))
+        return made[0]
+
+    try:
+        yield get
+    finally:
+        for b in made:
+            b.close()
+
+
+class Session:
+    """A step's teacher while the step runs: its request cache and backend, and the usage of every
+    ``generate`` it made, in all and per family of prompts (a template, a task)."""
+
+    def __init__(self, cache: RequestCache, backend: Callable[[], Backend]):
+        self.cache = cache
+        self.backend = backend
+        self.total = Usage()
+        self.families: dict[str, Usage] = defaultdict(Usage)
+
+    def generate(self, requests: list[Request], families: list[str], desc: str) -> list[Result]:
+        """The answers to ``requests`` (``generate``), tallied under each request's family."""
+        results, usage = generate(requests, self.backend, self.cache, desc=desc)
+        self.total.merge(usage)
+        for family, res in zip(families, results):
+            self.families[family].add(res)
+        return results
+
+    def by_family(self) -> dict[str, Usage]:
+        return dict(sorted(self.families.items()))
+
+
+@contextlib.contextmanager
+def teacher_session(ctx: StepContext, name: str) -> Iterator[Session]:
+    """The step's session with its teacher; the cache is synced and closed, and the backend (a Ray
+    instance it started, say) closed, when the step is done with it."""
+    with cache_for(ctx, name) as cache, backend_factory(ctx) as backend:
+        yield Session(cache, backend)
 
 
 def model_name(ctx: StepContext) -> str:

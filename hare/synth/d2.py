@@ -26,9 +26,8 @@ from typing import Any
 from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.io import read_json, read_jsonl, write_jsonl
 from hare.core.step import Stats, Step, StepContext
-from hare.synth.client import Usage, generate
-from hare.synth.common import (UsageStats, backend_factory, cache_for, chat, sub_seed, synth_inputs,
-                               usage_stats)
+from hare.synth.client import Usage
+from hare.synth.common import chat, sub_seed, synth_inputs, teacher_session
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d2")
@@ -43,8 +42,8 @@ class D2Stats(Stats):
     requests: int = 0
     generated: int = 0
     rejected: dict[str, int] = {}
-    usage: UsageStats | None = None
-    templates: dict[str, UsageStats] = {}
+    usage: Usage | None = None
+    templates: dict[str, Usage] = {}
     teacher: dict[str, Any] = {}
 
     def counts(self) -> dict[str, int | float]:
@@ -127,16 +126,14 @@ class D2Step(Step):
                 jobs.append((req, {"template": rel.split("/", 1)[1][:-4], "category": category, "style": style,
                                    "audience": audience, "topic": c, "topic_name": t["name"],
                                    "seed_source": src, "seed_id": doc_id, "seed_snippet": seed_text[:SNIPPET]}))
-        with cache_for(ctx, "d2") as cache:
-            results, usage = generate([r for r, _ in jobs], backend_factory(ctx), cache, desc="d2: generate")
+        with teacher_session(ctx, "d2") as teacher:
+            results = teacher.generate([r for r, _ in jobs], [m["template"] for _, m in jobs], desc="d2: generate")
 
-        per_template: dict[str, Usage] = defaultdict(Usage)
         rejected: dict[str, int] = defaultdict(int)
         quarantine = []
         generated = 0
         with ShardWriter(ctx.out / "generated", ctx.config.corpus.shard_docs) as w:
             for k, ((req, meta), res) in enumerate(zip(jobs, results)):
-                per_template[meta["template"]].add(res)
                 text = res.text.strip()
                 reason = None if res.ok else "request_failed"
                 if reason is None and words(text) < cfg.min_words:
@@ -151,10 +148,9 @@ class D2Step(Step):
                 generated += 1
         write_jsonl(ctx.out / "rejected.jsonl", quarantine)
         log.info("d2: %d topics, %d requests (%d from the cache), %d generated, rejected %s", len(topics), len(jobs),
-                 usage.cached, generated, dict(rejected) or "none")
+                 teacher.total.cached, generated, dict(rejected) or "none")
         return D2Stats(enabled=True, topics=len(topics), seeds=len(texts), requests=len(jobs), generated=generated,
-                       rejected=dict(rejected), usage=usage_stats(usage),
-                       templates={k: usage_stats(v) for k, v in sorted(per_template.items())},
+                       rejected=dict(rejected), usage=teacher.total, templates=teacher.by_family(),
                        teacher={"model": jobs[0][0].model if jobs else None, "api": syn.teacher.api,
                                 "endpoints": len(syn.teacher.endpoints)})
 

@@ -31,9 +31,8 @@ import jsonschema
 from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.io import RecordError, expand_paths, read_rows, write_jsonl
 from hare.core.step import Stats, Step, StepContext
-from hare.synth.client import Request, Usage, generate
-from hare.synth.common import (UsageStats, backend_factory, cache_for, chat, sub_seed, synth_inputs,
-                               token_counter, usage_stats)
+from hare.synth.client import Request, Usage
+from hare.synth.common import chat, sub_seed, synth_inputs, teacher_session, token_counter
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d3")
@@ -150,8 +149,8 @@ class D3Stats(Stats):
     quarantined: int = 0
     too_long: int = 0
     datasets: dict[str, dict[str, int]] = {}
-    usage: UsageStats | None = None
-    task_usage: dict[str, UsageStats] = {}
+    usage: Usage | None = None
+    task_usage: dict[str, Usage] = {}
 
     def counts(self) -> dict[str, int | float]:
         return {"samples": self.samples, "requests": self.requests, "quarantined": self.quarantined}
@@ -203,8 +202,6 @@ class D3Step(Step):
         count_tokens = token_counter(ctx)
         samples: list[Document] = []
         tasks: dict[str, Counter] = defaultdict(Counter)
-        task_usage: dict[str, Usage] = defaultdict(Usage)
-        total = Usage()
         quarantine: list[dict] = []
         too_long = 0
         reasks = 0
@@ -230,18 +227,16 @@ class D3Step(Step):
                              "passage": passage, "seed_origin": origin, "seed_id": sid, **prov, "history": (),
                              "raws": [], "req_seed": sub_seed(seed, "d3", sid, task)})
         open_jobs = jobs
-        with cache_for(ctx, "d3") as cache:
+        with teacher_session(ctx, "d3") as teacher:
             for attempt in range(cfg.max_reasks + 1):
                 if not open_jobs:
                     break
                 reqs: list[Request] = [chat(ctx, j["prompt"], cfg.max_tokens, cfg.temperature, cfg.top_p,
                                             j["req_seed"], j["history"]) for j in open_jobs]
-                results, usage = generate(reqs, backend_factory(ctx), cache,
-                                          desc="d3: generate" if attempt == 0 else f"d3: re-ask {attempt}")
-                total.merge(usage)
+                results = teacher.generate(reqs, [j["task"] for j in open_jobs],
+                                           desc="d3: generate" if attempt == 0 else f"d3: re-ask {attempt}")
                 again = []
                 for j, res in zip(open_jobs, results):
-                    task_usage[j["task"]].add(res)
                     tally = tasks[j["task"]]
                     tally["requests"] += 1
                     if not res.ok:
@@ -312,11 +307,11 @@ class D3Step(Step):
         write_jsonl(ctx.out / "quarantine.jsonl", quarantine)
         log.info("d3: %d seeds, %d samples (%d re-asks, %d quarantined, %d too long)", len(seeds), len(samples),
                  reasks, sum(t["quarantined"] for t in tasks.values()), too_long)
-        return D3Stats(enabled=True, seeds=len(seeds), requests=total.requests, samples=len(samples),
+        return D3Stats(enabled=True, seeds=len(seeds), requests=teacher.total.requests, samples=len(samples),
                        tasks={k: dict(v) for k, v in sorted(tasks.items())}, reasks=reasks,
                        quarantined=len(quarantine), too_long=too_long,
-                       datasets={k: dict(v) for k, v in datasets.items()}, usage=usage_stats(total),
-                       task_usage={k: usage_stats(v) for k, v in sorted(task_usage.items())})
+                       datasets={k: dict(v) for k, v in datasets.items()}, usage=teacher.total,
+                       task_usage=teacher.by_family())
 
     def report_data(self, folder: Path, stats: D3Stats) -> dict[str, Any]:
         by_task: dict[str, Document] = {}

@@ -43,6 +43,7 @@ class Server:
                     return
             except httpx.HTTPError:
                 time.sleep(0.3)
+        self.close()  # no server left behind by a test that could not use it
         raise RuntimeError(f"transformers serve did not start: {log.read_text()[-2000:]}")
 
     @property

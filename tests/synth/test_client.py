@@ -153,6 +153,24 @@ def test_unreachable_endpoint_is_retried_then_recorded_as_failed(tmp_path):
     assert not any(r.ok for r in res) and usage.retries == 4 and res[0].error.startswith("gave_up_connection")
 
 
+def test_usage_adds_merges_and_reads_back_what_it_wrote():
+    from hare.synth.client import Result, Usage
+
+    a, b = Usage(), Usage()
+    a.add(Result("k1", ok=True, prompt_tokens=5, completion_tokens=7, attempts=3))
+    a.add(Result("k2", ok=True, completion_tokens=4, cached=True))
+    b.add(Result("k3", ok=False, error="http_400: bad request"))
+    b.add(Result("k4", ok=False, error="gave_up_timeout: ReadTimeout", attempts=4))
+    a.seconds, b.seconds = 0.004, 2.5
+    a.merge(b)
+    assert (a.requests, a.cached, a.sent, a.ok, a.failed, a.retries) == (4, 1, 3, 2, 2, 5)
+    assert (a.prompt_tokens, a.completion_tokens, a.errors) == (5, 11, {"http_400": 1, "gave_up_timeout": 1})
+    out = a.model_dump(mode="json")
+    assert out["seconds"] == 2.5 and out["completion_tokens_per_s"] == 4.4
+    assert Usage.model_validate(out).model_dump(mode="json") == out  # stats.json read back: the same numbers
+    assert Usage().errors == {} and Usage().completion_tokens_per_s == 0.0  # no shared mutable default
+
+
 def test_local_backend_answers_like_the_server_and_shares_the_cache(tiny, tiny_server, tmp_path):
     reqs = requests(str(tiny), 5)
     with RequestCache(tmp_path / "local.jsonl") as cache:
