@@ -93,7 +93,7 @@ def kill_while_working(cmd: list[str], step_dir: Path, delay: float) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("step", STEPS)
 def test_killed_step_reruns_to_the_outputs_of_an_uninterrupted_run(straight, step, tmp_path):
-    folder, recipe, run_dir = straight
+    _, recipe, run_dir = straight
     seconds = read_json(run_dir / step / "manifest.json")["timings"]["seconds"]
     rng = random.Random(f"kill-{step}")
     delay = rng.uniform(0.1, 0.9) * seconds
