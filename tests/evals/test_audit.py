@@ -106,6 +106,10 @@ def test_cli_audit_rejects_a_folder_without_a_model(tmp_path, capsys):
     assert "no config.json" in capsys.readouterr().err
 
 
+def mean(xs):
+    return 100 * sum(xs) / len(xs)
+
+
 # Multiple-choice benchmarks: the audited text is the question and its correct choice.
 MC_SPLITS = {"arc_challenge": "test", "mmlu": "test", "hellaswag": "validation"}
 MC_AUDITED = 30  # items the audit samples per benchmark
@@ -153,7 +157,6 @@ def test_audit_on_multiple_choice_benchmarks(mc_leaky, shared_data, tmp_path):
         unchanged_total += row["twins_unchanged"]
         acc_d = ngram_accuracy(model, tok, [audit_text(it) for it in items])
         acc_r = ngram_accuracy(model, tok, [audit_text(twins[i]) for i in changed])
-        mean = lambda xs: 100 * sum(xs) / len(xs)  # noqa: E731
         assert row["D"] == pytest.approx(mean(acc_d))
         assert row["D_paired"] == pytest.approx(mean([acc_d[i] for i in changed]))
         assert row["D_rewritten"] == pytest.approx(mean(acc_r))
