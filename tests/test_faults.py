@@ -80,7 +80,7 @@ def kill_while_working(cmd: list[str], step_dir: Path, delay: float) -> bool:
     before), sleep ``delay`` seconds and SIGKILL it. True when the step was cut short (no manifest)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # a loaded machine can take minutes to import torch
     while not (step_dir / ".pending.json").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.002)
     assert (step_dir / ".pending.json").exists(), "the step never started"
