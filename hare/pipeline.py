@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hare.core import dist
-from hare.core.io import fingerprint_obj, read_json, write_json
+from hare.core.io import fingerprint_obj, read_json, remove_stale_temps, write_json
 from hare.core.progress import FileLog, step_output
 from hare.core.step import Section, Step, StepContext
 from hare.recipe import Recipe
@@ -200,6 +200,8 @@ class Pipeline:
                 _check_step_folder(out)
                 shutil.rmtree(out)
             out.mkdir(parents=True, exist_ok=True)
+            if resume and remove_stale_temps(out):
+                log.info("step %s: removed the temporary files of writes cut short", step.name)
             (out / MANIFEST).unlink(missing_ok=True)
             write_json(out / PENDING, {"fingerprint": fp, "resume_key": rk})
         dist.barrier()

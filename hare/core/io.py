@@ -345,6 +345,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete the temporary files that ``atomic_path`` left under ``folder`` when its process was
+    killed mid-write (no ``finally`` runs under SIGKILL); returns how many. They are never outputs,
+    and a resumed step would otherwise leave them beside its real files."""
+    n = 0
+    for p in Path(folder).rglob(".*.tmp"):
+        if p.is_file():
+            p.unlink()
+            n += 1
+    return n
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open ``path`` for writing through a temp file renamed into place on success.

@@ -11,15 +11,14 @@ import contextlib
 import json
 import logging
 import multiprocessing as mp
-import os
 import re
 import sys
-import warnings
 from pathlib import Path
 from typing import Iterator
 
 from hare.core.documents import Document
 from hare.core.io import (DAMAGE_ERRORS, FORMATS, DataError, RecordError, atomic_open, expand_paths, jsonl_lines, open_binary_read)
+from hare.corpus import pydoc_render
 from hare.recipe import SourceConfig
 
 log = logging.getLogger("hare.corpus.read")
@@ -248,36 +247,6 @@ def pydoc_modules() -> list[str]:
     return out
 
 
-def _empty_environment() -> None:
-    """Pool initializer: the rendering workers run with an empty environment. pydoc prints default
-    arguments, and some are ``os.environ`` itself (``cgi.parse(environ=os.environ)``): with the real
-    environment the documents would carry this machine's variables, secrets included, and differ
-    from machine to machine."""
-    os.environ.clear()
-
-
-# Default values print with their memory address ("<object object at 0x7f6c0e34c160>"), which
-# changes from run to run; the documents keep "<object object>".
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+\b")
-
-
-def _render_module(name: str) -> tuple[str, str | None, str | None]:
-    """Render one module's documentation as plain text in a worker; (name, text, error)."""
-    import io
-    import contextlib
-    import pydoc
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                obj, _ = pydoc.resolve(name)
-                text = pydoc.render_doc(obj, title="%s", renderer=pydoc.plaintext)
-            return name, _ADDRESS.sub("", text), None
-        except BaseException as e:  # noqa: BLE001 - a module that cannot be documented is reported, not fatal
-            return name, None, f"{type(e).__name__}: {e}"
-
-
 SECTION_HEADS = ("NAME", "DESCRIPTION", "CLASSES", "FUNCTIONS", "DATA", "FILE", "MODULE REFERENCE",
                  "PACKAGE CONTENTS", "SUBMODULES", "VERSION", "AUTHOR", "CREDITS")
 
@@ -344,22 +313,52 @@ def read_pydoc_source(src: SourceConfig, q: Quarantine, processes: int | None = 
     seen: dict[str, int] = {}
     if src.limit:
         modules = modules[: max(1, src.limit // 10)]
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     # One fresh worker per module: what a module's page shows depends on what else was imported
     # before it (pyexpat's ExpatError moves to xml.parsers.expat once that is imported), so sharing
-    # workers would make the documents depend on how the modules fell to the workers.
-    with ctx.Pool(processes or max(1, mp.cpu_count()), initializer=_empty_environment, maxtasksperchild=1) as pool:
-        for name, text, err in progress(pool.imap(_render_module, modules, chunksize=1),
-                                        desc=f"render pydoc ({src.name})", total=len(modules), unit="module"):
-            if err is not None:
-                log.info("pydoc: %s not documented (%s)", name, err)
-                continue
-            for doc_id, body in split_pydoc(name, text):
-                # A name can be documented twice in one module (an alias): ids stay unique.
-                seen[doc_id] = seen.get(doc_id, 0) + 1
-                if seen[doc_id] > 1:
-                    doc_id = f"{doc_id}#{seen[doc_id]}"
-                yield Document(body, f"{src.name}/{doc_id}", src.name, {"module": name})
+    # workers would make the documents depend on how the modules fell to the workers. Nor may the
+    # workers inherit the state of this process: forked from it, the pages showed what it had
+    # imported (builtins.object's count of subclasses, pyarrow's tuple subclasses, torch's patch of
+    # inspect.getfile) and its logging handlers (the default of logging.shutdown), so a run under a
+    # test runner or after other work read other documents than a plain ``hare run``. The workers are
+    # forked from a fresh interpreter that runs only the renderer (``hare/corpus/pydoc_render.py``).
+    for name, text, err in progress(_render_in_fresh_interpreter(modules, processes or max(1, mp.cpu_count())),
+                                    desc=f"render pydoc ({src.name})", total=len(modules), unit="module"):
+        if err is not None:
+            log.info("pydoc: %s not documented (%s)", name, err)
+            continue
+        for doc_id, body in split_pydoc(name, text):
+            # A name can be documented twice in one module (an alias): ids stay unique.
+            seen[doc_id] = seen.get(doc_id, 0) + 1
+            if seen[doc_id] > 1:
+                doc_id = f"{doc_id}#{seen[doc_id]}"
+            yield Document(body, f"{src.name}/{doc_id}", src.name, {"module": name})
+
+
+def _render_in_fresh_interpreter(modules: list[str], processes: int) -> Iterator[tuple[str, str | None, str | None]]:
+    """(name, text, error) per module, in order, from ``pydoc_render.py`` run as an isolated
+    interpreter with an empty environment."""
+    import subprocess
+    import tempfile
+
+    script = Path(pydoc_render.__file__)
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen([sys.executable, "-I", str(script), str(processes)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=errors, env={})
+        try:
+            proc.stdin.write(json.dumps(modules).encode())
+            proc.stdin.close()
+            for line in proc.stdout:
+                name, text, err = json.loads(line)
+                yield name, text, err
+            if proc.wait() != 0:
+                errors.seek(0)
+                tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+                raise RuntimeError(f"rendering the pydoc source failed (exit {proc.returncode}): {' '.join(tail)}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
 
 
 _INHERITED = re.compile(r"^(Methods|Data descriptors|Data and other attributes|Class methods|Static methods|"

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from hare.core import dist
-from hare.core.io import RecordError, atomic_open, atomic_path, read_jsonl
+from hare.core.io import RecordError, atomic_open, read_jsonl
 from hare.core.progress import Progress
 from hare.core.step import Stats, Step, StepContext, file_inputs
 from hare.core.tokenizer import load_tokenizer
@@ -140,8 +140,10 @@ def save_checkpoint(folder: Path, step: int, model, opt, sched, cfg_dump: dict, 
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         "config": cfg_dump,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Written through an open file: given a path, torch.save names the archive's records after the
+    # file, here the random temporary name, so two identical runs wrote different bytes.
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
     for old in checkpoint_paths(folder)[:-keep]:
         if checkpoint_step(old) not in protect:
             old.unlink()

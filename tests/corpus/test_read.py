@@ -6,7 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from hare.corpus.read import Quarantine, _render_module, read_source, source_parts, split_pydoc
+from hare.corpus.pydoc_render import _render_module
+from hare.corpus.read import Quarantine, read_source, source_parts, split_pydoc
 from hare.recipe import SourceConfig
 
 
@@ -146,3 +147,34 @@ def test_pydoc_documents_carry_no_environment_and_no_memory_addresses(monkeypatc
     assert "cgi.parse(" in texts and "environ=environ({})" in texts
     assert "do-not-train-on-me" not in texts and not re.search(r" at 0x[0-9a-f]{4,}", texts)
     assert [(d.id, d.text) for d in read_source(src, Quarantine())] == first
+
+
+def test_pydoc_documents_do_not_depend_on_what_the_reading_process_imported(monkeypatch, tmp_path):
+    """Read here (a test runner with torch imported and logging handlers added) and in a plain
+    interpreter, the pydoc documents are the same: the workers never inherit this process's state."""
+    import json
+    import logging
+    import subprocess
+    import sys
+
+    import torch  # noqa: F401 - its classes subclass object and it patches inspect.getfile
+
+    import hare.corpus.read as read
+    from tests.conftest import ROOT
+
+    modules = ["builtins", "inspect", "logging"]
+    monkeypatch.setattr(read, "pydoc_modules", lambda: modules)
+    handler = logging.NullHandler()
+    logging.getLogger("hare.test").addHandler(handler)
+    try:
+        here = [[d.id, d.text] for d in read_source(SourceConfig(name="pydoc", kind="pydoc"), Quarantine())]
+    finally:
+        logging.getLogger("hare.test").removeHandler(handler)
+    plain = subprocess.run(
+        [sys.executable, "-c", "import json, sys; import hare.corpus.read as r; r.pydoc_modules = lambda: sys.argv[1:]; "
+         "print(json.dumps([[d.id, d.text] for d in r.read_source(r.SourceConfig(name='pydoc', kind='pydoc'), "
+         "r.Quarantine())]))", *modules], capture_output=True, text=True, check=True, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert here == json.loads(plain.stdout)
+    texts = "\n".join(t for _, t in here)
+    assert "logging.shutdown(" in texts and "AbsBackward0" not in texts and "_patched_getfile" not in texts

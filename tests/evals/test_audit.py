@@ -1,4 +1,5 @@
-"""The leakage audit: a model trained on a benchmark's test split shows a clearly higher Δ."""
+"""The leakage audit: a model trained on a benchmark's test split shows a clearly higher Δ, on GSM8K
+and on multiple-choice benchmarks (ARC, MMLU, HellaSwag), where some rewritten twins come back unchanged."""
 
 import json
 
@@ -103,3 +104,70 @@ def test_cli_audit_with_the_clean_subset_view(models, shared_data, tmp_path, cap
 def test_cli_audit_rejects_a_folder_without_a_model(tmp_path, capsys):
     assert main(["audit", str(tmp_path)]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def mean(xs):
+    return 100 * sum(xs) / len(xs)
+
+
+# Multiple-choice benchmarks: the audited text is the question and its correct choice.
+MC_SPLITS = {"arc_challenge": "test", "mmlu": "test", "hellaswag": "validation"}
+MC_AUDITED = 30  # items the audit samples per benchmark
+MC_LEAKED = 10  # of them, the first ones, which the leaky model trains on
+
+
+@pytest.fixture(scope="module")
+def mc_leaky(tmp_path_factory, shared_data):
+    """A tiny model trained to memorise the first MC_LEAKED audited items of each benchmark."""
+    tmp = tmp_path_factory.mktemp("audit-mc")
+    samples = {b: sample_items([it for it in load_benchmark(b, shared_data) if it.split == s], MC_AUDITED, seed=0)
+               for b, s in MC_SPLITS.items()}
+    leaked = [audit_text(it) for items in samples.values() for it in items[:MC_LEAKED]]
+    tok = train_tokenizer([t for _, t in nltk_texts("movie_reviews", 200)] + leaked, 1024, tmp / "tok")
+    pack_documents(leaked, tok, tmp, seq_len=64)
+    config = mistral_config("tiny", {"max_position_embeddings": 128, "hidden_size": 64, "intermediate_size": 128,
+                                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1},
+                            vocab_size=len(tok))
+    cfg = TrainConfig(max_steps=120, micro_batch_size=8, grad_accum=1, lr=1e-2, min_lr=1e-3, warmup_steps=10,
+                      checkpoint_every=10 ** 6, log_every=100, threads=1)
+    model = train(config, PackedTokens(tmp, seed=0), cfg, tmp / "run", seed=0)["model"]
+    export_model(model, tok, tmp / "model")
+    return tmp / "model", samples
+
+
+def test_audit_on_multiple_choice_benchmarks(mc_leaky, shared_data, tmp_path):
+    """Unchanged twins are counted and left out of Δ, Δ is computed over the changed pairs, and the
+    items the model memorised score clearly higher than their twins."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, samples = mc_leaky
+    rw = DeterministicRewriter(seed=0)
+    result = run_audit(model_dir, list(MC_SPLITS), shared_data, tmp_path, rw, max_items=MC_AUDITED,
+                       splits=sorted(set(MC_SPLITS.values())))
+    rows = {r["benchmark"]: r for r in result["rows"] if MC_SPLITS.get(r["benchmark"]) == r["split"]}
+    assert set(rows) == set(MC_SPLITS)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    unchanged_total = 0
+    for b, items in samples.items():
+        row = rows[b]
+        twins = [rw.rewrite(it) for it in items]
+        changed = [i for i, (it, tw) in enumerate(zip(items, twins)) if audit_text(it) != audit_text(tw)]
+        assert row["items"] == MC_AUDITED and row["twins_unchanged"] == MC_AUDITED - len(changed)
+        unchanged_total += row["twins_unchanged"]
+        acc_d = ngram_accuracy(model, tok, [audit_text(it) for it in items])
+        acc_r = ngram_accuracy(model, tok, [audit_text(twins[i]) for i in changed])
+        assert row["D"] == pytest.approx(mean(acc_d))
+        assert row["D_paired"] == pytest.approx(mean([acc_d[i] for i in changed]))
+        assert row["D_rewritten"] == pytest.approx(mean(acc_r))
+        assert row["delta"] == pytest.approx(row["D_paired"] - row["D_rewritten"])
+        # memorised items (the first MC_LEAKED) against their twins; the other items against theirs
+        leaked = [j for j, i in enumerate(changed) if i < MC_LEAKED]
+        rest = [j for j, i in enumerate(changed) if i >= MC_LEAKED]
+        delta_leaked = mean([acc_d[changed[j]] - acc_r[j] for j in leaked])
+        delta_rest = mean([acc_d[changed[j]] - acc_r[j] for j in rest])
+        assert delta_leaked > 5 and delta_leaked > delta_rest + 5, (b, delta_leaked, delta_rest)
+        assert row["delta"] > 0, row
+    assert unchanged_total > 0  # MMLU's short questions leave some twins as they were
+    md = (tmp_path / "audit.md").read_text()
+    assert "unchanged twins are left out" in md and f"| mmlu | test | {MC_AUDITED} |" in md
