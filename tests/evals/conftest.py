@@ -54,18 +54,22 @@ def _tokenizer(folder: Path):
     return train_tokenizer([t for _, t in nltk_texts("movie_reviews", 300)], 512, folder)
 
 
-@pytest.fixture(scope="session")
-def hf_model(tmp_path_factory, shared_data) -> Path:
-    """A plain Hugging Face folder: a randomly initialised MistralForCausalLM and its tokenizer."""
+def tiny_hf_model(folder: Path, max_positions: int, seed: int) -> Path:
+    """A randomly initialised two-layer MistralForCausalLM and its tokenizer, saved in ``folder``."""
     from hare.model.model import build_model, mistral_config
 
-    folder = tmp_path_factory.mktemp("hf") / "tiny-mistral"
     tok = _tokenizer(folder)
     config = mistral_config("tiny", {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                                      "num_attention_heads": 2, "num_key_value_heads": 1,
-                                     "max_position_embeddings": 1024}, vocab_size=len(tok))
-    build_model(config, seed=0).save_pretrained(folder)
+                                     "max_position_embeddings": max_positions}, vocab_size=len(tok))
+    build_model(config, seed=seed).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def hf_model(tmp_path_factory, shared_data) -> Path:
+    """A plain Hugging Face folder: a randomly initialised MistralForCausalLM and its tokenizer."""
+    return tiny_hf_model(tmp_path_factory.mktemp("hf") / "tiny-mistral", 1024, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from hare.evals.backend import HareLM, bytes_per_token
 from hare.evals.tasks import prepare_tasks
 from hare.model.loss import linear_log_probs
 from tests.conftest import ROOT
-from tests.evals.conftest import _tokenizer, link_shared
+from tests.evals.conftest import link_shared, tiny_hf_model
 
 TASKS = ["arc_challenge", "hellaswag", "truthfulqa_mc2", "mmlu"]
 RUN = ["arc_challenge", "hellaswag", "truthfulqa_mc2", "mmlu_anatomy"]
@@ -42,15 +42,7 @@ def test_linear_log_probs_equal_log_softmax():
 @pytest.fixture(scope="module")
 def long_model(tmp_path_factory, shared_data) -> Path:
     """A tiny Mistral whose context holds 25 ARC shots whole, so that answer choices share a context."""
-    from hare.model.model import build_model, mistral_config
-
-    folder = tmp_path_factory.mktemp("long") / "long-mistral"
-    tok = _tokenizer(folder)
-    config = mistral_config("tiny", {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                                     "num_attention_heads": 2, "num_key_value_heads": 1,
-                                     "max_position_embeddings": 4096}, vocab_size=len(tok))
-    build_model(config, seed=1).save_pretrained(folder)
-    return folder
+    return tiny_hf_model(tmp_path_factory.mktemp("long") / "long-mistral", 4096, seed=1)
 
 
 @pytest.fixture(scope="module")
