@@ -30,7 +30,7 @@ def run(base: Path, data: Path, packing: bool, args, out: Path) -> float:
     from hare.recipe import SftConfig
 
     cfg = SftConfig(max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length, packing=packing,
-                    log_every=1, eval_fraction=0, checkpoint_every=10_000, device=args.device,
+                    padding_free=packing, log_every=1, eval_fraction=0, checkpoint_every=10_000, device=args.device,
                     threads=args.threads, lr=1e-5)
     sft(base, [data], cfg, out, seed=0)
     tps = [m["tokens_per_s"] for m in read_jsonl(out / "metrics.jsonl") if "loss" in m][args.warmup:]

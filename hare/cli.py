@@ -433,7 +433,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
                                              "grad_accum", "max_length", "eval_fraction", "device", "threads")
               if getattr(args, k) is not None}
     try:
-        cfg = SftConfig(**fields, packing=not args.no_packing, lora={"enabled": args.lora})
+        cfg = SftConfig(**fields, packing=not args.no_packing, padding_free=not args.padded,
+                        lora={"enabled": args.lora})
     except ValidationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -480,7 +481,10 @@ def _sft_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--batch-size", type=int, default=None, help="sequences per forward pass (default: 8)")
     sp.add_argument("--grad-accum", type=int, default=None, help="micro-batches per optimizer step (default: 1)")
     sp.add_argument("--max-length", type=int, default=None, help="tokens per packed sequence (default: 1024)")
-    sp.add_argument("--no-packing", action="store_true", help="one conversation per sequence, padded")
+    sp.add_argument("--no-packing", action="store_true", help="one conversation per sequence, batches drawn "
+                    "afresh every epoch; a batch is flattened into one row without padding (unless --padded)")
+    sp.add_argument("--padded", action="store_true", help="with --no-packing: pad each conversation to the "
+                    "longest of its batch instead")
     sp.add_argument("--eval-fraction", type=float, default=None, help="share held out for the evaluation loss")
     sp.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the export)")
     sp.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")

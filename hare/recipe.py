@@ -495,6 +495,9 @@ class SftConfig(Section):
     max_length: int = Field(1024, ge=16, description="Tokens per packed sequence (or per conversation, unpacked).")
     packing: bool = Field(True, description="Pack conversations best-fit into max_length sequences without "
                           "attention across them (position ids restart per conversation).")
+    padding_free: bool = Field(True, description="Unpacked: flatten each batch's conversations into one row "
+                               "(position ids restart per conversation, no attention across them), so no padding "
+                               "is computed; false: pad each conversation to the longest of its batch.")
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps; null: epochs over the data.")
     epochs: float = Field(3.0, gt=0, description="Passes over the data when max_steps is null.")
     batch_size: int = Field(8, ge=1, description="Sequences per forward pass (per process).")
@@ -517,6 +520,9 @@ class SftConfig(Section):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.", json_schema_extra=EXECUTION)
     threads: int = Field(0, ge=0, description="CPU threads for PyTorch; 0 keeps PyTorch's default.",
                          json_schema_extra=EXECUTION)
+    activation_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, about 30 % more compute "
+        "(TRL turns it on by default; hare leaves it off, as in pretraining).", json_schema_extra=EXECUTION)
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters instead of full fine-tuning.")
 
 

@@ -49,6 +49,39 @@ def test_packed_samples_have_the_loss_each_has_alone(tiny_base, tmp_path):
     assert not torch.allclose(leaky, torch.cat(alone), atol=1e-4)
 
 
+def test_unpacked_batches_are_flattened_with_the_padded_loss(tiny_base, tmp_path):
+    """Unpacked, padding-free: a batch's conversations become one row (no padding computed) whose
+    loss is the padded batch's; conversations over max_length are cut, and those left with no
+    target token are dropped, as TRL does when it pads."""
+    model, tok = load_base(tiny_base)
+    prepare(tok, model, "hare")
+    model.eval()
+    convs = [[{"role": "user", "content": "Tell me a fact about owls, please, and keep it short."},
+              {"role": "assistant", "content": "Owls can turn their heads about 270 degrees."}],
+             [{"role": "user", "content": "What is two plus three?"},
+              {"role": "assistant", "content": "Five."}]]
+    losses, rows = {}, {}
+    for free in (True, False):
+        cfg = SftConfig(packing=False, padding_free=free, max_length=256, batch_size=2, device="cpu", max_steps=1)
+        trainer = build_trainer(model, tok, convs, [], cfg, tmp_path / str(free), seed=0, total_steps=1)
+        batch = next(iter(trainer.get_train_dataloader()))
+        rows[free] = batch["input_ids"].shape
+        with torch.no_grad():
+            losses[free] = model(**batch, use_cache=False).loss
+    assert rows[True][0] == 1 and rows[False][0] == 2
+    assert rows[True][1] < 2 * rows[False][1]  # the shorter conversation's padding is gone
+    torch.testing.assert_close(losses[True], losses[False], rtol=1e-5, atol=1e-5)
+
+    lengths = [len(r["input_ids"]) for r in build_trainer(
+        model, tok, convs, [], SftConfig(packing=False, max_length=256, device="cpu", max_steps=1),
+        tmp_path / "full", seed=0, total_steps=1).train_dataset]
+    cut = min(lengths) + 2  # the short conversation whole, the long one cut before its answer
+    trainer = build_trainer(model, tok, convs, [], SftConfig(packing=False, max_length=cut, device="cpu",
+                                                             max_steps=1), tmp_path / "cut", seed=0, total_steps=1)
+    kept = [len(r["input_ids"]) for r in trainer.train_dataset]
+    assert kept == [min(lengths)] and max(lengths) > cut
+
+
 @pytest.fixture(scope="module")
 def chat_file(tmp_path_factory, dolly):
     """120 Dolly records, one malformed line and one record without an answer."""
