@@ -15,7 +15,7 @@ families (wordings never seen in training), per function and overall:
 Prints the table, the fine-tuning time and the totals, and writes ``results.json`` and
 ``results.md`` into ``--out``.
 
-    python benchmarks/tool_calling.py                       # about 28 minutes on 2 CPU cores (20 of them fine-tuning)
+    python benchmarks/tool_calling.py                       # about 21 minutes on 2 CPU cores (13 of them fine-tuning)
     python benchmarks/tool_calling.py --epochs 1 --limit 40 # a quick look
 """
 
