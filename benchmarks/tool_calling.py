@@ -42,7 +42,7 @@ def main() -> None:
                     help="without --packing: pad each query to the longest of its batch (a third of the tokens "
                     "computed are then padding)")
     ap.add_argument("--max-length", type=int, default=512,
-                    help="tokens per row (a query is about 66 tokens: a packed 512-token row holds about 11)")
+                    help="tokens per row (a query is about 46 tokens: a packed 512-token row holds about 11)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="rows per optimizer step (default: 8 queries, or 1 packed row with --packing)")
     ap.add_argument("--limit", type=int, default=None, help="score at most this many held-out queries")

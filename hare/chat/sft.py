@@ -11,7 +11,7 @@ What hare sets on TRL, and why:
   diagonal, causal inside each block), so no token attends to another conversation.
 - Unpacked (``packing: false``), ``padding_free`` flattens each batch the same way: its
   conversations, drawn afresh every epoch, become one row with restarting ``position_ids``, so no
-  padding is computed (on the tool-calling benchmark's 66-token queries, padding to the longest
+  padding is computed (on the tool-calling benchmark's 46-token queries, padding to the longest
   of 8 made a third of the tokens). TRL does not truncate a flattened batch, so hare cuts each
   conversation to ``max_length`` itself and drops those left with no target token, as TRL does
   when it pads.
