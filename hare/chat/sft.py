@@ -199,13 +199,11 @@ def build_trainer(model, tokenizer, train_rows: list, eval_rows: list, cfg: SftC
 def truncated(dataset, max_length: int):
     """Conversations cut to their first ``max_length`` tokens, those left without a target token
     dropped, as TRL does when it pads (it leaves this to the caller when it flattens a batch)."""
-    columns = [c for c in ("input_ids", "labels", "completion_mask", "assistant_masks") if c in dataset.column_names]
     if not any(len(ids) > max_length for ids in dataset["input_ids"]):
         return dataset
-    dataset = dataset.map(lambda r: {c: r[c][:max_length] for c in columns})
-    if "labels" in columns:
-        dataset = dataset.filter(lambda r: any(t != -100 for t in r["labels"]))
-    return dataset
+    # TRL has folded the assistant masks into the labels by now: those two columns are all there is
+    dataset = dataset.map(lambda r: {"input_ids": r["input_ids"][:max_length], "labels": r["labels"][:max_length]})
+    return dataset.filter(lambda r: any(t != -100 for t in r["labels"]))
 
 
 def export(model, tokenizer, folder: Path) -> None:
