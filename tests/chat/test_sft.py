@@ -21,14 +21,19 @@ def per_token_loss(model, input_ids, position_ids, labels):
     return loss[target != -100]
 
 
-def test_packed_samples_have_the_loss_each_has_alone(tiny_base, tmp_path):
+def two_conversations(tiny_base, owls_question: str):
+    """The tiny base with the hare template, in eval mode, and two conversations of unequal length."""
     model, tok = load_base(tiny_base)
     prepare(tok, model, "hare")
     model.eval()
-    convs = [[{"role": "user", "content": "Tell me a fact about owls."},
-              {"role": "assistant", "content": "Owls can turn their heads about 270 degrees."}],
-             [{"role": "user", "content": "What is two plus three?"},
-              {"role": "assistant", "content": "Five."}]]
+    return model, tok, [[{"role": "user", "content": owls_question},
+                         {"role": "assistant", "content": "Owls can turn their heads about 270 degrees."}],
+                        [{"role": "user", "content": "What is two plus three?"},
+                         {"role": "assistant", "content": "Five."}]]
+
+
+def test_packed_samples_have_the_loss_each_has_alone(tiny_base, tmp_path):
+    model, tok, convs = two_conversations(tiny_base, "Tell me a fact about owls.")
     cfg = SftConfig(packing=True, max_length=256, batch_size=2, device="cpu", max_steps=1)
     trainer = build_trainer(model, tok, convs, [], cfg, tmp_path, seed=0, total_steps=1)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -53,13 +58,7 @@ def test_unpacked_batches_are_flattened_with_the_padded_loss(tiny_base, tmp_path
     """Unpacked, padding-free: a batch's conversations become one row (no padding computed) whose
     loss is the padded batch's; conversations over max_length are cut, and those left with no
     target token are dropped, as TRL does when it pads."""
-    model, tok = load_base(tiny_base)
-    prepare(tok, model, "hare")
-    model.eval()
-    convs = [[{"role": "user", "content": "Tell me a fact about owls, please, and keep it short."},
-              {"role": "assistant", "content": "Owls can turn their heads about 270 degrees."}],
-             [{"role": "user", "content": "What is two plus three?"},
-              {"role": "assistant", "content": "Five."}]]
+    model, tok, convs = two_conversations(tiny_base, "Tell me a fact about owls, please, and keep it short.")
     losses, rows = {}, {}
     for free in (True, False):
         cfg = SftConfig(packing=False, padding_free=free, max_length=256, batch_size=2, device="cpu", max_steps=1)
