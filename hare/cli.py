@@ -480,7 +480,7 @@ def _sft_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-5)")
     sp.add_argument("--batch-size", type=int, default=None, help="sequences per forward pass (default: 8)")
     sp.add_argument("--grad-accum", type=int, default=None, help="micro-batches per optimizer step (default: 1)")
-    sp.add_argument("--max-length", type=int, default=None, help="tokens per packed sequence (default: 1024)")
+    sp.add_argument("--max-length", type=int, default=None, help="tokens per packed sequence, or per conversation unpacked (default: 1024)")
     sp.add_argument("--no-packing", action="store_true", help="one conversation per sequence, batches drawn "
                     "afresh every epoch; a batch is flattened into one row without padding (unless --padded)")
     sp.add_argument("--padded", action="store_true", help="with --no-packing: pad each conversation to the "
