@@ -66,6 +66,9 @@ class SourceConfig(Section):
         "NLP tasks); train.stages mixes parts by weight."
     )
     limit: int | None = Field(None, ge=1, description="Read at most this many documents (a quick look).")
+    render_timeout_s: float = Field(
+        120.0, gt=0, description="pydoc: seconds one module may take to render (each takes well under one); a "
+        "module still rendering then is killed, quarantined with its name and skipped.", json_schema_extra=EXECUTION)
     # The folder document ids are relative to, kept when the source is read file by file (a part's
     # ``path`` is then one file); not a recipe key.
     _id_root: str | None = PrivateAttr(None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing as mp
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -40,6 +39,21 @@ def _clean_shard(shard: str) -> str:
     return _WORKER["clean"](shard)
 
 
+def worker_context() -> mp.context.BaseContext:
+    """The start method of the local pool's workers: ``forkserver`` (``spawn`` where there is none).
+
+    Never ``fork``: by the time the pool starts, this process has other threads (progress bars,
+    torch's, a server's), and a child forked while one of them holds a lock (a stream's, the
+    allocator's) inherits the lock held and can wait on it forever. The fork server is a fresh,
+    single-threaded interpreter that has imported the cleaning code once; the workers are forked from
+    it, so they start quickly and from the same state on every run."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["hare.corpus.passes"])
+    return ctx
+
+
 def run_local(units: list, ready: list[str], split_args: tuple, clean_args: tuple, procs: int) -> Iterator[str]:
     """Passes 0 and 1 with this machine's cores: a process pool splits the ``units`` (files) and cleans
     the shards as they come, after the ``ready`` ones; yields each shard's name when it is cleaned."""
@@ -50,8 +64,7 @@ def run_local(units: list, ready: list[str], split_args: tuple, clean_args: tupl
         for unit, src in units:
             yield from map(clean, split_unit(Path(work), unit, src, shard_docs, max_line_bytes))
         return
-    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(procs, initializer=_init_worker, initargs=(split_args, clean_args)) as pool:
+    with worker_context().Pool(procs, initializer=_init_worker, initargs=(split_args, clean_args)) as pool:
         split = (s for names in pool.imap(_split_unit, units) for s in names)  # queued before the cleaning
         yield from pool.imap(_clean_shard, itertools.chain(ready, split))
 

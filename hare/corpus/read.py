@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import multiprocessing as mp
+import os
 import re
 import sys
 from pathlib import Path
@@ -321,8 +322,11 @@ def read_pydoc_source(src: SourceConfig, q: Quarantine, processes: int | None = 
     # inspect.getfile) and its logging handlers (the default of logging.shutdown), so a run under a
     # test runner or after other work read other documents than a plain ``hare run``. The workers are
     # forked from a fresh interpreter that runs only the renderer (``hare/corpus/pydoc_render.py``).
-    for name, text, err in progress(_render_in_fresh_interpreter(modules, processes or max(1, mp.cpu_count())),
-                                    desc=f"render pydoc ({src.name})", total=len(modules), unit="module"):
+    rendered = _render_in_fresh_interpreter(modules, processes or max(1, mp.cpu_count()), src.render_timeout_s)
+    for name, text, err in progress(rendered, desc=f"render pydoc ({src.name})", total=len(modules), unit="module"):
+        if err is not None and err.startswith(pydoc_render.TIMEOUT_PREFIX):
+            q.add(src.name, f"pydoc:{name}", None, err[len(pydoc_render.TIMEOUT_PREFIX):] + " and skipped")
+            continue
         if err is not None:
             log.info("pydoc: %s not documented (%s)", name, err)
             continue
@@ -334,29 +338,57 @@ def read_pydoc_source(src: SourceConfig, q: Quarantine, processes: int | None = 
             yield Document(body, f"{src.name}/{doc_id}", src.name, {"module": name})
 
 
-def _render_in_fresh_interpreter(modules: list[str], processes: int) -> Iterator[tuple[str, str | None, str | None]]:
+# What the renderer may take, beyond one module's bound, to write its next line (its start included).
+_RENDER_START_S = 60.0
+
+
+def _render_in_fresh_interpreter(modules: list[str], processes: int,
+                                 timeout: float) -> Iterator[tuple[str, str | None, str | None]]:
     """(name, text, error) per module, in order, from ``pydoc_render.py`` run as an isolated
-    interpreter with an empty environment."""
+    interpreter with an empty environment; a module not rendered within ``timeout`` seconds comes
+    back with an error starting ``pydoc_render.TIMEOUT_PREFIX``.
+
+    The renderer bounds every module, so it writes a line at least every ``timeout`` seconds; a
+    renderer that does not is killed (with every process it started) and reported."""
+    import selectors
+    import signal
     import subprocess
     import tempfile
 
     script = Path(pydoc_render.__file__)
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen([sys.executable, "-I", str(script), str(processes)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=errors, env={})
+    silence = timeout + _RENDER_START_S
+    with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as names:
+        names.write(json.dumps(modules).encode())
+        names.seek(0)
+        # A session of its own: on any exit the renderer and its forked renderers are killed together.
+        proc = subprocess.Popen([sys.executable, "-I", str(script), str(processes), repr(float(timeout))],
+                                stdin=names, stdout=subprocess.PIPE, stderr=errors, env={}, start_new_session=True)
         try:
-            proc.stdin.write(json.dumps(modules).encode())
-            proc.stdin.close()
-            for line in proc.stdout:
-                name, text, err = json.loads(line)
-                yield name, text, err
-            if proc.wait() != 0:
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                fd, pending, received = proc.stdout.fileno(), b"", 0
+                while True:
+                    if not sel.select(silence):
+                        raise RuntimeError(
+                            f"rendering the pydoc source stopped: no module came back within {silence:g} s "
+                            f"after {received} of {len(modules)} modules (the next: "
+                            f"{modules[received] if received < len(modules) else 'none'}); the renderer was killed")
+                    chunk = os.read(fd, 1 << 20)
+                    if not chunk:
+                        break
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        name, text, err = json.loads(line)
+                        received += 1
+                        yield name, text, err
+            if proc.wait() != 0 or received != len(modules):
                 errors.seek(0)
                 tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:]
-                raise RuntimeError(f"rendering the pydoc source failed (exit {proc.returncode}): {' '.join(tail)}")
+                raise RuntimeError(f"rendering the pydoc source failed (exit {proc.returncode}, {received} of "
+                                   f"{len(modules)} modules): {' '.join(tail)}")
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL) if hasattr(os, "killpg") else proc.kill()
             proc.wait()
             proc.stdout.close()
 
