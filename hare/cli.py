@@ -503,7 +503,7 @@ def _serve_limits(args: argparse.Namespace):
     from hare.chat.serve import Limits
 
     return Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens or 1024,
-                  max_messages=args.max_messages)
+                  max_messages=args.max_messages, max_prompt_tokens=args.max_prompt_tokens)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -518,17 +518,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     args.host, args.api_key_env)
     try:
         app = build_app(args.model, _serve_limits(args), api_key=key, device=args.device,
-                        continuous_batching=args.continuous_batching)
+                        continuous_batching=args.continuous_batching, chat_template=args.chat_template)
     except (FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from hare.tools.openai import model_library, request_hook, response_hook
+    from hare.tools.openai import install, model_library
 
     library = model_library(args.model)
-    if library is not None:  # a functional-token model: its answers become OpenAI tool_calls
-        app.request_hooks.append(request_hook(library))
-        app.response_hooks.append(response_hook(library))
+    if library is not None:  # a functional-token model: its answers become OpenAI tool_calls, streamed too
+        install(app, library)
         log.info("serving %d functions of %s as tool_calls", len(library.functions), library.path)
+    if not app.has_chat_template:
+        log.warning("%s has no chat template: /v1/chat/completions answers 400; /v1/completions serves it "
+                    "(hare serve --chat-template NAME gives it one: hare, chatml or a Jinja file)", args.model)
+    log.info("prompts are bounded at %s tokens and %d characters", app.limits.max_prompt_tokens,
+             app.limits.max_prompt_chars)
     server = Server(app, args.host, args.port).start()
     print(f"serving {args.model} at {server.url} (model name: {args.model}){'; API key required' if key else ''}; "
           "Ctrl-C stops", flush=True)
@@ -550,6 +554,8 @@ def _serve_args(sp: argparse.ArgumentParser, chat: bool = False) -> None:
                         help="cap on a request's max_tokens, and its value when a request leaves it out")
     sp.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
     sp.add_argument("--max-messages", type=int, default=256, help="most messages in a chat request")
+    sp.add_argument("--max-prompt-tokens", type=int, default=None,
+                    help="most tokens of a prompt, chat template included (default: the model's context length)")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     sp.add_argument("--continuous-batching", action="store_true",
                     help="transformers' continuous batching with a paged KV cache (for GPUs; on CPU one request at "
@@ -562,7 +568,10 @@ def _serve_args(sp: argparse.ArgumentParser, chat: bool = False) -> None:
 def _serve_cmd_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("model", help="a Hugging Face model folder (a hare export, or any local causal LM)")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    sp.add_argument("--port", type=int, default=8000, help="port to listen on")
+    sp.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port, printed)")
+    sp.add_argument("--chat-template", default=None,
+                    help="a chat template for a model without one (or to replace its own): hare, chatml or a Jinja "
+                         "file")
     _serve_args(sp)
 
 

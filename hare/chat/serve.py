@@ -9,18 +9,29 @@ FastAPI app in-process, pinned to one local model folder, and puts an ASGI layer
 - only ``GET /v1/models``, ``GET /health``, ``POST /v1/completions`` and ``POST /v1/chat/completions``
   are routed (transformers' model loading and reset routes are not);
 - an optional API key (``Authorization: Bearer KEY``; ``/health`` stays open);
+- an optional API key (``Authorization: Bearer KEY``, compared in constant time; ``/health`` stays open);
 - bounded requests: body size, ``max_tokens`` (a default when absent), number of messages, prompt
-  characters; a request for another model is a 404;
+  characters, and the prompt in tokens as the model will read it (the chat template rendered, off
+  the event loop); a request for another model is a 404;
+- ``chat_template_kwargs`` may set only the variables the served template reads (never the
+  template itself, nor the arguments hare passes), with plain values;
 - every error is a JSON body ``{"error": {"message", "type", "code"}}`` with a 4xx status (the
-  shape OpenAI's clients read), and the server goes on serving.
+  shape OpenAI's clients read), and the server goes on serving. A model without a chat template
+  answers chat requests with a 400 that says so (``/v1/completions`` serves it; ``--chat-template``
+  gives it one).
 
 Extension: ``Guard.request_hooks`` are called with ``(path, body)`` after validation and may raise
 ``ApiError`` or change the body; ``Guard.response_hooks`` are called with ``(path, answer)`` on every
-non-streamed JSON answer and return it (a later feature parses tool calls there).
+non-streamed JSON answer and return it; ``Guard.stream_hooks`` are called with ``path`` for every
+streamed answer and may return an editor, called with each server-sent chunk (a dict) and returning
+the chunks to send in its place (``hare.tools.openai`` turns functional tokens into ``tool_calls``
+in both).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
 import logging
 import os
@@ -46,6 +57,37 @@ class Limits:
     max_tokens: int = 1024  # the cap on max_tokens, and its value when a request leaves it out
     max_messages: int = 256
     max_prompt_chars: int = 200_000
+    max_prompt_tokens: int | None = None  # None: the model's context length (build_app sets it)
+
+
+# Arguments the engine passes to ``apply_chat_template`` itself, and variables a template reads that
+# are the conversation or the tokenizer's: never set by ``chat_template_kwargs``.
+RESERVED_TEMPLATE_VARS = frozenset({
+    "chat_template", "messages", "conversation", "tools", "documents", "add_generation_prompt",
+    "continue_final_message", "tokenize", "return_dict", "return_tensors", "padding", "truncation",
+    "max_length", "return_assistant_tokens_mask", "tokenizer_kwargs", "processor_kwargs",
+    "load_audio_from_video", "raise_exception", "strftime_now", "range", "namespace"})
+MAX_TEMPLATE_VALUE_CHARS = 256
+
+
+def template_variables(template: str | None) -> frozenset[str]:
+    """The variables a chat template reads that a request may set through ``chat_template_kwargs``
+    (``enable_thinking``, say): the template's free variables, less the reserved ones and the
+    tokenizer's special tokens (``bos_token``...). As vLLM does, a key the template does not read is
+    refused rather than passed on."""
+    if not template:
+        return frozenset()
+    import jinja2
+    import jinja2.meta
+
+    from hare.chat.template import without_generation_markers
+
+    try:
+        names = jinja2.meta.find_undeclared_variables(
+            jinja2.Environment(extensions=["jinja2.ext.loopcontrols"]).parse(without_generation_markers(template)))
+    except jinja2.TemplateSyntaxError:
+        return frozenset()
+    return frozenset(n for n in names if n not in RESERVED_TEMPLATE_VARS and not n.endswith("_token"))
 
 
 class ApiError(Exception):
@@ -67,8 +109,10 @@ def _number(body: dict, key: str, lo: float, hi: float) -> None:
         raise ApiError(400, f"'{key}' must be between {lo} and {hi}, got {v}", code="invalid_value")
 
 
-def validate(path: str, body: Any, model: str, limits: Limits) -> dict:
-    """The request body checked and completed (``model`` resolved, ``max_tokens`` set); raises ApiError."""
+def validate(path: str, body: Any, model: str, limits: Limits, template_vars: frozenset[str] = frozenset()) -> dict:
+    """The request body checked and completed (``model`` resolved, ``max_tokens`` set); raises ApiError.
+
+    ``template_vars``: the variables ``chat_template_kwargs`` may set (``template_variables``)."""
     if not isinstance(body, dict):
         raise ApiError(400, f"the request body must be a JSON object, got {type(body).__name__}")
     chat = path == "/v1/chat/completions"
@@ -93,6 +137,9 @@ def validate(path: str, body: Any, model: str, limits: Limits) -> dict:
     _number(body, "frequency_penalty", -2, 2)
     if "stream" in body and not isinstance(body["stream"], bool):
         raise ApiError(400, "'stream' must be true or false", code="invalid_type")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not -(1 << 63) <= seed < (1 << 64)):
+        raise ApiError(400, f"'seed' must be an integer (a 64-bit one), got {seed!r}"[:200], code="invalid_type")
     if body.get("n") not in (None, 1):
         raise ApiError(400, "'n' must be 1: one choice per request", code="invalid_value")
     body.pop("n", None)
@@ -129,8 +176,7 @@ def validate(path: str, body: Any, model: str, limits: Limits) -> dict:
                                code="invalid_type")
         if "tools" in body and not (isinstance(body["tools"], list) and all(isinstance(t, dict) for t in body["tools"])):
             raise ApiError(400, "'tools' must be a list of tool objects", code="invalid_type")
-        if "chat_template_kwargs" in body and not isinstance(body["chat_template_kwargs"], dict):
-            raise ApiError(400, "'chat_template_kwargs' must be an object", code="invalid_type")
+        _template_kwargs(body, template_vars)
     else:
         prompt = body.get("prompt")
         if not isinstance(prompt, str):
@@ -142,13 +188,76 @@ def validate(path: str, body: Any, model: str, limits: Limits) -> dict:
     return body
 
 
+def _template_kwargs(body: dict, allowed: frozenset[str]) -> None:
+    """``chat_template_kwargs`` checked: only variables the served template reads, with plain values
+    (a template, or an argument the engine passes itself, would lift the bounds or fail inside it)."""
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is None:
+        body.pop("chat_template_kwargs", None)
+        return
+    if not isinstance(kwargs, dict):
+        raise ApiError(400, "'chat_template_kwargs' must be an object", code="invalid_type")
+    for key, value in kwargs.items():
+        if key not in allowed:
+            known = f"it reads {', '.join(sorted(allowed))}" if allowed else "it reads none"
+            raise ApiError(400, f"chat_template_kwargs: '{key}' is not a variable of this model's chat template "
+                                f"that a request may set ({known})", code="invalid_value")
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise ApiError(400, f"chat_template_kwargs.{key} must be a string, number, boolean or null",
+                           code="invalid_type")
+        if isinstance(value, str) and len(value) > MAX_TEMPLATE_VALUE_CHARS:
+            raise ApiError(400, f"chat_template_kwargs.{key} is longer than {MAX_TEMPLATE_VALUE_CHARS} characters",
+                           code="invalid_value")
+
+
+def authorized(headers: dict, api_key: str) -> bool:
+    """Whether the ``Authorization`` header carries ``Bearer api_key`` (the scheme in any case, the
+    key compared in constant time)."""
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("utf-8", "replace"),
+                                                              api_key.encode("utf-8"))
+
+
 class Guard:
     """The ASGI layer in front of transformers' app (module docstring)."""
 
-    def __init__(self, app, model: str, limits: Limits | None = None, api_key: str | None = None):
+    def __init__(self, app, model: str, limits: Limits | None = None, api_key: str | None = None, tokenizer=None):
+        """``tokenizer``: the served model's, to bound prompts in tokens and check chat requests
+        against its chat template (without one, only the character bounds hold)."""
         self.app, self.model, self.limits, self.api_key = app, model, limits or Limits(), api_key
+        self.tokenizer = tokenizer
+        self.template_vars = template_variables(getattr(tokenizer, "chat_template", None))
         self.request_hooks: list[Callable[[str, dict], None]] = []
         self.response_hooks: list[Callable[[str, dict], dict]] = []
+        self.stream_hooks: list[Callable[[str], Callable[[dict], list[dict]] | None]] = []
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self.tokenizer is None or bool(getattr(self.tokenizer, "chat_template", None))
+
+    def prompt_tokens(self, path: str, body: dict) -> int:
+        """The prompt's length in tokens as the engine will build it (the chat template rendered)."""
+        tok = self.tokenizer
+        if path != "/v1/chat/completions":
+            return len(tok(body["prompt"])["input_ids"])
+        msgs = [dict(m, content="".join(p["text"] for p in m["content"])) if isinstance(m.get("content"), list)
+                else m for m in body["messages"]]
+        ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tools=body.get("tools"), tokenize=True,
+                                      return_dict=True, **body.get("chat_template_kwargs", {}))["input_ids"]
+        return len(ids)
+
+    async def _check_prompt_tokens(self, path: str, body: dict) -> None:
+        cap = self.limits.max_prompt_tokens
+        if self.tokenizer is None or cap is None:
+            return
+        try:  # off the event loop: a template is a program, and other requests go on meanwhile
+            n = await asyncio.to_thread(self.prompt_tokens, path, body)
+        except Exception as e:  # noqa: BLE001 - a template that refuses the conversation is the client's error
+            raise ApiError(400, f"the chat template cannot render these messages: {e}"[:1000],
+                           code="invalid_messages") from None
+        if n > cap:
+            raise ApiError(413, f"the prompt has {n} tokens; this server takes at most {cap}",
+                           code="prompt_too_long")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":  # lifespan events go through
@@ -160,18 +269,21 @@ class Guard:
                 raise ApiError(405 if path in known else 404,
                                f"{method} {path} is not served" + ("" if path in known else "; routes: " +
                                                                    ", ".join(sorted(known))), code="not_found")
-            if self.api_key and path != "/health":
-                headers = dict(scope.get("headers") or [])
-                if headers.get(b"authorization", b"").decode("latin-1") != f"Bearer {self.api_key}":
-                    raise ApiError(401, "a valid API key is needed (Authorization: Bearer KEY)",
-                                   "authentication_error", "invalid_api_key")
+            if self.api_key and path != "/health" and not authorized(dict(scope.get("headers") or []), self.api_key):
+                raise ApiError(401, "a valid API key is needed (Authorization: Bearer KEY)",
+                               "authentication_error", "invalid_api_key")
             if path == "/v1/models":
                 return await _json(send, 200, {"object": "list", "data": [
                     {"id": self.model, "object": "model", "created": 0, "owned_by": "hare"}]})
             if method == "POST":
-                body = validate(path, await self._body(scope, receive), self.model, self.limits)
+                if path == "/v1/chat/completions" and not self.has_chat_template:
+                    raise ApiError(400, f"the model '{self.model}' has no chat template, so it cannot serve chat "
+                                        "completions: /v1/completions serves it (or `hare serve --chat-template NAME` "
+                                        "gives it one)", code="no_chat_template")
+                body = validate(path, await self._body(scope, receive), self.model, self.limits, self.template_vars)
                 for hook in self.request_hooks:
                     hook(path, body)
+                await self._check_prompt_tokens(path, body)
                 raw = json.dumps(body).encode()
                 stream = bool(body.get("stream"))
                 return await self.app(dict(scope, headers=_with_length(scope, len(raw))),
@@ -207,15 +319,21 @@ class Guard:
     def _answer(self, send, path: str, stream: bool):
         """``send`` that rewrites the engine's errors into the OpenAI shape and runs the response hooks
         on non-streamed JSON answers (both need the whole body: it is held until complete)."""
-        state: dict[str, Any] = {"start": None, "chunks": []}
+        state: dict[str, Any] = {"start": None, "chunks": [], "events": None}
+        editors = [e for e in (hook(path) for hook in self.stream_hooks) if e is not None] if stream else []
 
         async def wrapped(msg):
             if msg["type"] == "http.response.start":
                 status = msg["status"]
                 if status < 400 and (stream or not self.response_hooks):
+                    if editors:
+                        state["events"] = SseEditor(editors)
                     return await send(msg)
                 state["start"] = msg
                 return None
+            if state["events"] is not None and msg["type"] == "http.response.body":
+                return await send(dict(msg, body=state["events"].feed(msg.get("body", b""),
+                                                                      final=not msg.get("more_body"))))
             if state["start"] is None:
                 return await send(msg)
             state["chunks"].append(msg.get("body", b""))
@@ -237,6 +355,36 @@ class Guard:
             return await _raw(send, status, json.dumps(answer).encode())
 
         return wrapped
+
+
+class SseEditor:
+    """Server-sent events passed through chunk editors: each ``data: {json}`` event is decoded, given
+    to every editor in turn (each returns the chunks to send in its place) and encoded again; other
+    events pass as they are. An event split across body messages is held until it is whole."""
+
+    def __init__(self, editors: list[Callable[[dict], list[dict]]]):
+        self.editors, self.pending = editors, b""
+
+    def feed(self, data: bytes, final: bool) -> bytes:
+        *events, self.pending = (self.pending + data).split(b"\n\n")
+        if final and self.pending:
+            events.append(self.pending)
+            self.pending = b""
+        out = []
+        for event in events:
+            chunks = None
+            if event.startswith(b"data: "):
+                try:
+                    chunks = [json.loads(event[6:])]
+                except json.JSONDecodeError:
+                    chunks = None
+            if not chunks or not isinstance(chunks[0], dict) or "choices" not in chunks[0]:
+                out.append(event + b"\n\n")
+                continue
+            for edit in self.editors:
+                chunks = [c for chunk in chunks for c in edit(chunk)]
+            out.extend(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+        return b"".join(out)
 
 
 def _with_length(scope, n: int) -> list:
@@ -270,8 +418,14 @@ async def _json(send, status: int, obj: Any) -> None:
 
 
 def build_app(model: str | Path, limits: Limits | None = None, api_key: str | None = None, device: str = "auto",
-              dtype: str = "auto", continuous_batching: bool = False) -> Guard:
-    """The guarded transformers app serving the local model folder ``model`` (loaded now)."""
+              dtype: str = "auto", continuous_batching: bool = False, chat_template: str | None = None) -> Guard:
+    """The guarded transformers app serving the local model folder ``model`` (loaded now).
+
+    ``chat_template``: a template for a model that has none (or to replace its own): a name of
+    ``hare.chat.template.TEMPLATES`` or a Jinja file. ``limits.max_prompt_tokens`` defaults to the
+    model's context length."""
+    import dataclasses
+
     model = str(model)
     if not (Path(model) / "config.json").exists():
         raise FileNotFoundError(f"{model}: not a Hugging Face model folder (no config.json)")
@@ -299,9 +453,28 @@ def build_app(model: str | Path, limits: Limits | None = None, api_key: str | No
                        transcription_handler=TranscriptionHandler(manager, state),
                        systemone_handler=SystemOneHandler(manager, state, chat_template_kwargs={}),
                        generation_state=state)
-    guard = Guard(app, model, limits, api_key)
+    loaded, tokenizer = manager.load_model_and_processor(manager.process_model_name(model))
+    if chat_template is not None:
+        tokenizer.chat_template = _template_source(chat_template)
+    limits = limits or Limits()
+    if limits.max_prompt_tokens is None:
+        context = getattr(loaded.config, "max_position_embeddings", None)
+        limits = dataclasses.replace(limits, max_prompt_tokens=int(context) if context else None)
+    guard = Guard(app, model, limits, api_key, tokenizer=tokenizer)
     guard.manager, guard.state = manager, state  # type: ignore[attr-defined]
     return guard
+
+
+def _template_source(name: str) -> str:
+    """The Jinja source of ``--chat-template NAME``: a template hare knows, or a file."""
+    from hare.chat.template import TEMPLATES, without_generation_markers
+
+    if name in TEMPLATES:
+        return without_generation_markers(TEMPLATES[name].jinja)
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"chat template '{name}': neither one of {', '.join(TEMPLATES)} nor a Jinja file")
+    return path.read_text(encoding="utf-8")
 
 
 @dataclass

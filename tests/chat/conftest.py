@@ -76,3 +76,56 @@ def served(tiny_chat):
 
 def json_copy(obj):
     return json.loads(json.dumps(obj))
+
+
+class ServeProcess:
+    """A real ``hare serve`` command on 127.0.0.1 (any free port), its output collected."""
+
+    def __init__(self, model: Path, *args: str, env: dict | None = None):
+        import os
+        import subprocess
+        import sys
+
+        from tests.conftest import ROOT
+
+        self.log = Path(tempfile_dir()) / f"serve-{os.getpid()}-{id(self)}.log"
+        self.out = open(self.log, "w+", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hare", "serve", str(model), "--port", "0", "--device", "cpu", *args],
+            cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT, text=True,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                 **(env or {})})
+        self.url = self._wait_for_url()
+
+    def _wait_for_url(self, bound: float = 180) -> str:
+        import re
+        import time
+
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            m = re.search(r" at (http://127\.0\.0\.1:\d+/v1) ", self.output())
+            if m:
+                return m.group(1)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hare serve exited {self.proc.returncode}:\n{self.output()}")
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"hare serve did not start within {bound} s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()

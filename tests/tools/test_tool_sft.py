@@ -67,12 +67,11 @@ def test_serve_returns_tool_calls(tool_model):
     import openai
 
     from hare.chat.serve import Limits, Server, build_app
-    from hare.tools.openai import model_library, request_hook, response_hook
+    from hare.tools.openai import install, model_library
 
     lib = model_library(tool_model)
     app = build_app(tool_model, Limits(max_tokens=48), device="cpu")
-    app.request_hooks.append(request_hook(lib))
-    app.response_hooks.append(response_hook(lib))
+    install(app, lib)
     server = Server(app).start()
     try:
         client = openai.OpenAI(base_url=server.url, api_key="none")
@@ -81,6 +80,16 @@ def test_serve_returns_tool_calls(tool_model):
         call = r.choices[0].message.tool_calls[0]
         assert r.choices[0].finish_reason == "tool_calls"
         assert call.function.name == "get_weather" and json.loads(call.function.arguments) == ARGS
+        # streamed: tool_calls deltas as OpenAI streams them, never the functional tokens as text
+        chunks = list(client.chat.completions.create(
+            model=str(tool_model), messages=[{"role": "user", "content": QUERY}], tools=lib.tools(), max_tokens=48,
+            temperature=0, stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        deltas = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
+        assert "<nexa_" not in text and len(deltas) == 1 and deltas[0].index == 0
+        assert deltas[0].id == call.id.replace(r.id, chunks[0].id)
+        assert deltas[0].function.name == "get_weather" and json.loads(deltas[0].function.arguments) == ARGS
+        assert chunks[-1].choices[0].finish_reason == "tool_calls" and chunks[-1].usage.completion_tokens >= 1
     finally:
         server.stop()
 
@@ -102,6 +111,36 @@ def test_tool_hooks_on_answers():
     bad = hook("/v1/chat/completions", answer('<nexa_7>{"time": "seven"}'))["choices"][0]["message"]
     assert "no valid call" in bad["hare_tool_error"] and "tool_calls" not in bad
     assert hook("/v1/completions", answer("<nexa_none>"))["choices"][0]["message"]["content"] == "<nexa_none>"
+
+
+def test_tool_stream_editor_on_chunks():
+    """A streamed answer that opens with a functional token is held and sent as one tool_calls delta;
+    one that opens with text streams as text; a refusal becomes the refusal text."""
+    from hare.tools.openai import REFUSAL_TEXT, stream_hook
+
+    def stream(*pieces):
+        edit = stream_hook(load_library())("/v1/chat/completions")
+        chunks = [{"id": "c1", "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}]
+        chunks += [{"id": "c1", "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                   for p in pieces]
+        chunks.append({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                       "usage": {"completion_tokens": len(pieces)}})
+        return [c for chunk in chunks for c in edit(chunk)]
+
+    out = stream("<nexa_7>", '{"time"', ': "07:00"}', "<nexa_end>")
+    assert [c["choices"][0]["delta"] for c in out] == [
+        {"role": "assistant"},
+        {"tool_calls": [{"id": "c1_tool_call_0", "type": "function", "index": 0,
+                         "function": {"name": "set_alarm", "arguments": '{"time": "07:00"}'}}], "content": None}]
+    assert out[-1]["choices"][0]["finish_reason"] == "tool_calls" and out[-1]["usage"] == {"completion_tokens": 4}
+    out = stream("<", "Hello", " there")
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in out) == "<Hello there"
+    assert len(out) == 4 and out[-1]["choices"][0]["finish_reason"] == "stop"
+    out = stream("<nexa_none>", "<nexa_end>")
+    assert out[-1]["choices"][0]["delta"]["content"] == REFUSAL_TEXT
+    bad = stream("<nexa_7>", '{"time": "seven"}')[-1]["choices"][0]["delta"]
+    assert "no valid call" in bad["hare_tool_error"] and bad["content"] == '<nexa_7>{"time": "seven"}'
+    assert stream_hook(load_library())("/v1/completions") is None
 
 
 @pytest.mark.slow
