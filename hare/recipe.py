@@ -18,6 +18,7 @@ once; the runner reads them, ``hare schema`` shows them):
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -39,10 +40,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 class SourceConfig(Section):
     """One raw-text source of the corpus (a D1 part)."""
 
-    name: str = Field(description="Short name, recorded on every document read from this source.")
+    name: str = Field(description="Short name, recorded on every document read from this source (letters, "
+                      "digits, '.', '_' and '-'; it also names files).")
     kind: Literal["pydoc", "jsonl", "parquet", "text", "hf"] = Field(
         description="pydoc: the Python standard library's documentation rendered by pydoc (needs no "
         "files); jsonl: JSON lines, plain or .gz/.zst/.bz2; parquet: Parquet files; text: a folder of "
@@ -69,6 +74,17 @@ class SourceConfig(Section):
     render_timeout_s: float = Field(
         120.0, gt=0, description="pydoc: seconds one module may take to render (each takes well under one); a "
         "module still rendering then is killed, quarantined with its name and skipped.", json_schema_extra=EXECUTION)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_source_name(cls, v: str) -> str:
+        # Files are named after sources (the study's raw input, <name>.jsonl): a name must not lead
+        # out of their folder.
+        if not _SOURCE_NAME.fullmatch(v):
+            raise ValueError(f"{v!r}: a source name is letters, digits, '.', '_' and '-', starting with a letter or "
+                             "digit (it names files and document ids)")
+        return v
+
     # The folder document ids are relative to, kept when the source is read file by file (a part's
     # ``path`` is then one file); not a recipe key.
     _id_root: str | None = PrivateAttr(None)
@@ -545,7 +561,9 @@ class EvalConfig(Section):
     batch_size: int = Field(8, ge=1, description="Evaluation batch size.")
     backend: Literal["hare", "hf", "vllm"] = Field(
         "hare", description="lm-eval model: hare (continuations scored from one shared context, token-budget "
-        "batches), hf (lm-eval's Hugging Face model, the same results) or vllm (GPU).", json_schema_extra=EXECUTION)
+        "batches; a model whose head it does not reproduce is scored by HFLM's path), hf (lm-eval's Hugging Face "
+        "model, the same results) or vllm (GPU; bf16 results differ in the last digits). Part of the eval step's "
+        "fingerprint: the backends agree to about 1e-4, not bit for bit.")
     max_batch_tokens: int | None = Field(
         None, ge=1, description="hare backend: the most tokens one forward pass holds (default 8192).",
         json_schema_extra=EXECUTION)

@@ -91,3 +91,11 @@ def test_hf_source_name_is_not_a_missing_path(tmp_path):
     p = write(tmp_path, "name: x\nsources: [{name: a, kind: hf, path: allenai/c4, config_name: en, split: train}]\n")
     r = load_recipe(p)
     assert r.sources[0].path == "allenai/c4" and not r.sources[0].allow_hub
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", "", "two words"])
+def test_a_source_name_that_is_not_a_plain_word_is_refused(tmp_path, name):
+    """Source names name files (the study writes its raw input as <name>.jsonl): '../' would leave the folder."""
+    p = write(tmp_path, f"name: x\nsources: [{{name: '{name}', kind: pydoc}}]\n")
+    with pytest.raises(RecipeError, match=r"sources\[0\]\.name: .*a source name is letters, digits"):
+        load_recipe(p)

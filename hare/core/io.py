@@ -411,6 +411,31 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     return n
 
 
+def cut_torn_tail(path: str | Path) -> bool:
+    """Cut off a last line without its newline (the line an append-only log was writing when its
+    process died), so that the next record appended starts on a line of its own; True when one was
+    cut. The logs that append one JSON line per finished item (the teacher's request cache, the
+    audit's rewrite cache) open through this."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        pos, tail = size, b""
+        while pos > 0 and b"\n" not in tail:  # read back from the end to the last newline
+            step = min(1 << 16, pos)
+            pos -= step
+            f.seek(pos)
+            tail = f.read(step) + tail
+        end = pos + tail.rfind(b"\n") + 1  # 0 when the file holds no newline at all
+        if end == size:
+            return False
+        f.truncate(end)
+    return True
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

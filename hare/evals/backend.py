@@ -21,6 +21,13 @@ changes make it scale:
 
 The batch size given to ``HFLM`` only sizes generation (GSM8K), where transformers computes the
 logits of the last position only.
+
+The log-probabilities come from the decoder's hidden states and the LM head, with what the model's
+own forward adds to the head (``LogitHead``: a bias, Granite's ``logits_scaling``, Cohere's
+``logit_scale``, Gemma's soft-capping). Before any request, the backend scores a few probe requests
+both ways, its own and ``HFLM``'s; a model whose head or cache it does not reproduce (another
+family's extra step on the logits, a recurrent cache) is scored by ``HFLM``'s path, and
+``HareLM.path`` says which ran and why.
 """
 
 from __future__ import annotations
@@ -76,6 +83,42 @@ def auto_max_batch_tokens(config, max_length: int, device: torch.device) -> int:
     return max(max_length + 1, min(budget, AUTO_MAX_BATCH_TOKENS))
 
 
+class LogitHead:
+    """The LM head as the model's forward applies it: ``scale * (h @ weight.T + bias)``, then
+    soft-capped. ``of`` reads it from a model; None when the head is not a linear layer."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, scale: float | None, softcap: float | None):
+        self.weight, self.bias, self.scale, self.softcap = weight, bias, scale, softcap
+
+    @classmethod
+    def of(cls, model) -> "LogitHead | None":
+        head = model.get_output_embeddings()
+        if not isinstance(head, torch.nn.Linear):
+            return None
+        cfg = model.config.get_text_config(decoder=True)
+        scale = 1.0
+        if getattr(cfg, "logits_scaling", None):  # Granite: logits / logits_scaling
+            scale /= float(cfg.logits_scaling)
+        logit_scale = getattr(model, "logit_scale", getattr(cfg, "logit_scale", None))  # Cohere: logits * logit_scale
+        if isinstance(logit_scale, (int, float)) and not isinstance(logit_scale, bool):
+            scale *= float(logit_scale)
+        return cls(head.weight, head.bias, scale if scale != 1.0 else None,
+                   getattr(cfg, "final_logit_softcapping", None))
+
+    def describe(self) -> str:
+        parts = []
+        if self.bias is not None:
+            parts.append("bias")
+        if self.scale is not None:
+            parts.append(f"scale {self.scale:g}")
+        if self.softcap:
+            parts.append(f"soft-capping {self.softcap:g}")
+        return "linear head" + (f" with {', '.join(parts)}" if parts else "")
+
+    def log_probs(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return linear_log_probs(h, self.weight, y, softcap=self.softcap, bias=self.bias, scale=self.scale)
+
+
 class HareLM(HFLM):
     """``HFLM`` with bounded-memory, shared-context log-likelihoods (see the module docstring).
 
@@ -88,19 +131,63 @@ class HareLM(HFLM):
         super().__init__(*args, **kwargs)
         self.max_batch_tokens = max_batch_tokens or auto_max_batch_tokens(self.model.config, self.max_length,
                                                                           self.device)
-        self.lm_head = self.model.get_output_embeddings()
-        self.decoder = getattr(self.model, self.model.base_model_prefix)
+        self.head = LogitHead.of(self.model)
+        self.decoder = getattr(self.model, self.model.base_model_prefix, None)
         cfg = self.model.config.get_text_config(decoder=True)
-        self.softcap = getattr(cfg, "final_logit_softcapping", None)
         # A sliding window masks by cache position: contexts of different lengths padded into one
         # batch would shift the window, so such a model batches contexts of one length only.
         window = getattr(cfg, "sliding_window", None)
         self.same_length_batches = bool(window) and window < self.max_length
-        log.info("hare backend: at most %d tokens a batch", self.max_batch_tokens)
+        problem = self._probe()
+        #: which log-likelihood path runs: "hare" or "hflm", and why (``describe``)
+        self.path = "hflm" if problem else "hare"
+        self.path_reason = problem or (self.head.describe() if self.head else "")
+        if problem:
+            log.warning("hare backend: %s; its log-likelihoods come from lm-eval's HFLM path (the same results, "
+                        "without shared contexts and bounded memory)", problem)
+        else:
+            log.info("hare backend: %s, at most %d tokens a batch", self.path_reason, self.max_batch_tokens)
+
+    def describe(self) -> str:
+        """Which path scored the log-likelihoods, for the results."""
+        if self.path == "hare":
+            return f"hare ({self.path_reason})"
+        return f"hare, with lm-eval's HFLM log-likelihoods ({self.path_reason})"
+
+    def _probe(self) -> str | None:
+        """Why this backend's own path would not give ``HFLM``'s log-likelihoods for this model (None:
+        it does): probe requests, a shared context with two continuations and a lone window, scored
+        both ways."""
+        arch = type(self.model).__name__
+        if self.head is None:
+            return f"{arch}'s output layer is not a linear head"
+        if self.decoder is None:
+            return f"{arch} has no decoder at '{self.model.base_model_prefix}'"
+        vocab = self.head.weight.shape[0]
+        ids = [(7 + 13 * i) % vocab for i in range(12)]
+        reqs = [((None, None), ids[:6], ids[6:9]), ((None, None), ids[:6], ids[9:11]),
+                ((None, None), ids[2:6], ids[6:8])]
+        try:
+            mine = self._hare_loglikelihoods(reqs, disable_tqdm=True)
+        except Exception as e:  # noqa: BLE001 - a model this path cannot run is scored by HFLM's
+            return f"{arch} cannot run hare's scoring path ({type(e).__name__}: {e})"[:300]
+        ref = super()._loglikelihood_tokens(reqs, disable_tqdm=True)
+        tol = 1e-3 if self.head.weight.dtype == torch.float32 else 5e-2
+        worst = max(abs(a[0] - b[0]) / max(1.0, abs(b[0])) for a, b in zip(mine, ref))
+        if not worst <= tol:
+            return (f"{arch}'s forward does more to its logits than hare's {self.head.describe()} "
+                    f"(probe log-likelihoods differ by {worst:.2g})")
+        return None
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         """(log-likelihood, is_greedy) of each ``((context, continuation), context_enc, continuation_enc)``,
         as ``HFLM._loglikelihood_tokens`` computes them, in the order given."""
+        if self.path == "hflm":
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        return self._hare_loglikelihoods(requests, disable_tqdm)
+
+    def _hare_loglikelihoods(self, requests, disable_tqdm: bool = False):
+        """``_loglikelihood_tokens`` by this backend's own path (module docstring)."""
         # The tokens a continuation sees: HFLM's input window (context + continuation, last
         # max_length + 1 tokens, last one dropped), the continuation's own tokens taken off.
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -174,8 +261,7 @@ class HareLM(HFLM):
             h.extend(states[i])
             y.extend(cont)
             spans.append((i, len(cont)))
-        lp, greedy = linear_log_probs(torch.cat(h), self.lm_head.weight, torch.tensor(y, device=dev),
-                                      softcap=self.softcap)
+        lp, greedy = self.head.log_probs(torch.cat(h), torch.tensor(y, device=dev))
         pos = 0
         for i, n in spans:
             answer = (float(lp[pos:pos + n].sum()), bool(greedy[pos:pos + n].all()))

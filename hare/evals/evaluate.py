@@ -56,6 +56,7 @@ class EvalStats(Stats):
     tasks: list[TaskRow] = []
     skipped_tasks: dict[str, str] = {}
     leaderboard: dict[str, float | None] | None = None
+    backend: str | None = None  # which lm-eval model scored the tasks (hare's path, or HFLM's for a head it lacks)
 
     def counts(self) -> dict[str, int | float]:
         out: dict[str, int | float] = {"heldout_docs": self.heldout_docs or 0,
@@ -168,6 +169,7 @@ def run_lm_eval(model_dir: Path, task_dir: Path, tasks: list[str], *, limit: int
         )
     if not log_samples:
         out.pop("samples", None)
+    out["hare_backend"] = model.describe() if hasattr(model, "describe") else backend
     return json.loads(json.dumps(out, default=str))
 
 
@@ -285,6 +287,8 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
                               apply_chat_template=apply_chat_template, backend=backend,
                               max_batch_tokens=max_batch_tokens)
         write_json(out / "lm_eval_results.json", results)
+        stats.backend = results.get("hare_backend")
+        log.info("log-likelihoods scored by %s", stats.backend)
     rows = heldout_rows(stats.perplexity) if HELDOUT in names and stats.perplexity is not None else []
     stats.tasks = rows + summary_rows(results)
     if any(t in ready for t in LEADERBOARD):
@@ -293,6 +297,8 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
             notes.append(f"num_fewshot {num_fewshot} replaces every task's shot count.")
         if apply_chat_template:
             notes.append("Prompts were rendered with the model's chat template (few-shot examples as earlier turns).")
+        if stats.backend and "HFLM" in stats.backend:
+            notes.append(f"Scored by {stats.backend}.")
         write_text(out / "leaderboard.md", markdown_table(name, stats.params, results, notes))
         stats.leaderboard = {col: results.get("results", {}).get(t, {}).get(m) for col, (t, m) in COLUMNS.items()}
     write_json(out / "summary.json", stats.dump())

@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hare.core.benchmarks import Item
-from hare.core.io import jsonl_records
+from hare.core.io import cut_torn_tail, jsonl_records
 
 log = logging.getLogger("hare.evals.rewrite")
 
@@ -175,8 +175,10 @@ class ChatRewriter:
         self.timeout = timeout
         self.cache_path = Path(cache)
         self.cache: dict[str, str] = {}
+        # A line cut short by an interrupted run is cut off (the next record would join it and be
+        # lost): that item is asked for again.
+        cut_torn_tail(self.cache_path)
         if self.cache_path.exists():
-            # A line cut short by an interrupted run is left out: that item is asked for again.
             for _, rec in jsonl_records(self.cache_path, on_error=lambda e: None):
                 if isinstance(rec.get("key"), str) and isinstance(rec.get("text"), str):
                     self.cache[rec["key"]] = rec["text"]

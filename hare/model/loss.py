@@ -87,17 +87,23 @@ def linear_cross_entropy(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, chun
 
 @torch.no_grad()
 def linear_log_probs(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, chunk: int | None = None,
-                     softcap: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     softcap: float | None = None, bias: torch.Tensor | None = None,
+                     scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``log_softmax(h @ w.T)`` at the targets ``y`` and whether each target is the argmax, for ``h``
     (N, H), ``w`` (V, H), ``y`` (N), a chunk of rows at a time (float32 softmax), so that the (N x V)
-    logits never exist whole. ``softcap``: Gemma's final-logit soft-capping, ``c * tanh(logits / c)``."""
+    logits never exist whole. What some models' heads add, in the order their forwards apply it:
+    ``bias`` (V) (Phi's head), ``scale`` (Cohere's ``logit_scale``; Granite's ``1 / logits_scaling``)
+    and ``softcap`` (Gemma's final-logit soft-capping, ``c * tanh(logits / c)``)."""
     v = w.shape[0]
     if chunk is None:
         chunk = max(1, CPU_CHUNK_ELEMENTS // v if h.device.type == "cpu" else -(-h.shape[0] // -(-v // h.shape[1])))
     lp = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
     greedy = torch.empty(h.shape[0], dtype=torch.bool, device=h.device)
     for s in range(0, h.shape[0], chunk):
-        logits = (h[s:s + chunk] @ w.T).float()
+        logits = h[s:s + chunk] @ w.T if bias is None else torch.addmm(bias, h[s:s + chunk], w.T)
+        logits = logits.float()
+        if scale is not None and scale != 1:
+            logits = logits * scale
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         t = y[s:s + chunk, None]

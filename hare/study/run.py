@@ -247,11 +247,17 @@ def prepare_tokenizer(recipe: Recipe, data: dict, out: Path) -> Path:
 # ---- arms
 
 
+def step_tokens(recipe: Recipe) -> int:
+    """Tokens of one optimizer step, over every process (torchrun's included)."""
+    from hare.core import dist
+    from hare.train.loop import tokens_per_step
+
+    return tokens_per_step(recipe.train, recipe.pack.seq_len, dist.world_size())
+
+
 def train_steps(recipe: Recipe, cfg: StudyConfig) -> int:
     if cfg.tokens:
-        t = recipe.train
-        per_step = recipe.pack.seq_len * t.micro_batch_size * t.grad_accum if not t.batch_tokens else t.batch_tokens
-        return max(1, math.ceil(cfg.tokens / per_step))
+        return max(1, math.ceil(cfg.tokens / step_tokens(recipe)))
     return cfg.steps or recipe.train.max_steps
 
 
@@ -265,7 +271,7 @@ def synth_stages(recipe: Recipe, arm: str, steps: int) -> list[dict]:
     stage-2 weights; weights of parts the arm has no data for are dropped."""
     parts = {"d1", "d2"} | ({"d3"} if arm == "hare-d2-d3" else set())
     t = recipe.train
-    budget = steps * (t.batch_tokens or recipe.pack.seq_len * t.micro_batch_size * t.grad_accum)
+    budget = steps * step_tokens(recipe)
     stages = [s.model_dump(mode="json") for s in t.stages] or [
         {"name": "stage1", "tokens": budget // 2, "weights": {"d1": 1.0}},
         {"name": "stage2", "tokens": None, "weights": dict(PAPER_STAGE2)}]

@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hare.core.io import cut_torn_tail
+
 log = logging.getLogger("hare.synth.cache")
 
 
@@ -34,13 +36,9 @@ class RequestCache:
         self._f = open(self.path, "a", encoding="utf-8")
 
     def _load(self) -> None:
-        raw = self.path.read_bytes()
-        end = raw.rfind(b"\n") + 1
-        if end < len(raw):  # the last line was being written when the process died
+        if cut_torn_tail(self.path):  # the last line was being written when the process died
             self.torn_lines += 1
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-            raw = raw[:end]
+        raw = self.path.read_bytes()
         for lineno, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
             if not line.strip():
                 continue

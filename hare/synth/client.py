@@ -281,12 +281,53 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to the backoff
 
 
+def request_seed(req: Request) -> int:
+    """The seed of a request's sampling: its own ``seed``, or one drawn from its key."""
+    if req.seed is not None:
+        return req.seed % (1 << 63)
+    return int(req.key()[:15], 16)
+
+
+class RowSampler:
+    """A logits processor that samples each row of a batch from its own ``torch.Generator``:
+    temperature, top-k and top-p as transformers applies them, then one multinomial draw per row; it
+    leaves the drawn token as the only one allowed, so greedy decoding takes it. A row's tokens so
+    depend on its own logits and seed alone, not on the rows beside it (transformers' sampling draws
+    the whole batch from the global generator)."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, top_k: int | None, device: str):
+        import torch
+        from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                            TopPLogitsWarper)
+
+        self.generators = [torch.Generator(device).manual_seed(s) for s in seeds]
+        self.warpers: list = [TemperatureLogitsWarper(temperature)]
+        if top_k:
+            self.warpers.append(TopKLogitsWarper(top_k))
+        if top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(top_p))
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        probs = torch.softmax(scores.float(), dim=-1)
+        picks = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)])
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, picks[:, None], 0.0)
+        return out
+
+
 class LocalBackend(Backend):
     """A local Hugging Face model folder (never downloaded), batched generation sorted by prompt length.
 
     Greedy requests (temperature 0) give what the model gives one at a time, up to float rounding
-    in padded batches. Sampled requests draw from a generator seeded by the keys of the batch, so a
-    run is repeatable; an answer may differ from the one the same request gets in another batch."""
+    in padded batches. A sampled request draws its tokens from a generator of its own, seeded by its
+    ``seed`` (by its key when it has none), whatever batch it falls in: a re-run that sends only the
+    requests a killed run did not finish, or sends them in batches of another size, samples the same
+    texts (up to the same float rounding, which moves a draw only when it falls within a rounding
+    error of a token's boundary)."""
 
     name = "local"
 
@@ -342,13 +383,11 @@ class LocalBackend(Backend):
                 t0 = time.perf_counter()
                 enc = self.tok([texts[id(r)] for r in batch], return_tensors="pt", padding=True,
                                add_special_tokens=False).to(self.device)
-                kw: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": self.tok.pad_token_id}
-                if temperature > 0:
-                    kw.update(do_sample=True, temperature=temperature, top_p=top_p)
-                    seed = int(hashlib.sha256("".join(r.key() for r in batch).encode()).hexdigest()[:8], 16)
-                    torch.manual_seed(seed)
-                else:
-                    kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                kw: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": self.tok.pad_token_id,
+                                      "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+                if temperature > 0:  # sampled row by row, each from its own generator (RowSampler)
+                    kw["logits_processor"] = [RowSampler([request_seed(r) for r in batch], temperature, top_p,
+                                                         self.model.generation_config.top_k, self.device)]
                 if stop:
                     kw.update(stop_strings=list(stop), tokenizer=self.tok)
                 with torch.inference_mode():

@@ -255,6 +255,11 @@ def grad_accum_steps(cfg: TrainConfig, seq_len: int, world: int) -> int:
     return cfg.batch_tokens // per
 
 
+def tokens_per_step(cfg: TrainConfig, seq_len: int, world: int) -> int:
+    """Tokens one optimizer step trains on, over all ``world`` processes."""
+    return cfg.micro_batch_size * seq_len * grad_accum_steps(cfg, seq_len, world) * world
+
+
 def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: TrainConfig, out: Path, seed: int,
           resume: bool = False, stop_after: int | None = None,
           evaluate: Callable[[torch.nn.Module], dict] | None = None) -> dict:

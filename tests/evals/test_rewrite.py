@@ -77,3 +77,33 @@ def test_chat_rewriter_names_the_endpoint_on_failure(tmp_path):
     rw = ChatRewriter("http://127.0.0.1:9/v1", "m", tmp_path / "c.jsonl", timeout=2)
     with pytest.raises(RuntimeError, match="127.0.0.1:9/v1/chat/completions"):
         rw.text("hello")
+
+
+def test_a_torn_last_line_of_the_rewrite_cache_is_cut_off(endpoint, tmp_path):
+    """An audit killed while writing a paraphrase leaves half a line; the next run cuts it off, so the
+    record it appends stands on its own line and is read back by the run after."""
+    _Paraphraser.calls = 0
+    cache = tmp_path / "cache.jsonl"
+    ChatRewriter(endpoint, "paraphraser", cache).text("one two three")
+    with open(cache, "a", encoding="utf-8") as f:
+        f.write('{"key": "cut short by a kill", "te')
+    assert ChatRewriter(endpoint, "paraphraser", cache).text("four five") == "five four"
+    assert _Paraphraser.calls == 2 and all(json.loads(line) for line in cache.read_text().splitlines())
+    again = ChatRewriter(endpoint, "paraphraser", cache)
+    assert again.text("four five") == "five four" and again.text("one two three") == "three two one"
+    assert _Paraphraser.calls == 2  # both from the cache
+
+
+def test_cut_torn_tail(tmp_path):
+    from hare.core.io import cut_torn_tail
+
+    p = tmp_path / "log.jsonl"
+    assert not cut_torn_tail(p)  # no file
+    p.write_bytes(b"")
+    assert not cut_torn_tail(p)
+    p.write_bytes(b'{"a": 1}\n')
+    assert not cut_torn_tail(p) and p.read_bytes() == b'{"a": 1}\n'
+    p.write_bytes(b'{"a": 1}\n' + b"x" * 200_000)  # a torn line longer than one read back
+    assert cut_torn_tail(p) and p.read_bytes() == b'{"a": 1}\n'
+    p.write_bytes(b'{"a": ')
+    assert cut_torn_tail(p) and p.read_bytes() == b""

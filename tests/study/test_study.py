@@ -173,3 +173,20 @@ def test_an_arm_whose_synthetic_part_curation_emptied_is_reported_not_trained(tm
     html = (tmp_path / "report.html").read_text()
     assert "Synthetic parts" in html and "clean_non_english=8" in html
     assert (tmp_path / "loss_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_token_budget_counts_every_process(monkeypatch):
+    """Under torchrun each step trains micro_batch x seq_len x accumulation tokens in every process."""
+    from hare.recipe import load_recipe
+    from hare.study.run import StudyConfig, synth_stages, train_steps
+
+    recipe = load_recipe(None)
+    per_process = recipe.pack.seq_len * recipe.train.micro_batch_size * recipe.train.grad_accum
+    cfg = StudyConfig(tokens=per_process * 40)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert train_steps(recipe, cfg) == 40
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert train_steps(recipe, cfg) == 10
+    stages = synth_stages(recipe.model_copy(update={"train": recipe.train.model_copy(update={"stages": []})}),
+                          "hare-d2", 10)
+    assert stages[0]["tokens"] == per_process * 40 // 2  # half the budget of all four processes

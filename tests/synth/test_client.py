@@ -182,6 +182,32 @@ def test_local_backend_answers_like_the_server_and_shares_the_cache(tiny, tiny_s
     assert [r.text for r in local] == [r.text for r in served]
 
 
+def test_a_sampled_answer_does_not_depend_on_its_batch(tiny, tmp_path):
+    """At D2's temperature: four requests in one batch, then only the last two (what a re-run after
+    kill -9 sends), then one at a time: the same texts every way (tests/synth/test_resume.py does it
+    with the packaged teacher through the steps)."""
+    backend = LocalBackend(tiny, batch_size=4)
+    reqs = [Request.chat(str(tiny), [("user", f"Write one sentence about {w}.")], max_tokens=12,
+                         temperature=0.8, top_p=0.95, seed=s)
+            for s, w in enumerate(["rivers", "tea", "clocks", "maps"])]
+    with RequestCache(tmp_path / "all.jsonl") as cache:
+        together, _ = generate(reqs, backend, cache)
+    with RequestCache(tmp_path / "rest.jsonl") as cache:
+        rest, _ = generate(reqs[2:], backend, cache)
+    backend.batch_size = 1
+    with RequestCache(tmp_path / "one.jsonl") as cache:
+        alone, _ = generate(reqs, backend, cache)
+    assert [r.text for r in rest] == [r.text for r in together[2:]]
+    assert [r.text for r in alone] == [r.text for r in together]
+    assert len({r.text for r in together}) == 4 and all(r.completion_tokens > 3 for r in together)
+    # sampled, not greedy: another seed gives another text
+    other = [Request.chat(str(tiny), [("user", "Write one sentence about rivers.")], max_tokens=12,
+                          temperature=0.8, top_p=0.95, seed=s) for s in range(100, 104)]
+    with RequestCache(tmp_path / "other.jsonl") as cache:
+        texts = {r.text for r in generate(other, backend, cache)[0]} | {together[0].text}
+    assert len(texts) > 1
+
+
 def test_a_torn_last_line_is_cut_off(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps({"key": "a", "text": "x"}) + "\n" + '{"key": "b", "te')
