@@ -23,7 +23,7 @@ from pathlib import Path
 from hare.core.documents import Document, write_shards
 from hare.core.io import read_json
 from hare.corpus.cluster import cluster_documents
-from hare.recipe import ClusterConfig
+from hare.corpus.config import ClusterConfig
 
 HERE = Path(__file__).resolve().parent
 

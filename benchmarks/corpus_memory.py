@@ -43,7 +43,8 @@ sources:
     id_field: id
 corpus:
   dedup: minhash
-  num_proc: {workers}
+execution:
+  workers: {workers}
 """
 
 

@@ -11,7 +11,7 @@ few words replaced (about one in 150), near-duplicates MinHash should find. The 
 shuffled and written to ``--files`` JSONL.zst files (datatrove runs one task per file).
 
 hare: ``hare corpus`` on a recipe with a ``jsonl`` source over the files, ``dedup: minhash``
-(``threshold: null``), ``num_proc`` = ``--workers``, and everything that is not a Gopher rule
+(``threshold: null``), ``execution.workers`` = ``--workers``, and everything that is not a Gopher rule
 turned off (language check, PII and link removal, C4 line rules; alphabetic words at Gopher's 0.8).
 hare also drops exact duplicates before MinHash; datatrove leaves those to MinHash.
 
@@ -165,13 +165,14 @@ corpus:
   minhash:
     threshold: null             # link every pair that shares a band, as datatrove does
   heldout_fraction: 0.0
-  num_proc: {workers}
   clean:
     min_alpha_word_fraction: 0.8    # Gopher's (and datatrove's) value
     language_id: none               # no language check
     remove_pii: false
     remove_urls: false
     boilerplate_lines: false
+execution:
+  workers: {workers}
 """
 
 

@@ -21,12 +21,12 @@ import time
 import zipfile
 from pathlib import Path
 
-from hare.core.benchmarks import BenchmarkMissing, load_benchmark
+from hare.core.evalsets import BenchmarkMissing, load_benchmark
 from hare.core.documents import Document
 from hare.core.ngrams import EvalText, NgramIndex
 from hare.core.text import match_words
-from hare.corpus.decontam import Decontaminator
-from hare.recipe import DecontamConfig
+from hare.filters.decontam import Decontaminator
+from hare.filters.config import DecontamConfig
 
 BENCHMARKS = ["arc_easy", "arc_challenge", "hellaswag", "mmlu", "gsm8k", "truthfulqa", "winogrande"]
 
@@ -102,7 +102,7 @@ def main() -> None:
     index = NgramIndex(a.ngram)
     for it in items:
         index.add(it)
-    dec = Decontaminator(index, DecontamConfig(ngram=a.ngram, policy="cut", max_ngram_doc_frequency=None))
+    dec = Decontaminator.from_config(index, DecontamConfig(ngram=a.ngram, policy="cut", max_ngram_doc_frequency=None))
     t_index_hare = time.perf_counter() - t0
     t0 = time.perf_counter()
     hare_hits = set()

@@ -21,8 +21,8 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
-from hare.corpus.minhash import NearDuplicateIndex
-from hare.recipe import MinHashConfig
+from hare.filters.minhash import NearDuplicateIndex
+from hare.filters.config import MinHashConfig
 
 
 def word_stream(data: Path):
@@ -69,7 +69,7 @@ def measure(docs: list[str], plant: int, seed: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as work:
         tracemalloc.start()
         t0 = time.perf_counter()
-        index = NearDuplicateIndex(MinHashConfig(), work)
+        index = NearDuplicateIndex.from_config(MinHashConfig(), work)
         for d in docs:
             index.add(d)
         index.close()

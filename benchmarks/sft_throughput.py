@@ -27,7 +27,7 @@ from pathlib import Path
 def run(base: Path, data: Path, packing: bool, args, out: Path) -> float:
     from hare.chat.sft import sft
     from hare.core.io import read_jsonl
-    from hare.recipe import SftConfig
+    from hare.chat.config import SftConfig
 
     cfg = SftConfig(max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length, packing=packing,
                     padding_free=packing, log_every=1, eval_fraction=0, checkpoint_every=10_000, device=args.device,

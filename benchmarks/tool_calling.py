@@ -6,7 +6,7 @@ through ``hare sft --tools`` (one functional token per function, initialised fro
 description; ChatML, the template SmolLM2 was tuned with), then scores, on the held-out query
 families (wordings never seen in training), per function and overall:
 
-- the fine-tuned model decoding with functional tokens (``hare.tools.decode.ToolCaller``):
+- the fine-tuned model decoding with functional tokens (``hare.chat.toolcall.decode.ToolCaller``):
   function accuracy, exact call, BFCL AST check, irrelevance rejection, latency;
 - TF-IDF retrieval of the function from the descriptions (the paper's RAG retrieval step);
 - the base model prompted with the tool schemas (on ``--baseline-limit`` of the queries: a
@@ -57,10 +57,10 @@ def main() -> None:
     from hare.cli import main as hare
     from hare.core.io import write_json, write_jsonl, write_text
     from hare.core.packaged import smollm2_folder
-    from hare.tools.data import build_examples, chat_record
-    from hare.tools.decode import ToolCaller
-    from hare.tools.evaluate import PromptedCaller, RetrievalBaseline, markdown, score
-    from hare.tools.library import load_library
+    from hare.chat.toolcall.data import build_examples, chat_record
+    from hare.chat.toolcall.decode import ToolCaller
+    from hare.chat.toolcall.score import PromptedCaller, RetrievalBaseline, markdown, score
+    from hare.chat.toolcall.library import load_library
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -31,7 +31,7 @@ import torch
 
 def build_data(folder: Path, seq_len: int, vocab: int, modules: int):
     from hare.corpus.read import Quarantine, read_source
-    from hare.recipe import SourceConfig
+    from hare.corpus.config import SourceConfig
     from hare.train.pack import PackedTokens, pack_documents, train_tokenizer
 
     src = SourceConfig(name="pydoc", kind="pydoc", limit=modules * 10)
@@ -108,7 +108,7 @@ def main() -> None:
     from hare.model.model import flops_per_token, mistral_config, peak_flops
     from hare.core.dist import init as resolve_device
     from hare.core.tokenizer import load_tokenizer
-    from hare.recipe import TrainConfig
+    from hare.train.config import TrainConfig
     from hare.train.pack import PackedTokens
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

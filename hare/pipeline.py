@@ -1,4 +1,4 @@
-"""The runner: runs the steps of ``hare.steps.STEPS`` (or any list of ``Step`` objects) for a recipe.
+"""The runner: runs the steps of ``hare.registry.STEPS`` (or any list of ``Step`` objects) for a recipe.
 
 Each step writes into ``runs/<name>/<step>/`` and finishes by writing ``stats.json`` (its typed
 stats) and ``manifest.json`` (its fingerprinted config, the execution-only settings it ran with, the
@@ -31,9 +31,9 @@ from typing import Any
 from hare.core import dist
 from hare.core.io import fingerprint_obj, read_json, remove_stale_temps, write_json
 from hare.core.progress import FileLog, step_output
-from hare.core.step import Section, Step, StepContext
+from hare.core.step import ReportSection, Step, StepContext
 from hare.recipe import Recipe
-from hare.steps import REPORT_SECTIONS, STEPS
+from hare.registry import REPORT_SECTIONS, STEPS
 
 __all__ = ["Pipeline", "PipelineError", "StepContext", "STEPS", "STEP_NAMES", "build_report", "rebuild_report"]
 
@@ -233,7 +233,7 @@ class Pipeline:
         return "ran"
 
 
-def _sections(run_dir: Path) -> list[tuple[Section, Path]]:
+def _sections(run_dir: Path) -> list[tuple[ReportSection, Path]]:
     return [(s, run_dir / s.name) for s in STEPS if s.name != "report"] + \
            [(s, run_dir / s.name) for s in REPORT_SECTIONS]
 

@@ -4,9 +4,11 @@ import sys
 
 import pytest
 
-from hare.cli import COMMANDS, build_parser
+from hare.cli import build_parser, commands
 from hare.pipeline import STEP_NAMES
 from tests.conftest import ROOT
+
+COMMANDS = commands()  # every command: run, one per step, and the others
 
 
 def help_of(*args: str) -> str:

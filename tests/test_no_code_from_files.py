@@ -40,7 +40,7 @@ def test_a_checkpoint_holding_code_is_refused_and_the_code_does_not_run(tmp_path
 
 
 def test_a_quality_scorer_file_holding_objects_is_refused(tmp_path):
-    from hare.corpus.quality import QualityScorer
+    from hare.filters.quality import QualityScorer
 
     marker = tmp_path / "ran"
     path = tmp_path / "quality_scorer.pkl"

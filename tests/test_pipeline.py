@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from hare.cli import main
 from hare.core.documents import read_shards
-from hare.core.benchmarks import load_benchmark
+from hare.core.evalsets import load_benchmark
 from hare.core.io import read_json
 from tests.conftest import ROOT, nltk_texts
 

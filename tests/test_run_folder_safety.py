@@ -16,7 +16,7 @@ from tests.conftest import shared_or_skip
 def _recipe(tmp_path, **top) -> str:
     shutil.copy(shared_or_skip("gsm8k", "test.jsonl"), tmp_path / "g.jsonl")
     r = {"name": "r", "sources": [{"name": "g", "kind": "jsonl", "path": "g.jsonl", "text_field": "question"}],
-         "corpus": {"dedup": "exact", "num_proc": 1}, **top}
+         "corpus": {"dedup": "exact"}, "execution": {"workers": 1}, **top}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(r))
     return str(path)

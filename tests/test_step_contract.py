@@ -12,14 +12,15 @@ from pydantic import Field
 from hare.core.documents import read_shards
 from hare.core.io import read_json
 from hare.core.step import ConfigView, Stats, Step, StepContext, UndeclaredRead
-from hare.corpus.step import CORPUS
+from hare.corpus.steps import CORPUS
 from hare.pipeline import Pipeline
-from hare.recipe import Recipe, Section
-from hare.report.html import ReportStep
+from hare.core.config import Config
+from hare.recipe import Recipe
+from hare.report.steps import ReportStep
 from tests.conftest import nltk_texts
 
 
-class ExtraConfig(Section):
+class ExtraConfig(Config):
     """Settings of the extra step."""
 
     words: int = Field(3, ge=1, description="Words of each held-out document to keep.")
@@ -108,8 +109,8 @@ def test_execution_only_keys_are_recorded_but_never_fingerprinted(recipe):
     p = Pipeline(recipe, [CORPUS])
     p.run()
     before = read_json(recipe.run_dir / "corpus" / "manifest.json")
-    assert "num_proc" not in before["config"]["corpus"] and before["execution"]["corpus.num_proc"] == 0
-    recipe.corpus.num_proc, recipe.corpus.minhash.spill_dir = 1, str(recipe.run_dir / "spill")
+    assert before["config"]["execution"] == {} and before["execution"]["execution.workers"] == 0
+    recipe.execution.workers, recipe.corpus.minhash.spill_dir = 1, str(recipe.run_dir / "spill")
     assert Pipeline(recipe, [CORPUS]).run() == {"corpus": "skipped"}
     recipe.corpus.clean.min_line_chars = 3  # changes the output
     assert Pipeline(recipe, [CORPUS]).run() == {"corpus": "ran"}

@@ -24,7 +24,7 @@ Extension: ``Guard.request_hooks`` are called with ``(path, body)`` after valida
 ``ApiError`` or change the body; ``Guard.response_hooks`` are called with ``(path, answer)`` on every
 non-streamed JSON answer and return it; ``Guard.stream_hooks`` are called with ``path`` for every
 streamed answer and may return an editor, called with each server-sent chunk (a dict) and returning
-the chunks to send in its place (``hare.tools.openai`` turns functional tokens into ``tool_calls``
+the chunks to send in its place (``hare.chat.toolcall.openai`` turns functional tokens into ``tool_calls``
 in both).
 """
 

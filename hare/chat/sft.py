@@ -39,8 +39,8 @@ from hare.chat.data import read_chats, split
 from hare.chat.template import has_generation_markers, prepare, without_generation_markers
 from hare.core.io import RecordError, atomic_open, read_jsonl, write_jsonl
 from hare.core.progress import Progress
-from hare.core.step import Stats, Step, StepContext
-from hare.recipe import SftConfig
+from hare.core.step import Stats
+from hare.chat.config import SftConfig
 
 log = logging.getLogger("hare.chat")
 
@@ -229,14 +229,38 @@ def sft(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, see
         resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
     """Fine-tune the model folder ``base`` on the chat files ``data``; writes ``out/model``.
 
-    ``resume`` continues from the last checkpoint in ``out/checkpoints``; ``stop_after`` ends the run
-    at that step as a crash would (for tests)."""
+    With ``cfg.tools`` (a function library), the base first gets one functional token per function
+    (``out/base-tools``, initialised from the descriptions) and the export carries the library
+    (``tools.json``). ``resume`` continues from the last checkpoint in ``out/checkpoints``;
+    ``stop_after`` ends the run at that step as a crash would (for tests)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    library = None
+    if cfg.tools:
+        from hare.chat.toolcall.library import load_library
+        from hare.chat.toolcall.tokens import prepare_tool_base
+
+        library = load_library(cfg.tools)
+        prepared = out / "base-tools"
+        if not (prepared / "config.json").exists() or not resume:
+            prepare_tool_base(base, library, prepared)
+        base = prepared
+    res = _fine_tune(base, data, cfg, out, seed, resume, stop_after)
+    if library is not None and not res["interrupted"]:
+        from hare.chat.toolcall.openai import save_library
+
+        save_library(library, out / "model")
+    return res
+
+
+def _fine_tune(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, seed: int, resume: bool,
+               stop_after: int | None) -> dict[str, Any]:
+    """``sft``'s fine-tuning: chats read and split, the template prepared, TRL's trainer run, the
+    model exported and its metrics completed with the final evaluation."""
     import torch
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     chats = read_chats(data, cfg.format)
     write_jsonl(out / "quarantine.jsonl", chats.quarantined)
     if not chats.conversations:
@@ -318,35 +342,7 @@ class SftStats(Stats):
     tokens_per_s: float = 0.0
 
 
-class SftStep(Step):
-    name = "sft"
-    help = "fine-tune the trained model on chat data (sft.enabled; TRL's SFTTrainer, the HARE chat template)"
-    after = ("train",)
-    reads = ("sft", "seed")
-    stats = SftStats
-
-    def inputs(self, config) -> dict[str, Any]:
-        from hare.core.io import expand_paths, fingerprint_path
-
-        if not config.sft.enabled:
-            return {}
-        return {"data": [fingerprint_path(f) for p in config.sft.data for f in expand_paths(p)]}
-
-    def run(self, ctx: StepContext) -> SftStats:
-        c = ctx.config
-        if not c.sft.enabled:
-            log.info("sft: disabled (sft.enabled: false)")
-            return SftStats(enabled=False)
-        if not c.sft.data:
-            raise ValueError("sft.enabled needs sft.data: chat files to fine-tune on")
-        res = sft(ctx.deps["train"] / "model", c.sft.data, c.sft, ctx.out, c.seed, resume=ctx.resume)
-        res.pop("model")
-        res.pop("interrupted")
-        return SftStats(enabled=True, **res)
-
-    def report_data(self, folder: Path, stats: SftStats) -> dict:
-        path = folder / "metrics.jsonl"
-        return {"metrics": [m for m in _complete_lines(path) if "loss" in m] if path.exists() else []}
-
-
-SFT = SftStep()
+def sft_metrics(folder: Path) -> list[dict]:
+    """A fine-tuning folder's training-loss records (the report plots them)."""
+    path = folder / "metrics.jsonl"
+    return [m for m in _complete_lines(path) if "loss" in m] if path.exists() else []

@@ -7,13 +7,15 @@ A step is a subclass of ``Step`` that declares, as class attributes:
 - ``reads``: the recipe key paths it reads (``"corpus"``, ``"seed"``, ``"corpus.clean.min_words"``).
   It receives only those (``ctx.config``; reading another key raises ``UndeclaredRead``), and its
   fingerprint is made of exactly those values, without the keys the schema marks ``EXECUTION``
-  (``hare.recipe``), plus the fingerprints of its upstream steps and of the files ``inputs()`` names;
+  (``hare.core.config``), plus the fingerprints of its upstream steps and of the files ``inputs()`` names;
 - ``stats``: the pydantic model ``run`` returns. The runner writes it to ``stats.json``; the report
   reads it back into the same model and renders it with the step's template.
 
-``run(ctx)`` does the work in ``ctx.out`` and returns the stats. ``step(ctx)`` runs it as the
-runner does: ``run``, then ``stats.json``, then the headline counts for the manifest. Adding a step
-is one module with its ``Step`` subclass and one entry in ``hare.steps.STEPS``; its report section
+``run(ctx)`` does the work in ``ctx.out`` and returns the stats: it reads its config and folders,
+calls the library function of its stage that does the work, and returns what that gives.
+``step(ctx)`` runs it as the runner does: ``run``, then ``stats.json``, then the headline counts
+for the manifest. A stage's steps live in ``hare/<stage>/steps.py``; adding a step is one class
+there (or one module) and one entry in ``hare.registry.STEPS``; its report section
 is the template ``<name>.html.j2`` (``hare/report/templates/``), or ``report_template``, or a table
 of its stats when it has neither.
 """
@@ -28,7 +30,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from hare.core.io import fingerprint_path, read_json, write_json
-from hare.recipe import config_dump, marked_values
+from hare.core.config import config_dump, marked_values
 
 
 def numbers(model: BaseModel) -> dict[str, int | float]:
@@ -92,7 +94,7 @@ class StepContext:
         return self.out.parent
 
 
-class Section:
+class ReportSection:
     """Something the report renders from typed data: a step's folder, or another output of a run
     (``hare audit``'s). ``stats`` is its model, read from ``stats_file`` in its folder."""
 
@@ -121,7 +123,7 @@ def _at(obj: Any, path: tuple[str, ...]) -> Any:
     return obj
 
 
-class Step(Section):
+class Step(ReportSection):
     """One step of the pipeline; see the module docstring."""
 
     help: ClassVar[str] = ""

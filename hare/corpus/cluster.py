@@ -28,6 +28,7 @@ import math
 import random
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -38,7 +39,7 @@ from hare.core.documents import Document, read_shards
 from hare.core.io import atomic_open, read_json, read_jsonl, write_json
 from hare.core.packaged import MINILM_PACKAGE, PackagedModelMissing, minilm_folder, package_file
 from hare.core.progress import progress
-from hare.core.step import Stats, Step, StepContext, file_inputs, write_stats
+from hare.core.step import Stats, write_stats
 
 log = logging.getLogger("hare.corpus.cluster")
 
@@ -250,10 +251,10 @@ def cluster_documents(folder: Path, out: Path, cfg, seed: int) -> dict[str, int 
 
 
 def cluster(folder: Path, out: Path, cfg, seed: int) -> ClusterStats:
-    """Cluster the documents of the shards in ``folder``; write assignments and topics to ``out``."""
-    from scipy import sparse
-    from sklearn.cluster import MiniBatchKMeans
+    """Cluster the documents of the shards in ``folder``; write assignments and topics to ``out``.
 
+    Three parts: fit the embedder and k-means on a seeded sample (``_fit``), assign every document
+    in batches (``_assign``), name each topic from its members' terms (``_topics``)."""
     check_embedder(cfg)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -264,6 +265,55 @@ def cluster(folder: Path, out: Path, cfg, seed: int) -> ClusterStats:
         with atomic_open(out / "assignments.jsonl"):
             pass
         return ClusterStats(enabled=True, docs=0, k=0)
+    fit = _fit(sample, n, cfg, seed, times, t0)
+    t2 = time.perf_counter()
+    acc = _assign(folder, out / "assignments.jsonl", n, fit, cfg)
+    times["assign"] = time.perf_counter() - t2
+    topics = _topics(fit, acc, cfg)
+    write_json(out / "topics.json", [t.model_dump(mode="json") for t in topics])
+    nonempty = acc.sizes[acc.sizes > 0]
+    stats = ClusterStats(enabled=True, docs=n, sample_docs=len(fit.texts), k=fit.k, k_rule=fit.k_rule,
+                         **fit.embedder.describe(), vocabulary=len(fit.vocab), mean_distance=round(acc.dist_sum / n, 5),
+                         empty_clusters=int((acc.sizes == 0).sum()), size_min=int(nonempty.min()),
+                         size_median=float(np.median(nonempty)), size_max=int(nonempty.max()),
+                         seconds={k_: round(v, 3) for k_, v in times.items()},
+                         docs_per_s=round(n / max(sum(times.values()), 1e-9), 1))
+    log.info("cluster: %d documents into %d topics (%s) in %.1fs; largest: %s", n, fit.k, stats.embedder,
+             sum(times.values()), "; ".join(t.name for t in sorted(topics, key=lambda t: -t.size)[:5]))
+    return stats
+
+
+@dataclass
+class _Fit:
+    """What the sample fitted: the vectorizer, the embedder, k-means and the sample's own numbers."""
+
+    sample: list
+    texts: list[str]
+    vec: Any
+    vocab: np.ndarray
+    x_sample: Any
+    embedder: Any
+    e_sample: np.ndarray
+    km: Any
+    sample_labels: np.ndarray
+    k: int
+    k_rule: str
+
+
+@dataclass
+class _Assigned:
+    """Per cluster, from the pass over every document: size, characters, sources and nearest ones."""
+
+    sizes: np.ndarray
+    chars: np.ndarray
+    by_source: list[dict[str, int]]
+    nearest: list[list]  # max-heaps by distance (negated), EXAMPLES each
+    dist_sum: float = 0.0
+
+
+def _fit(sample: list, n: int, cfg, seed: int, times: dict[str, float], t0: float) -> _Fit:
+    from sklearn.cluster import MiniBatchKMeans
+
     texts = [t for _, t in sample]
     vec = fit_vectorizer(texts, cfg.max_features)
     vocab = vec.get_feature_names_out()
@@ -281,22 +331,23 @@ def cluster(folder: Path, out: Path, cfg, seed: int) -> ClusterStats:
     km.fit(e_sample)
     sample_labels = km.predict(e_sample)
     times["fit_kmeans"] = time.perf_counter() - t1
+    return _Fit(sample, texts, vec, vocab, x_sample, embedder, e_sample, km, sample_labels, k, k_rule)
 
-    # Second pass: every document, in batches, so memory does not grow with the corpus.
-    t2 = time.perf_counter()
-    sizes = np.zeros(k, dtype=np.int64)
-    chars = np.zeros(k, dtype=np.int64)
-    by_source: list[dict[str, int]] = [{} for _ in range(k)]
-    nearest: list[list] = [[] for _ in range(k)]  # max-heaps by distance (negated), EXAMPLES each
-    dist_sum = 0.0
+
+def _assign(folder: Path, path: Path, n: int, fit: _Fit, cfg) -> _Assigned:
+    """Second pass: every document, in batches, so memory does not grow with the corpus; its cluster
+    and distance go to ``path`` (assignments.jsonl)."""
+    k, embedder, e_sample = fit.k, fit.embedder, fit.e_sample
+    acc = _Assigned(np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64), [{} for _ in range(k)],
+                    [[] for _ in range(k)])
     # A model's embeddings of the sample are kept and not computed again (they dominate its time).
-    known = {i: row for row, (i, _) in enumerate(sample)} if isinstance(embedder, SentenceEmbedder) else {}
+    known = {i: row for row, (i, _) in enumerate(fit.sample)} if isinstance(embedder, SentenceEmbedder) else {}
     seen = 0
-    with atomic_open(out / "assignments.jsonl") as f:
+    with atomic_open(path) as f:
         for batch in _batches(progress(read_shards(folder), desc="cluster: assign", total=n, unit="doc"),
                               BATCH_DOCS):
             btexts = [d.text[:cfg.max_doc_chars] for d in batch]
-            x = vec.transform(btexts) if isinstance(embedder, LsaEmbedder) else None
+            x = fit.vec.transform(btexts) if isinstance(embedder, LsaEmbedder) else None
             rows = [known.get(i) for i in range(seen, seen + len(batch))]
             seen += len(batch)
             if known and None not in rows:
@@ -309,50 +360,46 @@ def cluster(folder: Path, out: Path, cfg, seed: int) -> ClusterStats:
                 emb[hit] = e_sample[[rows[j] for j in hit]]
             else:
                 emb = embedder.embed(btexts, x)
-            dists = km.transform(emb)
+            dists = fit.km.transform(emb)
             labels = dists.argmin(axis=1)
             for d, c, row in zip(batch, labels, dists):
                 c = int(c)
                 dist = float(row[c])
-                dist_sum += dist
-                sizes[c] += 1
-                chars[c] += len(d.text)
-                by_source[c][d.source] = by_source[c].get(d.source, 0) + 1
+                acc.dist_sum += dist
+                acc.sizes[c] += 1
+                acc.chars[c] += len(d.text)
+                acc.by_source[c][d.source] = acc.by_source[c].get(d.source, 0) + 1
                 item = (-dist, d.id, d.source, _snippet(d.text))
-                if len(nearest[c]) < EXAMPLES:
-                    heapq.heappush(nearest[c], item)
-                elif item > nearest[c][0]:
-                    heapq.heapreplace(nearest[c], item)
+                if len(acc.nearest[c]) < EXAMPLES:
+                    heapq.heappush(acc.nearest[c], item)
+                elif item > acc.nearest[c][0]:
+                    heapq.heapreplace(acc.nearest[c], item)
                 f.write(json.dumps({"id": d.id, "source": d.source, "cluster": c, "distance": round(dist, 5)},
                                    ensure_ascii=False) + "\n")
-    times["assign"] = time.perf_counter() - t2
+    return acc
 
-    # Topic terms: the mean TF-IDF vector of the cluster's members in the sample. A cluster with no
-    # sample member (k-means can leave one empty) is named from its nearest documents' snippets.
-    onehot = sparse.csr_matrix((np.ones(len(texts), dtype=np.float32), (sample_labels, np.arange(len(texts)))),
+
+def _topics(fit: _Fit, acc: _Assigned, cfg) -> list[Topic]:
+    """Topic terms: the mean TF-IDF vector of the cluster's members in the sample. A cluster with no
+    sample member (k-means can leave one empty) is named from its nearest documents' snippets."""
+    from scipy import sparse
+
+    k, texts = fit.k, fit.texts
+    onehot = sparse.csr_matrix((np.ones(len(texts), dtype=np.float32), (fit.sample_labels, np.arange(len(texts)))),
                                shape=(k, len(texts)))
-    terms = top_terms(onehot @ x_sample, vocab, cfg.top_terms)
+    terms = top_terms(onehot @ fit.x_sample, fit.vocab, cfg.top_terms)
     for c in range(k):
-        if not terms[c] and nearest[c]:
-            terms[c] = top_terms(vec.transform([" ".join(s for _, _, _, s in nearest[c])]), vocab, cfg.top_terms)[0]
+        if not terms[c] and acc.nearest[c]:
+            terms[c] = top_terms(fit.vec.transform([" ".join(s for _, _, _, s in acc.nearest[c])]), fit.vocab,
+                                 cfg.top_terms)[0]
     topics = []
     for c in range(k):
-        examples = sorted(nearest[c], reverse=True)
-        topics.append(Topic(cluster=c, name=", ".join(terms[c][:3]) or f"cluster {c}", size=int(sizes[c]),
-                            chars=int(chars[c]), top_terms=terms[c], sources=dict(sorted(by_source[c].items())),
+        examples = sorted(acc.nearest[c], reverse=True)
+        topics.append(Topic(cluster=c, name=", ".join(terms[c][:3]) or f"cluster {c}", size=int(acc.sizes[c]),
+                            chars=int(acc.chars[c]), top_terms=terms[c], sources=dict(sorted(acc.by_source[c].items())),
                             examples=[TopicExample(id=i, source=s, distance=round(-nd, 5), snippet=snip)
                                       for nd, i, s, snip in examples]))
-    write_json(out / "topics.json", [t.model_dump(mode="json") for t in topics])
-    nonempty = sizes[sizes > 0]
-    stats = ClusterStats(enabled=True, docs=n, sample_docs=len(texts), k=k, k_rule=k_rule, **embedder.describe(),
-                         vocabulary=len(vocab), mean_distance=round(dist_sum / n, 5),
-                         empty_clusters=int((sizes == 0).sum()), size_min=int(nonempty.min()),
-                         size_median=float(np.median(nonempty)), size_max=int(nonempty.max()),
-                         seconds={k_: round(v, 3) for k_, v in times.items()},
-                         docs_per_s=round(n / max(sum(times.values()), 1e-9), 1))
-    log.info("cluster: %d documents into %d topics (%s) in %.1fs; largest: %s", n, k, stats.embedder,
-             sum(times.values()), "; ".join(t.name for t in sorted(topics, key=lambda t: -t.size)[:5]))
-    return stats
+    return topics
 
 
 def load_topics(folder: Path) -> list[Topic]:
@@ -367,27 +414,3 @@ def load_assignments(folder: Path) -> dict[tuple[str, str], int] | None:
     if not path.exists():
         return None
     return {(r["source"], r["id"]): r["cluster"] for r in read_jsonl(path)}
-
-
-class ClusterStep(Step):
-    name = "cluster"
-    help = "embed the training documents, cluster them into topics and name each topic"
-    after = ("decontam",)
-    reads = ("cluster", "seed")
-    stats = ClusterStats
-
-    def inputs(self, config) -> dict[str, Any]:
-        return file_inputs(model=config.cluster.model_path)
-
-    def run(self, ctx: StepContext) -> ClusterStats:
-        cfg = ctx.config.cluster
-        if not cfg.enabled:
-            log.info("cluster: disabled (cluster.enabled: false); the mix samples sources only")
-            return ClusterStats(enabled=False)
-        return cluster(ctx.deps["decontam"] / "train", ctx.out, cfg, ctx.config.seed)
-
-    def report_data(self, folder: Path, stats: ClusterStats) -> dict[str, Any]:
-        return {"topics": sorted(load_topics(folder), key=lambda t: -t.size)}
-
-
-CLUSTER = ClusterStep()

@@ -1,4 +1,4 @@
-"""The mix step: sample the decontaminated documents of each source by weight into its data part.
+"""The mix (the mix step's work): sample the decontaminated documents of each source by weight into its data part.
 
 With no character budget every document is taken once. With ``mix.max_chars`` each source gets
 ``max_chars * weight / sum(weights)`` characters, drawn in a seeded random order; a source smaller
@@ -43,7 +43,7 @@ from pydantic import BaseModel
 
 from hare.core.documents import ShardWriter, read_shards
 from hare.core.progress import progress
-from hare.core.step import Stats, Step, StepContext
+from hare.core.step import Stats
 from hare.corpus.cluster import load_assignments, load_topics
 
 log = logging.getLogger("hare.corpus.mix")
@@ -179,150 +179,145 @@ class MixStats(Stats):
         return {"docs": self.docs, "chars": self.chars}
 
 
-class MixStep(Step):
-    name = "mix"
-    help = "sample the sources by weight, and their topics by temperature, into the training set"
-    after = ("decontam", "cluster", "curate")
-    reads = ("mix", "seed", "sources", "corpus.shard_docs")
-    stats = MixStats
+def build_mix(out: Path, d1_folder: Path, sources: list, cfg, seed: int, shard_docs: int,
+              cluster_dir: Path | None = None, synthetic: Path | None = None) -> MixStats:
+    """Sample the decontaminated documents in ``d1_folder`` (``sources``: their weights and parts;
+    ``cfg``: ``hare.corpus.config.MixConfig``) and take the synthetic parts in ``synthetic`` whole,
+    into ``out/train/<part>/`` (the module docstring); ``cluster_dir``: the cluster step's topics."""
+    rng = random.Random(seed)
+    topic = load_assignments(cluster_dir) if cluster_dir is not None else None
+    d1 = _scan(d1_folder, topic, "mix: read")
+    by_topic = topic is not None
+    del topic  # each document's topic is in ``d1`` now
+    weights = {s.name: s.weight for s in sources if s.name in d1}
+    wsum = sum(weights.values()) or 1.0
+    # Pass one's numbers of the sampled documents (a document repeated once per draw), in sampled order.
+    chosen = array("q")
+    counts: dict[str, tuple[int, int, int, int]] = {}  # source -> docs, chars, docs and chars available
+    for name, docs in d1.items():
+        if cfg.max_chars is None:
+            picked = range(len(docs.length)) if weights.get(name, 0) > 0 else range(0)
+        elif by_topic:
+            picked = sample_by_topic(docs.length, docs.topic, int(cfg.max_chars * weights.get(name, 0) / wsum),
+                                     cfg.cluster_temperature, rng)
+        else:
+            picked = sample_indices(docs.length, int(cfg.max_chars * weights.get(name, 0) / wsum), rng)
+        chosen.extend(docs.number[i] for i in picked)
+        counts[name] = (len(picked), sum(docs.length[i] for i in picked), len(docs.length), sum(docs.length))
+    rng.shuffle(chosen)
+    part_of = {s.name: s.part for s in sources}
 
-    def depends_on(self, earlier: list[str]) -> tuple[str, ...]:
-        return tuple(s for s in self.after if s != "curate" or "curate" in earlier)
+    # The synthetic parts: every document once, in an order seeded apart from the D1 sample.
+    extra = _scan(synthetic, None, "mix: read synthetic") if synthetic is not None and synthetic.is_dir() else {}
+    extra_order = array("q", range(sum(len(d.number) for d in extra.values())))
+    random.Random(seed + 1).shuffle(extra_order)
+    for name in sorted(extra):
+        part_of[name] = name  # the synthetic documents' source is their part: d2, d3
+        weights[name] = 1.0
+        n, chars = len(extra[name].length), sum(extra[name].length)
+        counts[name] = (n, chars, n, chars)
+    total_chars = sum(k[1] for k in counts.values())
+    mixed = {name: SourceMix(weight=weights.get(name, 0.0), docs_available=docs_available,
+                             chars_available=available, docs=docs, chars=chars,
+                             epochs=round(chars / available, 3) if available else 0,
+                             share=round(chars / total_chars, 4) if total_chars else 0.0, part=part_of[name])
+             for name, (docs, chars, docs_available, available) in counts.items()}
 
-    def run(self, ctx: StepContext) -> MixStats:
-        c = ctx.config
-        rng = random.Random(c.seed)
-        topic = load_assignments(ctx.deps["cluster"]) if "cluster" in ctx.deps else None
-        d1_folder = ctx.deps["decontam"] / "train"
-        d1 = _scan(d1_folder, topic, "mix: read")
-        by_topic = topic is not None
-        del topic  # each document's topic is in ``d1`` now
-        weights = {s.name: s.weight for s in c.sources if s.name in d1}
-        wsum = sum(weights.values()) or 1.0
-        # Pass one's numbers of the sampled documents (a document repeated once per draw), in sampled order.
-        chosen = array("q")
-        sources: dict[str, SourceMix] = {}
-        counts: dict[str, tuple[int, int, int, int]] = {}  # source -> docs, chars, docs and chars available
-        for name, docs in d1.items():
-            if c.mix.max_chars is None:
-                picked = range(len(docs.length)) if weights.get(name, 0) > 0 else range(0)
-            elif by_topic:
-                picked = sample_by_topic(docs.length, docs.topic, int(c.mix.max_chars * weights.get(name, 0) / wsum),
-                                         c.mix.cluster_temperature, rng)
-            else:
-                picked = sample_indices(docs.length, int(c.mix.max_chars * weights.get(name, 0) / wsum), rng)
-            chosen.extend(docs.number[i] for i in picked)
-            counts[name] = (len(picked), sum(docs.length[i] for i in picked), len(docs.length), sum(docs.length))
-        rng.shuffle(chosen)
-        part_of = {s.name: s.part for s in c.sources}
+    part_names = sorted(set(part_of.values()))
+    d1_entries = _Entries(d1, chosen, [part_names.index(part_of[s]) for s in d1])
+    extra_entries = _Entries(extra, extra_order, [part_names.index(part_of[s]) for s in extra])
+    parts = _write_parts(out, part_names, d1_folder, d1_entries, synthetic, extra_entries, shard_docs)
+    stats = MixStats(sources=mixed, parts=parts, docs=len(chosen) + len(extra_order), chars=total_chars)
+    if by_topic:
+        stats.cluster_temperature = cfg.cluster_temperature
+        stats.clusters = _topic_mix(d1, extra, d1_entries, load_topics(cluster_dir), total_chars)
+    log.info("mix: %d documents, %d characters from %d sources", stats.docs, total_chars, len(mixed))
+    return stats
 
-        # The synthetic parts: every document once, in an order seeded apart from the D1 sample.
-        synthetic = ctx.deps["curate"] / "train" if "curate" in ctx.deps else None
-        extra = _scan(synthetic, None, "mix: read synthetic") if synthetic is not None and synthetic.is_dir() else {}
-        extra_order = array("q", range(sum(len(d.number) for d in extra.values())))
-        random.Random(c.seed + 1).shuffle(extra_order)
-        for name in sorted(extra):
-            part_of[name] = name  # the synthetic documents' source is their part: d2, d3
-            weights[name] = 1.0
-            n, chars = len(extra[name].length), sum(extra[name].length)
-            counts[name] = (n, chars, n, chars)
-        total_chars = sum(k[1] for k in counts.values())
-        for name, (docs, chars, docs_available, available) in counts.items():
-            sources[name] = SourceMix(weight=weights.get(name, 0.0), docs_available=docs_available,
-                                      chars_available=available, docs=docs, chars=chars,
-                                      epochs=round(chars / available, 3) if available else 0,
-                                      share=round(chars / total_chars, 4) if total_chars else 0.0, part=part_of[name])
 
-        part_names = sorted(set(part_of.values()))
-        d1_entries = _Entries(d1, chosen, [part_names.index(part_of[s]) for s in d1])
-        extra_entries = _Entries(extra, extra_order, [part_names.index(part_of[s]) for s in extra])
-        parts = self._write(ctx, part_names, d1_folder, d1_entries, synthetic, extra_entries, c.corpus.shard_docs)
-        stats = MixStats(sources=sources, parts=parts, docs=len(chosen) + len(extra_order), chars=total_chars)
-        if by_topic:
-            # Per topic, before (every decontaminated document) and after sampling: what the report plots.
-            before: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-            for name, docs in d1.items():
-                if name not in extra:
-                    for k, (n, ch) in _topic_counts(docs.length, docs.topic).items():
-                        before[k][0] += n
-                        before[k][1] += ch
-            after = _topic_counts(d1_entries.length[d1_entries.order], d1_entries.topic[d1_entries.order])
-            names = {t.cluster: t.name for t in load_topics(ctx.deps["cluster"])}
-            stats.cluster_temperature = c.mix.cluster_temperature
-            stats.clusters = {str(k): TopicMix(name=names.get(k, ""), docs_before=before[k][0],
-                                               chars_before=before[k][1],
-                                               docs_after=after[k][0] if k in after else 0,
-                                               chars_after=after[k][1] if k in after else 0,
-                                               share_after=round(after[k][1] / total_chars, 4)
-                                               if k in after and total_chars else 0.0)
-                              for k in sorted(before)}
-        log.info("mix: %d documents, %d characters from %d sources", stats.docs, total_chars, len(sources))
-        return stats
+def _topic_mix(d1: dict, extra: dict, d1_entries: "_Entries", topics: list, total_chars: int) -> dict[str, TopicMix]:
+    """Per topic, before (every decontaminated document) and after sampling: what the report plots."""
+    before: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for name, docs in d1.items():
+        if name not in extra:
+            for k, (n, ch) in _topic_counts(docs.length, docs.topic).items():
+                before[k][0] += n
+                before[k][1] += ch
+    after = _topic_counts(d1_entries.length[d1_entries.order], d1_entries.topic[d1_entries.order])
+    names = {t.cluster: t.name for t in topics}
+    return {str(k): TopicMix(name=names.get(k, ""), docs_before=before[k][0], chars_before=before[k][1],
+                             docs_after=after[k][0] if k in after else 0,
+                             chars_after=after[k][1] if k in after else 0,
+                             share_after=round(after[k][1] / total_chars, 4) if k in after and total_chars else 0.0)
+            for k in sorted(before)}
 
-    def _write(self, ctx: StepContext, part_names: list[str], d1_folder: Path, d1: _Entries,
-               synthetic: Path | None, extra: _Entries, shard_docs: int) -> dict[str, PartMix]:
-        """Write the D1 draws, then the synthetic documents, into each part's shards, in their order."""
-        # Position of every draw in its part: D1 draws first, in sampled order, then the synthetic ones.
-        npart = len(part_names)
-        base = np.zeros(npart, dtype=np.int64)
-        for e in (d1, extra):
-            e.place(base)
-            base += np.bincount(e.part, minlength=npart)
-        # Buckets: runs of whole output shards of one part holding at most BUCKET_CHARS characters (or one shard).
-        shard_chars = [np.zeros(-(-int(base[p]) // shard_docs), dtype=np.int64) for p in range(npart)]
-        for e in (d1, extra):
-            for p in range(npart):
-                m = e.part == p
-                np.add.at(shard_chars[p], e.pos[m] // shard_docs, e.length[e.order][m])
-        first_bucket, bucket_range = [], []  # per part: the bucket of each shard; per bucket: its positions
+
+def _write_parts(out: Path, part_names: list[str], d1_folder: Path, d1: "_Entries",
+                 synthetic: Path | None, extra: "_Entries", shard_docs: int) -> dict[str, PartMix]:
+    """Write the D1 draws, then the synthetic documents, into each part's shards, in their order."""
+    # Position of every draw in its part: D1 draws first, in sampled order, then the synthetic ones.
+    npart = len(part_names)
+    base = np.zeros(npart, dtype=np.int64)
+    for e in (d1, extra):
+        e.place(base)
+        base += np.bincount(e.part, minlength=npart)
+    # Buckets: runs of whole output shards of one part holding at most BUCKET_CHARS characters (or one shard).
+    shard_chars = [np.zeros(-(-int(base[p]) // shard_docs), dtype=np.int64) for p in range(npart)]
+    for e in (d1, extra):
         for p in range(npart):
-            of_shard = np.zeros(len(shard_chars[p]), dtype=np.int64)
-            chars = 0
-            for s, n in enumerate(shard_chars[p]):
-                if not bucket_range or bucket_range[-1][0] != p or (chars and chars + n > BUCKET_CHARS):
-                    bucket_range.append([p, s * shard_docs, s * shard_docs])
-                    chars = 0
-                chars += int(n)
-                bucket_range[-1][2] = min((s + 1) * shard_docs, int(base[p]))
-                of_shard[s] = len(bucket_range) - 1
-            first_bucket.append(of_shard)
-        work = ctx.out / "work"
-        if work.exists():
-            shutil.rmtree(work)  # scratch of a run cut short: redone from the start
-        work.mkdir(parents=True)
-        buckets = _Buckets(work)
-        for e, folder, desc in ((d1, d1_folder, "mix: scatter"), (extra, synthetic, "mix: scatter synthetic")):
-            if not len(e.order):
-                continue
-            bucket = np.zeros(len(e.order), dtype=np.int64)
-            for p in range(npart):
-                m = e.part == p
-                bucket[m] = first_bucket[p][e.pos[m] // shard_docs]
-            by_number = np.argsort(e.order, kind="stable")
-            numbers = e.order[by_number]
-            k = 0
-            for n, d in enumerate(progress(read_shards(folder), desc=desc, total=e.docs, unit="doc")):
-                if k < len(numbers) and numbers[k] == n:
-                    line = json.dumps(d.to_record(), ensure_ascii=False)
-                    while k < len(numbers) and numbers[k] == n:
-                        j = by_number[k]
-                        buckets.add(int(bucket[j]), f"{e.pos[j]}\t{line}\n")
-                        k += 1
-        buckets.flush()
-        parts: dict[str, PartMix] = {}
-        for p, part in enumerate(part_names):
-            with ShardWriter(ctx.out / "train" / part, shard_docs) as w:
-                for b in sorted({int(x) for x in first_bucket[p]}):
-                    _, start, end = bucket_range[b]
-                    lines: list[str | None] = [None] * (end - start)
-                    for line in buckets.read(b):
-                        pos, rec = line.split("\t", 1)
-                        lines[int(pos) - start] = rec
-                    for rec in lines:
-                        w.write(json.loads(rec))
-            parts[part] = PartMix(docs=w.docs, chars=w.chars)
-        shutil.rmtree(work)
-        return parts
+            m = e.part == p
+            np.add.at(shard_chars[p], e.pos[m] // shard_docs, e.length[e.order][m])
+    first_bucket, bucket_range = [], []  # per part: the bucket of each shard; per bucket: its positions
+    for p in range(npart):
+        of_shard = np.zeros(len(shard_chars[p]), dtype=np.int64)
+        chars = 0
+        for s, n in enumerate(shard_chars[p]):
+            if not bucket_range or bucket_range[-1][0] != p or (chars and chars + n > BUCKET_CHARS):
+                bucket_range.append([p, s * shard_docs, s * shard_docs])
+                chars = 0
+            chars += int(n)
+            bucket_range[-1][2] = min((s + 1) * shard_docs, int(base[p]))
+            of_shard[s] = len(bucket_range) - 1
+        first_bucket.append(of_shard)
+    work = out / "work"
+    if work.exists():
+        shutil.rmtree(work)  # scratch of a run cut short: redone from the start
+    work.mkdir(parents=True)
+    buckets = _Buckets(work)
+    for e, folder, desc in ((d1, d1_folder, "mix: scatter"), (extra, synthetic, "mix: scatter synthetic")):
+        if not len(e.order):
+            continue
+        bucket = np.zeros(len(e.order), dtype=np.int64)
+        for p in range(npart):
+            m = e.part == p
+            bucket[m] = first_bucket[p][e.pos[m] // shard_docs]
+        by_number = np.argsort(e.order, kind="stable")
+        numbers = e.order[by_number]
+        k = 0
+        for n, d in enumerate(progress(read_shards(folder), desc=desc, total=e.docs, unit="doc")):
+            if k < len(numbers) and numbers[k] == n:
+                line = json.dumps(d.to_record(), ensure_ascii=False)
+                while k < len(numbers) and numbers[k] == n:
+                    j = by_number[k]
+                    buckets.add(int(bucket[j]), f"{e.pos[j]}\t{line}\n")
+                    k += 1
+    buckets.flush()
+    parts: dict[str, PartMix] = {}
+    for p, part in enumerate(part_names):
+        with ShardWriter(out / "train" / part, shard_docs) as w:
+            for b in sorted({int(x) for x in first_bucket[p]}):
+                _, start, end = bucket_range[b]
+                lines: list[str | None] = [None] * (end - start)
+                for line in buckets.read(b):
+                    pos, rec = line.split("\t", 1)
+                    lines[int(pos) - start] = rec
+                for rec in lines:
+                    w.write(json.loads(rec))
+        parts[part] = PartMix(docs=w.docs, chars=w.chars)
+    shutil.rmtree(work)
+    return parts
+
+
 
 
 class _Entries:
@@ -380,5 +375,3 @@ class _Buckets:
             with open(self.path(b), encoding="utf-8", newline="") as f:
                 yield from f
 
-
-MIX = MixStep()

@@ -11,7 +11,7 @@
             out or removed (with its reason; a near-duplicate names the document kept in its place).
 
 Which document of a duplicate set is kept depends only on read order, so the output is the same for
-any number of workers and either executor (``hare.corpus.executor``).
+any number of workers and either executor (``hare.corpus.workers``).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from hare.core.documents import SHARD_EXT, Document, ShardWriter
 from hare.core.io import atomic_open, atomic_path, read_json, read_jsonl, write_json, write_jsonl
 from hare.core.progress import progress
 from hare.core.text import normalize_for_dedup, text_hash
-from hare.corpus.clean import Cleaner
-from hare.corpus.minhash import NearDuplicateIndex, NearDuplicates, Signer
-from hare.corpus.quality import QualityScorer
+from hare.filters.clean import Cleaner
+from hare.filters.minhash import NearDuplicateIndex, NearDuplicates, Signer
+from hare.filters.quality import QualityScorer
 from hare.corpus.ranges import JsonlRange, read_range, split_part
 from hare.corpus.read import Quarantine, read_source, source_parts
-from hare.recipe import SourceConfig
+from hare.corpus.config import SourceConfig
 
 
 class Fate(IntEnum):
@@ -138,10 +138,10 @@ class ShardCleaner:
 
     def __init__(self, work: str, clean_cfg, dedup: str, minhash_cfg, scorer_path: str | None):
         self.work = Path(work)
-        self.cleaner = Cleaner(clean_cfg)
+        self.cleaner = Cleaner.from_config(clean_cfg)
         self.dedup = dedup
         self.scorer = QualityScorer.load(scorer_path) if scorer_path else None
-        self.signer = Signer(minhash_cfg) if dedup == "minhash" else None
+        self.signer = Signer.from_config(minhash_cfg) if dedup == "minhash" else None
 
     def __call__(self, shard: str) -> str:
         records, npz = clean_paths(self.work, shard)
@@ -207,7 +207,7 @@ def _spill_folder(out: Path, spill_dir: str | None) -> Path:
 
 def dedup(work: Path, shards: list[tuple[str, str]], tallies: dict[str, Tally], cfg, scored: bool) -> Dedup:
     """Exact duplicates and the quality band in read order, then near-duplicate clusters (MinHash LSH,
-    ``hare.corpus.minhash``); each cluster keeps the document read first. ``shards``: (name, source)."""
+    ``hare.filters.minhash``); each cluster keeps the document read first. ``shards``: (name, source)."""
     seen: set[bytes] = set()
     fates: list[np.ndarray] = []
     offsets: list[int] = []
@@ -216,7 +216,7 @@ def dedup(work: Path, shards: list[tuple[str, str]], tallies: dict[str, Tally], 
     near = None
     spill = _spill_folder(work, cfg.minhash.spill_dir) if cfg.dedup == "minhash" else None
     try:
-        index = NearDuplicateIndex(cfg.minhash, spill) if spill is not None else None
+        index = NearDuplicateIndex.from_config(cfg.minhash, spill) if spill is not None else None
         for name, source in progress(shards, desc="dedup", unit="shard"):
             with np.load(clean_paths(work, name)[1]) as z:
                 ok, chars, digest, score, sig = z["ok"], z["chars"], z["hash"], z["score"], z["sig"]

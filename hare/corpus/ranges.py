@@ -18,7 +18,7 @@ from typing import Iterator
 from hare.core.documents import Document
 from hare.core.io import RecordError, _decode, _parse, compression
 from hare.corpus.read import Quarantine, jsonl_documents
-from hare.recipe import SourceConfig
+from hare.corpus.config import SourceConfig
 
 _COUNT_CHUNK = 1 << 24  # bytes read at a time while counting the lines before a cut
 

@@ -20,7 +20,7 @@ from typing import Iterator
 from hare.core.documents import Document
 from hare.core.io import (DAMAGE_ERRORS, FORMATS, DataError, RecordError, atomic_open, expand_paths, jsonl_lines, open_binary_read)
 from hare.corpus import pydoc_render
-from hare.recipe import SourceConfig
+from hare.corpus.config import SourceConfig
 
 log = logging.getLogger("hare.corpus.read")
 

@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
 
-from hare.core.benchmarks import BenchmarkMissing, Item, load_benchmark
+from hare.core.evalsets import BenchmarkMissing, Item, load_benchmark
 from hare.core.documents import read_shards
 from hare.core.io import write_json, write_text
 from hare.core.ngrams import EvalText, NgramIndex
 from hare.core.progress import progress
-from hare.core.step import Section, Stats
+from hare.core.step import ReportSection, Stats
 from hare.core.text import match_words
 
 log = logging.getLogger("hare.evals.audit")
@@ -163,7 +163,7 @@ class AuditResult(Stats):
     clean_subset: bool = False
 
 
-class AuditSection(Section):
+class AuditSection(ReportSection):
     """The audit of a run's model, ``runs/<name>/audit/``, in the run's report."""
 
     name = "audit"

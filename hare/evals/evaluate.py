@@ -9,7 +9,7 @@ with the published rows beside this model's), ``perplexity.json`` (when document
 
 The task ``hare_heldout`` is the held-out perplexity itself, reported beside the lm-eval tasks with
 lm-eval's metric names for a rolling log-likelihood task; it is computed once
-(``hare.evals.perplexity``), however it is asked for.
+(``hare.evals.heldout``), however it is asked for.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -27,7 +28,7 @@ from hare.core.io import read_json, write_json, write_text
 from hare.core.progress import Progress
 from hare.core.step import Stats
 from hare.evals.leaderboard import COLUMNS, markdown_table
-from hare.evals.perplexity import Perplexity, heldout_perplexity
+from hare.evals.heldout import Perplexity, heldout_perplexity
 from hare.evals.tasks import HELDOUT, LEADERBOARD, expand, prepare_tasks
 from hare.model.model import count_params
 
@@ -56,6 +57,9 @@ class EvalStats(Stats):
     tasks: list[TaskRow] = []
     skipped_tasks: dict[str, str] = {}
     leaderboard: dict[str, float | None] | None = None
+    # task -> the option that would let a skipped task run: "max_length" (a longer context) or
+    # "benchmarks" (where its files are); the caller names it in its own words (a flag, a recipe key)
+    skipped_for: dict[str, str] = {}
     backend: str | None = None  # which lm-eval model scored the tasks (hare's path, or HFLM's for a head it lacks)
 
     def counts(self) -> dict[str, int | float]:
@@ -67,12 +71,15 @@ class EvalStats(Stats):
         return out
 
 
-def drop_short_context(ready: list[str], skipped: dict[str, str], ctx_len: int, how: str = "--max-length") -> None:
-    """Move GSM8K to ``skipped`` when the context cannot hold its generation (lm-eval would assert)."""
+def drop_short_context(ready: list[str], skipped: dict[str, str], ctx_len: int) -> list[str]:
+    """Move GSM8K to ``skipped`` when the context cannot hold its generation (lm-eval would assert);
+    returns the tasks moved."""
     if "gsm8k" in ready and ctx_len <= MAX_GEN_TOKS:
         ready.remove("gsm8k")
         skipped["gsm8k"] = (f"the model's context ({ctx_len} tokens) is not longer than the {MAX_GEN_TOKS} tokens "
-                            f"GSM8K generates; give a longer context ({how})")
+                            "GSM8K generates; give a longer context")
+        return ["gsm8k"]
+    return []
 
 
 def is_model_dir(path: str | Path) -> bool:
@@ -227,51 +234,68 @@ def table_notes(results: dict, limit: int | None, skipped: dict[str, str]) -> li
     return notes
 
 
-def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchmarks: str | Path | None,
-             limit: int | None = None, batch_size: int | str = 8, device: str = "cpu",
-             max_length: int | None = None, num_fewshot: int | None = None,
-             heldout: list[str | Path] | None = None, heldout_limit: int | None = None, text_field: str = "text",
-             name: str | None = None, context_hint: str = "--max-length", missing_hint: str = "",
-             apply_chat_template: bool = False, backend: str = "hare",
-             max_batch_tokens: int | None = None) -> EvalStats:
-    """Evaluate a local model on ``tasks`` (names or suites; ``hare_heldout`` included) and, with
-    ``heldout`` documents, held-out perplexity; writes the files of the module docstring.
+@dataclass
+class EvalOptions:
+    """How ``evaluate`` runs (every field has the default of ``hare eval MODEL``).
 
-    ``max_length`` is the context of every task and of the perplexity windows (default: the model's,
-    and at most 2048 tokens for perplexity). ``context_hint`` and ``missing_hint`` complete the
-    reasons a task is skipped for (the setting that gives a longer context; where benchmarks are
-    looked for). ``backend`` and ``max_batch_tokens``: the lm-eval model (``hare.evals.backend``)."""
+    ``benchmarks``: the folder of benchmark files (None: the local Hugging Face cache only);
+    ``limit``: items per task; ``max_length``: the context of every task and of the perplexity
+    windows (default: the model's, at most 2048 tokens for perplexity); ``heldout``: documents for
+    held-out perplexity (``heldout_limit`` of them, their text in ``text_field``);
+    ``apply_chat_template``: render prompts with the model's chat template; ``backend`` and
+    ``max_batch_tokens``: the lm-eval model (``hare.evals.backend``)."""
+
+    benchmarks: str | Path | None = None
+    limit: int | None = None
+    batch_size: int | str = 8
+    device: str = "cpu"
+    max_length: int | None = None
+    num_fewshot: int | None = None
+    heldout: list[str | Path] = field(default_factory=list)
+    heldout_limit: int | None = None
+    text_field: str = "text"
+    apply_chat_template: bool = False
+    backend: str = "hare"
+    max_batch_tokens: int | None = None
+
+
+def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], options: EvalOptions | None = None,
+             name: str | None = None) -> EvalStats:
+    """Evaluate a local model on ``tasks`` (names or suites; ``hare_heldout`` included) and, with
+    ``options.heldout`` documents, held-out perplexity; writes the files of the module docstring.
+    ``name`` is the model's name in the tables. A task that cannot run is skipped with its reason
+    (``EvalStats.skipped_tasks``) and the option that would let it run (``skipped_for``)."""
     from hare.evals.backend import check_backend
 
+    o = options or EvalOptions()
     model_dir, out = Path(model_dir), Path(out)
     problem = model_dir_problem(model_dir)
     if problem:
         raise FileNotFoundError(problem)
-    check_backend(backend)
+    check_backend(o.backend)
     name = name or model_dir.name
     for old in ("tasks", "data"):  # a new evaluation never mixes with the files of an earlier one
         shutil.rmtree(out / old, ignore_errors=True)
     for old in ("lm_eval_results.json", "leaderboard.md", "perplexity.json", "summary.json"):
         (out / old).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    ctx_len = max_length or model_max_length(model_dir)
+    ctx_len = o.max_length or model_max_length(model_dir)
     names = expand(tasks)
-    stats = EvalStats(model=str(model_dir.resolve()), params=count_params(model_dir), max_length=ctx_len, limit=limit)
+    stats = EvalStats(model=str(model_dir.resolve()), params=count_params(model_dir), max_length=ctx_len, limit=o.limit)
 
-    if heldout:
-        stats.perplexity = heldout_perplexity(model_dir, heldout, device=device,
-                                              max_len=max_length or min(ctx_len, 2048), text_field=text_field,
-                                              limit=heldout_limit)
+    if o.heldout:
+        stats.perplexity = heldout_perplexity(model_dir, o.heldout, device=o.device,
+                                              max_len=o.max_length or min(ctx_len, 2048), text_field=o.text_field,
+                                              limit=o.heldout_limit)
         stats.heldout_docs = stats.perplexity.docs
         write_json(out / "perplexity.json", stats.perplexity.model_dump(mode="json"))
 
     t0 = time.perf_counter()
-    ready, skipped = prepare_tasks([n for n in names if n != HELDOUT], benchmarks, out)
-    drop_short_context(ready, skipped, ctx_len, context_hint)
+    ready, skipped = prepare_tasks([n for n in names if n != HELDOUT], o.benchmarks, out)
+    stats.skipped_for = {t: "benchmarks" for t in skipped}
+    stats.skipped_for.update({t: "max_length" for t in drop_short_context(ready, skipped, ctx_len)})
     if HELDOUT in names and stats.perplexity is None:
         skipped[HELDOUT] = "no held-out documents"
-    if missing_hint:
-        skipped = {k: v if k == HELDOUT else v + missing_hint for k, v in skipped.items()}
     stats.skipped_tasks = skipped
     for task, why in skipped.items():
         log.warning("task %s skipped: %s", task, why)
@@ -282,20 +306,20 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], *, benchm
     results: dict = {}
     if ready:
         log.info("running lm-evaluation-harness on %d tasks (its other output goes to the log)", len(ready))
-        results = run_lm_eval(model_dir, out / "tasks", ready, limit=limit, batch_size=batch_size,
-                              num_fewshot=num_fewshot, max_length=max_length, device=device,
-                              apply_chat_template=apply_chat_template, backend=backend,
-                              max_batch_tokens=max_batch_tokens)
+        results = run_lm_eval(model_dir, out / "tasks", ready, limit=o.limit, batch_size=o.batch_size,
+                              num_fewshot=o.num_fewshot, max_length=o.max_length, device=o.device,
+                              apply_chat_template=o.apply_chat_template, backend=o.backend,
+                              max_batch_tokens=o.max_batch_tokens)
         write_json(out / "lm_eval_results.json", results)
         stats.backend = results.get("hare_backend")
         log.info("log-likelihoods scored by %s", stats.backend)
     rows = heldout_rows(stats.perplexity) if HELDOUT in names and stats.perplexity is not None else []
     stats.tasks = rows + summary_rows(results)
     if any(t in ready for t in LEADERBOARD):
-        notes = table_notes(results, limit, skipped)
-        if num_fewshot is not None:
-            notes.append(f"num_fewshot {num_fewshot} replaces every task's shot count.")
-        if apply_chat_template:
+        notes = table_notes(results, o.limit, skipped)
+        if o.num_fewshot is not None:
+            notes.append(f"num_fewshot {o.num_fewshot} replaces every task's shot count.")
+        if o.apply_chat_template:
             notes.append("Prompts were rendered with the model's chat template (few-shot examples as earlier turns).")
         if stats.backend and "HFLM" in stats.backend:
             notes.append(f"Scored by {stats.backend}.")

@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from hare.core.benchmarks import Item
+from hare.core.evalsets import Item
 from hare.core.io import cut_torn_tail, jsonl_records
 
 log = logging.getLogger("hare.evals.rewrite")

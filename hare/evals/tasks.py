@@ -1,6 +1,6 @@
 """lm-evaluation-harness task definitions that read local files only.
 
-For every task, hare turns the benchmark registry's items (``hare.core.benchmarks``: a local folder
+For every task, hare turns the benchmark registry's items (``hare.core.evalsets``: a local folder
 or the local Hugging Face cache, never the hub) into the Hugging Face rows that lm-eval's built-in
 task expects (each benchmark module's ``task_row``), writes them as ``data/<benchmark>/<split>.jsonl``
 and writes a task YAML with ``dataset_path: json`` and absolute ``data_files``.
@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from hare.core.benchmarks import BENCHMARKS, BenchmarkMissing, Item, load_benchmark
-from hare.core.benchmarks import hellaswag, truthfulqa
+from hare.core.evalsets import BENCHMARKS, BenchmarkMissing, Item, load_benchmark
+from hare.core.evalsets import hellaswag, truthfulqa
 from hare.core.io import write_jsonl, write_text
 
 log = logging.getLogger("hare.evals.tasks")

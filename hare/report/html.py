@@ -3,7 +3,7 @@
 Each section is a Jinja2 template over one step's (or another output's) stats model: the template
 ``<name>.html.j2`` in ``hare/report/templates/`` or in a ``templates/`` folder beside the step's
 module, else the step's ``report_template`` string, else a plain table of its stats. A template gets
-``stats`` (the model), ``data`` (``Section.report_data``: what it reads from the step's other files),
+``stats`` (the model), ``data`` (``ReportSection.report_data``: what it reads from the step's other files),
 ``manifest`` and ``plots`` (``hare.report.plots``). Plots are inline SVG, so the file has no
 external reference and can be mailed or archived as is. The report is written into the step folder
 and copied to ``runs/<name>/report.html``.
@@ -24,7 +24,7 @@ from markupsafe import Markup
 from pydantic import ValidationError
 
 from hare.core.io import atomic_open, read_json
-from hare.core.step import Section, Stats, Step, StepContext
+from hare.core.step import ReportSection
 from hare.report import plots
 
 log = logging.getLogger("hare.report")
@@ -63,7 +63,7 @@ def markdown_to_html(md: str) -> Markup:
     return Markup(out + "".join(f"<p class='muted'>{html.escape(n)}</p>" for n in notes))
 
 
-def _environment(sections: list[Section]) -> jinja2.Environment:
+def _environment(sections: list[ReportSection]) -> jinja2.Environment:
     dirs = [TEMPLATES] + [Path(inspect.getfile(type(s))).parent / "templates" for s in sections]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in dict.fromkeys(dirs) if d.is_dir()]),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
@@ -74,7 +74,7 @@ def _environment(sections: list[Section]) -> jinja2.Environment:
     return env
 
 
-def _template(env: jinja2.Environment, section: Section) -> jinja2.Template:
+def _template(env: jinja2.Environment, section: ReportSection) -> jinja2.Template:
     try:
         return env.get_template(f"{section.name}.html.j2")
     except jinja2.TemplateNotFound:
@@ -83,7 +83,7 @@ def _template(env: jinja2.Environment, section: Section) -> jinja2.Template:
         return env.get_template("_generic.html.j2")
 
 
-def render_report(run_dir: Path, title: str, sections: list[tuple[Section, Path]]) -> str:
+def render_report(run_dir: Path, title: str, sections: list[tuple[ReportSection, Path]]) -> str:
     """The report of ``run_dir``: a table of the steps that ran, then one section per output found."""
     env = _environment([s for s, _ in sections])
     steps, parts = [], []
@@ -128,29 +128,3 @@ def publish(run_dir: Path) -> None:
         tmp = run_dir / ".report.html.tmp"
         shutil.copyfile(src, tmp)
         tmp.replace(run_dir / "report.html")
-
-
-class ReportStats(Stats):
-    bytes: int
-
-
-class ReportStep(Step):
-    """Renders every step before it in the pipeline, and the ``extras`` (outputs made outside it)."""
-
-    name = "report"
-    help = "write report.html"
-    reads = ("name",)
-    stats = ReportStats
-
-    def __init__(self, extras: list[Section] = ()):
-        self.extras = list(extras)
-
-    def depends_on(self, earlier: list[str]) -> tuple[str, ...]:
-        return tuple(earlier)
-
-    def run(self, ctx: StepContext) -> ReportStats:
-        sections: list[tuple[Section, Path]] = [(ctx.steps[n], ctx.deps[n]) for n in ctx.deps]
-        sections += [(s, ctx.run_dir / s.name) for s in self.extras]
-        path = write_report(ctx.run_dir, render_report(ctx.run_dir, ctx.config.name, sections), ctx.out)
-        log.info("report: %s", ctx.run_dir / "report.html")
-        return ReportStats(bytes=path.stat().st_size)

@@ -43,26 +43,19 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from hare.core.io import atomic_path, fingerprint_obj, fingerprint_path, read_json, read_jsonl, write_json, write_jsonl
 from hare.core.text import normalize_for_dedup, text_hash
 from hare.recipe import Recipe
+from hare.study.arms import Arm, deep_merge, load_arms
 from hare.study.noise import Noise
 
 log = logging.getLogger("hare.study")
 
-ARMS: dict[str, str] = {
-    "raw": "the input as read: no cleaning, deduplication, quality band, topic balancing or decontamination",
-    "clean": "the recipe's cleaning rules, then exact and MinHash deduplication",
-    "hare": "the full hare D1: cleaning, deduplication, quality band, topic-balanced sampling, decontamination",
-    "hare-d2": "the full D1, then D1 + D2 (the teacher's topic-seeded text) in a second stage",
-    "hare-d2-d3": "the full D1, then D1 + D2 + D3 (the teacher's text and NLP tasks) in a second stage",
-}
-D1_ARMS = ("raw", "clean", "hare")
-SYNTH_ARMS = ("hare-d2", "hare-d2-d3")
+ARMS: dict[str, str] = {name: arm.description for name, arm in load_arms().items()}  # the built-in arms
 BASELINE = "raw"
 # Recipe sections an arm may change; everything else is the same in every arm (the test checks it).
 # The training stages are data too: which parts a model reads, and when.
@@ -75,8 +68,11 @@ PAPER_STAGE2 = {"d1": 46.5, "d2": 13.63, "d3": 39.87}
 class StudyConfig(BaseModel):
     """How a study is run (the ``hare study`` flags)."""
 
-    arms: list[Literal["raw", "clean", "hare", "hare-d2", "hare-d2-d3"]] | None = Field(
-        None, description="Arms to train (default: the D1 arms, and the synthetic ones when the recipe has a teacher).")
+    arms: list[str] | None = Field(
+        None, description="Arms to train, by name (default: every arm without synthetic parts, and those with when "
+        "the recipe has a teacher).")
+    arms_file: str | None = Field(None, description="A YAML file of arms of your own (the shape of "
+                                  "hare/study/arms.yaml); an arm of a built-in name replaces it.")
     steps: int | None = Field(None, ge=1, description="Optimizer steps of every arm (default: train.max_steps).")
     tokens: int | None = Field(None, ge=1, description="Token budget of every arm (sets steps; rounded up).")
     preset: str | None = Field(None, description="Model preset of every arm (default: the recipe's).")
@@ -134,8 +130,8 @@ def _source_inputs(recipe: Recipe) -> list[dict]:
 
 def benchmark_texts(names: list[str], folder: str | None) -> list[str]:
     """The text of every item of the benchmarks found in ``folder`` (those missing are skipped)."""
-    from hare.core.benchmarks import load_benchmark
-    from hare.core.benchmarks.base import BenchmarkMissing
+    from hare.core.evalsets import load_benchmark
+    from hare.core.evalsets.base import BenchmarkMissing
 
     texts = []
     for name in names:
@@ -148,7 +144,7 @@ def benchmark_texts(names: list[str], folder: str | None) -> list[str]:
 
 def prepare_data(recipe: Recipe, cfg: StudyConfig, out: Path) -> dict:
     """Held-out documents and the raw input of every source, in ``out/data`` (reused when unchanged)."""
-    from hare.corpus.clean import Cleaner
+    from hare.filters.clean import Cleaner
     from hare.corpus.read import Quarantine, read_source
 
     folder = out / "data"
@@ -170,7 +166,7 @@ def prepare_data(recipe: Recipe, cfg: StudyConfig, out: Path) -> dict:
             docs.append({"id": d.id, "source": src.name, "text": d.text})
     if not docs:
         raise ValueError("the recipe's sources hold no documents")
-    cleaner = Cleaner(recipe.corpus.clean)
+    cleaner = Cleaner.from_config(recipe.corpus.clean)
     from hare.core.documents import Document
 
     heldout: list[dict] = []
@@ -261,15 +257,16 @@ def train_steps(recipe: Recipe, cfg: StudyConfig) -> int:
     return cfg.steps or recipe.train.max_steps
 
 
-def default_arms(recipe: Recipe) -> list[str]:
-    return list(D1_ARMS) + (list(SYNTH_ARMS) if recipe.synth.enabled else [])
+def default_arms(recipe: Recipe, arms: dict[str, Arm]) -> list[str]:
+    return [n for n, a in arms.items() if not a.synthetic] + \
+        ([n for n, a in arms.items() if a.synthetic] if recipe.synth.enabled else [])
 
 
-def synth_stages(recipe: Recipe, arm: str, steps: int) -> list[dict]:
+def synth_stages(recipe: Recipe, arm: Arm, steps: int) -> list[dict]:
     """The two stages of a synthetic arm within the study's budget: the recipe's stages (their
     explicit tokens scaled down when they would not fit), or D1 for half the budget, then the paper's
     stage-2 weights; weights of parts the arm has no data for are dropped."""
-    parts = {"d1", "d2"} | ({"d3"} if arm == "hare-d2-d3" else set())
+    parts = {"d1", *arm.synthetic}
     t = recipe.train
     budget = steps * step_tokens(recipe)
     stages = [s.model_dump(mode="json") for s in t.stages] or [
@@ -290,10 +287,12 @@ def synth_stages(recipe: Recipe, arm: str, steps: int) -> list[dict]:
     return out
 
 
-def arm_recipe(recipe: Recipe, arm: str, cfg: StudyConfig, out: Path, data: dict, tokenizer: Path) -> Recipe:
-    """The recipe of one arm: the study's recipe with the arm's data settings and the shared rest."""
+def arm_recipe(recipe: Recipe, name: str, arm: Arm, cfg: StudyConfig, out: Path, data: dict,
+               tokenizer: Path) -> Recipe:
+    """The recipe of one arm: the study's recipe with the study's settings (shared by every arm), then
+    the arm's overlay (``hare.study.arms``: data only)."""
     r = recipe.model_dump(mode="json")
-    r["name"] = arm
+    r["name"] = name
     r["out_dir"] = str(out / "arms")
     r["sources"] = [{**s, "kind": "jsonl", "path": data["sources"][s["name"]]["path"], "text_field": "text",
                      "id_field": "id", "limit": None} for s in r["sources"]]
@@ -310,14 +309,12 @@ def arm_recipe(recipe: Recipe, arm: str, cfg: StudyConfig, out: Path, data: dict
     if cfg.preset:
         r["model"] = {"preset": cfg.preset, "overrides": {}}
     steps = train_steps(recipe, cfg)
-    if arm in SYNTH_ARMS:
+    if arm.synthetic:
         if not recipe.synth.enabled:
-            raise ValueError(f"arm {arm} needs a teacher: the recipe's synth.enabled is false")
+            raise ValueError(f"arm {name} needs a teacher: the recipe's synth.enabled is false")
         r["synth"]["enabled"] = True
-        # one request cache for both synthetic arms: their D1 and topics are the same, so is D2
+        # one request cache for every synthetic arm: their D1 and topics are the same, so is D2
         r["synth"]["cache_dir"] = str(out / "synth-cache")
-        if arm == "hare-d2":
-            r["synth"]["d3"].update(tasks=[], seeds_from_d2=0, seeds_from_d1=0, datasets=[])
         r["train"]["stages"] = synth_stages(recipe, arm, steps)
     r["train"].update(max_steps=steps, eval_every=max(1, math.ceil(steps / cfg.eval_points)),
                       eval_docs=data["heldout_path"], eval_max_docs=cfg.eval_docs)
@@ -325,17 +322,10 @@ def arm_recipe(recipe: Recipe, arm: str, cfg: StudyConfig, out: Path, data: dict
                  "tasks": ["leaderboard"] if cfg.benchmarks_dir else []}
     if cfg.benchmarks_dir:
         r["decontam"]["benchmarks_dir"] = cfg.benchmarks_dir
-    if arm in ("raw", "clean"):
-        r["corpus"]["quality"]["enabled"] = False
-        r["decontam"].update(benchmarks=[], custom_benchmarks=[], parts={})
-        r["cluster"]["enabled"] = False
-        r["mix"]["max_chars"] = None
-    if arm == "raw":
-        r["corpus"]["clean"]["enabled"] = False
-        r["corpus"]["dedup"] = "none"
-    if arm == "clean" and r["corpus"]["dedup"] != "minhash":
-        r["corpus"]["dedup"] = "minhash"
-    return Recipe.model_validate(r)
+    outside = sorted(set(arm.overlay) - set(DATA_SECTIONS))
+    if outside:
+        raise ValueError(f"arm {name}: an arm changes data only ({', '.join(DATA_SECTIONS)}), not {outside}")
+    return Recipe.model_validate(deep_merge(r, arm.overlay))
 
 
 def interpolate_tokens(curve: list[dict], target: float) -> float | None:
@@ -363,18 +353,14 @@ def _audit(model_dir: Path, recipe: Recipe, cfg: StudyConfig, out: Path) -> dict
     return res
 
 
-def synth_parts(arm: str) -> tuple[str, ...]:
-    return ("d2", "d3") if arm == "hare-d2-d3" else ("d2",)
-
-
-def synth_survival(recipe: Recipe, arm: str) -> dict[str, dict[str, Any]]:
+def synth_survival(recipe: Recipe, arm: Arm) -> dict[str, dict[str, Any]]:
     """Per synthetic part of ``arm``: documents the teacher gave, kept by curation, and why removed."""
     parts = read_json(recipe.run_dir / "curate" / "stats.json").get("parts", {})
     return {p: {"generated": parts.get(p, {}).get("docs_in", 0), "kept": parts.get(p, {}).get("docs_out", 0),
-                "removed": parts.get(p, {}).get("removed", {})} for p in synth_parts(arm)}
+                "removed": parts.get(p, {}).get("removed", {})} for p in arm.synthetic}
 
 
-def run_arm(recipe: Recipe, arm: str, cfg: StudyConfig) -> dict:
+def run_arm(recipe: Recipe, name: str, arm: Arm, cfg: StudyConfig) -> dict:
     """Run one arm's pipeline. A synthetic arm whose part curation emptied is not trained: its row
     says so (a small teacher's text may not pass the quality bar)."""
     from hare.pipeline import Pipeline
@@ -382,7 +368,7 @@ def run_arm(recipe: Recipe, arm: str, cfg: StudyConfig) -> dict:
     t0 = time.perf_counter()
     pipeline = Pipeline(recipe)
     done: dict[str, Any] = {}
-    if arm in SYNTH_ARMS:
+    if arm.synthetic:
         pipeline.run(targets=["curate"])
         done["synth"] = synth_survival(recipe, arm)
         empty = [p for p, c in done["synth"].items() if not c["kept"]]
@@ -391,26 +377,26 @@ def run_arm(recipe: Recipe, arm: str, cfg: StudyConfig) -> dict:
                 f"curation kept no {p} document ({c['generated']} generated; removed: "
                 f"{', '.join(f'{k} {v}' for k, v in sorted(c['removed'].items())) or 'none'})"
                 for p, c in done["synth"].items() if p in empty)
-            log.warning("study: arm %s not trained: %s", arm, done["skipped"])
+            log.warning("study: arm %s not trained: %s", name, done["skipped"])
             return {**done, "seconds": time.perf_counter() - t0}
     targets = ["train", "eval"] if cfg.benchmarks_dir else ["train"]
     status = pipeline.run(targets=targets)
-    log.info("study: arm %s: %s", arm, ", ".join(f"{k} {v}" for k, v in status.items()))
+    log.info("study: arm %s: %s", name, ", ".join(f"{k} {v}" for k, v in status.items()))
     return {**done, "status": status, "seconds": time.perf_counter() - t0}
 
 
-def collect(recipe: Recipe, arm: str, done: dict, cfg: StudyConfig) -> dict:
+def collect(recipe: Recipe, arm: str, description: str, done: dict, cfg: StudyConfig) -> dict:
     run = recipe.run_dir
     seconds = done["seconds"]
     if done.get("skipped"):
-        return {"arm": arm, "description": ARMS[arm], "docs": 0, "chars": 0, "tokens": 0, "curve": [],
+        return {"arm": arm, "description": description, "docs": 0, "chars": 0, "tokens": 0, "curve": [],
                 "final_bits_per_byte": None, "synth": done["synth"], "skipped": done["skipped"],
                 "seconds": round(seconds, 1)}
     curve = [{k: r[k] for k in ("step", "tokens", "bits_per_byte", "loss")}
              for r in read_jsonl(run / "train" / "heldout.jsonl")]
     mix = read_json(run / "mix" / "stats.json")
     train = read_json(run / "train" / "stats.json")
-    out = {"arm": arm, "description": ARMS[arm], "docs": mix["docs"], "chars": mix["chars"],
+    out = {"arm": arm, "description": description, "docs": mix["docs"], "chars": mix["chars"],
            "tokens": train["tokens"], "curve": curve, "final_bits_per_byte": curve[-1]["bits_per_byte"],
            "synth": done.get("synth"), "seconds": round(seconds, 1)}
     if cfg.benchmarks_dir and (run / "eval" / "stats.json").exists():
@@ -425,18 +411,22 @@ def run_study(recipe: Recipe, cfg: StudyConfig, out: Path, figure: Path | None =
     """Run every arm of the study of ``recipe`` into ``out``; see the module docstring."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    arms = cfg.arms or default_arms(recipe)
+    known = load_arms(cfg.arms_file)
+    arms = cfg.arms or default_arms(recipe, known)
+    unknown = [a for a in arms if a not in known]
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; known: {', '.join(known)} (add arms with an arms file)")
     if BASELINE not in arms:
         raise ValueError(f"a study needs its baseline arm '{BASELINE}' (arms: {', '.join(arms)})")
-    if not recipe.synth.enabled and (wanted := [a for a in arms if a in SYNTH_ARMS]):
+    if not recipe.synth.enabled and (wanted := [a for a in arms if known[a].synthetic]):
         raise ValueError(f"arms {', '.join(wanted)} need a teacher: the recipe's synth.enabled is false")
     data = prepare_data(recipe, cfg, out)
     tokenizer = prepare_tokenizer(recipe, data, out)
     rows = []
-    for arm in arms:
-        r = arm_recipe(recipe, arm, cfg, out, data, tokenizer)
-        write_json(out / "arms" / f"{arm}.recipe.json", r.model_dump(mode="json"))
-        rows.append(collect(r, arm, run_arm(r, arm, cfg), cfg))
+    for name in arms:
+        r = arm_recipe(recipe, name, known[name], cfg, out, data, tokenizer)
+        write_json(out / "arms" / f"{name}.recipe.json", r.model_dump(mode="json"))
+        rows.append(collect(r, name, known[name].description, run_arm(r, name, known[name], cfg), cfg))
     base = next(r for r in rows if r["arm"] == BASELINE)
     target, base_tokens = base["final_bits_per_byte"], base["tokens"]
     for r in rows:
@@ -520,6 +510,7 @@ def write_outputs(result: StudyResult, out: Path, figure: Path | None = None) ->
         figure.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(figure) as tmp:
             shutil.copyfile(out / "loss_vs_tokens.png", tmp)
-    html = render_template("study.html.j2", result=result, table=markdown(result), arms=ARMS)
+    html = render_template("study.html.j2", result=result, table=markdown(result),
+                           arms={a.arm: a.description for a in result.arms})
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(html, encoding="utf-8")

@@ -4,51 +4,88 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from hare.core.step import StepContext, file_inputs
+from hare.core.step import file_inputs
 from hare.synth.cache import RequestCache
 from hare.synth.client import Backend, Request, Result, Usage, generate
 from hare.synth.prompts import PACKAGED
 from hare.synth.teacher import make_backend, teacher_folder, teacher_model
 
 
-def cache_for(ctx: StepContext, name: str) -> RequestCache:
-    """The step's request cache: ``synth.cache_dir`` (default ``<run>/synth-cache``), outside the step's
-    folder, so answers outlive a change of the step's fingerprint."""
-    folder = Path(ctx.config.synth.cache_dir).expanduser() if ctx.config.synth.cache_dir else \
-        ctx.run_dir / "synth-cache"
-    return RequestCache(folder / f"{name}.jsonl")
+class Teacher:
+    """The teacher of a recipe's ``synth`` section as a step uses it: requests in its API
+    (``request``), a session per step that answers them from the step's request cache first
+    (``session``), and its tokenizer's count of a text (``count_tokens``).
 
+    ``cache_dir`` holds one request cache per step (``<run>/synth-cache`` by default, outside the
+    step folders, so answers outlive a change of a step's fingerprint); ``seed`` is the recipe's;
+    ``execution`` (``hare.core.execution.ExecutionConfig``) says where the requests are sent from."""
 
-def make_step_backend(ctx: StepContext) -> Backend:
-    """The teacher's backend, sent from this process (``synth.executor: local``) or from Ray actors."""
-    syn = ctx.config.synth
-    if syn.executor == "ray":
-        from hare.synth.executor import RayBackend
+    def __init__(self, syn, seed: int, cache_dir: str | Path, execution=None):
+        from hare.core.execution import ExecutionConfig
 
-        return RayBackend(syn.teacher, ctx.config.seed, actors=syn.ray_actors, address=syn.ray_address)
-    return make_backend(syn.teacher, ctx.config.seed)
+        self.syn, self.seed, self.cache_dir = syn, seed, Path(cache_dir).expanduser()
+        self.execution = execution or ExecutionConfig()
+        self.model = teacher_model(syn.teacher)
 
+    @classmethod
+    def for_run(cls, syn, seed: int, run_dir: Path, execution=None) -> "Teacher":
+        return cls(syn, seed, syn.cache_dir or run_dir / "synth-cache", execution)
 
-@contextlib.contextmanager
-def backend_factory(ctx: StepContext) -> Iterator[Callable[[], Backend]]:
-    """A function that makes the step's backend on first use (a fully cached run loads no model and
-    starts no Ray) and hands the same one to every later ``generate``; closed when the step is done."""
-    made: list[Backend] = []
+    def request(self, prompt: str, max_tokens: int, temperature: float, top_p: float, seed: int,
+                history: tuple[tuple[str, str], ...] = ()) -> Request:
+        """One request in the teacher's API (chat, or completions with the prompt as written)."""
+        if self.syn.teacher.api == "completions":
+            text = "\n\n".join(c for _, c in history + (("user", prompt),))
+            return Request(model=self.model, prompt=text, max_tokens=max_tokens, temperature=temperature,
+                           top_p=top_p, seed=seed)
+        return Request.chat(self.model, list(history) + [("user", prompt)], max_tokens=max_tokens,
+                            temperature=temperature, top_p=top_p, seed=seed)
 
-    def get() -> Backend:
-        if not made:
-            made.append(make_step_backend(ctx))
-        return made[0]
+    def backend(self) -> Backend:
+        """The teacher's backend, sent from this process (``execution.executor: local``) or from Ray actors."""
+        x = self.execution
+        if x.executor == "ray":
+            from hare.synth.ray_backend import RayBackend
 
-    try:
-        yield get
-    finally:
-        for b in made:
-            b.close()
+            return RayBackend(self.syn.teacher, self.seed, actors=x.teacher_actors, address=x.ray_address)
+        return make_backend(self.syn.teacher, self.seed)
+
+    @contextlib.contextmanager
+    def session(self, name: str) -> Iterator["Session"]:
+        """The step ``name``'s session: its request cache (synced and closed after) and a backend made
+        on first use (a fully cached run loads no model and starts no Ray), closed when done."""
+        made: list[Backend] = []
+
+        def get() -> Backend:
+            if not made:
+                made.append(self.backend())
+            return made[0]
+
+        try:
+            with RequestCache(self.cache_dir / f"{name}.jsonl") as cache:
+                yield Session(cache, get)
+        finally:
+            for b in made:
+                b.close()
+
+    def token_counter(self) -> Callable[[str], int]:
+        """Counts tokens with the teacher's tokenizer when it is a local folder; for endpoints, an
+        estimate (words and punctuation marks, which a BPE tokenizer of English text meets or exceeds
+        slightly)."""
+        t = self.syn.teacher
+        folder = None if t.endpoints else teacher_folder(t)
+        if folder:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            return lambda text: len(tok(text, add_special_tokens=False).input_ids)
+        pattern = re.compile(r"\w+|[^\w\s]")
+        return lambda text: len(pattern.findall(text))
 
 
 class Session:
@@ -73,17 +110,6 @@ class Session:
         return dict(sorted(self.families.items()))
 
 
-@contextlib.contextmanager
-def teacher_session(ctx: StepContext, name: str) -> Iterator[Session]:
-    """The step's session with its teacher; the cache is synced and closed, and the backend (a Ray
-    instance it started, say) closed, when the step is done with it."""
-    with cache_for(ctx, name) as cache, backend_factory(ctx) as backend:
-        yield Session(cache, backend)
-
-
-def model_name(ctx: StepContext) -> str:
-    return teacher_model(ctx.config.synth.teacher)
-
 
 def synth_inputs(config) -> dict[str, Any]:
     """Fingerprints of the template folders and of a local teacher's weights."""
@@ -98,31 +124,3 @@ def synth_inputs(config) -> dict[str, Any]:
 def sub_seed(*parts: Any) -> int:
     """A request's sampling seed from its position (recipe seed, topic, index...): stable across runs."""
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16)
-
-
-def chat(ctx: StepContext, prompt: str, max_tokens: int, temperature: float, top_p: float, seed: int,
-         history: tuple[tuple[str, str], ...] = ()) -> Request:
-    """One request in the teacher's API (chat, or completions with the prompt as written)."""
-    model = model_name(ctx)
-    if ctx.config.synth.teacher.api == "completions":
-        text = "\n\n".join(c for _, c in history + (("user", prompt),))
-        return Request(model=model, prompt=text, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                       seed=seed)
-    return Request.chat(model, list(history) + [("user", prompt)], max_tokens=max_tokens, temperature=temperature,
-                        top_p=top_p, seed=seed)
-
-
-def token_counter(ctx: StepContext):
-    """Counts tokens with the teacher's tokenizer when it is a local folder; for endpoints, an estimate
-    (words and punctuation marks, which a BPE tokenizer of English text meets or exceeds slightly)."""
-    import re
-
-    t = ctx.config.synth.teacher
-    folder = None if t.endpoints else teacher_folder(t)
-    if folder:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        return lambda text: len(tok(text, add_special_tokens=False).input_ids)
-    pattern = re.compile(r"\w+|[^\w\s]")
-    return lambda text: len(pattern.findall(text))

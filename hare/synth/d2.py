@@ -1,4 +1,4 @@
-"""The d2 step: topic-seeded synthetic text (the paper's D2), for semantic diversity.
+"""D2 (the d2 step's work): topic-seeded synthetic text (the paper's D2), for semantic diversity.
 
 For every topic of the cluster step, the seeds are the documents nearest its centroid and a seeded
 sample of its other members; every topic gets the same number of generations
@@ -25,9 +25,9 @@ from typing import Any
 
 from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.io import read_json, read_jsonl, write_jsonl
-from hare.core.step import Stats, Step, StepContext
+from hare.core.step import Stats
 from hare.synth.client import Usage
-from hare.synth.common import chat, sub_seed, synth_inputs, teacher_session
+from hare.synth.common import Teacher, sub_seed
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d2")
@@ -72,95 +72,88 @@ def words(text: str) -> int:
     return len(re.findall(r"\w+", text))
 
 
-class D2Step(Step):
-    name = "d2"
-    help = "generate topic-seeded synthetic text (D2) with the teacher"
-    after = ("decontam", "cluster")
-    reads = ("synth", "seed", "corpus.shard_docs")
-    stats = D2Stats
+def generate_d2(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, decontam_dir: Path, seed: int,
+                out: Path, shard_docs: int) -> D2Stats:
+    """Generate D2 (the module docstring) with ``teacher`` from the topics in ``cluster_dir`` and the
+    seed documents in ``decontam_dir/train``; ``cfg``: ``hare.synth.config.D2Config``."""
+    jobs, topics, seeds = d2_requests(teacher, cfg, templates, cluster_dir, decontam_dir, seed)
+    with teacher.session("d2") as session:
+        results = session.generate([r for r, _ in jobs], [m["template"] for _, m in jobs], desc="d2: generate")
 
-    def inputs(self, config) -> dict[str, Any]:
-        return synth_inputs(config)
-
-    def run(self, ctx: StepContext) -> D2Stats:
-        syn, seed = ctx.config.synth, ctx.config.seed
-        if not syn.enabled:
-            log.info("d2: synthetic data is off (synth.enabled: false)")
-            return D2Stats(enabled=False)
-        cfg = syn.d2
-        templates = Templates(syn.templates_dir)
-        categories = templates.yaml("d2/categories.yaml")
-        audiences = templates.yaml("d2/audiences.yaml")
-        styles = [p.split("/")[-1][:-4] for p in templates.variants("d2") if "." not in p.split("/")[-1][:-4]]
-        for bad in [s for s in cfg.styles if s not in styles]:
-            raise ValueError(f"synth.d2.styles: no template d2/{bad}.txt (styles: {', '.join(styles)})")
-        for bad in [a for a in cfg.audiences if a not in audiences]:
-            raise ValueError(f"synth.d2.audiences: {bad!r} is not in d2/audiences.yaml ({', '.join(audiences)})")
-        for src, cat in cfg.categories.items():
-            if cat not in categories:
-                raise ValueError(f"synth.d2.categories.{src}: {cat!r} is not in d2/categories.yaml "
-                                 f"({', '.join(categories)})")
-        topics, seeds = topic_seeds(ctx.deps["cluster"], cfg.nearest_seeds, cfg.sampled_seeds, seed)
-        wanted = {s for ss in seeds.values() for s in ss}
-        texts = {(d.source, d.id): d.text for d in read_shards(ctx.deps["decontam"] / "train")
-                 if (d.source, d.id) in wanted}
-
-        jobs: list[tuple[Any, dict]] = []
-        for t in topics:
-            c = t["cluster"]
-            pool = [s for s in seeds[c] if s in texts]
-            if not pool:
+    rejected: dict[str, int] = defaultdict(int)
+    quarantine = []
+    generated = 0
+    with ShardWriter(out / "generated", shard_docs) as w:
+        for k, ((req, meta), res) in enumerate(zip(jobs, results)):
+            text = res.text.strip()
+            reason = None if res.ok else "request_failed"
+            if reason is None and words(text) < cfg.min_words:
+                reason = "too_short"
+            if reason:
+                rejected[reason] += 1
+                quarantine.append({"reason": reason, "error": res.error, "text": text, "key": res.key, **meta})
                 continue
-            rng = random.Random(sub_seed(seed, "d2", c))
-            for j in range(cfg.docs_per_topic):
-                src, doc_id = pool[j % len(pool)]
-                style, audience = rng.choice(cfg.styles), rng.choice(cfg.audiences)
-                category = cfg.categories.get(src, "web")
-                rel = f"d2/{category}.{style}.txt" if templates.exists(f"d2/{category}.{style}.txt") else \
-                    f"d2/{style}.txt"
-                seed_text = texts[(src, doc_id)][:cfg.seed_chars].strip()
-                spec = categories[category]
-                prompt = templates.render(rel, subject=spec["subject"], note=spec.get("note", ""),
-                                          audience=audiences[audience], topic=t["name"], seed=seed_text)
-                req = chat(ctx, prompt, cfg.max_tokens, cfg.temperature, cfg.top_p, sub_seed(seed, "d2", c, j))
-                jobs.append((req, {"template": rel.split("/", 1)[1][:-4], "category": category, "style": style,
-                                   "audience": audience, "topic": c, "topic_name": t["name"],
-                                   "seed_source": src, "seed_id": doc_id, "seed_snippet": seed_text[:SNIPPET]}))
-        with teacher_session(ctx, "d2") as teacher:
-            results = teacher.generate([r for r, _ in jobs], [m["template"] for _, m in jobs], desc="d2: generate")
-
-        rejected: dict[str, int] = defaultdict(int)
-        quarantine = []
-        generated = 0
-        with ShardWriter(ctx.out / "generated", ctx.config.corpus.shard_docs) as w:
-            for k, ((req, meta), res) in enumerate(zip(jobs, results)):
-                text = res.text.strip()
-                reason = None if res.ok else "request_failed"
-                if reason is None and words(text) < cfg.min_words:
-                    reason = "too_short"
-                if reason:
-                    rejected[reason] += 1
-                    quarantine.append({"reason": reason, "error": res.error, "text": text, "key": res.key, **meta})
-                    continue
-                w.write(Document(text, f"d2/{meta['topic']}/{k}", "d2",
-                                 {**meta, "finish_reason": res.finish_reason, "key": res.key,
-                                  "completion_tokens": res.completion_tokens}))
-                generated += 1
-        write_jsonl(ctx.out / "rejected.jsonl", quarantine)
-        log.info("d2: %d topics, %d requests (%d from the cache), %d generated, rejected %s", len(topics), len(jobs),
-                 teacher.total.cached, generated, dict(rejected) or "none")
-        return D2Stats(enabled=True, topics=len(topics), seeds=len(texts), requests=len(jobs), generated=generated,
-                       rejected=dict(rejected), usage=teacher.total, templates=teacher.by_family(),
-                       teacher={"model": jobs[0][0].model if jobs else None, "api": syn.teacher.api,
-                                "endpoints": len(syn.teacher.endpoints)})
-
-    def report_data(self, folder: Path, stats: D2Stats) -> dict[str, Any]:
-        examples = []
-        for d in read_shards(folder / "generated"):
-            examples.append(d)
-            if len(examples) >= 3:
-                break
-        return {"examples": examples}
+            w.write(Document(text, f"d2/{meta['topic']}/{k}", "d2",
+                             {**meta, "finish_reason": res.finish_reason, "key": res.key,
+                              "completion_tokens": res.completion_tokens}))
+            generated += 1
+    write_jsonl(out / "rejected.jsonl", quarantine)
+    log.info("d2: %d topics, %d requests (%d from the cache), %d generated, rejected %s", topics, len(jobs),
+             session.total.cached, generated, dict(rejected) or "none")
+    return D2Stats(enabled=True, topics=topics, seeds=seeds, requests=len(jobs), generated=generated, rejected=dict(rejected), usage=session.total,
+                   templates=session.by_family(),
+                   teacher={"model": jobs[0][0].model if jobs else None, "api": teacher.syn.teacher.api,
+                            "endpoints": len(teacher.syn.teacher.endpoints)})
 
 
-D2 = D2Step()
+def d2_requests(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, decontam_dir: Path,
+                seed: int) -> tuple[list[tuple[Any, dict]], int, int]:
+    """(request, provenance) of every D2 generation: per topic, ``docs_per_topic`` pairs of a seed
+    document and a prompt of its category, style and audience; and the numbers of topics with seeds
+    and of seed documents found."""
+    categories = templates.yaml("d2/categories.yaml")
+    audiences = templates.yaml("d2/audiences.yaml")
+    styles = [p.split("/")[-1][:-4] for p in templates.variants("d2") if "." not in p.split("/")[-1][:-4]]
+    for bad in [s for s in cfg.styles if s not in styles]:
+        raise ValueError(f"synth.d2.styles: no template d2/{bad}.txt (styles: {', '.join(styles)})")
+    for bad in [a for a in cfg.audiences if a not in audiences]:
+        raise ValueError(f"synth.d2.audiences: {bad!r} is not in d2/audiences.yaml ({', '.join(audiences)})")
+    for src, cat in cfg.categories.items():
+        if cat not in categories:
+            raise ValueError(f"synth.d2.categories.{src}: {cat!r} is not in d2/categories.yaml "
+                             f"({', '.join(categories)})")
+    topics, seeds = topic_seeds(cluster_dir, cfg.nearest_seeds, cfg.sampled_seeds, seed)
+    wanted = {s for ss in seeds.values() for s in ss}
+    texts = {(d.source, d.id): d.text for d in read_shards(decontam_dir / "train") if (d.source, d.id) in wanted}
+    jobs: list[tuple[Any, dict]] = []
+    for t in topics:
+        c = t["cluster"]
+        pool = [s for s in seeds[c] if s in texts]
+        if not pool:
+            continue
+        rng = random.Random(sub_seed(seed, "d2", c))
+        for j in range(cfg.docs_per_topic):
+            src, doc_id = pool[j % len(pool)]
+            style, audience = rng.choice(cfg.styles), rng.choice(cfg.audiences)
+            category = cfg.categories.get(src, "web")
+            rel = f"d2/{category}.{style}.txt" if templates.exists(f"d2/{category}.{style}.txt") else \
+                f"d2/{style}.txt"
+            seed_text = texts[(src, doc_id)][:cfg.seed_chars].strip()
+            spec = categories[category]
+            prompt = templates.render(rel, subject=spec["subject"], note=spec.get("note", ""),
+                                      audience=audiences[audience], topic=t["name"], seed=seed_text)
+            req = teacher.request(prompt, cfg.max_tokens, cfg.temperature, cfg.top_p, sub_seed(seed, "d2", c, j))
+            jobs.append((req, {"template": rel.split("/", 1)[1][:-4], "category": category, "style": style,
+                               "audience": audience, "topic": c, "topic_name": t["name"],
+                               "seed_source": src, "seed_id": doc_id, "seed_snippet": seed_text[:SNIPPET]}))
+    return jobs, len(topics), len(texts)
+
+
+def examples(folder: Path, k: int = 3) -> list[Document]:
+    """The first ``k`` generations of a d2 folder (the report shows them)."""
+    out = []
+    for d in read_shards(folder / "generated"):
+        out.append(d)
+        if len(out) >= k:
+            break
+    return out

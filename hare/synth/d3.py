@@ -1,4 +1,4 @@
-"""The d3 step: NLP tasks in natural-language form (the paper's D3).
+"""D3 (the d3 step's work): NLP tasks in natural-language form (the paper's D3).
 
 Two sources of samples:
 
@@ -30,9 +30,9 @@ import jsonschema
 
 from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.io import RecordError, expand_paths, read_rows, write_jsonl
-from hare.core.step import Stats, Step, StepContext
-from hare.synth.client import Request, Usage
-from hare.synth.common import chat, sub_seed, synth_inputs, teacher_session, token_counter
+from hare.core.step import Stats
+from hare.synth.client import Usage
+from hare.synth.common import Teacher, sub_seed
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d3")
@@ -156,168 +156,165 @@ class D3Stats(Stats):
         return {"samples": self.samples, "requests": self.requests, "quarantined": self.quarantined}
 
 
-class D3Step(Step):
-    name = "d3"
-    help = "write NLP tasks (QA, multiple choice, cloze, summaries) with the teacher and convert labelled datasets (D3)"
-    after = ("decontam", "d2")
-    reads = ("synth", "seed", "corpus.shard_docs")
-    stats = D3Stats
+def generate_d3(teacher: Teacher, cfg, templates: Templates, d2_dir: Path, decontam_dir: Path, seed: int, out: Path,
+                shard_docs: int) -> D3Stats:
+    """Generate D3 (the module docstring): teacher-written tasks on seed passages from D2 (``d2_dir``)
+    and D1 (``decontam_dir``), then the labelled datasets converted; ``cfg``: ``D3Config``."""
+    kept = _Samples(teacher.token_counter(), cfg.max_sample_tokens)
+    seeds = d3_seeds(cfg, d2_dir, decontam_dir, seed)
+    quarantine: list[dict] = []
+    with teacher.session("d3") as session:
+        tasks, reasks = _teacher_tasks(session, teacher, cfg, templates, seeds, seed, kept, quarantine)
+    datasets = _convert_datasets(cfg, templates, seed, kept, quarantine)
+    with ShardWriter(out / "generated", shard_docs) as w:
+        for d in kept.samples:
+            w.write(d)
+    write_jsonl(out / "quarantine.jsonl", quarantine)
+    log.info("d3: %d seeds, %d samples (%d re-asks, %d quarantined, %d too long)", len(seeds), len(kept.samples),
+             reasks, sum(t["quarantined"] for t in tasks.values()), kept.too_long)
+    return D3Stats(enabled=True, seeds=len(seeds), requests=session.total.requests, samples=len(kept.samples),
+                   tasks={k: dict(v) for k, v in sorted(tasks.items())}, reasks=reasks,
+                   quarantined=len(quarantine), too_long=kept.too_long,
+                   datasets={k: dict(v) for k, v in datasets.items()}, usage=session.total,
+                   task_usage=session.by_family())
 
-    def inputs(self, config) -> dict[str, Any]:
-        out = synth_inputs(config)
-        if config.synth.enabled:
-            from hare.core.step import file_inputs
 
-            for ds in config.synth.d3.datasets:
-                out.update(file_inputs(**{f"dataset:{ds.name}:{i}": p for i, p in enumerate(expand_paths(ds.path))}))
-        return out
+class _Samples:
+    """The samples kept, in order; one longer than ``max_tokens`` is counted as too long instead."""
 
-    def seeds(self, ctx: StepContext) -> list[tuple[str, str, str, dict]]:
-        """(origin, id, passage, provenance) of the seed passages: D2 generations, then sampled D1 documents."""
-        cfg, seed = ctx.config.synth.d3, ctx.config.seed
-        out = []
-        d2 = sorted(read_shards(ctx.deps["d2"] / "generated"), key=lambda d: d.id)
-        random.Random(sub_seed(seed, "d3-d2")).shuffle(d2)
-        for d in d2[:cfg.seeds_from_d2]:
-            out.append(("d2", d.id, d.text[:cfg.passage_chars], {"topic": d.metadata.get("topic")}))
-        if cfg.seeds_from_d1:
-            rng = random.Random(sub_seed(seed, "d3-d1"))
-            sample: list[Document] = []
-            for n, d in enumerate(read_shards(ctx.deps["decontam"] / "train")):  # reservoir sample
-                if len(sample) < cfg.seeds_from_d1:
-                    sample.append(d)
-                elif (j := rng.randrange(n + 1)) < cfg.seeds_from_d1:
-                    sample[j] = d
-            for d in sorted(sample, key=lambda d: (d.source, d.id)):
-                out.append(("d1", f"{d.source}/{d.id}", d.text[:cfg.passage_chars], {}))
-        return out
+    def __init__(self, count_tokens, max_tokens: int):
+        self.count_tokens, self.max_tokens = count_tokens, max_tokens
+        self.samples: list[Document] = []
+        self.too_long = 0
 
-    def run(self, ctx: StepContext) -> D3Stats:
-        syn, seed = ctx.config.synth, ctx.config.seed
-        if not syn.enabled:
-            log.info("d3: synthetic data is off (synth.enabled: false)")
-            return D3Stats(enabled=False)
-        cfg = syn.d3
-        templates = Templates(syn.templates_dir)
-        count_tokens = token_counter(ctx)
-        samples: list[Document] = []
-        tasks: dict[str, Counter] = defaultdict(Counter)
-        quarantine: list[dict] = []
-        too_long = 0
-        reasks = 0
+    def keep(self, text: str, doc_id: str, meta: dict, tally: Counter) -> None:
+        if self.count_tokens(text) > self.max_tokens:
+            self.too_long += 1
+            tally["too_long"] += 1
+            return
+        tally["samples"] += 1
+        self.samples.append(Document(text, doc_id, "d3", meta))
 
-        def keep(text: str, doc_id: str, meta: dict, tally: Counter) -> None:
-            nonlocal too_long
-            if count_tokens(text) > cfg.max_sample_tokens:
-                too_long += 1
-                tally["too_long"] += 1
-                return
-            tally["samples"] += 1
-            samples.append(Document(text, doc_id, "d3", meta))
 
-        # Teacher-written tasks: every seed passage x every task, one phrasing drawn per pair.
-        jobs: list[dict] = []
-        seeds = self.seeds(ctx)
-        for origin, sid, passage, prov in seeds:
-            for task in cfg.tasks:
-                rng = random.Random(sub_seed(seed, "d3", sid, task))
-                rel = rng.choice(templates.variants(f"d3/{task}"))
-                prompt = templates.render(rel, passage=passage)
-                jobs.append({"task": task, "template": rel.split("/", 1)[1][:-4], "prompt": prompt,
-                             "passage": passage, "seed_origin": origin, "seed_id": sid, **prov, "history": (),
-                             "raws": [], "req_seed": sub_seed(seed, "d3", sid, task)})
-        open_jobs = jobs
-        with teacher_session(ctx, "d3") as teacher:
-            for attempt in range(cfg.max_reasks + 1):
-                if not open_jobs:
+def d3_seeds(cfg, d2_dir: Path, decontam_dir: Path, seed: int) -> list[tuple[str, str, str, dict]]:
+    """(origin, id, passage, provenance) of the seed passages: D2 generations, then sampled D1 documents."""
+    out = []
+    d2 = sorted(read_shards(d2_dir / "generated"), key=lambda d: d.id)
+    random.Random(sub_seed(seed, "d3-d2")).shuffle(d2)
+    for d in d2[:cfg.seeds_from_d2]:
+        out.append(("d2", d.id, d.text[:cfg.passage_chars], {"topic": d.metadata.get("topic")}))
+    if cfg.seeds_from_d1:
+        rng = random.Random(sub_seed(seed, "d3-d1"))
+        sample: list[Document] = []
+        for n, d in enumerate(read_shards(decontam_dir / "train")):  # reservoir sample
+            if len(sample) < cfg.seeds_from_d1:
+                sample.append(d)
+            elif (j := rng.randrange(n + 1)) < cfg.seeds_from_d1:
+                sample[j] = d
+        for d in sorted(sample, key=lambda d: (d.source, d.id)):
+            out.append(("d1", f"{d.source}/{d.id}", d.text[:cfg.passage_chars], {}))
+    return out
+
+
+def _teacher_tasks(session, teacher: Teacher, cfg, templates: Templates, seeds: list, seed: int, kept: _Samples,
+                   quarantine: list[dict]) -> tuple[dict[str, Counter], int]:
+    """Every seed passage x every task, one phrasing drawn per pair, asked of the teacher; an answer
+    that fails its schema is asked again in the same conversation, up to ``max_reasks`` times, then
+    quarantined with every raw answer. Returns the tallies per task and the re-asks."""
+    tasks: dict[str, Counter] = defaultdict(Counter)
+    reasks = 0
+    jobs: list[dict] = []
+    for origin, sid, passage, prov in seeds:
+        for task in cfg.tasks:
+            rng = random.Random(sub_seed(seed, "d3", sid, task))
+            rel = rng.choice(templates.variants(f"d3/{task}"))
+            prompt = templates.render(rel, passage=passage)
+            jobs.append({"task": task, "template": rel.split("/", 1)[1][:-4], "prompt": prompt,
+                         "passage": passage, "seed_origin": origin, "seed_id": sid, **prov, "history": (),
+                         "raws": [], "req_seed": sub_seed(seed, "d3", sid, task)})
+    open_jobs = jobs
+    for attempt in range(cfg.max_reasks + 1):
+        if not open_jobs:
+            break
+        reqs = [teacher.request(j["prompt"], cfg.max_tokens, cfg.temperature, cfg.top_p, j["req_seed"],
+                                j["history"]) for j in open_jobs]
+        results = session.generate(reqs, [j["task"] for j in open_jobs],
+                                   desc="d3: generate" if attempt == 0 else f"d3: re-ask {attempt}")
+        again = []
+        for j, res in zip(open_jobs, results):
+            tally = tasks[j["task"]]
+            tally["requests"] += 1
+            if not res.ok:
+                tally["failed"] += 1
+                continue
+            obj, reason = (None, None) if j["task"] == "summary" else validate(j["task"], res.text)
+            if j["task"] == "summary" and not res.text.strip():
+                reason = "empty answer"
+            if reason is None:
+                rng = random.Random(sub_seed(seed, "d3-render", j["seed_id"], j["task"]))
+                text, rendered = render_task(j["task"], obj, res.text, j["passage"], templates, rng)
+                meta = {k: j[k] for k in ("task", "template", "seed_origin", "seed_id") if k in j}
+                if j.get("topic") is not None:
+                    meta["topic"] = j["topic"]
+                meta.update(origin="teacher", rendered_with=rendered, reasks=attempt, key=res.key)
+                kept.keep(text, f"d3/{j['task']}/{j['seed_id']}", meta, tally)
+                continue
+            j["raws"].append({"text": res.text, "reason": reason})
+            if attempt < cfg.max_reasks:
+                reasks += 1
+                tally["reasked"] += 1
+                # Re-ask in the same conversation: the bad answer and why it was refused.
+                j["history"] = j["history"] + (("user", j["prompt"]), ("assistant", res.text))
+                j["prompt"] = REASK.format(reason=reason)
+                again.append(j)
+            else:
+                tally["quarantined"] += 1
+                quarantine.append({"task": j["task"], "template": j["template"], "seed_id": j["seed_id"],
+                                   "attempts": [r for r in j["raws"]]})
+        open_jobs = again
+    return tasks, reasks
+
+
+def _convert_datasets(cfg, templates: Templates, seed: int, kept: _Samples,
+                      quarantine: list[dict]) -> dict[str, Counter]:
+    """The labelled datasets converted into samples, no teacher; returns the tallies per dataset."""
+    datasets: dict[str, Counter] = {}
+    for ds in cfg.datasets:
+        tally = datasets.setdefault(ds.name, Counter())
+        n = 0
+        for path in expand_paths(ds.path):
+            try:
+                rows = list(read_rows(path))
+            except (RecordError, ValueError, OSError) as e:
+                raise ValueError(f"synth.d3.datasets {ds.name}: {e}") from None
+            for i, rec in enumerate(rows):
+                if ds.limit and n >= ds.limit:
                     break
-                reqs: list[Request] = [chat(ctx, j["prompt"], cfg.max_tokens, cfg.temperature, cfg.top_p,
-                                            j["req_seed"], j["history"]) for j in open_jobs]
-                results = teacher.generate(reqs, [j["task"] for j in open_jobs],
-                                           desc="d3: generate" if attempt == 0 else f"d3: re-ask {attempt}")
-                again = []
-                for j, res in zip(open_jobs, results):
-                    tally = tasks[j["task"]]
-                    tally["requests"] += 1
-                    if not res.ok:
-                        tally["failed"] += 1
-                        continue
-                    obj, reason = (None, None) if j["task"] == "summary" else validate(j["task"], res.text)
-                    if j["task"] == "summary" and not res.text.strip():
-                        reason = "empty answer"
-                    if reason is None:
-                        rng = random.Random(sub_seed(seed, "d3-render", j["seed_id"], j["task"]))
-                        text, rendered = render_task(j["task"], obj, res.text, j["passage"], templates, rng)
-                        meta = {k: j[k] for k in ("task", "template", "seed_origin", "seed_id") if k in j}
-                        if j.get("topic") is not None:
-                            meta["topic"] = j["topic"]
-                        meta.update(origin="teacher", rendered_with=rendered, reasks=attempt, key=res.key)
-                        keep(text, f"d3/{j['task']}/{j['seed_id']}", meta, tally)
-                        continue
-                    j["raws"].append({"text": res.text, "reason": reason})
-                    if attempt < cfg.max_reasks:
-                        reasks += 1
-                        tally["reasked"] += 1
-                        # Re-ask in the same conversation: the bad answer and why it was refused.
-                        j["history"] = j["history"] + (("user", j["prompt"]), ("assistant", res.text))
-                        j["prompt"] = REASK.format(reason=reason)
-                        again.append(j)
-                    else:
-                        tally["quarantined"] += 1
-                        quarantine.append({"task": j["task"], "template": j["template"], "seed_id": j["seed_id"],
-                                           "attempts": [r for r in j["raws"]]})
-                open_jobs = again
-
-        # Labelled datasets: converted, no teacher.
-        datasets: dict[str, Counter] = {}
-        for ds in cfg.datasets:
-            tally = datasets.setdefault(ds.name, Counter())
-            n = 0
-            for path in expand_paths(ds.path):
+                n += 1
+                fmt = ds.format if ds.format != "auto" else detect_format(rec) if isinstance(rec, dict) else None
+                if fmt is None:
+                    tally["unknown_format"] += 1
+                    quarantine.append({"dataset": ds.name, "file": str(path), "line": i + 1,
+                                       "reason": "no question/answer, instruction/response or messages fields"})
+                    continue
+                rng = random.Random(sub_seed(seed, "d3-convert", ds.name, path.name, i))
                 try:
-                    rows = list(read_rows(path))
-                except (RecordError, ValueError, OSError) as e:
-                    raise ValueError(f"synth.d3.datasets {ds.name}: {e}") from None
-                for i, rec in enumerate(rows):
-                    if ds.limit and n >= ds.limit:
-                        break
-                    n += 1
-                    fmt = ds.format if ds.format != "auto" else detect_format(rec) if isinstance(rec, dict) else None
-                    if fmt is None:
-                        tally["unknown_format"] += 1
-                        quarantine.append({"dataset": ds.name, "file": str(path), "line": i + 1,
-                                           "reason": "no question/answer, instruction/response or messages fields"})
-                        continue
-                    rng = random.Random(sub_seed(seed, "d3-convert", ds.name, path.name, i))
-                    try:
-                        text, rel = convert(rec, fmt, templates, rng)
-                    except (ValueError, KeyError, TypeError) as e:
-                        tally["invalid"] += 1
-                        quarantine.append({"dataset": ds.name, "file": str(path), "line": i + 1, "reason": str(e)})
-                        continue
-                    keep(text, f"d3/{ds.name}/{path.name}:{i + 1}",
-                         {"origin": f"dataset:{ds.name}", "task": fmt, "template": rel.split("/")[-1][:-4],
-                          "seed_id": f"{path.name}:{i + 1}", **({"category": rec["category"]}
-                                                                if isinstance(rec.get("category"), str) else {})},
-                         tally)
-
-        with ShardWriter(ctx.out / "generated", ctx.config.corpus.shard_docs) as w:
-            for d in samples:
-                w.write(d)
-        write_jsonl(ctx.out / "quarantine.jsonl", quarantine)
-        log.info("d3: %d seeds, %d samples (%d re-asks, %d quarantined, %d too long)", len(seeds), len(samples),
-                 reasks, sum(t["quarantined"] for t in tasks.values()), too_long)
-        return D3Stats(enabled=True, seeds=len(seeds), requests=teacher.total.requests, samples=len(samples),
-                       tasks={k: dict(v) for k, v in sorted(tasks.items())}, reasks=reasks,
-                       quarantined=len(quarantine), too_long=too_long,
-                       datasets={k: dict(v) for k, v in datasets.items()}, usage=teacher.total,
-                       task_usage=teacher.by_family())
-
-    def report_data(self, folder: Path, stats: D3Stats) -> dict[str, Any]:
-        by_task: dict[str, Document] = {}
-        for d in read_shards(folder / "generated"):
-            by_task.setdefault(d.metadata.get("task", ""), d)
-        return {"examples": list(by_task.values())}
+                    text, rel = convert(rec, fmt, templates, rng)
+                except (ValueError, KeyError, TypeError) as e:
+                    tally["invalid"] += 1
+                    quarantine.append({"dataset": ds.name, "file": str(path), "line": i + 1, "reason": str(e)})
+                    continue
+                kept.keep(text, f"d3/{ds.name}/{path.name}:{i + 1}",
+                          {"origin": f"dataset:{ds.name}", "task": fmt, "template": rel.split("/")[-1][:-4],
+                           "seed_id": f"{path.name}:{i + 1}", **({"category": rec["category"]}
+                                                                 if isinstance(rec.get("category"), str) else {})},
+                          tally)
+    return datasets
 
 
-D3 = D3Step()
+def examples(folder: Path) -> list[Document]:
+    """One sample per task of a d3 folder (the report shows them)."""
+    by_task: dict[str, Document] = {}
+    for d in read_shards(folder / "generated"):
+        by_task.setdefault(d.metadata.get("task", ""), d)
+    return list(by_task.values())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hare.recipe import StageConfig
+from hare.train.config import StageConfig
 from hare.train.pack import PackedTokens, part_dirs
 
 

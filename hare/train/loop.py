@@ -21,13 +21,13 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import math
 import os
 import platform
 import random
 import shutil
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,12 +37,14 @@ import torch
 from hare.core import dist
 from hare.core.io import RecordError, atomic_open, read_jsonl
 from hare.core.progress import Progress
-from hare.core.step import Stats, Step, StepContext, file_inputs
+from hare.core.step import Stats
 from hare.core.tokenizer import load_tokenizer
 from hare.model.perplexity import perplexity, read_documents
 from hare.model.model import NextTokenLoss, build_model, count_params, flops_per_token, mistral_config, peak_flops
-from hare.recipe import TrainConfig, config_dump
+from hare.core.config import config_dump
+from hare.train.config import TrainConfig
 from hare.train.data import MixtureSampler, load_parts, plan_stages
+from hare.train.schedule import LRSchedule
 from hare.train.pack import PackedTokens
 
 log = logging.getLogger("hare.train")
@@ -51,31 +53,13 @@ HELDOUT = "heldout.jsonl"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of optimizer step ``step`` (0-based).
-
-    Linear warmup to ``lr`` over ``warmup_steps``; then ``cosine``: cosine decay to ``min_lr`` at
-    ``max_steps``; or ``wsd`` (warmup-stable-decay): ``lr`` held, then a linear decay to ``min_lr``
-    over the last ``decay_fraction`` of the steps (Hägele et al. 2024 find a 20 % cooldown matches
-    cosine, and a run can be extended from any stable-phase checkpoint).
-    """
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "wsd":
-        decay_steps = max(1, round(cfg.max_steps * cfg.decay_fraction))
-        start = cfg.max_steps - decay_steps
-        if step < start:
-            return cfg.lr
-        return cfg.lr + (cfg.min_lr - cfg.lr) * min(1.0, (step - start + 1) / decay_steps)
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+    """Learning rate of optimizer step ``step`` (0-based) under ``train``'s schedule (``LRSchedule``)."""
+    return LRSchedule.from_config(cfg).at(step)
 
 
 def decay_start(cfg: TrainConfig) -> int | None:
     """The first step of a wsd schedule's decay; a checkpoint taken there continues any longer run."""
-    if cfg.schedule != "wsd":
-        return None
-    return cfg.max_steps - max(1, round(cfg.max_steps * cfg.decay_fraction))
+    return LRSchedule.from_config(cfg).decay_start()
 
 
 def keep_freed_memory() -> bool:
@@ -270,9 +254,43 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
     ``stop_after`` ends the loop early at that step (without a checkpoint), as a crash would.
     ``evaluate(model)`` (with ``cfg.eval_every``) scores the model before the first step, every
     ``eval_every`` steps and after the last; rank 0 appends its numbers to ``heldout.jsonl``.
+    Three parts: ``setup`` (model, optimizer, schedule, data), ``restore`` (the checkpoint to
+    continue from, and the logs trimmed to it) and ``fit`` (the loop).
     """
+    run = setup(model_config, data, cfg, out, seed)
+    step = restore(run, resume)
+    return fit(run, step, stop_after, evaluate)
+
+
+@dataclass
+class Run:
+    """A training run in progress: what ``setup`` builds and ``fit`` steps."""
+
+    cfg: TrainConfig
+    model_config: Any
+    out: Path
+    seed: int
+    device: torch.device
+    dtype: torch.dtype | None
+    fsdp: bool
+    autocast: Any
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    sampler: MixtureSampler
+    seq_len: int
+    accum: int
+    tokens_per_step: int
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+
+def setup(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: TrainConfig, out: Path, seed: int) -> Run:
+    """The process group, the model (sharded under FSDP), AdamW, the schedule and the data sampler."""
     device = dist.init(cfg.device)
-    world, rank, main = dist.world_size(), dist.rank(), dist.is_main()
+    world = dist.world_size()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if device.type == "cpu":
@@ -301,16 +319,18 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
     L = next(iter(parts.values())).seq_len
     accum = grad_accum_steps(cfg, L, world)
     samples_per_step = cfg.micro_batch_size * accum * world
-    tokens_per_step = samples_per_step * L
-    sampler = MixtureSampler(parts, plan_stages(cfg.stages, parts, tokens_per_step, cfg.max_steps), samples_per_step)
+    sampler = MixtureSampler(parts, plan_stages(cfg.stages, parts, samples_per_step * L, cfg.max_steps),
+                             samples_per_step)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return Run(cfg, model_config, out, seed, device, dtype, fsdp, autocast, model, opt, sched, sampler, L, accum,
+               samples_per_step * L)
 
-    ckpt_dir = out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / "metrics.jsonl"
-    batches_path = out / "batches.jsonl"
-    heldout_path = out / HELDOUT
-    step = 0
-    ckpts = checkpoint_paths(ckpt_dir)
+
+def restore(run: Run, resume: bool) -> int:
+    """The step to start from: with ``resume``, the last checkpoint a run of ``run.cfg`` can continue
+    (``resume_point``), loaded, and later ones deleted; the logs are cut back to that step."""
+    cfg, step = run.cfg, 0
+    ckpts = checkpoint_paths(run.ckpt_dir)
     if resume and ckpts:
         start, why = resume_point(ckpts, cfg)
         if why:
@@ -323,114 +343,80 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
                 if start is None or checkpoint_step(p) > checkpoint_step(start):
                     p.unlink()
         if start is not None:
-            step = load_checkpoint(start, model, opt, sched, sampler, fsdp=fsdp)
-            for g in opt.param_groups:  # the rate of the next step comes from this run's schedule
+            step = load_checkpoint(start, run.model, run.opt, run.sched, run.sampler, fsdp=run.fsdp)
+            for g in run.opt.param_groups:  # the rate of the next step comes from this run's schedule
                 g["lr"] = lr_at(step, cfg)
             log.info("resumed from %s (step %d)", start, step)
-    if main:
-        for path in (metrics_path, batches_path, heldout_path):  # drop lines logged after the resumed checkpoint
-            if path == heldout_path and not path.exists():
+    if dist.is_main():
+        heldout_path = run.out / HELDOUT
+        for path in (run.out / "metrics.jsonl", run.out / "batches.jsonl", heldout_path):
+            if path == heldout_path and not path.exists():  # drop lines logged after the resumed checkpoint
                 continue
             old = [m for m in _complete_lines(path) if m["step"] <= step] if path.exists() and step else []
             with atomic_open(path) as f:
                 for m in old:
                     f.write(json.dumps(m) + "\n")
     dist.barrier()
+    return step
 
-    raw_model = model
+
+def fit(run: Run, step: int, stop_after: int | None = None,
+        evaluate: Callable[[torch.nn.Module], dict] | None = None) -> dict:
+    """Train from ``step`` to ``cfg.max_steps``: the loop, its logs, held-out scores and checkpoints.
+    (About 80 lines: the loop's order of logging, scoring and checkpointing is the resume contract,
+    and reads best in one place.)"""
+    cfg, main, world = run.cfg, dist.is_main(), dist.world_size()
     # The loss from the final hidden states a chunk of tokens at a time, except under FSDP (it gathers
     # the LM head's weight only inside the model's own forward) and torch.compile (which fuses the
     # loss of the full logits itself; a chunk loop would be unrolled into a slower graph).
-    fwd_model = NextTokenLoss(model, chunked=not fsdp and not cfg.compile)
+    fwd_model = NextTokenLoss(run.model, chunked=not run.fsdp and not cfg.compile)
     ddp = None
-    if dist.distributed() and not fsdp:
+    if dist.distributed() and not run.fsdp:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        fwd_model = ddp = DDP(fwd_model, device_ids=[device.index] if device.type == "cuda" else None)
+        fwd_model = ddp = DDP(fwd_model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
     if cfg.compile:
         fwd_model = torch.compile(fwd_model)
-    tb = _tensorboard(out) if cfg.tensorboard and main else None
-
-    fpt = flops_per_token(model_config, L)
-    peak = peak_flops(device)
-    n_params = count_params(raw_model)
+    tb = _tensorboard(run.out) if cfg.tensorboard and main else None
+    fpt = flops_per_token(run.model_config, run.seq_len)
+    peak = peak_flops(run.device)
+    n_params = count_params(run.model)
     log.info("model: %s parameters; %d tokens per step (%d x %d x %d processes x %d); %d steps; device %s%s",
-             f"{n_params:,}", tokens_per_step, cfg.micro_batch_size, accum, world, L, cfg.max_steps, device,
-             f" ({dtype})" if dtype else "")
+             f"{n_params:,}", run.tokens_per_step, cfg.micro_batch_size, run.accum, world, run.seq_len,
+             cfg.max_steps, run.device, f" ({run.dtype})" if run.dtype else "")
     keep_at = decay_start(cfg)
-    if evaluate is not None and fsdp:
+    if evaluate is not None and run.fsdp:
         log.warning("train.eval_every: held-out scoring during training is not done under FSDP (the eval step "
                     "scores the exported model)")
         evaluate = None
     every = cfg.eval_every if evaluate is not None else None
-
-    def score(at: int) -> None:
-        """Rank 0 scores the held-out documents; the weights and every random state are left as they were."""
-        if main:
-            t = time.perf_counter()
-            res = evaluate(raw_model)
-            raw_model.train()
-            rec = {"step": at, "tokens": at * tokens_per_step, **res, "seconds": round(time.perf_counter() - t, 2)}
-            with open(heldout_path, "a", encoding="utf-8") as hf:
-                hf.write(json.dumps(rec) + "\n")
-            log.info("step %d: held-out %s", at, ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
-        dist.barrier()
-
+    score = _scorer(run, evaluate)
     if every and step == 0:
         score(0)
     bar = Progress(total=cfg.max_steps, initial=step, desc="train", unit="step", disable=not main)
     last_loss = float("nan")
     t_log = time.perf_counter()
     steps_since = 0
-    with open(metrics_path, "a", encoding="utf-8") if main else nullcontext() as mf, \
-            open(batches_path, "a", encoding="utf-8") if main else nullcontext() as bf:
+    with open(run.out / "metrics.jsonl", "a", encoding="utf-8") if main else nullcontext() as mf, \
+            open(run.out / "batches.jsonl", "a", encoding="utf-8") if main else nullcontext() as bf:
         while step < cfg.max_steps:
-            stage, plan = sampler.next_step()
+            stage, plan = run.sampler.next_step()
             if main:
                 bf.write(json.dumps(MixtureSampler.record(step + 1, stage, plan)) + "\n")
-            loss_sum = 0.0
-            for micro in range(accum):
-                first = (micro * world + rank) * cfg.micro_batch_size
-                batch = sampler.windows(plan[first:first + cfg.micro_batch_size])
-                batch = torch.from_numpy(batch).to(device, non_blocking=True)
-                x, y = batch[:, :-1], batch[:, 1:]
-                # Gradients are averaged across processes only on the last micro-batch of a step.
-                if fsdp:
-                    raw_model.set_requires_gradient_sync(micro == accum - 1)
-                    sync = nullcontext()
-                else:
-                    sync = nullcontext() if micro == accum - 1 or ddp is None else ddp.no_sync()
-                with sync:
-                    with autocast:
-                        loss = fwd_model(x, y)
-                    (loss / accum).backward()
-                loss_sum += loss.item()
-            gnorm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(),
-                                                   cfg.grad_clip if cfg.grad_clip else float("inf"))
-            if hasattr(gnorm, "full_tensor"):  # a DTensor under FSDP
-                gnorm = gnorm.full_tensor()
-            lr = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            loss, gnorm, lr = _step(run, fwd_model, ddp, plan)
             step += 1
             steps_since += 1
-            last_loss = dist.mean(loss_sum / accum, device)
+            last_loss = dist.mean(loss, run.device)
             bar.update(1)
             if main and (step % cfg.log_every == 0 or step == cfg.max_steps):
                 dt = time.perf_counter() - t_log
-                tps = steps_since * tokens_per_step / dt
+                tps = steps_since * run.tokens_per_step / dt
                 rec = {"step": step, "stage": stage.name, "loss": round(last_loss, 5), "lr": lr,
                        "grad_norm": round(float(gnorm), 5),
-                       "tokens": step * tokens_per_step, "tokens_per_s": round(tps, 1)}
+                       "tokens": step * run.tokens_per_step, "tokens_per_s": round(tps, 1)}
                 if peak:
                     rec["mfu"] = round(tps * fpt / (peak * world), 4)
-                mf.write(json.dumps(rec) + "\n")
-                mf.flush()
-                if tb is not None:
-                    for k, v in rec.items():
-                        if k not in ("step", "stage"):
-                            tb.add_scalar(f"train/{k}", v, step)
+                _log_metrics(rec, mf, tb)
                 bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
                 t_log, steps_since = time.perf_counter(), 0
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or step == keep_at:
@@ -438,8 +424,9 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
                     bf.flush()
                 if every and (step % every == 0 or step == cfg.max_steps):
                     score(step)  # before the checkpoint: a run resumed from it has this point already
-                save_checkpoint(ckpt_dir, step, raw_model, opt, sched, {"train": cfg.model_dump(mode="json")},
-                                cfg.keep_checkpoints, sampler.state_dict(), fsdp=fsdp,
+                save_checkpoint(run.ckpt_dir, step, run.model, run.opt, run.sched,
+                                {"train": cfg.model_dump(mode="json")}, cfg.keep_checkpoints,
+                                run.sampler.state_dict(), fsdp=run.fsdp,
                                 protect=frozenset({keep_at}) if keep_at else frozenset())
             elif every and step % every == 0:
                 score(step)
@@ -448,15 +435,76 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
     bar.close()
     if tb is not None:
         tb.close()
-    if fsdp:  # gather the weights into an unsharded copy on rank 0 for export
-        full, _ = _full_state(raw_model, opt, True)
+    raw_model = run.model
+    if run.fsdp:  # gather the weights into an unsharded copy on rank 0 for export
+        full, _ = _full_state(run.model, run.opt, True)
         raw_model = None
         if main:
-            raw_model = build_model(model_config, seed=seed)
+            raw_model = build_model(run.model_config, seed=run.seed)
             raw_model.load_state_dict(full)
     dist.barrier()
     return {"model": raw_model, "step": step, "final_loss": last_loss, "params": n_params,
-            "tokens": step * tokens_per_step, "flops_per_token": fpt, "processes": world}
+            "tokens": step * run.tokens_per_step, "flops_per_token": fpt, "processes": world}
+
+
+def _log_metrics(rec: dict, mf, tb) -> None:
+    """One line of metrics.jsonl (flushed: a killed run keeps it), and the same numbers in TensorBoard."""
+    mf.write(json.dumps(rec) + "\n")
+    mf.flush()
+    if tb is not None:
+        for k, v in rec.items():
+            if k not in ("step", "stage"):
+                tb.add_scalar(f"train/{k}", v, rec["step"])
+
+
+def _step(run: Run, fwd_model, ddp, plan) -> tuple[float, Any, float]:
+    """One optimizer step over this process's micro-batches of ``plan``: (mean loss of this process,
+    the gradient norm before clipping, the learning rate the step used)."""
+    cfg, world, rank = run.cfg, dist.world_size(), dist.rank()
+    loss_sum = 0.0
+    for micro in range(run.accum):
+        first = (micro * world + rank) * cfg.micro_batch_size
+        batch = run.sampler.windows(plan[first:first + cfg.micro_batch_size])
+        batch = torch.from_numpy(batch).to(run.device, non_blocking=True)
+        x, y = batch[:, :-1], batch[:, 1:]
+        # Gradients are averaged across processes only on the last micro-batch of a step.
+        if run.fsdp:
+            run.model.set_requires_gradient_sync(micro == run.accum - 1)
+            sync = nullcontext()
+        else:
+            sync = nullcontext() if micro == run.accum - 1 or ddp is None else ddp.no_sync()
+        with sync:
+            with run.autocast:
+                loss = fwd_model(x, y)
+            (loss / run.accum).backward()
+        loss_sum += loss.item()
+    gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
+    if hasattr(gnorm, "full_tensor"):  # a DTensor under FSDP
+        gnorm = gnorm.full_tensor()
+    lr = run.opt.param_groups[0]["lr"]
+    run.opt.step()
+    run.sched.step()
+    run.opt.zero_grad(set_to_none=True)
+    return loss_sum / run.accum, gnorm, lr
+
+
+def _scorer(run: Run, evaluate) -> Callable[[int], None]:
+    """``score(step)``: rank 0 scores the held-out documents and appends them to ``heldout.jsonl``;
+    the weights and every random state are left as they were."""
+
+    def score(at: int) -> None:
+        if dist.is_main():
+            t = time.perf_counter()
+            res = evaluate(run.model)
+            run.model.train()
+            rec = {"step": at, "tokens": at * run.tokens_per_step, **res,
+                   "seconds": round(time.perf_counter() - t, 2)}
+            with open(run.out / HELDOUT, "a", encoding="utf-8") as hf:
+                hf.write(json.dumps(rec) + "\n")
+            log.info("step %d: held-out %s", at, ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
+        dist.barrier()
+
+    return score
 
 
 def shard_model(model, dtype) -> None:
@@ -502,62 +550,53 @@ class TrainStats(Stats):
     epochs: float
 
 
-class TrainStep(Step):
-    name = "train"
-    help = "train the model (resumes from the last checkpoint)"
-    after = ("tokenize", "corpus")
-    reads = ("model", "train", "seed")
-    stats = TrainStats
+def heldout_scorer(cfg: TrainConfig, corpus_dir: Path, tokenizer, seq_len: int):
+    """``evaluate`` for ``train``: bits per byte and loss on the first ``eval_max_docs`` held-out
+    documents, in windows of the training length (``hare.model.perplexity``)."""
+    if not cfg.eval_every:
+        return None
+    paths = [cfg.eval_docs] if cfg.eval_docs else [corpus_dir / "heldout"]
+    texts = list(read_documents(paths, limit=cfg.eval_max_docs))
+    if not texts:
+        log.warning("train.eval_every: no held-out documents in %s; nothing is scored during training",
+                    ", ".join(map(str, paths)))
+        return None
+    log.info("held-out scoring every %d steps: %d documents from %s", cfg.eval_every, len(texts),
+             ", ".join(map(str, paths)))
 
-    def inputs(self, config) -> dict[str, Any]:
-        return file_inputs(eval_docs=config.train.eval_docs)
+    def evaluate(model) -> dict:
+        dev = next(model.parameters()).device
+        res = perplexity(model, tokenizer, texts, max_len=seq_len, device=dev, quiet=True)
+        return {"bits_per_byte": round(res.bits_per_byte, 6), "loss": round(res.loss, 6)}
 
-    @staticmethod
-    def heldout_scorer(cfg: TrainConfig, corpus_dir: Path, tokenizer, seq_len: int):
-        """``evaluate`` for ``train``: bits per byte and loss on the first ``eval_max_docs`` held-out
-        documents, in windows of the training length (``hare.model.perplexity``)."""
-        if not cfg.eval_every:
-            return None
-        paths = [cfg.eval_docs] if cfg.eval_docs else [corpus_dir / "heldout"]
-        texts = list(read_documents(paths, limit=cfg.eval_max_docs))
-        if not texts:
-            log.warning("train.eval_every: no held-out documents in %s; nothing is scored during training",
-                        ", ".join(map(str, paths)))
-            return None
-        log.info("held-out scoring every %d steps: %d documents from %s", cfg.eval_every, len(texts),
-                 ", ".join(map(str, paths)))
-
-        def evaluate(model) -> dict:
-            dev = next(model.parameters()).device
-            res = perplexity(model, tokenizer, texts, max_len=seq_len, device=dev, quiet=True)
-            return {"bits_per_byte": round(res.bits_per_byte, 6), "loss": round(res.loss, 6)}
-
-        return evaluate
-
-    def run(self, ctx: StepContext) -> TrainStats:
-        c = ctx.config
-        tok_dir = ctx.deps["tokenize"]
-        tokenizer = load_tokenizer(tok_dir / "tokenizer")
-        parts = load_parts(tok_dir, c.seed)
-        seq_len = next(iter(parts.values())).seq_len
-        overrides = dict(c.model.overrides)
-        overrides.setdefault("max_position_embeddings", max(seq_len, 128))
-        config = mistral_config(c.model.preset, overrides, vocab_size=len(tokenizer))
-        evaluate = self.heldout_scorer(c.train, ctx.deps["corpus"], tokenizer, seq_len)
-        res = train(config, parts, c.train, ctx.out, c.seed, resume=ctx.resume, evaluate=evaluate)
-        model = res.pop("model")
-        if dist.is_main():
-            model.config.use_cache = True
-            export_model(model.cpu(), tokenizer, ctx.out / "model")
-            log.info("exported %s", ctx.out / "model")
-        dist.barrier()
-        n_seq = sum(p.n for p in parts.values())
-        return TrainStats(**res, sequences=n_seq, epochs=round(res["tokens"] / (n_seq * seq_len), 3))
-
-    def report_data(self, folder: Path, stats: TrainStats) -> dict:
-        path, held = folder / "metrics.jsonl", folder / HELDOUT
-        return {"metrics": _complete_lines(path) if path.exists() else [],
-                "heldout": _complete_lines(held) if held.exists() else []}
+    return evaluate
 
 
-TRAIN = TrainStep()
+def train_model(tokenized: Path, corpus_dir: Path, model_cfg, cfg: TrainConfig, seed: int, out: Path,
+                resume: bool = False) -> TrainStats:
+    """Train the model of ``model_cfg`` (``hare.model.config.ModelConfig``) on the packed parts in
+    ``tokenized`` (the train step's work), scoring ``corpus_dir``'s held-out documents on the way
+    when ``cfg.eval_every`` is set, and export it to ``out/model``."""
+    tokenizer = load_tokenizer(tokenized / "tokenizer")
+    parts = load_parts(tokenized, seed)
+    seq_len = next(iter(parts.values())).seq_len
+    overrides = dict(model_cfg.overrides)
+    overrides.setdefault("max_position_embeddings", max(seq_len, 128))
+    config = mistral_config(model_cfg.preset, overrides, vocab_size=len(tokenizer))
+    evaluate = heldout_scorer(cfg, corpus_dir, tokenizer, seq_len)
+    res = train(config, parts, cfg, out, seed, resume=resume, evaluate=evaluate)
+    model = res.pop("model")
+    if dist.is_main():
+        model.config.use_cache = True
+        export_model(model.cpu(), tokenizer, out / "model")
+        log.info("exported %s", out / "model")
+    dist.barrier()
+    n_seq = sum(p.n for p in parts.values())
+    return TrainStats(**res, sequences=n_seq, epochs=round(res["tokens"] / (n_seq * seq_len), 3))
+
+
+def training_logs(folder: Path) -> dict[str, list[dict]]:
+    """A train folder's metrics and held-out scores (the report plots them)."""
+    path, held = folder / "metrics.jsonl", folder / HELDOUT
+    return {"metrics": _complete_lines(path) if path.exists() else [],
+            "heldout": _complete_lines(held) if held.exists() else []}

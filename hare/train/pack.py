@@ -1,4 +1,4 @@
-"""The tokenize step: train (or load) a tokenizer, then pack the mix into one flat token file.
+"""Tokenizing (the tokenize step's work): train (or load) a tokenizer, then pack the mix into one flat token file.
 
 Packing (as nanoGPT and litgpt do): every document's tokens followed by EOS, concatenated into one
 memory-mapped array (uint16 when the vocabulary fits, else uint32). Sequence ``i`` is the window
@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -23,7 +22,7 @@ from pydantic import BaseModel
 from hare.core.documents import read_shards, shard_paths
 from hare.core.io import atomic_path, read_json, write_json
 from hare.core.progress import Progress
-from hare.core.step import Stats, Step, StepContext, file_inputs
+from hare.core.step import Stats
 from hare.core.tokenizer import load_tokenizer
 
 log = logging.getLogger("hare.train.pack")
@@ -231,45 +230,34 @@ class TokenizeStats(Stats):
                 "parts": len(self.parts)}
 
 
-class TokenizeStep(Step):
-    name = "tokenize"
-    help = "train or load the tokenizer and pack the mix into token shards"
-    after = ("mix",)
-    reads = ("tokenizer", "pack")
-    stats = TokenizeStats
+def tokenize_mix(mix: Path, out: Path, tokenizer_cfg, pack_cfg, workers: int = 0) -> TokenizeStats:
+    """Train (or load) the tokenizer and pack every data part of the mix (``mix/<part>/``) into
+    ``out/<part>/`` (the tokenize step's work) with ``workers`` processes (0: one per core; the
+    token files do not depend on it); ``tokenizer_cfg`` and ``pack_cfg``: the recipe's ``tokenizer``
+    and ``pack``."""
+    tok_dir = out / "tokenizer"
+    if tokenizer_cfg.path:
+        tokenizer = load_tokenizer(tokenizer_cfg.path)
+        tokenizer.save_pretrained(tok_dir)
+    else:
+        def sample():
+            for i, d in enumerate(read_shards(mix)):
+                if i >= tokenizer_cfg.train_docs:
+                    return
+                yield d.text
 
-    def inputs(self, config) -> dict[str, Any]:
-        return file_inputs(tokenizer=config.tokenizer.path)
-
-    def run(self, ctx: StepContext) -> TokenizeStats:
-        tcfg, pcfg = ctx.config.tokenizer, ctx.config.pack
-        mix = ctx.deps["mix"] / "train"
-        tok_dir = ctx.out / "tokenizer"
-        if tcfg.path:
-            tokenizer = load_tokenizer(tcfg.path)
-            tokenizer.save_pretrained(tok_dir)
-        else:
-            def sample():
-                for i, d in enumerate(read_shards(mix)):
-                    if i >= tcfg.train_docs:
-                        return
-                    yield d.text
-
-            log.info("training a byte-level BPE tokenizer (vocab %d)", tcfg.vocab_size)
-            tokenizer = train_tokenizer(sample(), tcfg.vocab_size, tok_dir)
-        if tokenizer.eos_token_id is None:
-            raise ValueError(f"tokenizer {tcfg.path or tok_dir} has no EOS token; packing needs one")
-        parts: dict[str, PartIndex] = {}
-        for part_dir in sorted(p for p in mix.iterdir() if p.is_dir()):
-            index = PartIndex(**pack_shards(shard_paths(part_dir), tokenizer, tok_dir, ctx.out / part_dir.name,
-                                            pcfg.seq_len, num_proc=pcfg.num_proc))
-            log.info("part %s: %d documents, %d tokens (%d sequences of %d)", part_dir.name, index.num_docs,
-                     index.num_tokens, index.num_sequences, index.seq_len)
-            parts[part_dir.name] = index
-        stats = TokenizeStats(parts=parts, num_tokens=sum(i.num_tokens for i in parts.values()),
-                              num_docs=sum(i.num_docs for i in parts.values()), vocab_size=len(tokenizer))
-        write_json(ctx.out / "index.json", stats.dump())
-        return stats
-
-
-TOKENIZE = TokenizeStep()
+        log.info("training a byte-level BPE tokenizer (vocab %d)", tokenizer_cfg.vocab_size)
+        tokenizer = train_tokenizer(sample(), tokenizer_cfg.vocab_size, tok_dir)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer {tokenizer_cfg.path or tok_dir} has no EOS token; packing needs one")
+    parts: dict[str, PartIndex] = {}
+    for part_dir in sorted(p for p in mix.iterdir() if p.is_dir()):
+        index = PartIndex(**pack_shards(shard_paths(part_dir), tokenizer, tok_dir, out / part_dir.name,
+                                        pack_cfg.seq_len, num_proc=workers))
+        log.info("part %s: %d documents, %d tokens (%d sequences of %d)", part_dir.name, index.num_docs,
+                 index.num_tokens, index.num_sequences, index.seq_len)
+        parts[part_dir.name] = index
+    stats = TokenizeStats(parts=parts, num_tokens=sum(i.num_tokens for i in parts.values()),
+                          num_docs=sum(i.num_docs for i in parts.values()), vocab_size=len(tokenizer))
+    write_json(out / "index.json", stats.dump())
+    return stats

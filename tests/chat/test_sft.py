@@ -11,7 +11,7 @@ import torch
 from hare.chat.sft import build_trainer, load_base, sft
 from hare.chat.template import prepare
 from hare.core.io import read_jsonl
-from hare.recipe import SftConfig
+from hare.chat.config import SftConfig
 
 
 def per_token_loss(model, input_ids, position_ids, labels):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from hare.chat.sft import SFT, sft
+from hare.chat.sft import sft
+from hare.chat.steps import SFT
 from hare.core.io import read_json
 from hare.core.step import StepContext
-from hare.recipe import Recipe, RecipeError, SftConfig, load_recipe
+from hare.chat.config import SftConfig
+from hare.recipe import Recipe, RecipeError, load_recipe
 
 
 @pytest.fixture(scope="module")

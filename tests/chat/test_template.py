@@ -8,7 +8,7 @@ import pytest
 
 from hare.chat.sft import build_trainer, load_base
 from hare.chat.template import HARE, prepare
-from hare.recipe import SftConfig
+from hare.chat.config import SftConfig
 
 CONV = [
     [{"role": "system", "content": "Answer briefly."},

@@ -15,7 +15,7 @@ SCRIPT = """
 import sys
 from hare.core.hub import hub_offline
 from hare.corpus.read import Quarantine, read_source
-from hare.recipe import SourceConfig
+from hare.corpus.config import SourceConfig
 
 print("OFFLINE-BEFORE", hub_offline())
 for name, allow in (("org/read-offline", False), ("org/read-online", True)):

@@ -17,7 +17,7 @@ import zstandard
 from hare.cli import main
 from hare.core.io import RecordError, jsonl_lines, read_jsonl, read_rows
 from hare.corpus.read import Quarantine, read_source, source_parts
-from hare.recipe import SourceConfig
+from hare.corpus.config import SourceConfig
 from tests.conftest import shared_or_skip
 
 
@@ -139,7 +139,8 @@ def test_damaged_benchmark_file_names_file_and_row(tmp_path):
 def _recipe(folder: Path, sources: list[dict], name: str = "r") -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"name": name, "sources": sources,
-                                    "corpus": {"dedup": "exact", "num_proc": 1, "heldout_fraction": 0.0}}))
+                                    "corpus": {"dedup": "exact", "heldout_fraction": 0.0},
+                                    "execution": {"workers": 1}}))
     return path
 
 

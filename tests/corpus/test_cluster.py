@@ -11,11 +11,12 @@ from pydantic import ValidationError
 
 from hare.corpus.cluster import ClusterError, auto_k, check_embedder, cluster_documents, load_assignments
 from hare.core.documents import Document, read_shards, write_shards
-from hare.corpus.mix import MIX as run_mix
+from hare.corpus.steps import MIX as run_mix
 from hare.corpus.mix import sample_source, topic_shares
 from hare.core.io import read_json
 from hare.pipeline import StepContext
-from hare.recipe import ClusterConfig, Recipe
+from hare.corpus.config import ClusterConfig
+from hare.recipe import Recipe
 from tests.conftest import nltk_texts
 
 CORPORA = ("reviews", "sotu", "science", "rural")
@@ -210,7 +211,7 @@ def test_empty_corpus(tmp_path):
 
 
 def test_disabled_step_writes_no_topics_and_the_mix_ignores_topics(tmp_path):
-    from hare.corpus.cluster import CLUSTER as run_cluster
+    from hare.corpus.steps import CLUSTER as run_cluster
 
     recipe = Recipe(name="t", sources=[{"name": "a", "kind": "jsonl", "path": "unused"}], cluster={"enabled": False})
     ctx = StepContext(recipe, "cluster", tmp_path, {"decontam": tmp_path / "missing"})

@@ -10,7 +10,7 @@ import pytest
 from hare.core.documents import write_shards
 from hare.core.io import read_json
 from hare.corpus.cluster import cluster_documents
-from hare.recipe import ClusterConfig
+from hare.corpus.config import ClusterConfig
 from tests.corpus.test_cluster import assignments, corpus, purity  # noqa: F401 (corpus: a fixture)
 
 if importlib.util.find_spec("sentence_transformers") is None or importlib.util.find_spec("all_minilm_l6_v2") is None:

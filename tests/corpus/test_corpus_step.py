@@ -43,11 +43,12 @@ def _write_inputs(folder: Path) -> None:
         f.write(json.dumps({"id": "no-text", "body": "x"}) + "\n")
 
 
-def _recipe(folder: Path, name: str, **corpus) -> Path:
+def _recipe(folder: Path, name: str, workers: int = 0, executor: str = "local") -> Path:
     r = {"name": name,
          "sources": [{"name": "web", "kind": "jsonl", "path": "web.jsonl", "id_field": "id"},
                      {"name": "reviews", "kind": "jsonl", "path": "reviews.jsonl", "id_field": "id"}],
-         "corpus": {"dedup": "minhash", "shard_docs": 40, "heldout_fraction": 0.1, **corpus}}
+         "corpus": {"dedup": "minhash", "shard_docs": 40, "heldout_fraction": 0.1},
+         "execution": {"workers": workers, "executor": executor}}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(r))
     return path
@@ -65,7 +66,7 @@ def _outputs(step: Path) -> dict:
 def local_run(tmp_path_factory) -> tuple[Path, dict]:
     folder = tmp_path_factory.mktemp("corpus")
     _write_inputs(folder)
-    assert main(["corpus", str(_recipe(folder, "c", num_proc=2)), "--out-dir", str(folder / "local")]) == 0
+    assert main(["corpus", str(_recipe(folder, "c", workers=2)), "--out-dir", str(folder / "local")]) == 0
     return folder, _outputs(folder / "local" / "c" / "corpus")
 
 
@@ -86,16 +87,16 @@ def test_shards_accounting_and_near_duplicates(local_run):
 def test_ray_executor_gives_the_same_output_as_the_local_executor(local_run):
     pytest.importorskip("ray")
     folder, out = local_run
-    recipe = _recipe(folder, "c", executor="ray", num_proc=2)
+    recipe = _recipe(folder, "c", executor="ray", workers=2)
     assert main(["corpus", str(recipe), "--out-dir", str(folder / "ray")]) == 0
     assert _outputs(folder / "ray" / "c" / "corpus") == out
     manifest = read_json(folder / "ray" / "c" / "corpus" / "manifest.json")
-    assert manifest["config"]["corpus"].get("executor") is None  # how the work is spread is not fingerprinted
+    assert manifest["config"]["execution"] == {}  # how the work is spread is not fingerprinted
 
 
 def test_killed_corpus_step_resumes_from_finished_shards(local_run):
     folder, out = local_run
-    recipe = _recipe(folder, "c", num_proc=1)
+    recipe = _recipe(folder, "c", workers=1)
     step = folder / "killed" / "c" / "corpus"
     cmd = [sys.executable, "-m", "hare", "corpus", str(recipe), "--out-dir", str(folder / "killed")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -8,9 +8,11 @@ import pytest
 
 from hare.core.documents import Document, write_shards
 from hare.corpus import mix
+from hare.corpus.steps import MIX
 from hare.corpus.cluster import cluster_documents
 from hare.pipeline import StepContext
-from hare.recipe import ClusterConfig, Recipe
+from hare.corpus.config import ClusterConfig
+from hare.recipe import Recipe
 from tests.conftest import nltk_texts
 from tests.corpus.mix_reference import REFERENCE_MIX
 
@@ -49,7 +51,7 @@ def test_streamed_mix_equals_the_in_memory_mix(inputs, tmp_path, monkeypatch, ma
     if synthetic:
         deps["curate"] = inputs / "curate"
     outs = {}
-    for name, step in (("streamed", mix.MIX), ("reference", REFERENCE_MIX)):
+    for name, step in (("streamed", MIX), ("reference", REFERENCE_MIX)):
         (tmp_path / name).mkdir()
         step(StepContext(recipe, "mix", tmp_path / name, deps))
         outs[name] = files(tmp_path / name)
@@ -71,7 +73,7 @@ def test_mix_holds_a_bounded_share_of_its_input(tmp_path, monkeypatch):
                     sources=[{"name": "reviews", "kind": "jsonl", "path": "unused"}], mix={"max_chars": chars})
     deps = {"decontam": tmp_path / "decontam", "cluster": tmp_path / "no-cluster"}
     peaks = {}
-    for name, step in (("streamed", mix.MIX), ("reference", REFERENCE_MIX)):
+    for name, step in (("streamed", MIX), ("reference", REFERENCE_MIX)):
         (tmp_path / name).mkdir()
         tracemalloc.start()
         step(StepContext(recipe, "mix", tmp_path / name, deps))

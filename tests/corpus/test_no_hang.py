@@ -19,7 +19,7 @@ import pytest
 import hare.corpus.read as read
 from hare.corpus import pydoc_render
 from hare.corpus.read import Quarantine, pydoc_modules, read_source
-from hare.recipe import SourceConfig
+from hare.corpus.config import SourceConfig
 from tests.conftest import ROOT
 
 SCRIPT = Path(pydoc_render.__file__)
@@ -150,8 +150,8 @@ def test_a_silent_renderer_is_killed_and_reported(monkeypatch, tmp_path):
 def test_the_local_corpus_pool_never_forks_from_a_process_with_threads(tmp_path, monkeypatch):
     """The corpus step's local workers are not forked from this process while it has other threads
     (a child can inherit a lock one of them holds, and wait on it forever)."""
-    from hare.corpus.executor import run_local
-    from hare.recipe import CleanConfig, MinHashConfig
+    from hare.corpus.workers import run_local
+    from hare.filters.config import CleanConfig, MinHashConfig
 
     forks = []
     real_fork = os.fork

@@ -11,15 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hare.core.benchmarks import load_benchmark
+from hare.core.evalsets import load_benchmark
 from hare.core.documents import Document
 from hare.core.ngrams import EvalText, NgramIndex
 from hare.core.text import match_words
-from hare.corpus.decontam import Decontaminator
+from hare.filters.decontam import Decontaminator
 from hare.corpus.read import Quarantine, read_source
-from hare.recipe import DecontamConfig, SourceConfig
+from hare.corpus.config import SourceConfig
+from hare.filters.config import DecontamConfig
 from tests.conftest import shared_or_skip
-from tests.corpus.test_decontam_leaks import encodings
+from tests.filters.test_decontam_leaks import encodings
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -95,7 +96,7 @@ def test_planted_items_are_found_in_random_unicode_text(arc_index, before, after
     text = encodings(item.text())[how]
     doc = Document(f"{before} {text} {after}", "d")
     for policy in ("drop", "cut"):
-        dec = Decontaminator(index, DecontamConfig(ngram=13, policy=policy, threshold=0.0, cut_margin=0,
+        dec = Decontaminator.from_config(index, DecontamConfig(ngram=13, policy=policy, threshold=0.0, cut_margin=0,
                                                    max_ngram_doc_frequency=None))
         m = dec.matches(doc)
         dec.count(m)

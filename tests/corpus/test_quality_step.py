@@ -56,7 +56,7 @@ def test_parallel_cleaning_gives_the_same_corpus(tmp_path):
     outs = {}
     for procs in (1, 2):
         recipe = {"name": "p", "sources": [{"name": "web", "kind": "jsonl", "path": "web.jsonl"}],
-                  "corpus": {"num_proc": procs, "dedup": "minhash"}}
+                  "corpus": {"dedup": "minhash"}, "execution": {"workers": procs}}
         (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
         assert main(["corpus", str(tmp_path / "r.yaml"), "--out-dir", str(tmp_path / f"runs{procs}")]) == 0
         out = tmp_path / f"runs{procs}" / "p" / "corpus"

@@ -11,7 +11,7 @@ from hare.cli import main
 from hare.core.io import read_json
 from hare.corpus.ranges import JsonlRange, part_from_json, read_range, split_part
 from hare.corpus.read import Quarantine, read_source
-from hare.recipe import SourceConfig
+from hare.corpus.config import SourceConfig
 from tests.conftest import nltk_texts
 
 
@@ -53,8 +53,8 @@ def test_corpus_step_output_is_the_same_read_whole_or_in_ranges(tmp_path):
     out = {}
     for name, split in (("whole", 0), ("ranges", 60_000)):
         recipe = {"name": name, "sources": [{"name": "b", "kind": "jsonl", "path": "big.jsonl"}],
-                  "corpus": {"dedup": "minhash", "shard_docs": 40, "num_proc": 2, "split_file_bytes": split,
-                             "clean": {"language_id": "wordlist"}}}
+                  "corpus": {"dedup": "minhash", "shard_docs": 40, "split_file_bytes": split,
+                             "clean": {"language_id": "wordlist"}}, "execution": {"workers": 2}}
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
         assert main(["corpus", str(tmp_path / f"{name}.yaml"), "--out-dir", str(tmp_path / "runs")]) == 0
         out[name] = tmp_path / "runs" / name / "corpus"

@@ -8,7 +8,7 @@ import zstandard
 
 from hare.corpus.pydoc_render import _render_module
 from hare.corpus.read import Quarantine, read_source, source_parts, split_pydoc
-from hare.recipe import SourceConfig
+from hare.corpus.config import SourceConfig
 
 
 def test_jsonl_quarantines_every_kind_of_bad_record_with_file_and_line(tmp_path):

@@ -76,7 +76,7 @@ def hf_model(tmp_path_factory, shared_data) -> Path:
 def hare_model(tmp_path_factory, shared_data) -> Path:
     """A model trained by hare's loop for a few steps and exported as hare's pipeline does."""
     from hare.model.model import mistral_config
-    from hare.recipe import TrainConfig
+    from hare.train.config import TrainConfig
     from hare.train.loop import export_model, train
     from hare.train.pack import PackedTokens, pack_documents
 

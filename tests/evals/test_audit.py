@@ -9,10 +9,10 @@ import torch
 from hare.cli import main
 from hare.core.documents import Document, write_shards
 from hare.evals.audit import audit_text, ngram_accuracy, run_audit, sample_items, start_points
-from hare.core.benchmarks import load_benchmark
+from hare.core.evalsets import load_benchmark
 from hare.evals.rewrite import DeterministicRewriter
 from hare.model.model import mistral_config
-from hare.recipe import TrainConfig
+from hare.train.config import TrainConfig
 from hare.train.loop import export_model, train
 from hare.train.pack import PackedTokens, pack_documents, train_tokenizer
 from tests.conftest import nltk_texts

@@ -109,6 +109,7 @@ def test_a_head_the_backend_gets_wrong_falls_back_to_hflm(families, monkeypatch)
 
 
 def test_the_backend_is_part_of_the_eval_fingerprint():
-    from hare.recipe import EvalConfig, config_dump
+    from hare.core.config import config_dump
+    from hare.evals.config import EvalConfig
 
     assert config_dump(EvalConfig(backend="hare")) != config_dump(EvalConfig(backend="vllm"))

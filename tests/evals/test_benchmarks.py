@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from hare.core.benchmarks import BenchmarkMissing, load_benchmark
+from hare.core.evalsets import BenchmarkMissing, load_benchmark
 
 
 @pytest.mark.parametrize("name,split,count", [
@@ -89,7 +89,7 @@ def test_hf_row_layouts(tmp_path, monkeypatch):
 
 
 def test_custom_benchmark_from_a_few_field_names(tmp_path):
-    from hare.core.benchmarks import CustomBenchmark, load_custom
+    from hare.core.evalsets import CustomBenchmark, load_custom
 
     p = tmp_path / "quiz.jsonl"
     p.write_text(json.dumps({"q": "Capital of France?", "opts": ["Rome", "Paris"], "gold": 1}) + "\n")

@@ -4,7 +4,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from hare.core.benchmarks import Item, load_benchmark
+from hare.core.evalsets import Item, load_benchmark
 from hare.evals.rewrite import ChatRewriter, DeterministicRewriter
 
 

@@ -10,7 +10,7 @@ import pytest
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks._yaml_loader import load_yaml
 
-from hare.core.benchmarks import load_benchmark
+from hare.core.evalsets import load_benchmark
 from hare.evals.tasks import TASKS, expand, prepare_tasks
 from tests.evals.conftest import link_shared, write_winogrande
 

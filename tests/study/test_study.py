@@ -178,6 +178,7 @@ def test_an_arm_whose_synthetic_part_curation_emptied_is_reported_not_trained(tm
 def test_the_token_budget_counts_every_process(monkeypatch):
     """Under torchrun each step trains micro_batch x seq_len x accumulation tokens in every process."""
     from hare.recipe import load_recipe
+    from hare.study.arms import load_arms
     from hare.study.run import StudyConfig, synth_stages, train_steps
 
     recipe = load_recipe(None)
@@ -188,5 +189,5 @@ def test_the_token_budget_counts_every_process(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert train_steps(recipe, cfg) == 10
     stages = synth_stages(recipe.model_copy(update={"train": recipe.train.model_copy(update={"stages": []})}),
-                          "hare-d2", 10)
+                          load_arms()["hare-d2"], 10)
     assert stages[0]["tokens"] == per_process * 40 // 2  # half the budget of all four processes

@@ -1,4 +1,4 @@
-"""The d2 step with ``synth.executor: ray``: Ray Data actors send the requests to a real server on
+"""The d2 step with ``execution.executor: ray``: Ray Data actors send the requests to a real server on
 127.0.0.1, the outputs are the local executor's, and a re-run sends only what the cache lacks."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_ray_executor_gives_the_local_outputs_and_resumes_from_the_cache(tiny_se
 
 def _ray_runs(rec, step, local, local_stats, tiny_server, tmp_path, caplog):
     on_ray = rec.model_copy(deep=True)
-    on_ray.synth.executor, on_ray.synth.ray_actors = "ray", 2
+    on_ray.execution.executor, on_ray.execution.teacher_actors = "ray", 2
     on_ray.synth.cache_dir = str(tmp_path / "ray-cache")  # empty: every request goes through the actors
     cache = tmp_path / "ray-cache" / "d2.jsonl"
 
@@ -70,7 +70,7 @@ def _ray_runs(rec, step, local, local_stats, tiny_server, tmp_path, caplog):
     log = caplog.text
     assert '"backend": "ray", "actors": 2' in log and '"concurrency_per_actor": 1' in log
     manifest = read_json(step / "manifest.json")
-    assert "executor" not in manifest["config"]["synth"]  # how requests are sent is not fingerprinted
+    assert manifest["config"]["execution"] == {}  # how requests are sent is not fingerprinted
 
     # A run cut short: five answers kept. The next run sends the seven others, and nothing more.
     cache.write_text("".join(cache.read_text().splitlines(keepends=True)[:5]))
@@ -89,7 +89,7 @@ def _ray_runs(rec, step, local, local_stats, tiny_server, tmp_path, caplog):
 
 def test_requests_and_results_cross_to_the_actors_unchanged():
     from hare.synth.client import Request, Result
-    from hare.synth.executor import request_from_json, request_to_json, result_from_json
+    from hare.synth.ray_backend import request_from_json, request_to_json, result_from_json
 
     for r in (Request.chat("m", [("system", "Be brief."), ("user", "Hi ü")], max_tokens=7, seed=3, stop=("\n",),
                            tag="d2"),
@@ -103,8 +103,8 @@ def test_requests_and_results_cross_to_the_actors_unchanged():
 
 
 def test_ray_backend_shares_the_endpoint_concurrency_and_names_a_missing_teacher(monkeypatch):
-    from hare.recipe import TeacherConfig
-    from hare.synth.executor import RayBackend
+    from hare.synth.config import TeacherConfig
+    from hare.synth.ray_backend import RayBackend
     from hare.synth.teacher import TeacherError
 
     t = TeacherConfig(endpoints=["http://a/v1", "http://b/v1"], model="m", concurrency=10)

@@ -76,10 +76,8 @@ def test_d2_and_d3_through_the_server_with_provenance_reasks_and_quarantine(serv
     mixed = {d.source for d in read_shards(run / "mix" / "train" / "d3")}
     assert mixed == {"d3"}
     # the report's sections for the three steps render from their stats
-    from hare.corpus.curate import CURATE
     from hare.report.html import render_report
-    from hare.synth.d2 import D2
-    from hare.synth.d3 import D3
+    from hare.synth.steps import CURATE, D2, D3
 
     html = render_report(run, "t", [(D2, run / "d2"), (D3, run / "d3"), (CURATE, run / "curate")])
     assert "D2: topic-seeded" in html and "D3: NLP tasks" in html and "Curation of D2 and D3" in html

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from hare.recipe import StageConfig, TrainConfig
+from hare.train.config import StageConfig, TrainConfig
 from hare.train.data import MixtureSampler, load_parts, plan_stages
 from hare.train.loop import train
 from hare.train.pack import pack_documents, train_tokenizer

@@ -6,7 +6,7 @@ import torch
 
 from hare.core.io import read_jsonl
 from hare.model.model import mistral_config
-from hare.recipe import TrainConfig
+from hare.train.config import TrainConfig
 from hare.train.loop import export_model, lr_at, train
 from hare.train.pack import PackedTokens
 

@@ -1,0 +1,114 @@
+"""Training and evaluation queries for a function library, from templates and slot values.
+
+A query file (``<library>.queries.json`` beside the library) holds, per function, *families* of
+paraphrases: templates with ``{slot}`` placeholders that say the same request in one way
+("Wake me up at {time}", "Wake me at {time}"), and the arguments the request stands for
+(``{"time": "{time}"}``). A slot value is a plain string, or ``{"say": "7 am", "value": "07:00"}``
+when what the user says differs from the argument. ``refuse`` holds families of queries that no
+function serves, or that lack what a function needs ("Set an alarm"); their answer is the refusal
+token.
+
+``build_examples`` fills every template with seeded slot values and splits by *family*: the
+held-out split gets whole families (one per function and some refusal families), so it measures
+whether the model generalises to wordings it never saw, not whether it memorised them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hare.chat.toolcall.library import Library, LibraryError
+
+SLOT = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Example:
+    query: str
+    function: str | None  # None: the query is to be refused
+    arguments: dict[str, Any]
+    family: str  # "<function>/<index>" or "refuse/<index>"
+    split: str  # "train" or "test"
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+def queries_path(library: Library) -> Path:
+    return Path(library.path).with_suffix(".queries.json")
+
+
+def _say_value(v: Any) -> tuple[str, Any]:
+    return (v["say"], v["value"]) if isinstance(v, dict) else (str(v), v)
+
+
+def _fill(template: str, args: dict[str, str], slots: dict[str, list], rng: random.Random,
+          where: str) -> tuple[str, dict]:
+    names = SLOT.findall(template) + [n for a in args.values() for n in SLOT.findall(str(a))]
+    chosen: dict[str, tuple[str, Any]] = {}
+    for n in dict.fromkeys(names):
+        if n not in slots:
+            raise LibraryError(f"{where}: no slot values for {{{n}}}")
+        chosen[n] = _say_value(rng.choice(slots[n]))
+    query = SLOT.sub(lambda m: chosen[m.group(1)][0], template)
+    out = {}
+    for param, ref in args.items():
+        m = SLOT.fullmatch(str(ref))
+        out[param] = chosen[m.group(1)][1] if m else SLOT.sub(lambda m: str(chosen[m.group(1)][1]), str(ref))
+    return query, out
+
+
+def build_examples(library: Library, queries: str | Path | None = None, per_template: int = 6, seed: int = 0,
+                   heldout_families: int = 1, heldout_refuse: int = 4) -> list[Example]:
+    """Every query of the library's query file; ``heldout_families`` families per function and
+    ``heldout_refuse`` refusal families (chosen by the seed) form the test split."""
+    path = Path(queries) if queries is not None else queries_path(library)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise LibraryError(f"{path}: no query file for the library {library.path}") from e
+    except json.JSONDecodeError as e:
+        raise LibraryError(f"{path}: not a JSON file: {e}") from e
+    slots = spec.get("slots", {})
+    rng = random.Random(f"hare-tools-{seed}")
+    out: list[Example] = []
+    unknown = sorted(set(spec.get("functions", {})) - set(library.by_name))
+    if unknown:
+        raise LibraryError(f"{path}: queries for functions the library does not have: {unknown}")
+    groups: list[tuple[str | None, str, list[dict], dict]] = []
+    for name, f in spec.get("functions", {}).items():
+        groups.append((name, name, f["families"], f.get("arguments", {})))
+    groups.append((None, "refuse", spec.get("refuse", {}).get("families", []), {}))
+    for function, label, families, default_args in groups:
+        if not families:
+            continue
+        order = list(range(len(families)))
+        rng.shuffle(order)
+        held = set(order[:heldout_refuse if function is None else heldout_families])
+        if len(held) >= len(families):
+            raise LibraryError(f"{path}: {label} has {len(families)} families; at least one must stay for training")
+        for i, fam in enumerate(families):
+            args = fam.get("arguments", default_args)
+            for t, template in enumerate(fam["templates"]):
+                seen = set()
+                for _ in range(per_template if SLOT.search(template) else 1):
+                    query, values = _fill(template, args, slots, rng, f"{path}: {label} family {i} template {t}")
+                    if query in seen:
+                        continue
+                    seen.add(query)
+                    out.append(Example(query, function, values if function else {}, f"{label}/{i}",
+                                       "test" if i in held else "train"))
+    return out
+
+
+def chat_record(example: Example, library: Library, system: str | None = None) -> dict:
+    """An example as a chat record (OpenAI ``messages``) whose answer is the functional-token call."""
+    msgs = [{"role": "system", "content": system}] if system else []
+    msgs += [{"role": "user", "content": example.query},
+             {"role": "assistant", "content": library.target(example.function, example.arguments)}]
+    return {"messages": msgs, "family": example.family}

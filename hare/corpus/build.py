@@ -1,0 +1,315 @@
+"""Building the corpus (the corpus step's work): read every source, clean, deduplicate, hold out the
+evaluation slice.
+
+Outputs (in the output folder):
+  train/shard-*.jsonl.zst     documents kept for training (before decontamination)
+  heldout/shard-*.jsonl.zst   the held-out evaluation documents
+  removed/removed-*.jsonl.zst every removed document with its reason (a near-duplicate also names,
+                              in its metadata, the document kept in its place)
+  quarantine.jsonl            malformed input records: file, line, reason
+  quality_scorer.pkl          the quality scorer, when ``corpus.quality`` is on: its coefficients as a
+                              NumPy .npz archive, read without unpickling (the name is kept from
+                              earlier versions)
+  stats.json                  ``CorpusStats``: per source, documents and characters in, removed by
+                              reason, out
+For every source: read = kept + held out + removed (by reason) + quarantined.
+
+The work runs in four passes (``hare.corpus.passes``) in ``work/``; passes 0 and 1 (split and clean)
+run in parallel on a process pool or Ray (``hare.corpus.workers``). An interrupted step resumes: a
+split unit that finished is not read again, and pass 1 skips every shard already cleaned; passes 2
+and 3 read no raw text and are redone. ``work/`` is deleted when the step ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from hare.core.io import DataError, expand_paths, file_format, fingerprint_path, read_json, write_json
+from hare.core.progress import Progress
+from hare.core.step import Stats, numbers, write_stats
+from hare.corpus import passes
+from hare.filters.clean import Cleaner
+from hare.corpus.workers import run_local, run_ray
+from hare.corpus.passes import Tally, split_path, split_unit
+from hare.filters.quality import QualityScorer, histogram
+from hare.corpus.read import FILE_KINDS, Quarantine, read_source
+from hare.corpus.config import CorpusConfig, SourceConfig
+
+log = logging.getLogger("hare.corpus")
+
+
+class QualityHistogram(BaseModel):
+    before: list[int]
+    after: list[int]
+    mean_before: float | None = None
+    mean_after: float | None = None
+
+
+class SourceStats(BaseModel):
+    docs_in: int
+    chars_in: int
+    removed: dict[str, int]
+    chars_removed: int
+    train: int
+    heldout: int
+    chars_out: int
+    quarantined: int
+    quality: QualityHistogram | None = None
+
+
+class CorpusSummary(BaseModel):
+    read: int
+    train: int
+    heldout: int
+    removed: int
+    quarantined: int
+    removed_by_reason: dict[str, int]
+    formatter_changes: dict[str, int]
+    chars_in: int
+    chars_out: int
+    shards: int
+
+
+class MinHashStats(BaseModel):
+    documents: int
+    candidate_pairs: int
+    rejected_pairs: int
+    linked_pairs: int
+    duplicates: int
+    clusters: int
+
+
+class QualityInfo(BaseModel):
+    reference_docs: int
+    raw_docs: int
+    heldout_accuracy: float
+    terms: dict[str, list[str]]
+    min_score: float
+    max_score: float
+
+
+class CorpusStats(Stats):
+    summary: CorpusSummary
+    sources: dict[str, SourceStats]
+    minhash: MinHashStats | None = None
+    quality: QualityInfo | None = None
+
+    def counts(self) -> dict[str, int | float]:
+        return numbers(self.summary)
+
+
+def _reference_texts(sources: list[SourceConfig], cfg: CorpusConfig, limit: int) -> list[str]:
+    """The quality reference: documents of the named sources, then of ``reference_path``."""
+    qc = cfg.quality
+    out: list[str] = []
+    srcs = [s for s in sources if s.name in qc.reference_sources]
+    if qc.reference_path:
+        p = Path(qc.reference_path)
+        kind = "jsonl" if any(file_format(f) == "jsonl" for f in expand_paths(p)) else "text"
+        srcs.append(SourceConfig(name="quality-reference", kind=kind, path=str(p)))
+    for s in srcs:
+        for d in read_source(s, Quarantine(), cfg.max_line_bytes):
+            out.append(d.text)
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def train_quality_scorer(sources: list[SourceConfig], cfg: CorpusConfig, seed: int) -> tuple[QualityScorer, dict]:
+    """Fit the scorer on the reference against the first documents of the other sources (cleaned)."""
+    qc = cfg.quality
+    reference = _reference_texts(sources, cfg, qc.sample_docs)
+    raw: list[str] = []
+    per = max(1, qc.sample_docs // max(1, sum(s.name not in qc.reference_sources for s in sources)))
+    for s in sources:
+        if s.name in qc.reference_sources:
+            continue
+        n = 0
+        cleaner = Cleaner.from_config(cfg.clean)
+        for d in read_source(s, Quarantine(), cfg.max_line_bytes):
+            if cleaner(d)[0]:
+                raw.append(d.text)
+                n += 1
+                if n >= per:
+                    break
+    scorer = QualityScorer(seed=seed)
+    info = scorer.fit(reference, raw)
+    info["terms"] = scorer.explain(reference[:500] + raw[:500])
+    return scorer, info
+
+
+def _nothing_read(out: Path, sources: list[SourceConfig], empty: list[str]) -> str:
+    """Why sources gave no documents: what they named and the first quarantined record of each."""
+    first: dict[str, dict] = {}
+    qpath = out / "quarantine.jsonl"
+    if qpath.exists():
+        from hare.core.io import jsonl_records
+
+        for _, rec in jsonl_records(qpath):
+            first.setdefault(rec.get("source"), rec)
+            if all(n in first for n in empty):
+                break
+    whys = []
+    for s in sources:
+        if s.name in empty:
+            q = first.get(s.name)
+            why = f"first quarantined: {q['file']}:{q['line']}: {q['reason']}" if q else "nothing in it was read"
+            whys.append(f"source '{s.name}' ({s.path or s.kind}) gave no documents ({why})")
+    return "; ".join(whys) + f"; quarantined records are in {qpath}"
+
+
+def _source_stats(t: Tally, quarantined: int, scored: bool) -> SourceStats:
+    quality = None
+    if scored:
+        b, a = t.scores_before, t.scores_after
+        quality = QualityHistogram(before=histogram(np.array(b)), after=histogram(np.array(a)),
+                                   mean_before=round(float(np.mean(b)), 4) if b else None,
+                                   mean_after=round(float(np.mean(a)), 4) if a else None)
+    return SourceStats(docs_in=t.docs_in, chars_in=t.chars_in, removed=dict(t.removed.most_common()),
+                       chars_removed=t.chars_removed, train=t.train, heldout=t.heldout, chars_out=t.chars_out,
+                       quarantined=quarantined, quality=quality)
+
+
+def build_corpus(sources: list[SourceConfig], cfg: CorpusConfig, seed: int, out: Path, *, resume: bool = False,
+                 executor: str = "local", workers: int = 0, ray_address: str | None = None) -> CorpusStats:
+    """Read, clean, deduplicate and split ``sources`` into ``out`` (the module docstring); returns the
+    stats. ``resume`` continues the work an interrupted call left in ``out/work``. ``executor``
+    (``local`` or ``ray``), ``workers`` (0: one per core, or per CPU of the cluster) and
+    ``ray_address`` say where passes 0 and 1 run; the outputs do not depend on them."""
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    scorer, quality_info = None, None
+    scorer_path = out / "quality_scorer.pkl"
+    if cfg.quality.enabled:
+        if resume and scorer_path.exists() and (work / "quality.json").exists():
+            scorer, quality_info = QualityScorer.load(scorer_path), read_json(work / "quality.json")
+        else:
+            scorer, quality_info = train_quality_scorer(sources, cfg, seed)
+            scorer.save(scorer_path)
+            write_json(work / "quality.json", quality_info)
+
+    # Passes 0 and 1: input shards, each cleaned by a worker. Files are split in the workers;
+    # sources that are not files (or read with a limit) are split here first.
+    clean_args = (str(work), cfg.clean, cfg.dedup, cfg.minhash, str(scorer_path) if scorer is not None else None)
+    split_args = (str(work), cfg.shard_docs, cfg.max_line_bytes)
+    units = passes.input_units(sources, cfg.split_file_bytes)
+    if resume:
+        log.info("corpus: resuming; %d of %d input units split, %d cleaned shards kept",
+                 len(list(work.glob("split-*.json"))), len(units), len(list(work.glob("clean-*.npz"))))
+    files = [(u, s) for u, s in units if s.kind in FILE_KINDS and not s.limit]
+    by_worker = {u for u, _ in files}
+    ready = [name for u, s in units if u not in by_worker for name in split_unit(work, u, s, *split_args[1:])]
+    if executor == "ray":
+        stream = run_ray(files, ready, split_args, clean_args, workers, ray_address)
+    else:
+        stream = run_local(files, ready, split_args, clean_args, workers or (os.cpu_count() or 1))
+    splits = _drain(stream, work, files, ready)
+    shards, quarantined = passes.collect_splits(work, units, splits, out / "quarantine.jsonl")
+
+    # Passes 2 and 3: every document's fate, then train / held out / removed.
+    tallies = {s.name: Tally() for s in sources}
+    d = passes.dedup(work, shards, tallies, cfg, scorer is not None)
+    passes.write(out, work, shards, d, tallies, cfg.shard_docs, cfg.heldout_fraction, seed)
+    stats = _stats(tallies, quarantined, d, len(shards), cfg, quality_info)
+    empty = [name for name, st in stats.sources.items() if st.docs_in == 0]
+    if empty or stats.summary.train == 0:
+        write_stats(out, stats)
+        raise DataError(_nothing_read(out, sources, empty) if empty else
+                        f"the corpus step kept no training documents; see {out / 'stats.json'} for the reasons")
+    shutil.rmtree(work, ignore_errors=True)
+    return stats
+
+
+def _stats(tallies: dict[str, Tally], quarantined: dict[str, int], d, shards: int, cfg: CorpusConfig,
+           quality_info: dict | None) -> CorpusStats:
+    """The stats of a built corpus from the tallies of pass 3 and the dedup outcome ``d``."""
+    scored = quality_info is not None
+    sources = {name: _source_stats(t, quarantined.get(name, 0), scored) for name, t in tallies.items()}
+    for name, st in sources.items():
+        log.info("source %s: %d read, %d train, %d held out, %d removed, %d quarantined", name, st.docs_in,
+                 st.train, st.heldout, sum(st.removed.values()), st.quarantined)
+    removed: dict[str, int] = {}
+    for st in sources.values():
+        for k, v in st.removed.items():
+            removed[k] = removed.get(k, 0) + v
+    removed = dict(sorted(removed.items(), key=lambda kv: -kv[1]))
+    summary = CorpusSummary(
+        read=sum(s.docs_in for s in sources.values()) + sum(quarantined.values()),
+        train=sum(s.train for s in sources.values()),
+        heldout=sum(s.heldout for s in sources.values()),
+        removed=sum(removed.values()),
+        quarantined=sum(quarantined.values()),
+        removed_by_reason=removed,
+        formatter_changes={f.name: d.changes.get(f.name, 0) for f in Cleaner.from_config(cfg.clean).formatters},
+        chars_in=sum(s.chars_in for s in sources.values()),
+        chars_out=sum(s.chars_out for s in sources.values()),
+        shards=shards,
+    )
+    return CorpusStats(summary=summary, sources=sources,
+                       minhash=MinHashStats(**d.near.stats) if d.near is not None else None,
+                       quality=QualityInfo(**quality_info, min_score=cfg.quality.min_score,
+                                           max_score=cfg.quality.max_score) if quality_info else None)
+
+
+def _drain(stream, work: Path, files: list, ready: list[str]) -> dict[int, dict]:
+    """Drain the executor's stream of cleaned shards with a progress bar, whose total is known once
+    every file has been split; returns the split records of the files, each read once."""
+    splits: dict[int, dict] = {}
+
+    def split_done(u: int) -> bool:
+        if u not in splits and split_path(work, u).exists():
+            splits[u] = read_json(split_path(work, u))
+        return u in splits
+
+    bar = Progress(stream, desc="clean", unit="shard", total=None if files else len(ready))
+    pending = 0  # files[pending:] may still be splitting
+    try:
+        for _ in bar:
+            while pending < len(files) and split_done(files[pending][0]):
+                pending += 1
+            if bar.total is None and pending == len(files):
+                bar.total = len(ready) + sum(len(splits[u]["shards"]) for u, _ in files)
+    finally:
+        bar.close()
+    return splits
+
+
+def source_inputs(sources: list[SourceConfig]) -> dict[str, Any]:
+    """Fingerprints of what the sources read: each file, or for pydoc the Python that renders it."""
+    out: dict[str, Any] = {}
+    for s in sources:
+        if s.kind == "pydoc":
+            out[s.name] = {"python": sys.version, "stdlib": str(Path(os.__file__).parent)}
+        else:
+            base = Path(s.path)
+            targets = sorted(base.parent.glob(base.name)) if not base.exists() else [base]
+            out[s.name] = [fingerprint_path(t) for t in targets]
+    return out
+
+
+def near_duplicate_examples(corpus_dir: Path, k: int = 3) -> list[dict]:
+    """A few removed near-duplicates, each with the document kept in its place."""
+    from hare.core.documents import read_shards
+
+    picked = []
+    for d in read_shards(corpus_dir / "removed", prefix="removed"):
+        if d.metadata.get("duplicate_of"):
+            picked.append(d)
+            if len(picked) == k:
+                break
+    want = {d.metadata["duplicate_of"] for d in picked}
+    kept = {d.id: d for folder in ("train", "heldout") for d in read_shards(corpus_dir / folder) if d.id in want} \
+        if want else {}
+    return [{"id": d.id, "duplicate_of": d.metadata["duplicate_of"],
+             "jaccard": d.metadata.get("jaccard_estimate", "?"), "text": d.text[:500],
+             "kept": kept[d.metadata["duplicate_of"]].text[:500] if d.metadata["duplicate_of"] in kept else ""}
+            for d in picked]
+

