@@ -36,6 +36,22 @@ TIMEOUT_PREFIX = "timeout: "
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+\b|, handle [0-9a-fA-F]+(?=>)")
 
 
+def _machine_paths() -> list[tuple[str, str]]:
+    """Paths of this Python installation that default arguments print (``platform.architecture``'s
+    ``executable=sys.executable``, ``xmlrpc.server``'s ``basedir``), with the neutral names the
+    documents show instead: the documents are then the same wherever Python and the virtual
+    environment live."""
+    import sysconfig
+
+    paths = {sys.executable: "<python>"}
+    for key in ("stdlib", "platstdlib"):
+        paths.setdefault(sysconfig.get_paths()[key], "<stdlib>")
+    if sys.prefix != sys.base_prefix:  # a virtual environment's folder (an installation's own, /usr say, is kept)
+        paths.setdefault(sys.prefix, "<venv>")
+        paths.setdefault(sys.exec_prefix, "<venv>")
+    return sorted(((p, n) for p, n in paths.items() if len(p) > 4), key=lambda pn: -len(pn[0]))
+
+
 def _render_module(name: str) -> tuple[str, str | None, str | None]:
     """Render one module's documentation as plain text; (name, text, error)."""
     import contextlib
@@ -48,7 +64,10 @@ def _render_module(name: str) -> tuple[str, str | None, str | None]:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 obj, _ = pydoc.resolve(name)
                 text = pydoc.render_doc(obj, title="%s", renderer=pydoc.plaintext)
-            return name, _ADDRESS.sub("", text), None
+            text = _ADDRESS.sub("", text)
+            for path, neutral in _machine_paths():
+                text = text.replace(path, neutral)
+            return name, text, None
         except BaseException as e:  # noqa: BLE001 - a module that cannot be documented is reported, not fatal
             return name, None, f"{type(e).__name__}: {e}"
 

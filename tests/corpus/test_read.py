@@ -178,3 +178,26 @@ def test_pydoc_documents_do_not_depend_on_what_the_reading_process_imported(monk
     assert here == json.loads(plain.stdout)
     texts = "\n".join(t for _, t in here)
     assert "logging.shutdown(" in texts and "AbsBackward0" not in texts and "_patched_getfile" not in texts
+
+
+def test_pydoc_documents_do_not_depend_on_where_python_lives(tmp_path):
+    """Rendered by the same Python found at another path (another virtual environment, another
+    machine), the pages are the same: default arguments that print this installation's paths
+    (``platform.architecture(executable=sys.executable)``) show neutral names instead."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hare.corpus import pydoc_render
+
+    other = tmp_path / "elsewhere" / "bin" / "python3"
+    other.parent.mkdir(parents=True)
+    os.symlink(sys.executable, other)
+    pages = []
+    for python in (sys.executable, str(other)):
+        out = subprocess.run([python, "-I", pydoc_render.__file__, "1"], input=json.dumps(["platform"]).encode(),
+                             capture_output=True, env={}, check=True, timeout=120)
+        pages.append(json.loads(out.stdout.splitlines()[0])[1])
+    assert pages[0] == pages[1]
+    assert "architecture(executable='<python>'" in pages[0] and str(tmp_path) not in pages[1]
