@@ -81,7 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
 EXIT_USAGE, EXIT_DATA = 2, 1
 
 
-
 def _error_line(e: BaseException) -> str:
     """One line for an error: its message, or its type and message for an unexpected one."""
     from hare.core.io import DataError, RecordError
@@ -92,7 +91,6 @@ def _error_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
-
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] in ("serve", "chat"):
         import signal
@@ -101,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         # which starts its children with SIGINT ignored.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     return _main(argv)
-
 
 
 def _main(argv: list[str] | None = None) -> int:

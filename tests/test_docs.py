@@ -1,6 +1,6 @@
 """The docs hold together: every relative link in README.md and docs/*.md leads to a file that
 exists, every docs page is in the README's index, and every ``hare <command>`` the docs show in
-code names a command of ``hare.cli.commands()``."""
+code names a command of ``hare.cli.commands()``, with options that command has."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hare.cli import commands
+from hare.cli import build_parser, commands
 from tests.conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -52,6 +52,21 @@ def unknown_commands(text: str, known: set[str]) -> list[str]:
     return [f"hare {w}" for block in code for w in COMMAND.findall(block) if w not in known]
 
 
+def unknown_options(text: str, options: dict[str, set[str]]) -> list[str]:
+    """The ``--option`` of a ``hare <command>`` line of a Markdown text's code that the command lacks
+    (``options``: command -> its options)."""
+    bad = []
+    for block in code_and_prose(text)[0]:
+        for line in block.splitlines():
+            for m in COMMAND.finditer(line):
+                if m.group(1) not in options:
+                    continue
+                rest = line[m.end():].split("|", 1)[0]
+                bad += [f"hare {m.group(1)} {o}" for o in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest)
+                        if o not in options[m.group(1)] | {"--help", "--debug"}]
+    return bad
+
+
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(path):
     assert dangling_links(path) == []
@@ -60,6 +75,13 @@ def test_every_relative_link_resolves(path):
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_hare_command_shown_exists(path):
     assert unknown_commands(path.read_text(encoding="utf-8"), set(commands())) == []
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_option_shown_exists(path):
+    subs = build_parser()._subparsers._group_actions[0].choices
+    options = {name: {o for a in sp._actions for o in a.option_strings} for name, sp in subs.items()}
+    assert unknown_options(path.read_text(encoding="utf-8"), options) == []
 
 
 def test_the_readme_indexes_every_docs_page():
@@ -82,3 +104,5 @@ def test_the_checks_catch_what_they_must(tmp_path):
             "torchrun -m hare train x\n```\n"
             "In prose hare bogus is not code.\n")
     assert unknown_commands(text, known) == ["hare trian", "hare train", "hare evaluate"]
+    options = {"eval": {"--limit"}}
+    assert unknown_options("`hare eval M --limit 3 --limt 3` and `hare run --x`\n", options) == ["hare eval --limt"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 import textwrap
 
 from hare.core.config import role
@@ -18,6 +17,7 @@ def _type_name(ann) -> str:
     if typing.get_origin(ann) is typing.Literal:
         return " | ".join(repr(a) for a in typing.get_args(ann))
     return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
 
 MARKS = {"execution": "execution only: not part of any step's fingerprint",
          "continuable": "a change continues the step's earlier work"}

@@ -318,8 +318,6 @@ def _write_parts(out: Path, part_names: list[str], d1_folder: Path, d1: "_Entrie
     return parts
 
 
-
-
 class _Entries:
     """The draws from one pass's documents: their numbers in the stream, in written order, with the
     part, length and topic of each, and (after ``place``) its position in its part."""

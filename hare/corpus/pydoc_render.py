@@ -73,10 +73,10 @@ def _render_module(name: str) -> tuple[str, str | None, str | None]:
 
 
 class _Job:
-    __slots__ = ("index", "name", "pid", "fd", "deadline", "chunks")
+    __slots__ = ("index", "name", "pid", "deadline", "chunks")
 
-    def __init__(self, index: int, name: str, pid: int, fd: int, deadline: float):
-        self.index, self.name, self.pid, self.fd, self.deadline = index, name, pid, fd, deadline
+    def __init__(self, index: int, name: str, pid: int, deadline: float):
+        self.index, self.name, self.pid, self.deadline = index, name, pid, deadline
         self.chunks: list[bytes] = []
 
 
@@ -127,7 +127,7 @@ def render_all(names: Iterable[str], processes: int, timeout: float, out: int,
                 os.close(r)
                 _child(name, w, timeout, render)
             os.close(w)
-            running[r] = _Job(index, name, pid, r, time.monotonic() + timeout)
+            running[r] = _Job(index, name, pid, time.monotonic() + timeout)
         wait = max(0.0, min(j.deadline for j in running.values()) - time.monotonic()) if running else None
         ready, writable, _ = select.select(list(running), [out] if buffer else [], [], wait)
         if writable:

@@ -1,4 +1,5 @@
-"""The evaluation stage's step, eval: ``hare.evals.evaluate`` on the run's model, its held-out documents and the benchmarks.
+"""The evaluation stage's step, eval: ``hare.evals.evaluate`` on the run's model, its held-out
+documents and the benchmarks.
 
 Outputs: heldout.jsonl (the held-out documents scored) and what ``evaluate`` writes: tasks/*.yaml and
 data/ (the task definitions used and the rows they read), lm_eval_results.json, leaderboard.md (when

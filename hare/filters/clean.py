@@ -55,19 +55,25 @@ POLICY_WORDS = ("terms of use", "privacy policy", "cookie policy", "uses cookies
                 "use cookies")
 
 
-class Formatter:
+class Rule:
+    """What every formatter and filter has: its registry ``name`` and ``from_config``."""
+
+    name = "rule"
+
+    @classmethod
+    def from_config(cls, cfg: CleanConfig):
+        """The rule as the recipe's ``corpus.clean`` sets it up, or None when it is off there (a rule
+        of the user's: on when ``cfg.extra`` names it, with its keyword arguments)."""
+        return cls(**cfg.extra[cls.name]) if cls.name in cfg.extra else None
+
+
+class Formatter(Rule):
     """Rewrites a document's text; ``changes`` counts how many documents it altered."""
 
     name = "formatter"
 
     def __init__(self) -> None:
         self.changes = 0
-
-    @classmethod
-    def from_config(cls, cfg: CleanConfig) -> "Formatter | None":
-        """The formatter as the recipe's ``corpus.clean`` sets it up, or None when it is off there (a
-        formatter of the user's: on when ``cfg.extra`` names it, with its keyword arguments)."""
-        return cls(**cfg.extra[cls.name]) if cls.name in cfg.extra else None
 
     def format(self, text: str) -> str:
         raise NotImplementedError
@@ -148,19 +154,13 @@ class LineFormatter(Formatter):
         return "\n".join(out)
 
 
-class Filter:
+class Filter(Rule):
     """A document-level rule: ``filter(doc)`` returns True or (False, reason).
 
     ``view`` is the document's ``WordView`` when the caller (``Cleaner``) has made one, so that every
     rule shares one split of the text into words; a rule called on its own makes its own."""
 
     name = "filter"
-
-    @classmethod
-    def from_config(cls, cfg: CleanConfig) -> "Filter | None":
-        """The filter as the recipe's ``corpus.clean`` sets it up, or None when it is off there (a
-        filter of the user's: on when ``cfg.extra`` names it, with its keyword arguments)."""
-        return cls(**cfg.extra[cls.name]) if cls.name in cfg.extra else None
 
     def filter(self, doc: Document, view: "WordView | None" = None) -> bool | tuple[bool, str]:
         raise NotImplementedError
@@ -597,12 +597,9 @@ class Cleaner:
 
         if not cfg.enabled:
             return cls([], [])
-        unknown = sorted(set(cfg.extra) - {c.name for c in (*FORMATTERS, *FILTERS)})
-        if unknown:
-            raise ValueError(f"corpus.clean.extra: no formatter or filter named {unknown} in hare.filters.registry")
-        built = [(c.from_config(cfg), c) for c in (*FORMATTERS, *FILTERS)]
-        return cls([f for f, c in built if f is not None and c in FORMATTERS],
-                   [f for f, c in built if f is not None and c in FILTERS])
+        # (an unknown name in cfg.extra was refused when the config was made: CleanConfig checks it)
+        return cls([f for c in FORMATTERS if (f := c.from_config(cfg)) is not None],
+                   [f for c in FILTERS if (f := c.from_config(cfg)) is not None])
 
     def __call__(self, doc: Document) -> tuple[bool, str | None]:
         """Clean ``doc`` in place; returns (keep, reason)."""

@@ -104,7 +104,6 @@ class CleanConfig(Config):
         return self
 
 
-
 class MinHashConfig(Config):
     """Near-duplicate detection: MinHash signatures of word n-grams, LSH banding, clusters."""
 
@@ -123,7 +122,6 @@ class MinHashConfig(Config):
         None, description="Folder for the spilled signatures and band hashes (deleted when the step ends); "
         "default: inside the corpus step's folder.", json_schema_extra=EXECUTION,
     )
-
 
 
 class QualityConfig(Config):
@@ -146,7 +144,6 @@ class QualityConfig(Config):
                              "min_score; lower it to cut off text unlike the rest of the kept set).")
 
 
-
 class DecontamPart(Config):
     """Decontamination settings for one source (data part), replacing the recipe-wide ones."""
 
@@ -154,7 +151,6 @@ class DecontamPart(Config):
     policy: Literal["drop", "cut"] | None = Field(None, description="drop or cut for this part.")
     threshold: float | None = Field(None, ge=0, le=1, description="drop threshold for this part.")
     cut_margin: int | None = Field(None, ge=0, description="cut margin in characters for this part.")
-
 
 
 class DecontamConfig(Config):

@@ -1,4 +1,5 @@
-"""Decontamination (the decontam step's work): remove training text that overlaps held-out documents and benchmark items.
+"""Decontamination (the decontam step's work): remove training text that overlaps held-out documents
+and benchmark items.
 
 Text is normalized before n-grams are taken (``hare.core.text.match_words``: runs of letters and
 digits of the match form, with format characters removed, NFKC, case folding and accents dropped;
@@ -38,6 +39,7 @@ from hare.core.text import MATCH_WORD_RE, match_words, words_with_spans
 from hare.filters.config import DecontamConfig
 
 log = logging.getLogger("hare.filters.decontam")
+
 
 def eval_texts(cfg: DecontamConfig, heldout_dir: Path | None) -> tuple[list[EvalText], dict[str, str]]:
     """The held-out documents and every benchmark item found; also the benchmarks found nowhere."""

@@ -237,10 +237,10 @@ class NearDuplicateIndex:
         self.n = 0
         self._closed = False
 
-
     @classmethod
     def from_config(cls, cfg: MinHashConfig, workdir: str | Path) -> "NearDuplicateIndex":
         return cls(workdir, cfg.ngram, cfg.bands, cfg.rows, cfg.threshold, cfg.seed)
+
     def band_path(self, b: int) -> Path:
         return self.workdir / f"band-{b:03d}.npy"
 

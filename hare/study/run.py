@@ -55,7 +55,6 @@ from hare.study.noise import Noise
 
 log = logging.getLogger("hare.study")
 
-ARMS: dict[str, str] = {name: arm.description for name, arm in load_arms().items()}  # the built-in arms
 BASELINE = "raw"
 # Recipe sections an arm may change; everything else is the same in every arm (the test checks it).
 # The training stages are data too: which parts a model reads, and when.

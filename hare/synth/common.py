@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from hare.core.execution import ExecutionConfig
 from hare.core.step import file_inputs
 from hare.synth.cache import RequestCache
 from hare.synth.client import Backend, Request, Result, Usage, generate
@@ -25,9 +26,7 @@ class Teacher:
     step folders, so answers outlive a change of a step's fingerprint); ``seed`` is the recipe's;
     ``execution`` (``hare.core.execution.ExecutionConfig``) says where the requests are sent from."""
 
-    def __init__(self, syn, seed: int, cache_dir: str | Path, execution=None):
-        from hare.core.execution import ExecutionConfig
-
+    def __init__(self, syn, seed: int, cache_dir: str | Path, execution: ExecutionConfig | None = None):
         self.syn, self.seed, self.cache_dir = syn, seed, Path(cache_dir).expanduser()
         self.execution = execution or ExecutionConfig()
         self.model = teacher_model(syn.teacher)
@@ -108,7 +107,6 @@ class Session:
 
     def by_family(self) -> dict[str, Usage]:
         return dict(sorted(self.families.items()))
-
 
 
 def synth_inputs(config) -> dict[str, Any]:

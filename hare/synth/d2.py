@@ -100,7 +100,8 @@ def generate_d2(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, 
     write_jsonl(out / "rejected.jsonl", quarantine)
     log.info("d2: %d topics, %d requests (%d from the cache), %d generated, rejected %s", topics, len(jobs),
              session.total.cached, generated, dict(rejected) or "none")
-    return D2Stats(enabled=True, topics=topics, seeds=seeds, requests=len(jobs), generated=generated, rejected=dict(rejected), usage=session.total,
+    return D2Stats(enabled=True, topics=topics, seeds=seeds, requests=len(jobs), generated=generated,
+                   rejected=dict(rejected), usage=session.total,
                    templates=session.by_family(),
                    teacher={"model": jobs[0][0].model if jobs else None, "api": teacher.syn.teacher.api,
                             "endpoints": len(teacher.syn.teacher.endpoints)})

@@ -99,8 +99,7 @@ class RayBackend(Backend):
         self.address = address
         # Each actor's share of the per-endpoint concurrency (at least one request in flight).
         self.per_actor = max(1, math.ceil(teacher.concurrency / self.actors)) if self.http else 1
-        self._session = contextlib.ExitStack()  # the Ray session, opened on first use, closed by close
-        self._open = False
+        self._session: contextlib.ExitStack | None = None  # the Ray session, opened on first use, closed by close
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "actors": self.actors, "address": self.address,
@@ -129,9 +128,9 @@ class RayBackend(Backend):
     def run(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
         if not requests:
             return
-        if not self._open:
+        if self._session is None:
+            self._session = contextlib.ExitStack()
             self._session.enter_context(ray_session(self.address, "synth: the ray executor"))
-            self._open = True
         by_key = {r.key(): r for r in requests}
         size = self.batch_size()
         blocks = max(1, math.ceil(len(requests) / size))
@@ -145,5 +144,6 @@ class RayBackend(Backend):
 
     def close(self) -> None:
         """Stop the local Ray instance this backend started (a cluster it joined keeps running)."""
-        self._session.close()
-        self._open = False
+        if self._session is not None:
+            self._session.close()
+            self._session = None

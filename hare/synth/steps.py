@@ -21,6 +21,11 @@ from hare.synth.prompts import Templates
 log = logging.getLogger("hare.synth")
 
 
+def _teacher(ctx: StepContext) -> Teacher:
+    """The recipe's teacher, its request caches in the run folder (or ``synth.cache_dir``)."""
+    return Teacher.for_run(ctx.config.synth, ctx.config.seed, ctx.run_dir, ctx.config.execution)
+
+
 class D2Step(Step):
     name = "d2"
     help = "generate topic-seeded synthetic text (D2) with the teacher"
@@ -36,7 +41,7 @@ class D2Step(Step):
         if not syn.enabled:
             log.info("d2: synthetic data is off (synth.enabled: false)")
             return d2.D2Stats(enabled=False)
-        return d2.generate_d2(Teacher.for_run(syn, seed, ctx.run_dir, ctx.config.execution), syn.d2, Templates(syn.templates_dir),
+        return d2.generate_d2(_teacher(ctx), syn.d2, Templates(syn.templates_dir),
                               ctx.deps["cluster"], ctx.deps["decontam"], seed, ctx.out, ctx.config.corpus.shard_docs)
 
     def report_data(self, folder: Path, stats: d2.D2Stats) -> dict[str, Any]:
@@ -62,7 +67,7 @@ class D3Step(Step):
         if not syn.enabled:
             log.info("d3: synthetic data is off (synth.enabled: false)")
             return d3.D3Stats(enabled=False)
-        return d3.generate_d3(Teacher.for_run(syn, seed, ctx.run_dir, ctx.config.execution), syn.d3, Templates(syn.templates_dir),
+        return d3.generate_d3(_teacher(ctx), syn.d3, Templates(syn.templates_dir),
                               ctx.deps["d2"], ctx.deps["decontam"], seed, ctx.out, ctx.config.corpus.shard_docs)
 
     def report_data(self, folder: Path, stats: d3.D3Stats) -> dict[str, Any]:

@@ -173,11 +173,12 @@ def resume_point(ckpts: list[Path], cfg: TrainConfig) -> tuple[Path | None, str]
             why = str(e)
             continue
         k = checkpoint_step(path)
+        old_lr, new_lr = LRSchedule.from_config(old), LRSchedule.from_config(cfg)
         if config_dump(old, without=("execution", "continuable")) != want:
             why = f"{path.name} was written with other training settings"
         elif k > cfg.max_steps:
             why = f"{path.name} is beyond train.max_steps {cfg.max_steps}"
-        elif any(lr_at(s, old) != lr_at(s, cfg) for s in range(k)):
+        elif any(old_lr.at(s) != new_lr.at(s) for s in range(k)):
             why = (f"{path.name} was trained with learning rates that train.max_steps {cfg.max_steps} changes "
                    f"(schedule {cfg.schedule}, written with max_steps {old.max_steps})")
         else:
@@ -313,7 +314,8 @@ def setup(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                             eps=cfg.eps, fused=not fsdp)
     # LambdaLR multiplies the base lr; express the schedule as a factor of the peak.
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg) / cfg.lr)
+    schedule = LRSchedule.from_config(cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: schedule.at(s) / cfg.lr)
 
     parts = data if isinstance(data, dict) else {"data": data}
     L = next(iter(parts.values())).seq_len

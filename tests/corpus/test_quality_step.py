@@ -45,7 +45,6 @@ def test_quality_band_keeps_reference_like_text(tmp_path):
     assert "Quality consistency" in text and "<svg" in text and "held-out accuracy" in text
 
 
-
 def test_parallel_cleaning_gives_the_same_corpus(tmp_path):
     from hare.core.documents import read_shards
 

@@ -59,6 +59,7 @@ def test_corpus_step_output_is_the_same_read_whole_or_in_ranges(tmp_path):
         assert main(["corpus", str(tmp_path / f"{name}.yaml"), "--out-dir", str(tmp_path / "runs")]) == 0
         out[name] = tmp_path / "runs" / name / "corpus"
     assert len(split_part(SourceConfig(name="b", kind="jsonl", path=str(tmp_path / "big.jsonl")), 60_000)) > 3
+
     def files(run, folder):
         return sorted(p.name for p in (run / folder).iterdir()) if (run / folder).is_dir() else []
 

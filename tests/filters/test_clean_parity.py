@@ -121,6 +121,7 @@ def _datatrove_python() -> Path | None:
     venv = ROOT / "benchmarks" / ".venv-datatrove" / "bin" / "python"
     return venv if venv.exists() else None
 
+
 # datatrove's two Gopher filters over JSON lines on stdin, with words split on whitespace as hare
 # splits them (datatrove's English splitter is spaCy's tokenizer, which makes punctuation words of
 # its own); one JSON verdict per document on stdout.

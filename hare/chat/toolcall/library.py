@@ -23,6 +23,7 @@ from typing import Any
 PACKAGE_LIBRARIES = Path(__file__).with_name("library")
 EXAMPLE = PACKAGE_LIBRARIES / "phone.json"
 
+TOKEN_PREFIX = "<nexa_"  # every functional token starts so
 END = "<nexa_end>"
 NONE = "<nexa_none>"
 
@@ -129,5 +130,5 @@ def load_library(path: str | Path | None = None) -> Library:
             raise LibraryError(f"{where} ({name}): 'description' is needed (the functional token starts from it)")
         params = fn.get("parameters", {"type": "object", "properties": {}})
         _check_schema(f"{where} ({name})", params)
-        functions.append(Function(name, desc.strip(), params, f"<nexa_{len(functions)}>"))
+        functions.append(Function(name, desc.strip(), params, f"{TOKEN_PREFIX}{len(functions)}>"))
     return Library(functions, str(path))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from hare.chat.toolcall.check import Call, NoCall, Refusal, parse_call
-from hare.chat.toolcall.library import Library, load_library
+from hare.chat.toolcall.library import TOKEN_PREFIX, Library, load_library
 
 LIBRARY_FILE = "tools.json"
 REFUSAL_TEXT = "None of the available functions can do that (or the request lacks what a function needs)."
@@ -67,7 +67,7 @@ def _edit_message(msg: dict, content: str, library: Library, call_id: str) -> bo
         return True
     if isinstance(res, Refusal):
         msg["content"] = REFUSAL_TEXT
-    elif isinstance(res, NoCall) and "<nexa_" in content:
+    elif isinstance(res, NoCall) and TOKEN_PREFIX in content:
         msg["content"] = content
         msg["hare_tool_error"] = f"no valid call: {res.reason}"
     return False
@@ -75,8 +75,6 @@ def _edit_message(msg: dict, content: str, library: Library, call_id: str) -> bo
 
 def stream_hook(library: Library) -> Callable[[str], Callable[[dict], list[dict]] | None]:
     """For each streamed chat answer, an editor of its chunks (``hare.chat.serve.SseEditor``)."""
-    prefix = "<nexa_"
-
     def hook(path: str):
         if path != CHAT:
             return None
@@ -92,9 +90,9 @@ def stream_hook(library: Library) -> Callable[[str], Callable[[dict], list[dict]
             if content:
                 state["held"] += content
                 head = state["held"].lstrip()
-                if head.startswith(prefix):
+                if head.startswith(TOKEN_PREFIX):
                     state["mode"] = "call"
-                elif head and not prefix.startswith(head[:len(prefix)]):
+                elif head and not TOKEN_PREFIX.startswith(head[:len(TOKEN_PREFIX)]):
                     state["mode"] = "text"  # no call: the text held so far goes out now
                     delta["content"] = state["held"]
                     return [chunk]

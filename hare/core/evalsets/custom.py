@@ -23,7 +23,6 @@ class CustomBenchmark(Config):
     split: str = Field("test", description="Split name recorded for its items.")
 
 
-
 def load_custom(spec: CustomBenchmark) -> list[Item]:
     path = Path(spec.path)
     if not path.exists():
