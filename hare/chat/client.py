@@ -9,7 +9,11 @@ or Ctrl-C at the prompt end the chat; Ctrl-C during an answer stops that answer.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Callable, Iterator
 
@@ -54,8 +58,68 @@ class Chat:
         self.history.clear()
 
 
-def repl(chat: Chat, stdin: IO[str] = sys.stdin, out: IO[str] = sys.stdout) -> int:
-    """Read questions until /exit, Ctrl-D or Ctrl-C; print streamed answers. Returns the exit status."""
+@contextmanager
+def interrupts_reach_the_prompt(delays: tuple[float, ...] = (0.05, 0.25, 1.0)):
+    """Make every Ctrl-C reach ``input()``.
+
+    readline waits for a key in ``select()`` on stdin. Python's SIGINT handler only sets a flag, which is
+    read when that ``select()`` returns interrupted. A Ctrl-C that arrives while the main thread is between
+    drawing the prompt and entering ``select()`` (a loaded machine), or that the kernel hands to another
+    thread (the server's, torch's), interrupts nothing, and the chat waited for a key. Here a watcher
+    thread reads the signal numbers Python writes to its wakeup fd and, after each SIGINT, pokes the main
+    thread with a no-op SIGUSR1 a few times: ``select()`` returns, and the pending KeyboardInterrupt is
+    raised. A poke after the interrupt was already handled does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_kill"):
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    lock, done = threading.Lock(), threading.Event()
+    main = threading.main_thread().ident
+    old_usr1 = signal.signal(signal.SIGUSR1, lambda *_: None)
+    old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while not done.is_set():
+            data = os.read(read_fd, 64)
+            if not data:  # the write end was closed: the chat is over
+                return
+            if signal.SIGINT not in data:
+                continue
+            for delay in delays:
+                if done.wait(delay):
+                    return
+                with lock:
+                    if done.is_set():
+                        return
+                    signal.pthread_kill(main, signal.SIGUSR1)
+
+    watcher = threading.Thread(target=watch, daemon=True, name="hare-chat-interrupts")
+    watcher.start()
+    try:
+        yield
+    finally:
+        with lock:  # no poke after SIGUSR1 has its old meaning again
+            done.set()
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGUSR1, old_usr1)
+        os.close(write_fd)
+        watcher.join(timeout=5)
+        os.close(read_fd)
+
+
+def repl(chat: Chat, out: IO[str] | None = None) -> int:
+    """Read questions (``input()``) until /exit, Ctrl-D or Ctrl-C; print streamed answers to ``out``
+    (stdout). Returns the exit status."""
+    out = out or sys.stdout
+    if sys.stdin.isatty():
+        with interrupts_reach_the_prompt():
+            return _repl(chat, out)
+    return _repl(chat, out)
+
+
+def _repl(chat: Chat, out: IO[str]) -> int:
     try:
         import readline  # noqa: F401 - line editing and history for input()
     except ImportError:

@@ -74,3 +74,34 @@ def test_serve_command_binds_localhost_answers_and_stops_on_ctrl_c(tiny_chat):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0 and "Traceback" not in child.before
+
+
+def _tgkill(pid: int, tid: int, sig: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "tgkill"):
+        pytest.skip("this C library has no tgkill")
+    if libc.tgkill(pid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}, {sig})")
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_the_prompt_ends_the_chat_even_when_another_thread_takes_the_signal(tiny_chat):
+    """The prompt waits in readline's select(). A Ctrl-C that reaches the process while the main thread is not
+    yet in that select (a loaded machine), or that the kernel hands to another of its threads, only sets
+    Python's flag: select() is not interrupted, and the chat waited for a key that never came. A thread-directed
+    SIGINT to a thread other than the main one reproduces that every time."""
+    import os
+    import signal
+
+    child = spawn(str(tiny_chat), "--max-tokens", "3", "--device", "cpu")
+    child.expect(">>> ")
+    child.sendline("Hello")
+    child.expect(r"Hello\r?\n(.+)\r?\n>>> ")
+    others = sorted(int(t) for t in os.listdir(f"/proc/{child.pid}/task") if int(t) != child.pid)
+    assert others, "the chat serves its model on threads of its own"
+    _tgkill(child.pid, others[-1], signal.SIGINT)
+    child.expect(pexpect.EOF, timeout=20)
+    child.close()
+    assert child.exitstatus == 0 and "Traceback" not in child.before
