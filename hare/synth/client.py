@@ -12,6 +12,11 @@ One interface, two backends:
 - ``LocalBackend``: a local Hugging Face model with ``transformers``, prompts sorted by length and
   generated in batches (left padding), so padding is small and the batch fills the cores.
 
+A request with a JSON Schema (``Request.schema``) is sent to endpoints as OpenAI's
+``response_format`` (vLLM, SGLang and llama.cpp's server decode under it; a server that ignores it
+is caught by the caller's validation, one that refuses it is asked without it) and decoded locally
+under the schema by a grammar engine (``hare.synth.constrain``).
+
 ``generate`` answers a list of ``Request`` from the ``RequestCache`` first, sends only the rest,
 writes each answer to the cache as it arrives, and shows done/total, tokens/s and the ETA.
 """
@@ -52,6 +57,9 @@ class Request:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # A JSON Schema (``hare.synth.constrain.schema_text``) the answer must fit: sent as OpenAI's
+    # ``response_format`` to endpoints, applied by the grammar engine locally.
+    schema: str | None = None
     tag: str = field(default="", compare=False)
 
     @classmethod
@@ -75,6 +83,10 @@ class Request:
             out["seed"] = self.seed
         if self.stop:
             out["stop"] = list(self.stop)
+        if self.schema is not None:
+            out["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": "answer", "schema": json.loads(self.schema),
+                                                      "strict": True}}
         return out
 
     def key(self) -> str:
@@ -198,6 +210,7 @@ class HttpBackend(Backend):
         self.backoff_cap = backoff_cap
         self.api_key = api_key
         self.rng = random.Random(seed)  # jitter only: never changes an answer
+        self.refuses_schema: set[str] = set()  # endpoints that answered 400/422 to response_format
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "endpoints": self.endpoints, "concurrency": self.concurrency}
@@ -237,7 +250,7 @@ class HttpBackend(Backend):
         for attempt in range(self.max_retries + 1):
             retry_after = None
             try:
-                resp = await client.post(url, json=req.body())
+                resp = await self._post(client, endpoint, url, req)
             except httpx.TimeoutException as e:
                 error = f"timeout: {type(e).__name__}"
             except httpx.TransportError as e:
@@ -261,6 +274,22 @@ class HttpBackend(Backend):
         log.warning("request %s failed after %d attempts: %s", key[:12], self.max_retries + 1, error)
         return Result(key, ok=False, attempts=self.max_retries + 1, seconds=time.perf_counter() - t0,
                       error=f"gave_up_{error}")
+
+    async def _post(self, client, endpoint: str, url: str, req: Request):
+        """POST the request; a server that refuses ``response_format`` (a 400 or 422 naming it) is
+        asked again without it, from then on: its answers are then checked by the caller's
+        validation alone, as for a server that ignores the field."""
+        body = req.body()
+        if endpoint in self.refuses_schema:
+            body.pop("response_format", None)
+        resp = await client.post(url, json=body)
+        if "response_format" in body and resp.status_code in (400, 422) and "response_format" in resp.text:
+            self.refuses_schema.add(endpoint)
+            log.warning("%s refuses response_format (%s); its answers are validated without it", endpoint,
+                        resp.text[:200])
+            body.pop("response_format")
+            resp = await client.post(url, json=body)
+        return resp
 
     @staticmethod
     def _parse(key: str, req: Request, data: dict, attempts: int, seconds: float) -> Result:
@@ -385,9 +414,16 @@ class LocalBackend(Backend):
                                add_special_tokens=False).to(self.device)
                 kw: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": self.tok.pad_token_id,
                                       "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+                processors: list = []
+                if any(r.schema is not None for r in batch):  # JSON Schemas first: sampling sees only what fits
+                    from hare.synth.constrain import SchemaMask
+
+                    processors.append(SchemaMask(self.tok, [r.schema for r in batch], self.model.config.vocab_size))
                 if temperature > 0:  # sampled row by row, each from its own generator (RowSampler)
-                    kw["logits_processor"] = [RowSampler([request_seed(r) for r in batch], temperature, top_p,
-                                                         self.model.generation_config.top_k, self.device)]
+                    processors.append(RowSampler([request_seed(r) for r in batch], temperature, top_p,
+                                                 self.model.generation_config.top_k, self.device))
+                if processors:
+                    kw["logits_processor"] = processors
                 if stop:
                     kw.update(stop_strings=list(stop), tokenizer=self.tok)
                 with torch.inference_mode():

@@ -82,6 +82,21 @@ class D2Config(Config):
                                 "synthetic text).")
     decontam_threshold: float = Field(0.5, ge=0, le=1, description="Drop a generation with more of its n-grams "
                                       "in evaluation data than this (the paper: 50 %).")
+    rephrase_per_topic: int = Field(0, ge=0, description="Rephrases per topic: seed documents rewritten in a style "
+                                    "drawn from rephrase_styles, keeping their content (WRAP, Maini et al. 2024). "
+                                    "0: none.")
+    rephrase_styles: list[str] = Field(
+        default_factory=lambda: ["encyclopedic", "simple", "qa", "textbook"], min_length=1,
+        description="Styles drawn from per rephrase (template files templates/d2/rephrase/<style>.txt).")
+    rephrase_chars: int = Field(1500, ge=100, description="Characters of the source document given to the teacher "
+                                "to rephrase (and compared with its rephrase in curation).")
+    rephrase_max_tokens: int = Field(512, ge=16, description="Cap of each rephrase in tokens: room for a rewrite "
+                                     "of the ~350 tokens of a 1500-character English source.")
+    rephrase_temperature: float = Field(0.3, ge=0, description="Sampling temperature of rephrases: low, since a "
+                                        "rephrase should keep to its source (topic generations: temperature).")
+    min_fidelity: float = Field(0.55, ge=-1, le=1, description="Curation drops a rephrase whose embedding cosine "
+                                "with its source (all-MiniLM-L6-v2) is below this (rephrase_drift); measured: "
+                                "docs/synthetic-data.md.")
 
 
 class LabelledDataset(Config):
@@ -107,8 +122,11 @@ class D3Config(Config):
     max_tokens: int = Field(384, ge=16, description="Cap of each teacher answer in tokens.")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature (0: greedy).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
-    max_reasks: int = Field(2, ge=0, description="Times an answer that fails its JSON schema is asked again "
-                            "before it is quarantined with its raw text.")
+    constrain: bool = Field(True, description="Decode the qa, mc and cloze answers under their JSON Schema: "
+                            "a grammar engine (llguidance) with a local teacher, response_format with endpoints "
+                            "(a server that ignores it is caught by the validation and re-asks).")
+    max_reasks: int = Field(2, ge=0, description="Times an answer that fails its JSON schema or the meaning "
+                            "checks is asked again before it is quarantined with its raw text.")
     max_sample_tokens: int = Field(512, ge=16, description="Samples longer than this (teacher tokenizer, or an "
                                    "estimate for endpoints) are dropped (the paper: 512).")
     datasets: list[LabelledDataset] = Field(default_factory=list, description="Labelled datasets to convert.")

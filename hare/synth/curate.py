@@ -4,7 +4,10 @@ The d2 and d3 steps write what the teacher gave (``<step>/generated/``); this st
 the rules D1 went through, so synthetic text meets the same bar:
 
 1. cleaning (``corpus.clean``; D3's short samples with ``min_words`` lowered to 5);
-2. for D2, the quality band of the corpus step's scorer when ``corpus.quality`` is on;
+2. for D2, the quality band of the corpus step's scorer when ``corpus.quality`` is on, and the
+   fidelity of D2's rephrases to their source documents (``hare.synth.fidelity``): a rephrase whose
+   embedding cosine with the text the teacher rewrote is under ``synth.d2.min_fidelity`` is dropped
+   (``rephrase_drift``); every rephrase checked records ``fidelity`` and ``content_overlap``;
 3. MinHash near-duplicates (``corpus.minhash``) against D1 and against each other: D1 documents
    are added to the index first, so a generation that repeats its seed (or an earlier generation)
    is the one removed;
@@ -32,6 +35,7 @@ from hare.filters.clean import Cleaner
 from hare.filters.decontam import Decontaminator, eval_texts
 from hare.filters.minhash import NearDuplicateIndex
 from hare.filters.quality import QualityScorer
+from hare.synth.fidelity import Fidelity, source_passage
 
 log = logging.getLogger("hare.synth.curate")
 
@@ -64,6 +68,11 @@ def family(part: str, d: Document) -> str:
     return str(d.metadata.get("template" if part == "d2" else "task", "?"))
 
 
+def rephrased(d: Document) -> tuple[str, str]:
+    """The (source, id) of the D1 document a rephrase rewrites."""
+    return d.metadata["source_source"], d.metadata["source_id"]
+
+
 def curate(generated: dict[str, Path], corpus_dir: Path, decontam_dir: Path, corpus, decontam, synth,
            out: Path) -> CurateStats:
     """Curate the synthetic parts (``generated``: the d2 and d3 folders) into ``out`` (the module
@@ -77,6 +86,7 @@ def curate(generated: dict[str, Path], corpus_dir: Path, decontam_dir: Path, cor
         clean_cfg = corpus.clean.model_copy(update={"min_words": synth.d2.min_words} if p == "d2" else
                                             {"min_words": 5, "min_stop_words": 1})
         c.clean(p, Cleaner.from_config(clean_cfg), scorer if p == "d2" else None, corpus.quality)
+    c.fidelity("d2", decontam_dir / "train", synth.d2)  # 2. the rephrases' fidelity (D2)
     c.near_duplicates(corpus.minhash, decontam_dir / "train", out / ".minhash")  # 3.
     items, _missing = eval_texts(decontam, corpus_dir / "heldout")
     for p in PARTS:  # 4. decontamination with the synthetic-data rules of each part
@@ -119,6 +129,31 @@ class _Curation:
                 else:
                     self.drop(p, d, "quality_band")
             kept = band
+        self.docs[p] = kept
+
+    def fidelity(self, p: str, d1: Path, cfg) -> None:
+        """Drop the rephrases of part ``p`` that drift from their source, read from the D1 documents ``d1``
+        (``cfg``: ``synth.d2``); the embedding model is loaded only when there are rephrases."""
+        rephrases = [d for d in self.docs[p] if d.metadata.get("family") == "rephrase"]
+        if not rephrases:
+            return
+        wanted = {rephrased(d) for d in rephrases}
+        sources = {(d.source, d.id): source_passage(d.text, cfg.rephrase_chars) for d in read_shards(d1)
+                   if (d.source, d.id) in wanted}
+        found = [d for d in rephrases if rephrased(d) in sources]
+        scores = Fidelity().measure([sources[rephrased(d)] for d in found], [d.text for d in found])
+        for d, (cosine, overlap) in zip(found, scores):
+            d.metadata.update(fidelity=cosine, content_overlap=overlap)
+        kept = []
+        for d in self.docs[p]:
+            if d.metadata.get("family") != "rephrase":
+                kept.append(d)
+            elif "fidelity" not in d.metadata:
+                self.drop(p, d, "rephrase_source_missing")
+            elif d.metadata["fidelity"] < cfg.min_fidelity:
+                self.drop(p, d, "rephrase_drift")
+            else:
+                kept.append(d)
         self.docs[p] = kept
 
     def near_duplicates(self, minhash, d1: Path, work: Path) -> None:

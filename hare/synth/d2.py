@@ -7,11 +7,19 @@ pairs a seed with a prompt of its source's category (``synth.d2.categories``: we
 academic, books, law, code, math), a style and an audience drawn by the seed; the template is
 ``templates/d2/<category>.<style>.txt`` when it exists (the paper's law-textbook prompt is
 ``law.textbook_unit.txt``), else ``<style>.txt``. Answers are capped at ``synth.d2.max_tokens``.
+These are the ``topic`` family.
 
-Outputs: ``generated/`` (shards of the answers, each with its provenance: template, category,
-style, audience, topic, seed document), ``rejected.jsonl`` (failed requests and answers too short
-to keep) and stats per template. The curate step then cleans, bands, deduplicates and
-decontaminates them into the ``d2`` data part.
+The ``rephrase`` family (WRAP, Maini et al. 2024, "Rephrasing the Web"): per topic,
+``synth.d2.rephrase_per_topic`` seed documents rewritten in a style drawn from
+``synth.d2.rephrase_styles`` (``templates/d2/rephrase/<style>.txt``: encyclopedic, simple, qa,
+textbook), keeping their content. The teacher sees the first ``rephrase_chars`` characters and
+samples at ``rephrase_temperature``; curation drops rephrases that drift from that text
+(``hare.synth.fidelity``). Both families go to the teacher in one batch of requests.
+
+Outputs: ``generated/`` (shards of the answers, each with its provenance: family, template,
+style, topic, and the seed (topic) or source (rephrase) document), ``rejected.jsonl`` (failed
+requests and answers too short to keep) and stats per template. The curate step then cleans,
+bands, deduplicates and decontaminates them into the ``d2`` data part.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from hare.core.io import read_json, read_jsonl, write_jsonl
 from hare.core.step import Stats
 from hare.synth.client import Usage
 from hare.synth.common import Teacher, sub_seed
+from hare.synth.fidelity import require_model, source_passage
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d2")
@@ -76,6 +85,8 @@ def generate_d2(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, 
                 out: Path, shard_docs: int) -> D2Stats:
     """Generate D2 (the module docstring) with ``teacher`` from the topics in ``cluster_dir`` and the
     seed documents in ``decontam_dir/train``; ``cfg``: ``hare.synth.config.D2Config``."""
+    if cfg.rephrase_per_topic:
+        require_model()  # curation cannot check rephrases without it: fail before paying the teacher
     jobs, topics, seeds = d2_requests(teacher, cfg, templates, cluster_dir, decontam_dir, seed)
     with teacher.session("d2") as session:
         results = session.generate([r for r, _ in jobs], [m["template"] for _, m in jobs], desc="d2: generate")
@@ -110,8 +121,9 @@ def generate_d2(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, 
 def d2_requests(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, decontam_dir: Path,
                 seed: int) -> tuple[list[tuple[Any, dict]], int, int]:
     """(request, provenance) of every D2 generation: per topic, ``docs_per_topic`` pairs of a seed
-    document and a prompt of its category, style and audience; and the numbers of topics with seeds
-    and of seed documents found."""
+    document and a prompt of its category, style and audience, then (after every topic's)
+    ``rephrase_per_topic`` rephrases of its seeds; and the numbers of topics with seeds and of seed
+    documents found."""
     categories = templates.yaml("d2/categories.yaml")
     audiences = templates.yaml("d2/audiences.yaml")
     styles = [p.split("/")[-1][:-4] for p in templates.variants("d2") if "." not in p.split("/")[-1][:-4]]
@@ -123,10 +135,15 @@ def d2_requests(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, 
         if cat not in categories:
             raise ValueError(f"synth.d2.categories.{src}: {cat!r} is not in d2/categories.yaml "
                              f"({', '.join(categories)})")
+    rephrase_styles = [p.split("/")[-1][:-4] for p in templates.variants("d2/rephrase")]
+    for bad in [s for s in cfg.rephrase_styles if cfg.rephrase_per_topic and s not in rephrase_styles]:
+        raise ValueError(f"synth.d2.rephrase_styles: no template d2/rephrase/{bad}.txt "
+                         f"(styles: {', '.join(rephrase_styles)})")
     topics, seeds = topic_seeds(cluster_dir, cfg.nearest_seeds, cfg.sampled_seeds, seed)
     wanted = {s for ss in seeds.values() for s in ss}
     texts = {(d.source, d.id): d.text for d in read_shards(decontam_dir / "train") if (d.source, d.id) in wanted}
     jobs: list[tuple[Any, dict]] = []
+    rephrases: list[tuple[Any, dict]] = []
     for t in topics:
         c = t["cluster"]
         pool = [s for s in seeds[c] if s in texts]
@@ -144,16 +161,28 @@ def d2_requests(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, 
             prompt = templates.render(rel, subject=spec["subject"], note=spec.get("note", ""),
                                       audience=audiences[audience], topic=t["name"], seed=seed_text)
             req = teacher.request(prompt, cfg.max_tokens, cfg.temperature, cfg.top_p, sub_seed(seed, "d2", c, j))
-            jobs.append((req, {"template": rel.split("/", 1)[1][:-4], "category": category, "style": style,
-                               "audience": audience, "topic": c, "topic_name": t["name"],
+            jobs.append((req, {"family": "topic", "template": rel.split("/", 1)[1][:-4], "category": category,
+                               "style": style, "audience": audience, "topic": c, "topic_name": t["name"],
                                "seed_source": src, "seed_id": doc_id, "seed_snippet": seed_text[:SNIPPET]}))
-    return jobs, len(topics), len(texts)
+        for j in range(cfg.rephrase_per_topic):
+            src, doc_id = pool[j % len(pool)]
+            r_seed = sub_seed(seed, "d2-rephrase", c, j)
+            style = random.Random(r_seed).choice(cfg.rephrase_styles)
+            source = source_passage(texts[(src, doc_id)], cfg.rephrase_chars)
+            prompt = templates.render(f"d2/rephrase/{style}.txt", source=source)
+            req = teacher.request(prompt, cfg.rephrase_max_tokens, cfg.rephrase_temperature, cfg.top_p, r_seed)
+            rephrases.append((req, {"family": "rephrase", "template": f"rephrase.{style}", "style": style,
+                                    "topic": c, "topic_name": t["name"], "source_source": src,
+                                    "source_id": doc_id, "source_snippet": source[:SNIPPET]}))
+    return jobs + rephrases, len(topics), len(texts)
 
 
 def examples(folder: Path, k: int = 3) -> list[Document]:
-    """The first ``k`` generations of a d2 folder (the report shows them)."""
+    """The first ``k`` topic-family generations of a d2 folder (the report shows them with their seeds)."""
     out = []
     for d in read_shards(folder / "generated"):
+        if d.metadata.get("family", "topic") != "topic":
+            continue
         out.append(d)
         if len(out) >= k:
             break

@@ -5,9 +5,13 @@ Two sources of samples:
 - **teacher-written tasks** from seed passages (D2 generations and a seeded sample of D1 documents):
   question answering, multiple choice, cloze and summarization, several phrasings each
   (``templates/d3/<task>/*.txt``). Question answering, multiple choice and cloze are answered as
-  JSON and validated against a schema (``SCHEMAS``); an answer that fails is asked again, with the
-  reason, up to ``synth.d3.max_reasks`` times, then quarantined with its raw text
-  (``quarantine.jsonl``). Valid answers are rendered as text (``Question: ... Answer: ...``).
+  JSON, decoded under their JSON Schema (``GENERATION_SCHEMAS``, ``synth.d3.constrain``: a grammar
+  engine locally, ``response_format`` with endpoints), then checked twice: the syntax against
+  ``SCHEMAS`` (``parse``: a server may ignore the schema) and the sense (``check_meaning``: the
+  answer is one of four different options, the cloze answer fills its one blank and comes from the
+  passage). An answer that fails is asked again, with the reason, up to ``synth.d3.max_reasks``
+  times, then quarantined with its raw text (``quarantine.jsonl``). Valid answers are rendered as
+  text (``Question: ... Answer: ...``).
 - **labelled datasets** of the user's (``synth.d3.datasets``: question/answer,
   instruction/response, ``messages``), each record written out with one of several templates per
   format (``templates/d3/convert/<format>/*.txt``), as the paper reformats open SFT data.
@@ -33,6 +37,7 @@ from hare.core.io import RecordError, expand_paths, read_rows, write_jsonl
 from hare.core.step import Stats
 from hare.synth.client import Usage
 from hare.synth.common import Teacher, sub_seed
+from hare.synth.constrain import schema_text
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d3")
@@ -47,6 +52,31 @@ SCHEMAS: dict[str, dict] = {
     "cloze": {"type": "object", "required": ["sentence", "answer"],
               "properties": {"sentence": {"type": "string", "pattern": "_{2,}"}, "answer": _STR}},
 }
+
+def _text(lo: int, hi: int, **kw) -> dict:
+    return {"type": "string", "minLength": lo, "maxLength": hi, **kw}
+
+
+# What the teacher decodes under (synth.d3.constrain): the validation schemas above made tight enough
+# for a small model to finish inside its token cap (bounded strings, no extra keys, the letter of
+# the right option as an enum, exactly one blank). Field order is the order they are written in.
+# The bounds keep a whole answer within about 120 tokens of SmolLM2's tokenizer (a 135M teacher
+# can repeat a phrase until its cap; the bound closes the string instead).
+GENERATION_SCHEMAS: dict[str, dict] = {
+    "qa": {"type": "object", "properties": {"question": _text(8, 160), "answer": _text(1, 200)},
+           "required": ["question", "answer"], "additionalProperties": False},
+    "mc": {"type": "object", "properties": {"question": _text(8, 160),
+                                            "options": {"type": "array", "items": _text(1, 60), "minItems": 4,
+                                                        "maxItems": 4},
+                                            "answer": {"type": "string", "enum": list(LETTERS)}},
+           "required": ["question", "options", "answer"], "additionalProperties": False},
+    "cloze": {"type": "object", "properties": {"sentence": _text(12, 200, pattern=r"^[^_]*___[^_]*$"),
+                                               "answer": _text(1, 40, pattern=r"^[^_]*$")},
+              "required": ["sentence", "answer"], "additionalProperties": False},
+}
+# Option texts that stand for no option: the letters themselves, or the placeholders of the prompt.
+PLACEHOLDERS = {"a", "b", "c", "d", "first", "second", "third", "fourth", "option", "option a", "option b",
+                "option c", "option d", "..."}
 REASK = ("Your answer could not be used: {reason}. Reply again with only the JSON object, in the form the "
          "instructions give, and nothing else.")
 
@@ -63,8 +93,8 @@ def extract_json(text: str) -> Any:
     raise ValueError("no JSON object found")
 
 
-def validate(task: str, text: str) -> tuple[dict | None, str | None]:
-    """(the parsed answer, None) or (None, the reason it is invalid)."""
+def parse(task: str, text: str) -> tuple[dict | None, str | None]:
+    """(the parsed answer, None) or (None, why its JSON or schema is invalid): the syntax check."""
     try:
         obj = extract_json(text)
     except ValueError as e:
@@ -74,17 +104,64 @@ def validate(task: str, text: str) -> tuple[dict | None, str | None]:
     except jsonschema.ValidationError as e:
         where = "/".join(map(str, e.absolute_path)) or "the object"
         return None, f"{where}: {e.message[:200]}"
+    return obj, None
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def check_meaning(task: str, obj: dict, passage: str = "") -> tuple[dict | None, str | None]:
+    """(the answer, normalized, None) or (None, why it makes no sense): a schema guarantees syntax, not
+    sense. Multiple choice: four different options, none a placeholder, and an answer that is one
+    of them (a letter, or an option's text); cloze: one blank, an answer that is not already in the sentence, and a filled
+    sentence whose answer occurs in the passage; question answering: an answer that is not the
+    question again; and for both, a question that shares a word with its passage (not an example
+    copied from the prompt)."""
     if task == "mc":
+        options = [o.strip() for o in obj["options"]]
+        if len({_norm(o) for o in options}) < 4:
+            return None, "the four options are not all different"
+        if any(_norm(o) in PLACEHOLDERS or not _norm(o) for o in options):
+            return None, "an option is a placeholder (a letter, or first/second/...), not an answer"
         ans = obj["answer"].strip().rstrip(".)").upper()
         if ans not in LETTERS:
-            match = [i for i, o in enumerate(obj["options"]) if o.strip() == obj["answer"].strip()]
+            match = [i for i, o in enumerate(options) if o == obj["answer"].strip()]
             if not match:
                 return None, "answer is neither a letter A-D nor one of the options"
             ans = LETTERS[match[0]]
-        if len({o.strip().lower() for o in obj["options"]}) < 4:
-            return None, "the four options are not all different"
-        obj = {**obj, "answer": ans}
+        if passage and not _content_words(obj["question"] + " " + " ".join(options)) & _content_words(passage):
+            return None, "the question and options share no word with the passage"
+        return {**obj, "answer": ans}, None
+    if task == "cloze":
+        sentence, answer = obj["sentence"], obj["answer"].strip()
+        if len(re.findall(r"_{2,}", sentence)) != 1:
+            return None, "the sentence has more than one blank"
+        if not _norm(answer):
+            return None, "the answer has no words"
+        if _norm(answer) in _norm(sentence):
+            return None, "the answer is already in the sentence"
+        if passage and _norm(answer) not in _norm(passage):
+            return None, "the answer does not occur in the passage"
+        return obj, None
+    if task == "qa" and _norm(obj["answer"]) == _norm(obj["question"]):
+        return None, "the answer repeats the question"
+    if passage and not _content_words(obj["question"] + " " + obj["answer"]) & _content_words(passage):
+        return None, "the question and answer share no word with the passage"
     return obj, None
+
+
+def _content_words(text: str) -> set[str]:
+    """Words of four letters or more: enough to tell an item about the passage from a copied example."""
+    return {w for w in _norm(text).split() if len(w) >= 4}
+
+
+def validate(task: str, text: str, passage: str = "") -> tuple[dict | None, str | None]:
+    """(the parsed answer, None) or (None, the reason it is invalid): ``parse`` then ``check_meaning``."""
+    obj, reason = parse(task, text)
+    if reason is not None:
+        return None, reason
+    return check_meaning(task, obj, passage)
 
 
 def render_task(task: str, obj: dict | None, text: str, passage: str, templates: Templates, rng: random.Random
@@ -229,15 +306,17 @@ def _teacher_tasks(session, teacher: Teacher, cfg, templates: Templates, seeds: 
             rng = random.Random(sub_seed(seed, "d3", sid, task))
             rel = rng.choice(templates.variants(f"d3/{task}"))
             prompt = templates.render(rel, passage=passage)
+            schema = schema_text(GENERATION_SCHEMAS[task]) if cfg.constrain and task in GENERATION_SCHEMAS \
+                else None
             jobs.append({"task": task, "template": rel.split("/", 1)[1][:-4], "prompt": prompt,
                          "passage": passage, "seed_origin": origin, "seed_id": sid, **prov, "history": (),
-                         "raws": [], "req_seed": sub_seed(seed, "d3", sid, task)})
+                         "raws": [], "req_seed": sub_seed(seed, "d3", sid, task), "schema": schema})
     open_jobs = jobs
     for attempt in range(cfg.max_reasks + 1):
         if not open_jobs:
             break
         reqs = [teacher.request(j["prompt"], cfg.max_tokens, cfg.temperature, cfg.top_p, j["req_seed"],
-                                j["history"]) for j in open_jobs]
+                                j["history"], schema=j["schema"]) for j in open_jobs]
         results = session.generate(reqs, [j["task"] for j in open_jobs],
                                    desc="d3: generate" if attempt == 0 else f"d3: re-ask {attempt}")
         again = []
@@ -247,9 +326,17 @@ def _teacher_tasks(session, teacher: Teacher, cfg, templates: Templates, seeds: 
             if not res.ok:
                 tally["failed"] += 1
                 continue
-            obj, reason = (None, None) if j["task"] == "summary" else validate(j["task"], res.text)
-            if j["task"] == "summary" and not res.text.strip():
-                reason = "empty answer"
+            obj, reason = None, None
+            if j["task"] == "summary":
+                reason = None if res.text.strip() else "empty answer"
+            else:
+                obj, reason = parse(j["task"], res.text)
+                if attempt == 0:
+                    tally["schema_valid_first" if reason is None else "schema_invalid_first"] += 1
+                if reason is None:
+                    obj, reason = check_meaning(j["task"], obj, j["passage"])
+                    if reason is not None:
+                        tally["meaning_failed"] += 1
             if reason is None:
                 rng = random.Random(sub_seed(seed, "d3-render", j["seed_id"], j["task"]))
                 text, rendered = render_task(j["task"], obj, res.text, j["passage"], templates, rng)

@@ -95,6 +95,7 @@ def test_a_rerun_sends_nothing_and_the_local_backend_gives_the_same_parts(served
     local.synth.teacher.endpoints = []
     local.synth.teacher.model = rec.synth.teacher.model
     local.synth.teacher.local = str(tiny)
+    local.synth.d3.constrain = False  # transformers serve ignores response_format: compare unconstrained decoding
     Pipeline(local).run(["curate"])
     assert read_json(local.run_dir / "d2" / "stats.json")["usage"]["sent"] == 4  # its own cache, same prompts
     for part in ("d2", "d3"):
@@ -104,12 +105,13 @@ def test_a_rerun_sends_nothing_and_the_local_backend_gives_the_same_parts(served
 
 
 def test_multiple_choice_validation():
-    ok, why = validate("mc", 'Sure! ```json\n{"question": "Q?", "options": ["a", "b", "c", "d"], "answer": "c"}```')
+    opts = '["rain", "snow", "hail", "fog"]'
+    ok, why = validate("mc", 'Sure! ```json\n{"question": "Q?", "options": ' + opts + ', "answer": "hail"}```')
     assert why is None and ok["answer"] == "C"
-    assert validate("mc", '{"question": "Q?", "options": ["a", "b", "c", "d"], "answer": "b"}')[0]["answer"] == "B"
-    assert "options" in validate("mc", '{"question": "Q?", "options": ["a", "b"], "answer": "A"}')[1]
-    assert validate("mc", '{"question": "Q?", "options": ["a", "a", "c", "d"], "answer": "A"}')[1]
-    assert validate("mc", '{"question": "Q?", "options": ["a", "b", "c", "d"], "answer": "E"}')[1]
+    assert validate("mc", '{"question": "Q?", "options": ' + opts + ', "answer": "b"}')[0]["answer"] == "B"
+    assert "options" in validate("mc", '{"question": "Q?", "options": ["rain", "snow"], "answer": "A"}')[1]
+    assert validate("mc", '{"question": "Q?", "options": ["rain", "Rain", "hail", "fog"], "answer": "A"}')[1]
+    assert validate("mc", '{"question": "Q?", "options": ' + opts + ', "answer": "E"}')[1]
     assert validate("mc", "no json here")[1] == "no JSON object found"
     assert validate("cloze", '{"sentence": "The sky is ___.", "answer": "blue"}')[1] is None
     assert validate("cloze", '{"sentence": "The sky is blue.", "answer": "blue"}')[1]

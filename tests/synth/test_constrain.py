@@ -1,0 +1,172 @@
+"""Schema-constrained generation: the grammar engine on real models (a random-weight one writes
+valid JSON too), ``response_format`` over HTTP to a real server that honours it, one that ignores
+it and one that refuses it, and the meaning checks that a schema cannot make."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jsonschema
+import pytest
+
+from hare.synth.cache import RequestCache
+from hare.synth.client import HttpBackend, LocalBackend, Request, generate
+from hare.synth.constrain import schema_text
+from hare.synth.d3 import GENERATION_SCHEMAS, SCHEMAS, check_meaning, parse
+from hare.synth.prompts import Templates
+from tests.conftest import shared_or_skip
+
+TASKS = ("qa", "mc", "cloze")
+
+
+def passages(n: int) -> list[str]:
+    path = shared_or_skip("dolly", "dolly-15k-head.jsonl")
+    recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [r["context"][:500] for r in recs if len(r["context"]) > 400][:n]
+
+
+def task_requests(model: str, texts: list[str], max_tokens: int, temperature: float = 0.7) -> list[Request]:
+    """A D3-like request per passage and task, each under its generation schema."""
+    tpl = Templates(None)
+    return [Request.chat(model, [("user", tpl.render(tpl.variants(f"d3/{task}")[0], passage=p))],
+                         max_tokens=max_tokens, temperature=temperature, top_p=0.95, seed=i,
+                         schema=schema_text(GENERATION_SCHEMAS[task]))
+            for i, (p, task) in enumerate((p, t) for p in texts for t in TASKS)]
+
+
+def assert_valid(reqs: list[Request], results) -> None:
+    for req, res in zip(reqs, results):
+        task = next(t for t in TASKS if schema_text(GENERATION_SCHEMAS[t]) == req.schema)
+        assert res.ok and res.finish_reason == "stop", (task, res.text)
+        obj = json.loads(res.text)  # the whole answer is the JSON: nothing before or after it
+        jsonschema.validate(obj, GENERATION_SCHEMAS[task])
+        assert parse(task, res.text)[1] is None
+
+
+def test_a_random_weight_model_under_a_schema_writes_only_valid_json(tiny, tmp_path):
+    """Random weights write noise; under the schema the noise is still the JSON the task asks for."""
+    reqs = task_requests(str(tiny), ["Rivers carry water to the sea and shape the land they cross."],
+                         max_tokens=600)
+    with RequestCache(tmp_path / "c.jsonl") as cache:
+        results, usage = generate(reqs, LocalBackend(tiny, batch_size=3), cache)
+    assert usage.ok == 3
+    assert_valid(reqs, results)
+
+
+def test_the_packaged_teacher_answers_every_task_in_its_schema_and_leaves_other_rows_alone(smollm2, tmp_path):
+    reqs = task_requests(str(smollm2), passages(2), max_tokens=200)
+    free = Request.chat(str(smollm2), [("user", "Summarize in one sentence: rivers carry water to the sea.")],
+                        max_tokens=24)
+    backend = LocalBackend(smollm2, batch_size=8)
+    with RequestCache(tmp_path / "c.jsonl") as cache:
+        results, _ = generate(reqs + [free], backend, cache)
+    assert_valid(reqs, results[:-1])
+    with RequestCache(tmp_path / "alone.jsonl") as cache:
+        alone, _ = generate([free], backend, cache)
+    assert results[-1].text == alone[0].text  # the unconstrained row of the batch: as if alone
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 answered by a real local model: it honours
+    ``response_format`` with the grammar engine, ignores it, or refuses it (400), as ``mode`` says."""
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.bodies.append(body)
+        fmt = body.get("response_format")
+        if fmt is not None and self.server.mode == "refuse":
+            return self._send(400, {"error": {"message": "unsupported fields: response_format"}})
+        schema = schema_text(fmt["json_schema"]["schema"]) if fmt and self.server.mode == "honour" else None
+        req = Request.chat(body["model"], [(m["role"], m["content"]) for m in body["messages"]],
+                           max_tokens=body["max_tokens"], temperature=body["temperature"], top_p=body["top_p"],
+                           seed=body.get("seed"), schema=schema)
+        out = []
+        self.server.backend.run([req], lambda r, res: out.append(res))
+        res = out[0]
+        self._send(200, {"choices": [{"message": {"role": "assistant", "content": res.text},
+                                      "finish_reason": res.finish_reason}],
+                         "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens}})
+
+    def _send(self, status: int, obj: dict) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def endpoint(tiny):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.backend, server.bodies, server.mode = LocalBackend(tiny, batch_size=1), [], "honour"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("mode", ["honour", "ignore", "refuse"])
+def test_endpoints_get_the_schema_as_response_format(endpoint, tiny, tmp_path, mode):
+    endpoint.mode, endpoint.bodies[:] = mode, []
+    # noise from random weights: long enough to close its JSON under the schema, a few tokens otherwise
+    reqs = task_requests(str(tiny), ["Rivers carry water to the sea and shape the land they cross."],
+                         600 if mode == "honour" else 8)
+    backend = HttpBackend([f"http://127.0.0.1:{endpoint.server_address[1]}/v1"], concurrency=1, max_retries=0)
+    with RequestCache(tmp_path / "c.jsonl") as cache:
+        results, usage = generate(reqs, backend, cache)
+    assert usage.ok == 3 and usage.failed == 0
+    sent = [b.get("response_format") for b in endpoint.bodies]
+    assert sent[0] == {"type": "json_schema", "json_schema": {"name": "answer", "strict": True,
+                                                              "schema": GENERATION_SCHEMAS["qa"]}}
+    if mode == "honour":
+        assert_valid(reqs, results)
+    if mode == "refuse":  # asked again without the field, and never with it again
+        assert sent == [sent[0], None, None, None] and backend.refuses_schema
+    else:
+        assert all(s is not None for s in sent) and len(sent) == 3
+
+
+def test_a_schema_changes_the_cache_key_and_a_request_without_one_keeps_its_old_key():
+    plain = Request.chat("m", [("user", "hi")])
+    assert "response_format" not in plain.body()
+    assert Request.chat("m", [("user", "hi")], schema=schema_text(GENERATION_SCHEMAS["qa"])).key() != plain.key()
+    # the key of a request without a schema is the one it had before schemas existed: caches stay valid
+    assert plain.key() == "1e47e5d1e995bcc2319d47d2963ca5b9e5cee8c359ee035a979d91b091f231c0"
+
+
+@pytest.mark.parametrize("task,obj,passage,reason", [
+    ("mc", {"question": "Which river?", "options": ["Nile", "nile", "Amazon", "Rhine"], "answer": "A"}, "",
+     "not all different"),
+    ("mc", {"question": "Which river?", "options": ["first", "second", "third", "fourth"], "answer": "A"}, "",
+     "placeholder"),
+    ("mc", {"question": "Which river?", "options": ["Nile", "Seine", "Amazon", "Rhine"], "answer": "E"}, "",
+     "neither a letter"),
+    ("mc", {"question": "Which planet is red?", "options": ["Mars", "Venus", "Earth", "Pluto"], "answer": "A"},
+     "The Nile flows north through Egypt.", "share no word"),
+    ("cloze", {"sentence": "The ___ flows north and the ___ east.", "answer": "Nile"}, "", "more than one blank"),
+    ("cloze", {"sentence": "The Nile ___ north.", "answer": "Nile"}, "", "already in the sentence"),
+    ("cloze", {"sentence": "The ___ flows north.", "answer": "Amazon"}, "The Nile flows north.",
+     "does not occur in the passage"),
+    ("qa", {"question": "Where does the Nile flow?", "answer": "where does the Nile flow"}, "", "repeats"),
+])
+def test_meaning_checks_refuse_what_a_schema_allows(task, obj, passage, reason):
+    assert parse(task, json.dumps(obj))[1] is None  # valid JSON in the schema...
+    out, why = check_meaning(task, obj, passage)
+    assert out is None and reason in why  # ...that makes no sense
+
+
+def test_meaning_checks_keep_a_sound_item_and_take_an_option_text_for_its_letter():
+    passage = "The Nile flows north through Egypt into the Mediterranean Sea."
+    obj, why = check_meaning("mc", {"question": "Where does the Nile flow?",
+                                    "options": ["South", "North", "East", "West"], "answer": "North"}, passage)
+    assert why is None and obj["answer"] == "B"
+    assert check_meaning("cloze", {"sentence": "The ___ flows north through Egypt.", "answer": "Nile"}, passage)[1] \
+        is None
+    assert set(SCHEMAS) == set(GENERATION_SCHEMAS)
