@@ -7,9 +7,10 @@ Two sources of samples:
   (``templates/d3/<task>/*.txt``). Question answering, multiple choice and cloze are answered as
   JSON, decoded under their JSON Schema (``GENERATION_SCHEMAS``, ``synth.d3.constrain``: a grammar
   engine locally, ``response_format`` with endpoints), then checked twice: the syntax against
-  ``SCHEMAS`` (``parse``: a server may ignore the schema) and the sense (``check_meaning``: the
-  answer is one of four different options, the cloze answer fills its one blank and comes from the
-  passage). An answer that fails is asked again, with the reason, up to ``synth.d3.max_reasks``
+  ``SCHEMAS`` (``parse``: a server may ignore the schema) and the sense (``check_meaning``: four
+  different options, a cloze sentence taken from the passage with its key term in it). A
+  multiple-choice item is asked as the right answer and three wrong ones, and hare places the right
+  one at a seeded letter; a cloze item as a sentence and its key term, and hare makes the blank. An answer that fails is asked again, with the reason, up to ``synth.d3.max_reasks``
   times, then quarantined with its raw text (``quarantine.jsonl``). Valid answers are rendered as
   text (``Question: ... Answer: ...``).
 - **labelled datasets** of the user's (``synth.d3.datasets``: question/answer,
@@ -46,32 +47,33 @@ LETTERS = "ABCD"
 _STR = {"type": "string", "minLength": 1}
 SCHEMAS: dict[str, dict] = {
     "qa": {"type": "object", "required": ["question", "answer"], "properties": {"question": _STR, "answer": _STR}},
-    "mc": {"type": "object", "required": ["question", "options", "answer"],
-           "properties": {"question": _STR, "options": {"type": "array", "items": _STR, "minItems": 4, "maxItems": 4},
-                          "answer": _STR}},
-    "cloze": {"type": "object", "required": ["sentence", "answer"],
-              "properties": {"sentence": {"type": "string", "pattern": "_{2,}"}, "answer": _STR}},
+    "mc": {"type": "object", "required": ["question", "answer", "wrong_answers"],
+           "properties": {"question": _STR, "answer": _STR,
+                          "wrong_answers": {"type": "array", "items": _STR, "minItems": 3, "maxItems": 3}}},
+    "cloze": {"type": "object", "required": ["sentence", "answer"], "properties": {"sentence": _STR, "answer": _STR}},
 }
+
 
 def _text(lo: int, hi: int, **kw) -> dict:
     return {"type": "string", "minLength": lo, "maxLength": hi, **kw}
 
 
-# What the teacher decodes under (synth.d3.constrain): the validation schemas above made tight enough
-# for a small model to finish inside its token cap (bounded strings, no extra keys, the letter of
-# the right option as an enum, exactly one blank). Field order is the order they are written in.
-# The bounds keep a whole answer within about 120 tokens of SmolLM2's tokenizer (a 135M teacher
-# can repeat a phrase until its cap; the bound closes the string instead).
+# What the teacher decodes under (synth.d3.constrain): the validation schemas above with bounded
+# strings and no extra keys. The bounds keep a whole answer within about 120 tokens of SmolLM2's
+# tokenizer (a 135M teacher can repeat a phrase until its cap; the bound closes the string
+# instead). Field order is the order they are written in. The tasks ask for what a small model can
+# write: a multiple-choice item as the right answer and three wrong ones (hare shuffles them into
+# lettered options), a cloze item as a sentence of the passage and its key term of one to three
+# words (hare blanks it).
 GENERATION_SCHEMAS: dict[str, dict] = {
     "qa": {"type": "object", "properties": {"question": _text(8, 160), "answer": _text(1, 200)},
            "required": ["question", "answer"], "additionalProperties": False},
-    "mc": {"type": "object", "properties": {"question": _text(8, 160),
-                                            "options": {"type": "array", "items": _text(1, 60), "minItems": 4,
-                                                        "maxItems": 4},
-                                            "answer": {"type": "string", "enum": list(LETTERS)}},
-           "required": ["question", "options", "answer"], "additionalProperties": False},
-    "cloze": {"type": "object", "properties": {"sentence": _text(12, 200, pattern=r"^[^_]*___[^_]*$"),
-                                               "answer": _text(1, 40, pattern=r"^[^_]*$")},
+    "mc": {"type": "object", "properties": {"question": _text(8, 160), "answer": _text(1, 60),
+                                            "wrong_answers": {"type": "array", "items": _text(1, 60),
+                                                              "minItems": 3, "maxItems": 3}},
+           "required": ["question", "answer", "wrong_answers"], "additionalProperties": False},
+    "cloze": {"type": "object", "properties": {"sentence": _text(12, 200),
+                                               "answer": _text(1, 40, pattern=r"^[^\s\"]+( [^\s\"]+){0,2}$")},
               "required": ["sentence", "answer"], "additionalProperties": False},
 }
 # Option texts that stand for no option: the letters themselves, or the placeholders of the prompt.
@@ -112,43 +114,43 @@ def _norm(text: str) -> str:
 
 
 def check_meaning(task: str, obj: dict, passage: str = "") -> tuple[dict | None, str | None]:
-    """(the answer, normalized, None) or (None, why it makes no sense): a schema guarantees syntax, not
-    sense. Multiple choice: four different options, none a placeholder, and an answer that is one
-    of them (a letter, or an option's text); cloze: one blank, an answer that is not already in the sentence, and a filled
-    sentence whose answer occurs in the passage; question answering: an answer that is not the
-    question again; and for both, a question that shares a word with its passage (not an example
-    copied from the prompt)."""
+    """(the answer, None) or (None, why it makes no sense): a schema guarantees syntax, not sense.
+    Multiple choice: four different options, none a placeholder; cloze: a sentence of the passage
+    (most of its words are there) that contains its answer, a key term shorter than half of it;
+    question answering: an answer that is not the question again; and for both, a question that
+    shares a word with its passage (not an example copied from the prompt)."""
     if task == "mc":
-        options = [o.strip() for o in obj["options"]]
+        options = [obj["answer"].strip(), *(o.strip() for o in obj["wrong_answers"])]
         if len({_norm(o) for o in options}) < 4:
             return None, "the four options are not all different"
         if any(_norm(o) in PLACEHOLDERS or not _norm(o) for o in options):
             return None, "an option is a placeholder (a letter, or first/second/...), not an answer"
-        ans = obj["answer"].strip().rstrip(".)").upper()
-        if ans not in LETTERS:
-            match = [i for i, o in enumerate(options) if o == obj["answer"].strip()]
-            if not match:
-                return None, "answer is neither a letter A-D nor one of the options"
-            ans = LETTERS[match[0]]
-        if passage and not _content_words(obj["question"] + " " + " ".join(options)) & _content_words(passage):
-            return None, "the question and options share no word with the passage"
-        return {**obj, "answer": ans}, None
-    if task == "cloze":
-        sentence, answer = obj["sentence"], obj["answer"].strip()
-        if len(re.findall(r"_{2,}", sentence)) != 1:
-            return None, "the sentence has more than one blank"
-        if not _norm(answer):
-            return None, "the answer has no words"
-        if _norm(answer) in _norm(sentence):
-            return None, "the answer is already in the sentence"
-        if passage and _norm(answer) not in _norm(passage):
-            return None, "the answer does not occur in the passage"
+        if passage and not _content_words(obj["question"] + " " + options[0]) & _content_words(passage):
+            return None, "the question and its answer share no word with the passage"
         return obj, None
-    if task == "qa" and _norm(obj["answer"]) == _norm(obj["question"]):
+    if task == "cloze":
+        sentence, answer = _norm(obj["sentence"]), _norm(obj["answer"])
+        if not answer:
+            return None, "the answer has no words"
+        if f" {answer} " not in f" {sentence} ":
+            return None, "the answer is not a term of the sentence"
+        if len(answer.split()) * 2 > len(sentence.split()):
+            return None, "the answer is half the sentence or more"
+        words = sentence.split()
+        if passage and sum(w in set(_norm(passage).split()) for w in words) < 0.6 * len(words):
+            return None, "the sentence is not from the passage"
+        return obj, None
+    if _norm(obj["answer"]) == _norm(obj["question"]):
         return None, "the answer repeats the question"
     if passage and not _content_words(obj["question"] + " " + obj["answer"]) & _content_words(passage):
         return None, "the question and answer share no word with the passage"
     return obj, None
+
+
+def blank(sentence: str, answer: str) -> str:
+    """``sentence`` with the first whole-word occurrence of ``answer`` (any case) replaced by ___."""
+    pattern = r"(?<!\w)" + r"\W+".join(map(re.escape, re.findall(r"\w+", answer))) + r"(?!\w)"
+    return re.sub(pattern, "___", sentence, count=1, flags=re.IGNORECASE)
 
 
 def _content_words(text: str) -> set[str]:
@@ -170,11 +172,15 @@ def render_task(task: str, obj: dict | None, text: str, passage: str, templates:
     if task == "qa":
         rel = rng.choice(templates.variants("d3/convert/qa"))
         return templates.render(rel, question=obj["question"].strip(), answer=obj["answer"].strip()), rel
-    if task == "mc":
-        opts = "\n".join(f"{LETTERS[i]}. {o.strip()}" for i, o in enumerate(obj["options"]))
-        return f"{obj['question'].strip()}\n{opts}\nAnswer: {obj['answer']}", "mc"
+    if task == "mc":  # the right answer among the wrong ones at a seeded place
+        options = [obj["answer"].strip(), *(o.strip() for o in obj["wrong_answers"])]
+        order = list(range(4))
+        rng.shuffle(order)
+        opts = "\n".join(f"{LETTERS[i]}. {options[k]}" for i, k in enumerate(order))
+        return f"{obj['question'].strip()}\n{opts}\nAnswer: {LETTERS[order.index(0)]}", "mc"
     if task == "cloze":
-        return f"Fill in the blank: {obj['sentence'].strip()}\nAnswer: {obj['answer'].strip()}", "cloze"
+        return (f"Fill in the blank: {blank(obj['sentence'].strip(), obj['answer'])}\n"
+                f"Answer: {obj['answer'].strip()}"), "cloze"
     return f"{passage}\n\nSummary: {text.strip()}", "summary"
 
 

@@ -14,7 +14,7 @@ import pytest
 from hare.synth.cache import RequestCache
 from hare.synth.client import HttpBackend, LocalBackend, Request, generate
 from hare.synth.constrain import schema_text
-from hare.synth.d3 import GENERATION_SCHEMAS, SCHEMAS, check_meaning, parse
+from hare.synth.d3 import GENERATION_SCHEMAS, SCHEMAS, check_meaning, parse, render_task
 from hare.synth.prompts import Templates
 from tests.conftest import shared_or_skip
 
@@ -142,18 +142,16 @@ def test_a_schema_changes_the_cache_key_and_a_request_without_one_keeps_its_old_
 
 
 @pytest.mark.parametrize("task,obj,passage,reason", [
-    ("mc", {"question": "Which river?", "options": ["Nile", "nile", "Amazon", "Rhine"], "answer": "A"}, "",
+    ("mc", {"question": "Which river?", "answer": "Nile", "wrong_answers": ["nile", "Amazon", "Rhine"]}, "",
      "not all different"),
-    ("mc", {"question": "Which river?", "options": ["first", "second", "third", "fourth"], "answer": "A"}, "",
+    ("mc", {"question": "Which river?", "answer": "Nile", "wrong_answers": ["first", "second", "third"]}, "",
      "placeholder"),
-    ("mc", {"question": "Which river?", "options": ["Nile", "Seine", "Amazon", "Rhine"], "answer": "E"}, "",
-     "neither a letter"),
-    ("mc", {"question": "Which planet is red?", "options": ["Mars", "Venus", "Earth", "Pluto"], "answer": "A"},
+    ("mc", {"question": "Which planet is red?", "answer": "Mars", "wrong_answers": ["Venus", "Earth", "Pluto"]},
      "The Nile flows north through Egypt.", "share no word"),
-    ("cloze", {"sentence": "The ___ flows north and the ___ east.", "answer": "Nile"}, "", "more than one blank"),
-    ("cloze", {"sentence": "The Nile ___ north.", "answer": "Nile"}, "", "already in the sentence"),
-    ("cloze", {"sentence": "The ___ flows north.", "answer": "Amazon"}, "The Nile flows north.",
-     "does not occur in the passage"),
+    ("cloze", {"sentence": "The Nile flows north.", "answer": "Amazon"}, "", "not a term of the sentence"),
+    ("cloze", {"sentence": "The Nile flows north.", "answer": "Nile flows north"}, "", "half the sentence"),
+    ("cloze", {"sentence": "The Amazon flows east into the Atlantic.", "answer": "Amazon"},
+     "The Nile flows north through Egypt.", "not from the passage"),
     ("qa", {"question": "Where does the Nile flow?", "answer": "where does the Nile flow"}, "", "repeats"),
 ])
 def test_meaning_checks_refuse_what_a_schema_allows(task, obj, passage, reason):
@@ -162,11 +160,22 @@ def test_meaning_checks_refuse_what_a_schema_allows(task, obj, passage, reason):
     assert out is None and reason in why  # ...that makes no sense
 
 
-def test_meaning_checks_keep_a_sound_item_and_take_an_option_text_for_its_letter():
+def test_a_sound_item_is_kept_and_rendered_with_its_answer_at_a_seeded_letter_or_blank():
+    import random
+
     passage = "The Nile flows north through Egypt into the Mediterranean Sea."
-    obj, why = check_meaning("mc", {"question": "Where does the Nile flow?",
-                                    "options": ["South", "North", "East", "West"], "answer": "North"}, passage)
-    assert why is None and obj["answer"] == "B"
-    assert check_meaning("cloze", {"sentence": "The ___ flows north through Egypt.", "answer": "Nile"}, passage)[1] \
-        is None
+    mc = {"question": "Where does the Nile flow?", "answer": "North", "wrong_answers": ["South", "East", "West"]}
+    assert check_meaning("mc", mc, passage) == (mc, None)
+    letters = set()
+    for seed in range(8):
+        text, _ = render_task("mc", mc, "", passage, Templates(None), random.Random(seed))
+        lines = text.splitlines()
+        letter = lines[-1].removeprefix("Answer: ")
+        assert f"{letter}. North" in lines and sorted(x[3:] for x in lines[1:5]) == ["East", "North", "South", "West"]
+        letters.add(letter)
+    assert len(letters) > 1  # the right answer is not always at the same place
+    cloze = {"sentence": "The Nile flows north through Egypt.", "answer": "nile"}
+    assert check_meaning("cloze", cloze, passage) == (cloze, None)
+    text, _ = render_task("cloze", cloze, "", passage, Templates(None), random.Random(0))
+    assert text == "Fill in the blank: The ___ flows north through Egypt.\nAnswer: nile"
     assert set(SCHEMAS) == set(GENERATION_SCHEMAS)

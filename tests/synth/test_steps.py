@@ -104,14 +104,12 @@ def test_a_rerun_sends_nothing_and_the_local_backend_gives_the_same_parts(served
         assert a == b
 
 
-def test_multiple_choice_validation():
-    opts = '["rain", "snow", "hail", "fog"]'
-    ok, why = validate("mc", 'Sure! ```json\n{"question": "Q?", "options": ' + opts + ', "answer": "hail"}```')
-    assert why is None and ok["answer"] == "C"
-    assert validate("mc", '{"question": "Q?", "options": ' + opts + ', "answer": "b"}')[0]["answer"] == "B"
-    assert "options" in validate("mc", '{"question": "Q?", "options": ["rain", "snow"], "answer": "A"}')[1]
-    assert validate("mc", '{"question": "Q?", "options": ["rain", "Rain", "hail", "fog"], "answer": "A"}')[1]
-    assert validate("mc", '{"question": "Q?", "options": ' + opts + ', "answer": "E"}')[1]
+def test_multiple_choice_and_cloze_validation():
+    ok, why = validate("mc", 'Sure! ```json\n{"question": "Q?", "answer": "rain", "wrong_answers": '
+                             '["snow", "hail", "fog"]}```')
+    assert why is None and ok["answer"] == "rain"
+    assert "wrong_answers" in validate("mc", '{"question": "Q?", "answer": "rain", "wrong_answers": ["snow"]}')[1]
+    assert validate("mc", '{"question": "Q?", "answer": "rain", "wrong_answers": ["Rain", "hail", "fog"]}')[1]
     assert validate("mc", "no json here")[1] == "no JSON object found"
-    assert validate("cloze", '{"sentence": "The sky is ___.", "answer": "blue"}')[1] is None
-    assert validate("cloze", '{"sentence": "The sky is blue.", "answer": "blue"}')[1]
+    assert validate("cloze", '{"sentence": "The sky is blue today.", "answer": "blue"}')[1] is None
+    assert validate("cloze", '{"sentence": "The sky is blue today.", "answer": "green"}')[1]
