@@ -150,4 +150,3 @@ class SynthConfig(Config):
         json_schema_extra=EXECUTION)
     d2: D2Config = Field(default_factory=D2Config, description="D2: topic-seeded synthetic text.")
     d3: D3Config = Field(default_factory=D3Config, description="D3: NLP tasks in natural-language form.")
-

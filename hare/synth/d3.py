@@ -10,9 +10,10 @@ Two sources of samples:
   ``SCHEMAS`` (``parse``: a server may ignore the schema) and the sense (``check_meaning``: four
   different options, a cloze sentence taken from the passage with its key term in it). A
   multiple-choice item is asked as the right answer and three wrong ones, and hare places the right
-  one at a seeded letter; a cloze item as a sentence and its key term, and hare makes the blank. An answer that fails is asked again, with the reason, up to ``synth.d3.max_reasks``
-  times, then quarantined with its raw text (``quarantine.jsonl``). Valid answers are rendered as
-  text (``Question: ... Answer: ...``).
+  one at a seeded letter; a cloze item as a sentence and its key term, and hare makes the blank.
+  An answer that fails is asked again, with the reason, up to ``synth.d3.max_reasks`` times, then
+  quarantined with its raw text (``quarantine.jsonl``). Valid answers are rendered as text
+  (``Question: ... Answer: ...``).
 - **labelled datasets** of the user's (``synth.d3.datasets``: question/answer,
   instruction/response, ``messages``), each record written out with one of several templates per
   format (``templates/d3/convert/<format>/*.txt``), as the paper reformats open SFT data.
