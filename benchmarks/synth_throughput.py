@@ -102,7 +102,7 @@ def constrained(args) -> None:
     from collections import Counter
 
     from hare.synth.client import LocalBackend
-    from hare.synth.constrain import schema_text
+    from hare.model.constrain import schema_text
     from hare.synth.d3 import GENERATION_SCHEMAS, check_meaning, parse
     from hare.synth.prompts import Templates
 

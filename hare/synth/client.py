@@ -15,7 +15,7 @@ One interface, two backends:
 A request with a JSON Schema (``Request.schema``) is sent to endpoints as OpenAI's
 ``response_format`` (vLLM, SGLang and llama.cpp's server decode under it; a server that ignores it
 is caught by the caller's validation, one that refuses it is asked without it) and decoded locally
-under the schema by a grammar engine (``hare.synth.constrain``).
+under the schema by a grammar engine (``hare.model.constrain``).
 
 ``generate`` answers a list of ``Request`` from the ``RequestCache`` first, sends only the rest,
 writes each answer to the cache as it arrives, and shows done/total, tokens/s and the ETA.
@@ -57,7 +57,7 @@ class Request:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    # A JSON Schema (``hare.synth.constrain.schema_text``) the answer must fit: sent as OpenAI's
+    # A JSON Schema (``hare.model.constrain.schema_text``) the answer must fit: sent as OpenAI's
     # ``response_format`` to endpoints, applied by the grammar engine locally.
     schema: str | None = None
     tag: str = field(default="", compare=False)
@@ -416,7 +416,7 @@ class LocalBackend(Backend):
                                       "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
                 processors: list = []
                 if any(r.schema is not None for r in batch):  # JSON Schemas first: sampling sees only what fits
-                    from hare.synth.constrain import SchemaMask
+                    from hare.model.constrain import SchemaMask
 
                     processors.append(SchemaMask(self.tok, [r.schema for r in batch], self.model.config.vocab_size))
                 if temperature > 0:  # sampled row by row, each from its own generator (RowSampler)

@@ -38,7 +38,7 @@ class Teacher:
     def request(self, prompt: str, max_tokens: int, temperature: float, top_p: float, seed: int,
                 history: tuple[tuple[str, str], ...] = (), schema: str | None = None) -> Request:
         """One request in the teacher's API (chat, or completions with the prompt as written);
-        ``schema``: the JSON Schema text its answer is decoded under (``hare.synth.constrain``)."""
+        ``schema``: the JSON Schema text its answer is decoded under (``hare.model.constrain``)."""
         if self.syn.teacher.api == "completions":
             text = "\n\n".join(c for _, c in history + (("user", prompt),))
             return Request(model=self.model, prompt=text, max_tokens=max_tokens, temperature=temperature,

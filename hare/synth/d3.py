@@ -39,7 +39,7 @@ from hare.core.io import RecordError, expand_paths, read_rows, write_jsonl
 from hare.core.step import Stats
 from hare.synth.client import Usage
 from hare.synth.common import Teacher, sub_seed
-from hare.synth.constrain import schema_text
+from hare.model.constrain import schema_text
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d3")

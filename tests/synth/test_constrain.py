@@ -13,7 +13,7 @@ import pytest
 
 from hare.synth.cache import RequestCache
 from hare.synth.client import HttpBackend, LocalBackend, Request, generate
-from hare.synth.constrain import schema_text
+from hare.model.constrain import schema_text
 from hare.synth.d3 import GENERATION_SCHEMAS, SCHEMAS, check_meaning, parse, render_task
 from hare.synth.prompts import Templates
 from tests.conftest import shared_or_skip

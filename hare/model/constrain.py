@@ -1,5 +1,7 @@
-"""Schema-constrained decoding for the local teacher: a JSON Schema compiled by llguidance into a
-token mask applied at every step, so a constrained answer is always JSON that fits its schema.
+"""Schema-constrained decoding: a JSON Schema compiled by llguidance into a token mask applied at
+every step, so a constrained answer is always JSON that fits its schema. The local teacher decodes
+D3's tasks under their schemas (``hare.synth``), a functional-token model its call's arguments
+under the function's parameters (``hare.chat.toolcall.decode``).
 
 ``SchemaMask`` is a transformers ``LogitsProcessor`` for a batch whose rows each have their own
 schema, or none (an unconstrained row of the same batch is left as it is). Each row's matcher
@@ -45,10 +47,11 @@ def _ll_tokenizer(tok, n_vocab: int):
 class SchemaMask:
     """Masks the logits of each constrained row to the tokens its JSON Schema allows next.
 
-    ``schemas[i]`` is row ``i``'s schema text (``schema_text``) or None. Use one instance per
-    ``generate`` call (it follows that call's rows from the first step)."""
+    ``schemas[i]`` is row ``i``'s schema text (``schema_text``) or None; ``end_ids``: the tokens
+    allowed once the JSON is complete (default: the tokenizer's end of sequence). Use one instance
+    per ``generate`` call (it follows that call's rows from the first step)."""
 
-    def __init__(self, tok, schemas: list[str | None], n_vocab: int):
+    def __init__(self, tok, schemas: list[str | None], n_vocab: int, end_ids: list[int] | None = None):
         try:
             import llguidance
         except ImportError as e:  # pragma: no cover - a dependency of hare
@@ -73,10 +76,11 @@ class SchemaMask:
             self.matchers.append(m)
         self.words = (n_vocab + 31) // 32
         self.bitmask = torch.full((len(schemas), self.words), -1, dtype=torch.int32)
-        # A complete answer (or, never seen, a matcher in error) may only end: end-of-sequence alone.
-        eos = tok.eos_token_id
-        self.only_eos = torch.zeros(self.words, dtype=torch.int32)
-        self.only_eos[eos // 32] = torch.tensor(1 << (eos % 32), dtype=torch.int64).to(torch.int32)
+        # A complete answer (or, never seen, a matcher in error) may only end.
+        self.only_eos = torch.zeros(self.words, dtype=torch.int64)
+        for end in end_ids or [tok.eos_token_id]:
+            self.only_eos[end // 32] |= 1 << (end % 32)
+        self.only_eos = self.only_eos.to(torch.int32)
         self.shifts = torch.arange(32, dtype=torch.int32)
         self.started = False
         self.errors = 0
