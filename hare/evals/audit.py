@@ -26,11 +26,9 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel
 
 from hare.core.evalsets import BenchmarkMissing, Item, load_benchmark
@@ -40,6 +38,9 @@ from hare.core.ngrams import EvalText, NgramIndex
 from hare.core.progress import progress
 from hare.core.step import ReportSection, Stats
 from hare.core.text import match_words
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("hare.evals.audit")
 
@@ -67,10 +68,18 @@ def start_points(length: int, n: int, k: int) -> list[int]:
     return sorted({int(p) for p in np.linspace(1, length - n, k)})
 
 
-@torch.no_grad()
 def ngram_accuracy(model, tokenizer, texts: list[str], n: int = 5, k: int = 5, batch_size: int = 16,
                    device: str | torch.device = "cpu", desc: str = "n-gram accuracy") -> list[float | None]:
     """Per text: the share of its k start points where greedy decoding reproduces the next n tokens."""
+    import torch
+
+    with torch.no_grad():
+        return _ngram_accuracy(model, tokenizer, texts, n, k, batch_size, device, desc)
+
+
+def _ngram_accuracy(model, tokenizer, texts, n, k, batch_size, device, desc) -> list[float | None]:
+    import torch
+
     model.eval()
     max_len = getattr(model.config, "max_position_embeddings", 2048) or 2048
     encoded = [_encode(tokenizer, t, max_len) for t in texts]
@@ -94,10 +103,12 @@ def ngram_accuracy(model, tokenizer, texts: list[str], n: int = 5, k: int = 5, b
     return scores
 
 
-@torch.no_grad()
 def choice_accuracy(model, tokenizer, items: list[Item], device: str | torch.device = "cpu") -> list[float]:
     """Multiple-choice accuracy per item: the choice with the highest log-likelihood after
     "Question: ...\\nAnswer:" (lm-evaluation-harness's ARC prompt, used here for every benchmark)."""
+    import torch
+    import torch.nn.functional as F
+
     model.eval()
     out = []
     for it in items:
@@ -106,7 +117,8 @@ def choice_accuracy(model, tokenizer, items: list[Item], device: str | torch.dev
         for ch in it.choices:
             cont = tokenizer(" " + ch, add_special_tokens=False)["input_ids"]
             ids = torch.tensor([(ctx + cont)[-2048:]], device=device)
-            logp = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+            with torch.no_grad():
+                logp = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
             tgt = ids[0, 1:]
             scores.append(logp[torch.arange(len(tgt)), tgt][-len(cont):].sum().item())
         out.append(float(int(np.argmax(scores)) == it.answer))
@@ -184,6 +196,7 @@ def run_audit(model_dir: str | Path, benchmarks: list[str], bench_dir: str | Pat
               batch_size: int = 16, device: str = "cpu", run_dir: str | Path | None = None, seed: int = 0) -> dict:
     """Audit ``model_dir`` on every split of ``benchmarks``; writes audit.json and audit.md in ``out_dir``
     and returns audit.json's content."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)

@@ -30,7 +30,6 @@ from hare.core.step import Stats
 from hare.evals.leaderboard import COLUMNS, markdown_table
 from hare.evals.heldout import Perplexity, heldout_perplexity
 from hare.evals.tasks import HELDOUT, LEADERBOARD, expand, prepare_tasks
-from hare.model.model import count_params
 
 log = logging.getLogger("hare.evals")
 
@@ -281,6 +280,8 @@ def evaluate(model_dir: str | Path, out: str | Path, tasks: list[str], options: 
     out.mkdir(parents=True, exist_ok=True)
     ctx_len = o.max_length or model_max_length(model_dir)
     names = expand(tasks)
+    from hare.model.model import count_params  # torch: imported when a model is evaluated
+
     stats = EvalStats(model=str(model_dir.resolve()), params=count_params(model_dir), max_length=ctx_len, limit=o.limit)
 
     if o.heldout:

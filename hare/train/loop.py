@@ -35,21 +35,20 @@ import numpy as np
 import torch
 
 from hare.core import dist
-from hare.core.io import RecordError, atomic_open, read_jsonl
+from hare.core.io import atomic_open
 from hare.core.progress import Progress
-from hare.core.step import Stats
 from hare.core.tokenizer import load_tokenizer
 from hare.model.perplexity import perplexity, read_documents
 from hare.model.model import NextTokenLoss, build_model, count_params, flops_per_token, mistral_config, peak_flops
 from hare.core.config import config_dump
 from hare.train.config import TrainConfig
 from hare.train.data import MixtureSampler, load_parts, plan_stages
+from hare.train.logs import HELDOUT, TrainStats, complete_lines
 from hare.train.schedule import LRSchedule
 from hare.train.pack import PackedTokens
 
 log = logging.getLogger("hare.train")
 
-HELDOUT = "heldout.jsonl"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -218,17 +217,6 @@ def load_checkpoint(path: Path, model, opt, sched, sampler=None, fsdp: bool = Fa
     return int(state["step"])
 
 
-def _complete_lines(path: Path) -> list[dict]:
-    """JSON lines of a log that a killed run may have left with a half-written last line."""
-    out: list[dict] = []
-    try:
-        for rec in read_jsonl(path):
-            out.append(rec)
-    except RecordError:  # the half-written line, and nothing after it
-        pass
-    return out
-
-
 def grad_accum_steps(cfg: TrainConfig, seq_len: int, world: int) -> int:
     """Micro-batches per process per step: from ``batch_tokens`` when given, else ``grad_accum``."""
     if cfg.batch_tokens is None:
@@ -354,7 +342,7 @@ def restore(run: Run, resume: bool) -> int:
         for path in (run.out / "metrics.jsonl", run.out / "batches.jsonl", heldout_path):
             if path == heldout_path and not path.exists():  # drop lines logged after the resumed checkpoint
                 continue
-            old = [m for m in _complete_lines(path) if m["step"] <= step] if path.exists() and step else []
+            old = [m for m in complete_lines(path) if m["step"] <= step] if path.exists() and step else []
             with atomic_open(path) as f:
                 for m in old:
                     f.write(json.dumps(m) + "\n")
@@ -541,17 +529,6 @@ def export_model(model, tokenizer, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-class TrainStats(Stats):
-    step: int
-    final_loss: float
-    params: int
-    tokens: int
-    flops_per_token: float
-    processes: int
-    sequences: int
-    epochs: float
-
-
 def heldout_scorer(cfg: TrainConfig, corpus_dir: Path, tokenizer, seq_len: int):
     """``evaluate`` for ``train``: bits per byte and loss on the first ``eval_max_docs`` held-out
     documents, in windows of the training length (``hare.model.perplexity``)."""
@@ -595,10 +572,3 @@ def train_model(tokenized: Path, corpus_dir: Path, model_cfg, cfg: TrainConfig, 
     dist.barrier()
     n_seq = sum(p.n for p in parts.values())
     return TrainStats(**res, sequences=n_seq, epochs=round(res["tokens"] / (n_seq * seq_len), 3))
-
-
-def training_logs(folder: Path) -> dict[str, list[dict]]:
-    """A train folder's metrics and held-out scores (the report plots them)."""
-    path, held = folder / "metrics.jsonl", folder / HELDOUT
-    return {"metrics": _complete_lines(path) if path.exists() else [],
-            "heldout": _complete_lines(held) if held.exists() else []}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hare.core.step import Step, StepContext, file_inputs
-from hare.train.loop import TrainStats, train_model, training_logs
+from hare.train.logs import TrainStats, training_logs
 from hare.train.pack import TokenizeStats, tokenize_mix
 
 
@@ -41,6 +41,8 @@ class TrainStep(Step):
 
     def run(self, ctx: StepContext) -> TrainStats:
         c = ctx.config
+        from hare.train.loop import train_model  # torch: imported when a model is trained, not to list steps
+
         return train_model(ctx.deps["tokenize"], ctx.deps["corpus"], c.model, c.train, c.seed, ctx.out,
                            resume=ctx.resume)
 
