@@ -281,9 +281,12 @@ class _Samples:
 
 
 def d3_seeds(cfg, d2_dir: Path, decontam_dir: Path, seed: int) -> list[tuple[str, str, str, dict]]:
-    """(origin, id, passage, provenance) of the seed passages: D2 generations, then sampled D1 documents."""
+    """(origin, id, passage, provenance) of the seed passages: D2's topic generations, then sampled D1
+    documents."""
     out = []
-    d2 = sorted(read_shards(d2_dir / "generated"), key=lambda d: d.id)
+    # D2's topic generations; its rephrases restate D1 documents, which D1's seeds already cover
+    d2 = sorted((d for d in read_shards(d2_dir / "generated") if d.metadata.get("family", "topic") == "topic"),
+                key=lambda d: d.id)
     random.Random(sub_seed(seed, "d3-d2")).shuffle(d2)
     for d in d2[:cfg.seeds_from_d2]:
         out.append(("d2", d.id, d.text[:cfg.passage_chars], {"topic": d.metadata.get("topic")}))

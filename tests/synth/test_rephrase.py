@@ -185,3 +185,16 @@ def test_the_d2_step_writes_rephrases_with_their_provenance(tiny, tmp_path, shar
         assert m["completion_tokens"] > 0 and m["topic_name"]
         assert d1[m["source_source"], m["source_id"]].startswith(m["source_snippet"])
     assert any(t.startswith("rephrase.") for t in read_json(run / "d2" / "stats.json")["templates"])
+
+
+def test_d3_seeds_from_d2_take_topic_generations_not_rephrases(tmp_path):
+    from hare.core.documents import Document, ShardWriter
+    from hare.synth.config import D3Config
+    from hare.synth.d3 import d3_seeds
+
+    with ShardWriter(tmp_path / "d2" / "generated", 10) as w:
+        w.write(Document("A textbook unit about rivers and the sea.", "d2/0/0", "d2", {"family": "topic", "topic": 0}))
+        w.write(Document("Rivers, rewritten simply.", "d2/0/1", "d2", {"family": "rephrase", "topic": 0}))
+        w.write(Document("An older generation without a family.", "d2/1/2", "d2", {"topic": 1}))
+    seeds = d3_seeds(D3Config(seeds_from_d2=5, seeds_from_d1=0), tmp_path / "d2", tmp_path / "decontam", seed=0)
+    assert sorted(s[1] for s in seeds) == ["d2/0/0", "d2/1/2"]
