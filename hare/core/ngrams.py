@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hare.core.text import WordCodes, match_words, rolling_hashes
+from hare.core.text import MATCH_WORD_RE, WordCodes, ascii_word_hashes, match_form, match_words, rolling_hashes
 
 FILTER_BITS_PER_NGRAM = 32  # 1 - exp(-1/32): about 3 % of lookups of absent n-grams pass the filter
 MIN_FILTER_BITS, MAX_FILTER_BITS = 16, 40
@@ -84,6 +84,33 @@ class _Table:
         return np.where(self.hashes[at] == h, at, -1)
 
 
+class _WordTable:
+    """Known words' ``ascii_word_hashes`` -> their word codes, as a direct-addressed table of at least
+    eight slots a word (one probe finds almost every word) and, for the slots that several words
+    share, a sorted array searched only for them."""
+
+    def __init__(self, keys: np.ndarray, codes: np.ndarray, words: int):
+        self.words = words
+        self.bits = max(4, int(np.ceil(np.log2(max(1, len(keys)) * 8))))
+        slot = (keys >> np.uint64(64 - self.bits)).astype(np.int64)
+        self.keys = np.zeros(1 << self.bits, dtype=np.uint64)
+        self.codes = np.zeros(1 << self.bits, dtype=np.uint64)
+        self.keys[slot], self.codes[slot] = keys, codes  # a shared slot keeps one of its words...
+        self.shared = np.bincount(slot, minlength=1 << self.bits) > 1
+        order = np.argsort(keys, kind="stable")  # ...and all of them are in the sorted array
+        self.sorted_keys, self.sorted_codes = keys[order], codes[order]
+
+    def codes_of(self, h: np.ndarray) -> np.ndarray:
+        """The word code of each hash, 0 for a word no item contains."""
+        slot = (h >> np.uint64(64 - self.bits)).astype(np.int64)
+        out = np.where(self.keys[slot] == h, self.codes[slot], np.uint64(0))
+        again = np.flatnonzero(self.shared[slot] & (out == 0))
+        if len(again):
+            at = np.minimum(np.searchsorted(self.sorted_keys, h[again]), len(self.sorted_keys) - 1)
+            out[again] = np.where(self.sorted_keys[at] == h[again], self.sorted_codes[at], np.uint64(0))
+        return out
+
+
 class NgramIndex:
     """Hashed n-grams of evaluation items (and short items whole): sorted hash tables, the first
     item of each n-gram and how many items hold it.
@@ -103,6 +130,7 @@ class NgramIndex:
         self.filter_bits = MIN_FILTER_BITS
         self.filter = np.zeros(1 << (MIN_FILTER_BITS - 3), dtype=np.uint8)
         self.item_ngrams = np.zeros(0, dtype=np.int32)  # per item: n-grams it is the first item of
+        self._entries: dict[int, tuple[int, int]] = {}  # hash -> (window length, position), as looked up
 
     @property
     def hashes(self) -> np.ndarray:
@@ -128,6 +156,7 @@ class NgramIndex:
 
     def finalize(self) -> "NgramIndex":
         """Sort the n-grams; keep, for each, the first item it came from; size and fill the filter."""
+        self._entries.clear()
         for t in self.tables.values():
             t.finalize()
         main = self.tables[self.n]
@@ -149,16 +178,36 @@ class NgramIndex:
         """The share of set filter bits: the rate at which absent n-grams pass the filter."""
         return float(np.unpackbits(self.filter).mean()) if len(self.filter) else 0.0
 
+    def lookup_text(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """``lookup`` of the words of ``text`` (``match_words``). An ASCII match form (most text) is
+        split and coded in numpy: each word's ``ascii_word_hashes`` value is looked up among the
+        known words' (a sorted table), without a Python string or dict lookup per word."""
+        form = match_form(text)[0]
+        if not form.isascii():
+            return self.lookup(MATCH_WORD_RE.findall(form))
+        return self.lookup_codes(self._known_words().codes_of(ascii_word_hashes(form)))
+
+    def _known_words(self) -> "_WordTable":
+        """The known ASCII words' table, rebuilt when words were added since."""
+        if getattr(self, "_known", None) is None or self._known.words != len(self.codes):
+            words = [w for w in self.codes.words() if w.isascii()]
+            keys = ascii_word_hashes(" ".join(words)) if words else np.zeros(0, dtype=np.uint64)
+            self._known = _WordTable(keys, self.codes.known(words), len(self.codes))
+        return self._known
+
     def lookup(self, ws: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(word positions, hashes) of the windows of the words ``ws`` that are in the index: n-grams
         and whole short items, in position order (``window`` gives a hash's length in words)."""
+        return self.lookup_codes(self.codes.known(ws))
+
+    def lookup_codes(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``lookup`` of words given by their codes (0: a word no item contains)."""
         if not len(self):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
-        codes = self.codes.known(ws)
         unknown = np.concatenate(([0], np.cumsum(codes == 0)))
         pos_out, h_out = [], []
         for length, table in self.tables.items():
-            if len(ws) < length or not len(table.hashes):
+            if len(codes) < length or not len(table.hashes):
                 continue
             ok = (unknown[length:] - unknown[:-length]) == 0  # windows made only of words the index knows
             if not ok.any():
@@ -179,14 +228,25 @@ class NgramIndex:
         order = np.argsort(pos, kind="stable")
         return pos[order], h[order]
 
+    def prefetch(self, hs: list[int]) -> None:
+        """Look the entries of the indexed hashes ``hs`` up at once (a search per table, not per hash):
+        ``window``, ``item_index`` and ``item_of`` then answer them from memory."""
+        todo = np.array([h for h in set(hs) if h not in self._entries], dtype=np.uint64)
+        for length, table in self.tables.items():
+            if not len(todo):
+                break
+            at = table.find(todo)
+            for h, a in zip(todo[at >= 0].tolist(), at[at >= 0].tolist()):
+                self._entries[h] = (length, a)
+            todo = todo[at < 0]
+
     def _entry(self, h: int) -> tuple[int, int]:
         """(window length, position in its table) of an indexed hash."""
-        key = np.array([h], dtype=np.uint64)
-        for length, table in self.tables.items():
-            at = int(table.find(key)[0])
-            if at >= 0:
-                return length, at
-        raise KeyError(h)
+        if h not in self._entries:
+            self.prefetch([h])
+            if h not in self._entries:
+                raise KeyError(h)
+        return self._entries[h]
 
     def window(self, h: int) -> int:
         """How many words the indexed window of hash ``h`` spans (n, or a short item's length)."""

@@ -191,8 +191,52 @@ class WordCodes:
             self._memo.clear()
         return np.fromiter(map(self._memo.__getitem__, ws), dtype=np.uint64, count=len(ws))
 
+    def words(self) -> list[str]:
+        """The words encoded so far."""
+        return list(self._memo)
+
     def known(self, ws: list[str]) -> np.ndarray:
         return np.fromiter(map(self._memo.get, ws, itertools.repeat(0)), dtype=np.uint64, count=len(ws))
+
+
+_WORD_BYTE = np.zeros(256, dtype=bool)  # the bytes of MATCH_WORD_RE's words in an ASCII text
+for _lo, _hi in ((b"a", b"z"), (b"A", b"Z"), (b"0", b"9")):
+    _WORD_BYTE[_lo[0]:_hi[0] + 1] = True
+_BYTE_PRIME = 0x100000001B3  # FNV's 64-bit prime again: odd, so invertible modulo 2^64
+_powers = np.ones(1, dtype=np.uint64)  # _BYTE_PRIME**i and its inverse**i modulo 2^64, grown on demand
+_inverse_powers = np.ones(1, dtype=np.uint64)
+
+
+def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+    global _powers, _inverse_powers
+    if len(_powers) < n:
+        size = max(n, 2 * len(_powers))
+        tables = []
+        for base in (_BYTE_PRIME, pow(_BYTE_PRIME, -1, 1 << 64)):
+            t = np.ones(size, dtype=np.uint64)  # filled in uint64 throughout: wrapping, never float
+            with np.errstate(over="ignore"):
+                np.cumprod(np.full(size - 1, base, dtype=np.uint64), out=t[1:])
+            tables.append(t)
+        _powers, _inverse_powers = tables
+    return _powers[:n], _inverse_powers[:n]
+
+
+def ascii_word_hashes(form: str) -> np.ndarray:
+    """A 64-bit hash of every word of an ASCII match form, in order, computed for the whole text at
+    once (no Python per word): sum of byte[j] * P^(j - start) modulo 2^64, from prefix sums scaled by
+    the inverse power of each word's start. The same function of the word's text wherever it
+    stands, so it keys a table of known words (``NgramIndex``)."""
+    b = np.frombuffer(form.encode("ascii"), dtype=np.uint8)
+    n = len(b)
+    inside = np.zeros(n + 2, dtype=np.int8)
+    inside[1:-1] = _WORD_BYTE[b]
+    edges = np.diff(inside)
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    powers, inverse = _power_tables(n + 1)
+    prefix = np.zeros(n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        np.cumsum(b * powers[:n], out=prefix[1:])
+        return (prefix[ends] - prefix[starts]) * inverse[starts]
 
 
 def rolling_hashes(codes: np.ndarray, n: int) -> np.ndarray:

@@ -35,7 +35,7 @@ from hare.core.io import read_jsonl, write_jsonl
 from hare.core.ngrams import EvalText, NgramIndex
 from hare.core.progress import progress
 from hare.core.step import Stats
-from hare.core.text import MATCH_WORD_RE, match_words, words_with_spans
+from hare.core.text import MATCH_WORD_RE, words_with_spans
 from hare.filters.config import DecontamConfig
 
 log = logging.getLogger("hare.filters.decontam")
@@ -105,7 +105,7 @@ class Decontaminator:
 
     def matches(self, doc: Document) -> list[tuple[int, int]]:
         """(word position, n-gram hash) of every n-gram of ``doc`` present in the index."""
-        pos, h = self.index.lookup(match_words(doc.text))
+        pos, h = self.index.lookup_text(doc.text)
         return list(zip(pos.tolist(), h.tolist()))
 
     def count(self, matched: list[tuple[int, int]]) -> None:
@@ -122,6 +122,7 @@ class Decontaminator:
     def decide(self, doc: Document, matched: list[tuple[int, int]]) -> tuple[Document | None, dict | None]:
         """Second pass: (the document to keep or None, a record of what matched and what was done)."""
         cut = self.max_ngram_doc_frequency
+        self.index.prefetch([h for _, h in matched])
         live = [(i, h) for i, h in matched if cut is None or self.doc_freq[h] <= cut]
         if len(live) < len(matched):  # the cutoff never hides an item found whole in this document
             whole = self.whole_items(matched)
