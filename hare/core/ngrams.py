@@ -131,6 +131,7 @@ class NgramIndex:
         self.filter = np.zeros(1 << (MIN_FILTER_BITS - 3), dtype=np.uint8)
         self.item_ngrams = np.zeros(0, dtype=np.int32)  # per item: n-grams it is the first item of
         self._entries: dict[int, tuple[int, int]] = {}  # hash -> (window length, position), as looked up
+        self._known: _WordTable | None = None  # the known ASCII words, for lookup_text
 
     @property
     def hashes(self) -> np.ndarray:
@@ -189,7 +190,7 @@ class NgramIndex:
 
     def _known_words(self) -> "_WordTable":
         """The known ASCII words' table, rebuilt when words were added since."""
-        if getattr(self, "_known", None) is None or self._known.words != len(self.codes):
+        if self._known is None or self._known.words != len(self.codes):
             words = [w for w in self.codes.words() if w.isascii()]
             keys = ascii_word_hashes(" ".join(words)) if words else np.zeros(0, dtype=np.uint64)
             self._known = _WordTable(keys, self.codes.known(words), len(self.codes))

@@ -54,6 +54,7 @@ class SchemaMask:
     def __init__(self, tok, schemas: list[str | None], n_vocab: int, end_ids: list[int] | None = None):
         try:
             import llguidance
+            import llguidance.torch
         except ImportError as e:  # pragma: no cover - a dependency of hare
             raise ImportError(f"schema-constrained generation needs llguidance: pip install llguidance ({e})") \
                 from None
@@ -84,9 +85,9 @@ class SchemaMask:
         self.shifts = torch.arange(32, dtype=torch.int32)
         self.started = False
         self.errors = 0
+        self.fill = llguidance.torch.fill_next_token_bitmask
 
     def __call__(self, input_ids, scores):
-        import llguidance.torch as llt
         import torch
 
         rows = [i for i, m in enumerate(self.matchers) if m is not None]
@@ -105,7 +106,7 @@ class SchemaMask:
             if m.is_stopped() or m.is_error():
                 self.bitmask[i] = self.only_eos
             else:
-                llt.fill_next_token_bitmask(m, self.bitmask, i)
+                self.fill(m, self.bitmask, i)
         idx = torch.tensor(rows)
         allowed = ((self.bitmask[idx].unsqueeze(-1) >> self.shifts) & 1).view(len(rows), -1)
         width = scores.shape[-1]

@@ -40,6 +40,7 @@ from hare.core.step import Stats
 from hare.synth.client import Usage
 from hare.synth.common import Teacher, sub_seed
 from hare.model.constrain import schema_text
+from hare.synth.fidelity import content_words
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth.d3")
@@ -126,7 +127,7 @@ def check_meaning(task: str, obj: dict, passage: str = "") -> tuple[dict | None,
             return None, "the four options are not all different"
         if any(_norm(o) in PLACEHOLDERS or not _norm(o) for o in options):
             return None, "an option is a placeholder (a letter, or first/second/...), not an answer"
-        if passage and not _content_words(obj["question"] + " " + options[0]) & _content_words(passage):
+        if passage and not content_words(obj["question"] + " " + options[0]) & content_words(passage):
             return None, "the question and its answer share no word with the passage"
         return obj, None
     if task == "cloze":
@@ -143,7 +144,7 @@ def check_meaning(task: str, obj: dict, passage: str = "") -> tuple[dict | None,
         return obj, None
     if _norm(obj["answer"]) == _norm(obj["question"]):
         return None, "the answer repeats the question"
-    if passage and not _content_words(obj["question"] + " " + obj["answer"]) & _content_words(passage):
+    if passage and not content_words(obj["question"] + " " + obj["answer"]) & content_words(passage):
         return None, "the question and answer share no word with the passage"
     return obj, None
 
@@ -152,11 +153,6 @@ def blank(sentence: str, answer: str) -> str:
     """``sentence`` with the first whole-word occurrence of ``answer`` (any case) replaced by ___."""
     pattern = r"(?<!\w)" + r"\W+".join(map(re.escape, re.findall(r"\w+", answer))) + r"(?!\w)"
     return re.sub(pattern, "___", sentence, count=1, flags=re.IGNORECASE)
-
-
-def _content_words(text: str) -> set[str]:
-    """Words of four letters or more: enough to tell an item about the passage from a copied example."""
-    return {w for w in _norm(text).split() if len(w) >= 4}
 
 
 def validate(task: str, text: str, passage: str = "") -> tuple[dict | None, str | None]:

@@ -84,7 +84,7 @@ class Fidelity:
                 chunks.append(" ".join(words[lo: lo + CHUNK_WORDS]))
                 owner.append(i)
         emb = self.model.encode(chunks, batch_size=self.batch_size, convert_to_numpy=True,
-                                normalize_embeddings=True, show_progress_bar=False)
+                                normalize_embeddings=True, show_progress_bar=len(chunks) > 2048)
         out = np.zeros((len(texts), emb.shape[1]), dtype=np.float64)
         np.add.at(out, np.array(owner), emb)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

@@ -75,8 +75,11 @@ class ToolCaller:
         processors = []
         if self.constrained:
             fn = self.library.by_token[token]
-            processors.append(SchemaMask(self.tokenizer, [schema_text(arguments_schema(fn.parameters))],
-                                         self.model.config.vocab_size, end_ids=[self.end]))
+            try:
+                processors.append(SchemaMask(self.tokenizer, [schema_text(arguments_schema(fn.parameters))],
+                                             self.model.config.vocab_size, end_ids=[self.end]))
+            except ValueError as e:
+                raise ValueError(f"{self.library.path}: function {fn.name}: parameters: {e}") from None
         out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                   max_new_tokens=self.max_new_tokens, eos_token_id=stop,
                                   pad_token_id=self.tokenizer.pad_token_id or stop[-1],
