@@ -8,6 +8,11 @@ here is ``EXECUTION``.
 - ``worker_context()``: the start method of local process pools. Never ``fork``: by the time a
   pool starts, the process has other threads (progress bars, torch's, a server's), and a child
   forked while one of them holds a lock inherits the lock held and can wait on it forever.
+- ``process_pool(procs, what)`` and ``ordered_map``: a local pool (``concurrent.futures``'
+  ``ProcessPoolExecutor``) and an in-order map over it with a bounded number of tasks in flight. A
+  worker that dies (killed, out of memory, failing at start) ends the work with an error that
+  names it: ``multiprocessing.Pool`` would start another worker in its place and wait for the lost
+  task forever, or, when every new worker dies at start, start workers forever.
 - ``ray_session(address)``: joins the Ray cluster at ``address``, or starts a local Ray instance,
   which it stops when the work is done.
 - ``ray_map(items, worker, ...)``: Ray Data's ``map_batches`` over a pool of stateful actors, fed by a
@@ -16,9 +21,12 @@ here is ``EXECUTION``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing as mp
-from typing import Any, Iterator, Literal
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 from pydantic import Field
 
@@ -54,6 +62,48 @@ def worker_context(preload: tuple[str, ...] = ()) -> mp.context.BaseContext:
     if preload:
         ctx.set_forkserver_preload(list(preload))
     return ctx
+
+
+class WorkerDied(RuntimeError):
+    """A worker process of a local pool ended without finishing its task."""
+
+
+@contextlib.contextmanager
+def process_pool(procs: int, what: str, preload: tuple[str, ...] = (), start: str = "forkserver",
+                 initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[Executor]:
+    """A pool of ``procs`` worker processes for ``what`` (the words of the error if one dies).
+    ``start``: ``forkserver`` (``worker_context(preload)``) or ``spawn``. A worker that dies raises
+    ``WorkerDied``, the other workers are stopped and no task is waited on forever."""
+    ctx = worker_context(preload) if start == "forkserver" else mp.get_context(start)
+    pool = ProcessPoolExecutor(procs, mp_context=ctx, initializer=initializer, initargs=initargs)
+    try:
+        yield pool
+    except BrokenProcessPool as e:
+        raise WorkerDied(f"{what}: a worker process died before finishing its task ({e}). It was killed (out of "
+                         "memory?) or failed at start (in a script read from stdin, `python -`, workers cannot "
+                         "start: run a file instead).") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ordered_map(pool: Executor, fn: Callable, items: Iterable, window: int) -> Iterator[Any]:
+    """``fn(item)`` of every item, in order, computed in ``pool`` with at most ``window`` tasks in
+    flight; ``items`` is read lazily (it may itself wait on the pool's other work)."""
+    pending: collections.deque = collections.deque()
+    it = iter(items)
+
+    def fill() -> None:
+        while len(pending) < window:
+            try:
+                pending.append(pool.submit(fn, next(it)))
+            except StopIteration:
+                return
+
+    fill()
+    while pending:
+        result = pending.popleft().result()
+        fill()
+        yield result
 
 
 def import_ray(what: str):

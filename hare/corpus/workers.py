@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hare.core.execution import ray_map, ray_session, worker_context
+from hare.core.execution import ordered_map, process_pool, ray_map, ray_session
 from hare.corpus.passes import ShardCleaner, split_unit
 from hare.corpus.ranges import part_from_json
 from hare.corpus.config import SourceConfig
@@ -49,10 +49,11 @@ def run_local(units: list, ready: list[str], split_args: tuple, clean_args: tupl
         for unit, src in units:
             yield from map(clean, split_unit(Path(work), unit, src, shard_docs, max_line_bytes))
         return
-    with worker_context(preload=("hare.corpus.passes",)).Pool(procs, initializer=_init_worker,
-                                                            initargs=(split_args, clean_args)) as pool:
-        split = (s for names in pool.imap(_split_unit, units) for s in names)  # queued before the cleaning
-        yield from pool.imap(_clean_shard, itertools.chain(ready, split))
+    with process_pool(procs, "the corpus step's cleaning", preload=("hare.corpus.passes",), initializer=_init_worker,
+                      initargs=(split_args, clean_args)) as pool:
+        # the files are split ahead of the cleaning (a window of four per process), the shards cleaned as they come
+        split = (s for names in ordered_map(pool, _split_unit, units, 4 * procs) for s in names)
+        yield from ordered_map(pool, _clean_shard, itertools.chain(ready, split), 2 * procs)
 
 
 class _RayShardCleaner:

@@ -132,9 +132,10 @@ def pack_shards(shards: list[Path], tokenizer, tokenizer_dir: Path, out_dir: Pat
     The result is byte for byte what ``pack_documents`` writes for the same documents in the same
     order; the work is spread over ``num_proc`` processes (0: one per core) and resumes per shard.
     """
-    import multiprocessing as mp
     import os
     import shutil
+
+    from hare.core.execution import ordered_map, process_pool
 
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / ".shards"
@@ -148,8 +149,8 @@ def pack_shards(shards: list[Path], tokenizer, tokenizer_dir: Path, out_dir: Pat
         # Each worker tokenizes on one thread: the processes are the parallelism. Spawned, not forked,
         # because the Rust tokenizer's thread pool does not survive a fork.
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        with mp.get_context("spawn").Pool(procs) as pool:
-            for _ in pool.imap(_tokenize_shard, jobs):
+        with process_pool(procs, f"tokenizing {out_dir.name}", start="spawn") as pool:
+            for _ in ordered_map(pool, _tokenize_shard, jobs, 2 * procs):
                 bar.update(1)
         os.environ.pop("TOKENIZERS_PARALLELISM", None)
     else:
