@@ -48,6 +48,14 @@ def read_documents(paths: Iterable[str | Path], text_field: str = "text", limit:
 
     A JSON Lines record without a string ``text_field`` raises ``RecordError``, naming file and line.
     """
+    for text, _ in read_labelled_documents(paths, text_field, None, limit):
+        yield text
+
+
+def read_labelled_documents(paths: Iterable[str | Path], text_field: str = "text", label_field: str | None = None,
+                            limit: int | None = None) -> Iterator[tuple[str, str | None]]:
+    """(text, label) of the documents in ``paths``, as ``read_documents``; the label is a JSON Lines
+    record's string ``label_field`` (e.g. its source), None for text files and records without one."""
     n = 0
     for path in paths:
         path = Path(path)
@@ -59,13 +67,14 @@ def read_documents(paths: Iterable[str | Path], text_field: str = "text", limit:
                     text = rec.get(text_field)
                     if not isinstance(text, str):
                         raise RecordError(f, lineno, f"no string field '{text_field}'")
-                    yield text
+                    label = rec.get(label_field) if label_field else None
+                    yield text, label if isinstance(label, str) else None
                     n += 1
                     if limit is not None and n >= limit:
                         return
             else:
                 with open_text_read(f) as fh:
-                    yield fh.read()
+                    yield fh.read(), None
                 n += 1
                 if limit is not None and n >= limit:
                     return

@@ -99,6 +99,12 @@ class TrainConfig(Config):
         description="Training stages in order (the paper: d1 only for 52B tokens, then the full mixture). Empty: "
         "one stage mixing the parts in proportion to their tokens.",
     )
+    max_epochs: float | None = Field(
+        4.0, gt=0, description="With train.stages: the most epochs any data part is read over the run (repeated "
+        "data is worth much less after about 4, Muennighoff et al. 2023); a part whose weight would read it more "
+        "gets what remains of its allowance, and the rest of the stage goes to its other parts by weight. null: no "
+        "cap. Without stages every part is read the same number of epochs and no cap applies.",
+    )
     eval_every: int | None = Field(
         None, ge=1, description="Score the held-out documents every N steps and at the end (bits per byte and loss "
         "in heldout.jsonl: the loss-versus-tokens curve; nanoGPT's eval_interval). null: only the eval step scores.",
@@ -108,4 +114,9 @@ class TrainConfig(Config):
         "null: the corpus step's held-out documents.", json_schema_extra=input_path("any"),
     )
     eval_max_docs: int = Field(64, ge=1, description="With eval_every: documents scored at each evaluation.")
-
+    eval_tasks: str | None = Field(
+        None, description="With eval_every: multiple-choice items (JSON Lines of task, id, context, choices, gold) "
+        "also scored at each evaluation in the cloze formulation: per task the gold choice's bits per byte, the "
+        "accuracy over the choices and the gold choice's probability (hare.model.choices).",
+        json_schema_extra=input_path("file"),
+    )

@@ -7,15 +7,24 @@ than 1 % over any stage of more than a hundred samples. Each part reads its own 
 through its seeded per-epoch permutation (``PackedTokens``), continuing across stages, so a part
 is never re-read before its epoch ends.
 
+With ``train.max_epochs`` (``plan_stages``), a part whose share would read it more than that many
+epochs over the run gets only what remains of its allowance, and the samples it gives up go to the
+stage's other parts in proportion to their weights (water-filling): repeated data is worth much less
+after about 4 epochs (Muennighoff et al. 2023, arXiv 2305.16264). The plan is a pure function of the
+config and the parts' sizes, so a resumed run recomputes the same one.
+
 The sampler's state (stage, counts, each part's cursor) goes into every checkpoint, and every
-step is recorded in ``batches.jsonl`` as, per part, the range of part-local positions it read:
+step is recorded in ``batches.jsonl`` as, per part, the range of part-local positions it read
+(the first step of each stage also with the stage's effective weights, and the parts capped):
 what the model saw can be replayed exactly.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +32,22 @@ import numpy as np
 from hare.train.config import StageConfig
 from hare.train.pack import PackedTokens, part_dirs
 
+log = logging.getLogger("hare.train")
+
 
 @dataclass
 class Stage:
     name: str
     start: int  # first step
     end: int  # one past the last step
-    weights: dict[str, float]  # normalized
+    weights: dict[str, float]  # normalized, effective: what the sampler serves
+    asked: dict[str, float] = field(default_factory=dict)  # normalized, as configured (default: weights)
+    capped: dict[str, str] = field(default_factory=dict)  # part at train.max_epochs -> why, its share asked -> given
+    notes: list[str] = field(default_factory=list)  # the warnings the plan logged for this stage
+
+    def __post_init__(self) -> None:
+        if not self.asked:
+            self.asked = dict(self.weights)
 
 
 def part_seed(seed: int, part: str) -> int:
@@ -45,8 +63,13 @@ def load_parts(folder: str | Path, seed: int) -> dict[str, PackedTokens]:
 
 
 def plan_stages(stages: list[StageConfig], parts: dict[str, PackedTokens], tokens_per_step: int,
-                max_steps: int) -> list[Stage]:
-    """Stages as step ranges; with none configured, one stage mixing parts by their sequence counts."""
+                max_steps: int, samples_per_step: int | None = None, max_epochs: float | None = None) -> list[Stage]:
+    """Stages as step ranges; with none configured, one stage mixing parts by their sequence counts.
+
+    With ``max_epochs`` (and ``samples_per_step``), configured stages are capped in order: no part is
+    planned more than ``max_epochs`` x its sequence count of reads over the run (``cap_stage``); the
+    warnings are logged and kept in each stage's ``notes``. Pure: the same config and part sizes give
+    the same plan."""
     if not stages:
         total = sum(p.n for p in parts.values())
         return [Stage("all", 0, max_steps, {k: p.n / total for k, p in parts.items()})]
@@ -64,7 +87,79 @@ def plan_stages(stages: list[StageConfig], parts: dict[str, PackedTokens], token
             break
     if start < max_steps:  # the last stage runs to the end of training
         out[-1].end = max_steps
+    if max_epochs is not None:
+        if not samples_per_step:
+            raise ValueError("plan_stages: max_epochs needs samples_per_step")
+        read = {k: 0.0 for k in parts}  # samples planned per part by the stages before
+        for i, stage in enumerate(out):
+            cap_stage(stage, i, {k: p.n for k, p in parts.items()}, read, samples_per_step, max_epochs)
+            for note in stage.notes:
+                log.warning("%s", note)
     return out
+
+
+def water_fill(asked: dict[str, float], samples: float,
+               room: dict[str, float]) -> tuple[dict[str, float], list[str], float]:
+    """Samples per part: ``samples`` shared by the (normalized) ``asked`` weights, but no part more than
+    its ``room``; what a part at its room gives up goes to the parts below theirs in proportion to their
+    weights, repeated until none passes its room (a part given more may then reach its own). Returns
+    the samples per part, the parts at their room, and the overflow: what no part has room for (then
+    every part is at its room, and the overflow is shared by ``asked``)."""
+    full: list[str] = []
+    while True:
+        free = [k for k in asked if k not in full]
+        left = samples - sum(room[k] for k in full)
+        wsum = sum(asked[k] for k in free)
+        over = [k for k in free if left * asked[k] / wsum > room[k] + 1e-9 * max(1.0, room[k])]
+        if not over:
+            return {k: room[k] if k in full else left * asked[k] / wsum for k in asked}, full, 0.0
+        full += over
+        if len(full) == len(asked):
+            break
+    overflow = max(0.0, samples - sum(room.values()))
+    return {k: room[k] + overflow * asked[k] for k in asked}, full, overflow
+
+
+def allowance(max_epochs: float, sequences: int) -> int:
+    """The most samples a part of ``sequences`` may serve over the run: whole samples, rounded down."""
+    return math.floor(max_epochs * sequences + 1e-9)
+
+
+def cap_stage(stage: Stage, index: int, sequences: dict[str, int], read: dict[str, float], samples_per_step: int,
+              max_epochs: float) -> None:
+    """Cap ``stage``'s weights so that no part passes ``max_epochs`` x its sequences over the run, given
+    the samples ``read`` planned by the stages before (updated with this stage's). Sets ``weights``,
+    ``capped`` and ``notes``; a stage with no part capped keeps its configured weights exactly."""
+    samples = (stage.end - stage.start) * samples_per_step
+    asked = stage.asked
+    room = {k: max(0.0, allowance(max_epochs, sequences[k]) - read[k]) for k in asked}
+    give, full, overflow = water_fill(asked, samples, room)
+    if not full:
+        for k in asked:
+            read[k] += asked[k] * samples
+        return
+    stage.weights = {k: give[k] / samples for k in asked}
+    share = {k: f"{asked[k]:.1%} -> {stage.weights[k]:.1%}" for k in asked}
+    where = f"train.stages[{index}] ({stage.name})"
+    free = [k for k in asked if k not in full]
+    rest = ("; the rest to " + ", ".join(f"{k} ({share[k]})" for k in free) if free else
+            "; no part has room for the rest")
+    for k in full:
+        n = sequences[k]
+        per = n or float("nan")  # an empty part has no epochs to speak of
+        why = (f"its weight would read {(read[k] + asked[k] * samples) / per:.2f} epochs by the stage's end"
+               if asked[k] * samples > room[k] else "the samples other parts give up would take it past it")
+        before = f", {read[k] / per:.2f} epochs read before this stage" if read[k] else ""
+        stage.capped[k] = (f"{n:,} sequences{before}; {why}, over train.max_epochs {max_epochs:g}: share "
+                           f"{share[k]} of the stage's {samples:,} samples")
+        stage.notes.append(f"{where}: data part {k} capped: {stage.capped[k]}{rest}")
+    if overflow:
+        stage.notes.append(
+            f"{where}: every data part reaches train.max_epochs {max_epochs:g}, the cap cannot hold: {overflow:,.0f} "
+            f"of the stage's {samples:,} samples ({overflow / samples:.1%}) are read beyond it, shared by the "
+            f"configured weights (more data, a shorter stage or a higher max_epochs avoids it)")
+    for k in asked:
+        read[k] += give[k]
 
 
 class MixtureSampler:
@@ -120,12 +215,18 @@ class MixtureSampler:
 
     @staticmethod
     def record(step: int, stage: Stage, plan: list[tuple[str, int]]) -> dict:
-        """What step ``step`` read: per part, the half-open range of part-local positions."""
+        """What step ``step`` (1-based) read: per part, the half-open range of part-local positions; the
+        first step of a stage also carries its effective ``weights`` and, when parts are capped, ``capped``."""
         ranges: dict[str, list[int]] = {}
         for name, j in plan:
             r = ranges.setdefault(name, [j, j])
             r[1] = j + 1
-        return {"step": step, "stage": stage.name, "parts": ranges}
+        rec: dict = {"step": step, "stage": stage.name, "parts": ranges}
+        if step - 1 == stage.start:  # a stage's first step: the shares it serves, and why they differ
+            rec["weights"] = dict(stage.weights)
+            if stage.capped:
+                rec["capped"] = dict(stage.capped)
+        return rec
 
     def state_dict(self) -> dict:
         return {"step": self.step, "cursor": dict(self.cursor), "stage_counts": dict(self.stage_counts),

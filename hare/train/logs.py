@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from hare.core.io import RecordError, read_jsonl
 from hare.core.step import Stats
 
 HELDOUT = "heldout.jsonl"
+
+
+class PartReads(BaseModel):
+    """How much of a data part the run read: its sequences, the samples drawn from it, and their ratio."""
+
+    sequences: int
+    samples_read: int
+    epochs: float  # samples_read / sequences, 3 decimals
 
 
 class TrainStats(Stats):
@@ -20,6 +30,8 @@ class TrainStats(Stats):
     processes: int
     sequences: int
     epochs: float
+    parts: dict[str, PartReads] = {}  # per data part: sequences, samples read, epochs
+    capped: list[str] = []  # train.max_epochs: each part it held, per stage, and each stage it could not hold
 
 
 def complete_lines(path: Path) -> list[dict]:

@@ -38,7 +38,7 @@ from hare.core import dist
 from hare.core.io import atomic_open
 from hare.core.progress import Progress
 from hare.core.tokenizer import load_tokenizer
-from hare.model.perplexity import perplexity, read_documents
+from hare.model.perplexity import perplexity
 from hare.model.model import NextTokenLoss, build_model, count_params, flops_per_token, mistral_config, peak_flops
 from hare.core.config import config_dump
 from hare.train.config import TrainConfig
@@ -48,7 +48,6 @@ from hare.train.schedule import LRSchedule
 from hare.train.pack import PackedTokens
 
 log = logging.getLogger("hare.train")
-
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -309,8 +308,9 @@ def setup(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
     L = next(iter(parts.values())).seq_len
     accum = grad_accum_steps(cfg, L, world)
     samples_per_step = cfg.micro_batch_size * accum * world
-    sampler = MixtureSampler(parts, plan_stages(cfg.stages, parts, samples_per_step * L, cfg.max_steps),
-                             samples_per_step)
+    stages = plan_stages(cfg.stages, parts, samples_per_step * L, cfg.max_steps, samples_per_step=samples_per_step,
+                         max_epochs=cfg.max_epochs)
+    sampler = MixtureSampler(parts, stages, samples_per_step)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     return Run(cfg, model_config, out, seed, device, dtype, fsdp, autocast, model, opt, sched, sampler, L, accum,
                samples_per_step * L)
@@ -433,8 +433,12 @@ def fit(run: Run, step: int, stop_after: int | None = None,
             raw_model = build_model(run.model_config, seed=run.seed)
             raw_model.load_state_dict(full)
     dist.barrier()
+    reads = {k: {"sequences": p.n, "samples_read": run.sampler.cursor[k],
+                 "epochs": round(run.sampler.cursor[k] / p.n, 3) if p.n else 0.0}
+             for k, p in run.sampler.parts.items()}
     return {"model": raw_model, "step": step, "final_loss": last_loss, "params": n_params,
-            "tokens": step * run.tokens_per_step, "flops_per_token": fpt, "processes": world}
+            "tokens": step * run.tokens_per_step, "flops_per_token": fpt, "processes": world,
+            "parts": reads, "capped": [note for st in run.sampler.stages for note in st.notes]}
 
 
 def _log_metrics(rec: dict, mf, tb) -> None:
@@ -531,22 +535,46 @@ def export_model(model, tokenizer, folder: Path) -> None:
 
 def heldout_scorer(cfg: TrainConfig, corpus_dir: Path, tokenizer, seq_len: int):
     """``evaluate`` for ``train``: bits per byte and loss on the first ``eval_max_docs`` held-out
-    documents, in windows of the training length (``hare.model.perplexity``)."""
+    documents, in windows of the training length (``hare.model.perplexity``); per source too
+    (``bits_per_byte/<source>``, Paloma's per-domain fit) when the documents are JSON Lines records
+    of several ``source`` values; and, with ``eval_tasks``, every task's choice metrics
+    (``task/<task>/bits_per_byte``, ``acc``, ``correct_prob``: ``hare.model.choices``)."""
     if not cfg.eval_every:
         return None
+    from hare.model.choices import choice_metrics, read_choice_items, score_choices
+    from hare.model.perplexity import read_labelled_documents
+
     paths = [cfg.eval_docs] if cfg.eval_docs else [corpus_dir / "heldout"]
-    texts = list(read_documents(paths, limit=cfg.eval_max_docs))
-    if not texts:
+    docs = list(read_labelled_documents(paths, label_field="source", limit=cfg.eval_max_docs))
+    items = read_choice_items(cfg.eval_tasks) if cfg.eval_tasks else []
+    if not docs and not items:
         log.warning("train.eval_every: no held-out documents in %s; nothing is scored during training",
                     ", ".join(map(str, paths)))
         return None
-    log.info("held-out scoring every %d steps: %d documents from %s", cfg.eval_every, len(texts),
-             ", ".join(map(str, paths)))
+    groups: dict[str, list[str]] = {}
+    for text, label in docs:
+        groups.setdefault(label or "", []).append(text)
+    log.info("held-out scoring every %d steps: %d documents from %s%s%s", cfg.eval_every, len(docs),
+             ", ".join(map(str, paths)), f" ({len(groups)} sources)" if len(groups) > 1 else "",
+             f", {len(items)} choice items of {len({it.task for it in items})} tasks" if items else "")
 
     def evaluate(model) -> dict:
         dev = next(model.parameters()).device
-        res = perplexity(model, tokenizer, texts, max_len=seq_len, device=dev, quiet=True)
-        return {"bits_per_byte": round(res.bits_per_byte, 6), "loss": round(res.loss, 6)}
+        out: dict[str, float] = {}
+        if docs:
+            res = {g: perplexity(model, tokenizer, texts, max_len=seq_len, device=dev, quiet=True)
+                   for g, texts in groups.items()}
+            bits = sum(r.bits_per_byte * r.bytes for r in res.values())
+            nll = sum(r.loss * r.tokens for r in res.values())
+            out["bits_per_byte"] = round(bits / max(1, sum(r.bytes for r in res.values())), 6)
+            out["loss"] = round(nll / max(1, sum(r.tokens for r in res.values())), 6)
+            if len(res) > 1:
+                out.update({f"bits_per_byte/{g}": round(r.bits_per_byte, 6) for g, r in sorted(res.items())})
+        if items:
+            metrics = choice_metrics(items, score_choices(model, tokenizer, items, max_len=seq_len, device=dev))
+            for task, m in metrics.items():
+                out.update({f"task/{task}/{k}": round(m[k], 6) for k in ("bits_per_byte", "acc", "correct_prob")})
+        return out
 
     return evaluate
 

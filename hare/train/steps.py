@@ -37,7 +37,7 @@ class TrainStep(Step):
     stats = TrainStats
 
     def inputs(self, config) -> dict[str, Any]:
-        return file_inputs(eval_docs=config.train.eval_docs)
+        return file_inputs(eval_docs=config.train.eval_docs, eval_tasks=config.train.eval_tasks)
 
     def run(self, ctx: StepContext) -> TrainStats:
         c = ctx.config
