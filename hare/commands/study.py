@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = StudyConfig(arms=args.arms.split(",") if args.arms else None, arms_file=args.arms_file, steps=args.steps,
                       tokens=args.tokens, preset=args.preset,
                       eval_points=args.eval_points, heldout_docs=args.heldout_docs, eval_docs=args.eval_docs,
-                      noise=Noise() if noise else None, benchmarks_dir=args.benchmarks_dir, limit=args.limit)
+                      noise=Noise() if noise else None, benchmarks_dir=args.benchmarks_dir, limit=args.limit,
+                      seeds=args.seeds, tier=args.tier, task_items=args.task_items, suite=args.suite)
     out = Path(args.out) if args.out else Path(recipe.out_dir) / f"{recipe.name}-study"
     result = run_study(recipe, cfg, out, figure=Path(args.figure) if args.figure else None)
     print(markdown(result), end="")
@@ -54,3 +55,14 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                     help="benchmark files: planted as noise, decontaminated against, evaluated (suite and audit)")
     sp.add_argument("--limit", type=int, default=20, help="items per leaderboard task")
     sp.add_argument("--figure", default=None, help="also write the loss-curve PNG here")
+    sp.add_argument("--seeds", type=int, default=None,
+                    help="seeds per arm (model initialization and data order); 2 or more give 95 %% intervals "
+                    "(default 1; 3 with --tier credible)")
+    sp.add_argument("--tier", choices=("smoke", "credible"), default="smoke",
+                    help="smoke (default): the given budget, a check that every part runs; credible: 3 seeds and "
+                    "10 tokens per non-embedding parameter unless --seeds/--tokens/--steps say otherwise")
+    sp.add_argument("--suite", action=argparse.BooleanOptionalAction, default=True,
+                    help="with --benchmarks-dir: the leaderboard suite and the leakage audit on every arm's first seed "
+                    "(--no-suite skips them; the task items are scored either way)")
+    sp.add_argument("--task-items", type=int, default=100,
+                    help="benchmark items per benchmark scored as tasks (never planted; no arm trains on them)")

@@ -25,13 +25,19 @@ the corpus hare builds buy per training token? It
      paper's two stages (the recipe's ``train.stages``, or D1 for half the budget, then the paper's
      stage-2 weights); both read one request cache, so D2 is generated once;
 
-5. scores the held-out documents during training (``train.eval_every``: bits per byte at
-   ``eval_points`` regular token counts), and, when benchmark files are given, runs the
-   leaderboard suite (``--limit`` items per task) and the leakage audit on every arm;
-6. writes ``study.json``, ``loss_vs_tokens.png`` and ``report.html``: the curves of every arm on
-   one plot, the evaluation table, and for every arm the tokens it needed to reach the raw arm's
-   final held-out bits per byte (linearly interpolated between evaluations), as a share of the raw
-   arm's tokens: the data-efficiency ratio.
+5. scores every arm during training (``train.eval_every``, ``eval_points`` regular token counts):
+   held-out bits per byte (per source too) and task likelihood on multiple-choice items no arm saw
+   (``hare.study.tasks``: endings of held-out documents, and with benchmark files their held-out
+   items, the planted ones apart); with benchmark files, the leaderboard suite (``--limit`` items
+   per task) and the leakage audit on every arm's first seed;
+6. trains every arm with ``seeds`` seeds (model initialization and data order, the data the same),
+   the first by the arm's train step, the others on its packed data (``train_seed``);
+7. writes ``study.json``, ``loss_vs_tokens.png`` and ``report.html`` (``hare.study.outputs``): the
+   mean curves of every arm with their 95 % intervals, every metric's final value with its interval,
+   the difference with the raw arm paired by seed and whether it can be told apart from zero, the
+   data-efficiency ratio (the tokens an arm needs to reach the raw arm's final value, linearly
+   interpolated between evaluations, as a share of the raw arm's tokens) with its interval, every
+   arm's unique tokens and epochs, and the tier the budget puts the study in (``tier_of``).
 """
 
 from __future__ import annotations
@@ -42,8 +48,9 @@ import math
 import random
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -52,6 +59,9 @@ from hare.core.text import normalize_for_dedup, text_hash
 from hare.recipe import Recipe
 from hare.study.arms import Arm, deep_merge, load_arms
 from hare.study.noise import Noise
+from hare.study.outputs import write_outputs
+from hare.study.stats import interval, lower_is_better, tokens_to_reach, verdict
+from hare.study.tasks import contaminated, split_benchmark_items, task_items
 
 log = logging.getLogger("hare.study")
 
@@ -62,6 +72,8 @@ DATA_SECTIONS = ("sources", "corpus", "decontam", "cluster", "synth", "mix")
 DATA_KEYS = (("train", "stages"),)
 # The paper's second stage (HARE-1.1B: D1 46.5 %, D2 13.63 %, D3 39.87 %), used when the recipe has no stages.
 PAPER_STAGE2 = {"d1": 46.5, "d2": 13.63, "d3": 39.87}
+TASKS_VERSION = 1  # how task items are made (hare.study.tasks): a change makes the data again
+CREDIBLE_TOKENS_PER_PARAM, CREDIBLE_SEEDS = 10, 3
 
 
 class StudyConfig(BaseModel):
@@ -83,6 +95,16 @@ class StudyConfig(BaseModel):
                                        "by the hare arm, and evaluated (leaderboard suite and leakage audit).")
     limit: int = Field(20, ge=1, description="Items per leaderboard task.")
     audit_items: int = Field(200, ge=1, description="Items per benchmark in the leakage audit.")
+    seeds: int | None = Field(None, ge=1, description="Seeds per arm (model initialization and data order): the "
+                              "recipe's seed, then seed + 1, ...; with two or more every number gets a 95 % interval "
+                              "(default 1; 3 in the credible tier).")
+    suite: bool = Field(True, description="With benchmarks_dir: the leaderboard suite and the leakage audit on every "
+                        "arm's first seed (the task items are scored either way).")
+    task_items: int = Field(100, ge=1, description="Items per benchmark scored as tasks in the cloze formulation "
+                            "(never planted; every arm is decontaminated against them).")
+    tier: Literal["smoke", "credible"] = Field(
+        "smoke", description="smoke: the given budget and seeds, a check that every part runs; credible: 3 seeds "
+        "and 10 tokens per non-embedding parameter unless --seeds / --tokens / --steps say otherwise.")
 
 
 class ArmResult(BaseModel):
@@ -91,10 +113,19 @@ class ArmResult(BaseModel):
     docs: int  # documents in the arm's training mix
     chars: int
     tokens: int  # tokens trained on
-    curve: list[dict]  # held-out {"step", "tokens", "bits_per_byte", "loss"}
-    final_bits_per_byte: float | None  # None: the arm was not trained (``skipped`` says why)
+    curve: list[dict]  # the mean over seeds at each evaluation: {"step", "tokens", metric, metric_lo, metric_hi}
+    final_bits_per_byte: float | None  # the mean over seeds; None: the arm was not trained (``skipped`` says why)
     tokens_to_baseline: float | None  # tokens to reach the baseline's final bits per byte (None: not reached)
-    ratio: float | None  # tokens_to_baseline / the baseline's tokens
+    ratio: float | None  # tokens_to_baseline / the baseline's tokens (mean over seeds)
+    seeds: list[int] = []
+    runs: list[dict] = []  # per seed: {"seed", "curve"}
+    final: dict[str, dict] = {}  # metric -> {"mean", "lo", "hi", "n", "values"} at the last evaluation
+    vs_baseline: dict[str, dict] = {}  # metric -> the paired difference arm - baseline, and its verdict
+    ratios: dict[str, dict] = {}  # metric -> tokens to reach the baseline's final value / its tokens
+    unique_tokens: int | None = None  # tokens of the arm's packed data (every part)
+    epochs: float | None = None  # tokens trained on / unique tokens
+    parts: dict[str, dict] | None = None  # per data part: sequences, samples read, epochs
+    over_cap: bool = False  # a part read more than train.max_epochs
     leaderboard: dict[str, float | None] | None = None
     audit: dict[str, Any] | None = None
     synth: dict[str, dict[str, Any]] | None = None  # synthetic arms: per part, documents generated and kept
@@ -108,6 +139,12 @@ class StudyResult(BaseModel):
     data: dict[str, Any]
     arms: list[ArmResult]
     seconds: float
+    seeds: list[int] = []
+    tier: str = "smoke"  # what the run can tell: "smoke" or "credible" (``tier_note`` says why)
+    tier_note: str = ""
+    non_embedding_params: int | None = None
+    tokens_per_param: float | None = None
+    max_epochs: float | None = None
 
 
 # ---- data
@@ -127,18 +164,18 @@ def _source_inputs(recipe: Recipe) -> list[dict]:
     return out
 
 
-def benchmark_texts(names: list[str], folder: str | None) -> list[str]:
-    """The text of every item of the benchmarks found in ``folder`` (those missing are skipped)."""
+def benchmark_items(names: list[str], folder: str | None) -> dict[str, list]:
+    """Every item of the benchmarks found in ``folder``, per benchmark (those missing are skipped)."""
     from hare.core.evalsets import load_benchmark
     from hare.core.evalsets.base import BenchmarkMissing
 
-    texts = []
+    out = {}
     for name in names:
         try:
-            texts += [it.text() for it in load_benchmark(name, folder)]
+            out[name] = list(load_benchmark(name, folder))
         except BenchmarkMissing as e:
-            log.info("study: benchmark %s not planted: %s", name, e)
-    return texts
+            log.info("study: benchmark %s neither scored nor planted: %s", name, e)
+    return out
 
 
 def prepare_data(recipe: Recipe, cfg: StudyConfig, out: Path) -> dict:
@@ -150,8 +187,8 @@ def prepare_data(recipe: Recipe, cfg: StudyConfig, out: Path) -> dict:
     key = fingerprint_obj({"sources": _source_inputs(recipe), "clean": recipe.corpus.clean.model_dump(mode="json"),
                            "heldout_docs": cfg.heldout_docs, "seed": recipe.seed,
                            "noise": cfg.noise.model_dump() if cfg.noise else None,
-                           "benchmarks": fingerprint_path(cfg.benchmarks_dir) if cfg.benchmarks_dir and cfg.noise
-                           else None})
+                           "benchmarks": fingerprint_path(cfg.benchmarks_dir) if cfg.benchmarks_dir else None,
+                           "task_items": cfg.task_items, "tasks": TASKS_VERSION})
     manifest = folder / "manifest.json"
     if manifest.exists() and read_json(manifest).get("fingerprint") == key:
         log.info("study: data unchanged, reusing %s", folder)
@@ -182,8 +219,15 @@ def prepare_data(recipe: Recipe, cfg: StudyConfig, out: Path) -> dict:
     seen = {text_hash(normalize_for_dedup(t)) for h in heldout for t in (h["text"], h["raw"])}
     pool = [d for d in docs if d["id"] not in taken and text_hash(normalize_for_dedup(d["text"])) not in seen]
     copies = len(docs) - len(heldout) - len(pool)
-    items = benchmark_texts(recipe.decontam.benchmarks, cfg.benchmarks_dir) if cfg.noise and cfg.benchmarks_dir \
-        else []
+    # benchmark items: some scored as tasks (no arm may see them), some of the rest planted as noise
+    found = benchmark_items(recipe.decontam.benchmarks, cfg.benchmarks_dir) if cfg.benchmarks_dir else {}
+    scored, planted = split_benchmark_items(found, recipe.seed, cfg.task_items,
+                                            cfg.noise.benchmark_items if cfg.noise else 0)
+    leaked = contaminated(pool, scored)
+    pool = [d for d in pool if d["id"] not in leaked]
+    if leaked:
+        log.info("study: %d input documents hold text of the scored benchmark items and are removed", len(leaked))
+    items = [it.text() for it in planted]
     sources: dict[str, dict] = {}
     for src in recipe.sources:
         mine = [d for d in pool if d["source"] == src.name]
@@ -196,10 +240,16 @@ def prepare_data(recipe: Recipe, cfg: StudyConfig, out: Path) -> dict:
         sources[src.name] = {"path": str(path), "chars": sum(len(d["text"]) for d in raw), **counts}
     write_jsonl(folder / "heldout.jsonl", ({"id": h["id"], "source": h["source"], "text": h["text"]}
                                            for h in heldout))
+    tasks = task_items(heldout, scored, planted if cfg.noise else [], recipe.seed)
+    with atomic_path(folder / "tasks.jsonl") as tmp:
+        tmp.write_text("".join(t.to_json() + "\n" for t in tasks), encoding="utf-8")
     info = {"fingerprint": key, "read": len(docs), "quarantined": len(q.records), "heldout": len(heldout),
             "heldout_copies_removed": copies, "heldout_path": str(folder / "heldout.jsonl"),
             "heldout_chars": sum(len(h["text"]) for h in heldout), "sources": sources,
-            "benchmark_items_available": len(items)}
+            "benchmark_items_available": sum(len(v) for v in found.values()),
+            "benchmark_items_planted": len(items), "task_item_copies_removed": len(leaked),
+            "tasks_path": str(folder / "tasks.jsonl"),
+            "tasks": dict(sorted(Counter(t.task for t in tasks).items()))}
     write_json(manifest, info)
     log.info("study: %d documents read, %d held out, raw input of %s documents", len(docs), len(heldout),
              f"{sum(s['raw_docs'] for s in sources.values()):,}")
@@ -316,9 +366,9 @@ def arm_recipe(recipe: Recipe, name: str, arm: Arm, cfg: StudyConfig, out: Path,
         r["synth"]["cache_dir"] = str(out / "synth-cache")
         r["train"]["stages"] = synth_stages(recipe, arm, steps)
     r["train"].update(max_steps=steps, eval_every=max(1, math.ceil(steps / cfg.eval_points)),
-                      eval_docs=data["heldout_path"], eval_max_docs=cfg.eval_docs)
+                      eval_docs=data["heldout_path"], eval_max_docs=cfg.eval_docs, eval_tasks=data.get("tasks_path"))
     r["eval"] = {**r["eval"], "heldout_perplexity": False, "limit": cfg.limit,
-                 "tasks": ["leaderboard"] if cfg.benchmarks_dir else []}
+                 "tasks": ["leaderboard"] if cfg.benchmarks_dir and cfg.suite else []}
     if cfg.benchmarks_dir:
         r["decontam"]["benchmarks_dir"] = cfg.benchmarks_dir
     outside = sorted(set(arm.overlay) - set(DATA_SECTIONS))
@@ -329,15 +379,7 @@ def arm_recipe(recipe: Recipe, name: str, arm: Arm, cfg: StudyConfig, out: Path,
 
 def interpolate_tokens(curve: list[dict], target: float) -> float | None:
     """Tokens at which ``curve`` first reaches ``target`` bits per byte, linear between evaluations."""
-    prev = None
-    for p in curve:
-        if p["bits_per_byte"] <= target:
-            if prev is None or prev["bits_per_byte"] == p["bits_per_byte"]:
-                return float(p["tokens"])
-            f = (prev["bits_per_byte"] - target) / (prev["bits_per_byte"] - p["bits_per_byte"])
-            return prev["tokens"] + f * (p["tokens"] - prev["tokens"])
-        prev = p
-    return None
+    return tokens_to_reach(curve, "bits_per_byte", target)
 
 
 def _audit(model_dir: Path, recipe: Recipe, cfg: StudyConfig, out: Path) -> dict | None:
@@ -359,9 +401,10 @@ def synth_survival(recipe: Recipe, arm: Arm) -> dict[str, dict[str, Any]]:
                 "removed": parts.get(p, {}).get("removed", {})} for p in arm.synthetic}
 
 
-def run_arm(recipe: Recipe, name: str, arm: Arm, cfg: StudyConfig) -> dict:
-    """Run one arm's pipeline. A synthetic arm whose part curation emptied is not trained: its row
-    says so (a small teacher's text may not pass the quality bar)."""
+def run_arm(recipe: Recipe, name: str, arm: Arm, cfg: StudyConfig, seeds: list[int]) -> dict:
+    """Run one arm's pipeline (its first seed trained by the train step), then train its other seeds
+    on the same packed data (``train_seed``). A synthetic arm whose part curation emptied is not
+    trained: its row says so (a small teacher's text may not pass the quality bar)."""
     from hare.pipeline import Pipeline
 
     t0 = time.perf_counter()
@@ -378,32 +421,179 @@ def run_arm(recipe: Recipe, name: str, arm: Arm, cfg: StudyConfig) -> dict:
                 for p, c in done["synth"].items() if p in empty)
             log.warning("study: arm %s not trained: %s", name, done["skipped"])
             return {**done, "seconds": time.perf_counter() - t0}
-    targets = ["train", "eval"] if cfg.benchmarks_dir else ["train"]
+    targets = ["train", "eval"] if cfg.benchmarks_dir and cfg.suite else ["train"]
     status = pipeline.run(targets=targets)
-    log.info("study: arm %s: %s", name, ", ".join(f"{k} {v}" for k, v in status.items()))
+    log.info("study: arm %s, seed %d (1 of %d): %s", name, seeds[0], len(seeds),
+             ", ".join(f"{k} {v}" for k, v in status.items()))
+    for k, seed in enumerate(seeds[1:], 2):
+        log.info("study: arm %s, seed %d (%d of %d)", name, seed, k, len(seeds))
+        train_seed(recipe, seed)
     return {**done, "status": status, "seconds": time.perf_counter() - t0}
 
 
-def collect(recipe: Recipe, arm: str, description: str, done: dict, cfg: StudyConfig) -> dict:
+def seed_dir(recipe: Recipe, seed: int) -> Path:
+    """Where seed ``seed`` of an arm trains: the train step's folder for the recipe's own seed."""
+    return recipe.run_dir / "train" if seed == recipe.seed else recipe.run_dir / "seeds" / str(seed)
+
+
+def train_seed(recipe: Recipe, seed: int) -> None:
+    """Train the arm's model again with ``seed`` (initialization and data order) on the packed data
+    of its train step, in ``seeds/<seed>/``. Done once: a finished seed whose train step is unchanged
+    is kept; an interrupted one continues from its last checkpoint (the train step's resume rules)."""
+    from hare.train.loop import train_model
+
+    run = recipe.run_dir
+    manifest = read_json(run / "train" / "manifest.json")
+    fp = fingerprint_obj({"train": manifest["fingerprint"], "seed": seed})
+    rk = fingerprint_obj({"train": manifest.get("resume_key"), "seed": seed})
+    folder = seed_dir(recipe, seed)
+    stamp = folder / "seed.json"
+    old = read_json(stamp) if stamp.exists() else {}
+    if old.get("fingerprint") == fp and old.get("done"):
+        return
+    if folder.exists() and old.get("resume_key") != rk:
+        shutil.rmtree(folder)  # trained on other data or settings: nothing of it can be continued
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, {"fingerprint": fp, "resume_key": rk, "done": False})
+    stats = train_model(run / "tokenize", run / "corpus", recipe.model, recipe.train, seed, folder, resume=True)
+    write_json(folder / "stats.json", stats.model_dump(mode="json", exclude_none=True))
+    write_json(stamp, {"fingerprint": fp, "resume_key": rk, "done": True})
+
+
+def collect(recipe: Recipe, arm: str, description: str, done: dict, cfg: StudyConfig, seeds: list[int]) -> dict:
     run = recipe.run_dir
     seconds = done["seconds"]
     if done.get("skipped"):
         return {"arm": arm, "description": description, "docs": 0, "chars": 0, "tokens": 0, "curve": [],
                 "final_bits_per_byte": None, "synth": done["synth"], "skipped": done["skipped"],
                 "seconds": round(seconds, 1)}
-    curve = [{k: r[k] for k in ("step", "tokens", "bits_per_byte", "loss")}
-             for r in read_jsonl(run / "train" / "heldout.jsonl")]
+    runs = [{"seed": s, "curve": [{k: v for k, v in r.items() if k != "seconds"}
+                                  for r in read_jsonl(seed_dir(recipe, s) / "heldout.jsonl")]} for s in seeds]
     mix = read_json(run / "mix" / "stats.json")
     train = read_json(run / "train" / "stats.json")
+    tok = read_json(run / "tokenize" / "stats.json")
+    curve = mean_curve([r["curve"] for r in runs])
+    unique = tok.get("num_tokens")
     out = {"arm": arm, "description": description, "docs": mix["docs"], "chars": mix["chars"],
            "tokens": train["tokens"], "curve": curve, "final_bits_per_byte": curve[-1]["bits_per_byte"],
-           "synth": done.get("synth"), "seconds": round(seconds, 1)}
-    if cfg.benchmarks_dir and (run / "eval" / "stats.json").exists():
+           "seeds": seeds, "runs": runs,
+           "final": {m: interval([r["curve"][-1][m] for r in runs]) for m in metrics_of(runs)},
+           "unique_tokens": unique, "epochs": round(train["tokens"] / unique, 3) if unique else None,
+           "parts": train.get("parts"), "synth": done.get("synth"), "seconds": round(seconds, 1)}
+    cap = recipe.train.max_epochs if hasattr(recipe.train, "max_epochs") else None
+    if cap:
+        read = [p.get("epochs", 0) for p in (out["parts"] or {}).values()] or [out["epochs"] or 0]
+        out["over_cap"] = max(read) > cap * 1.001
+    if cfg.benchmarks_dir and cfg.suite and (run / "eval" / "stats.json").exists():
         out["leaderboard"] = read_json(run / "eval" / "stats.json").get("leaderboard")
         audit = _audit(run / "train" / "model", recipe, cfg, run / "audit")
         if audit is not None:
             out["audit"] = audit
     return out
+
+
+def metrics_of(runs: list[dict]) -> list[str]:
+    """The metrics every evaluation of every run has (held-out, per source, per task)."""
+    keys = None
+    for r in runs:
+        for p in r["curve"]:
+            have = {k for k, v in p.items() if k not in ("step", "tokens") and isinstance(v, (int, float))}
+            keys = have if keys is None else keys & have
+    return sorted(keys or ())
+
+
+def mean_curve(curves: list[list[dict]]) -> list[dict]:
+    """The mean over seeds at each evaluation, with the 95 % interval as ``<metric>_lo`` / ``_hi``."""
+    runs = [{"curve": c} for c in curves]
+    names = metrics_of(runs)
+    out = []
+    for points in zip(*curves):
+        row = {"step": points[0]["step"], "tokens": points[0]["tokens"]}
+        for m in names:
+            iv = interval([p[m] for p in points])
+            row[m] = round(iv["mean"], 6)
+            if iv["lo"] is not None:
+                row[f"{m}_lo"], row[f"{m}_hi"] = round(iv["lo"], 6), round(iv["hi"], 6)
+        out.append(row)
+    return out
+
+
+def ratio_metrics(metrics: list[str]) -> list[str]:
+    """Metrics the data-efficiency ratio is given for: held-out bits per byte and every task's."""
+    return [m for m in metrics if m == "bits_per_byte" or (m.startswith("task/") and m.endswith("/bits_per_byte"))]
+
+
+def compare(rows: list[dict], baseline: str) -> None:
+    """Fill every trained row's paired differences with the baseline and its data-efficiency ratios."""
+    base = next(r for r in rows if r["arm"] == baseline)
+    base_runs = {r["seed"]: r for r in base.get("runs", [])}
+    for r in rows:
+        if r.get("skipped") or not base_runs:
+            continue
+        pairs = [(run, base_runs[run["seed"]]) for run in r["runs"] if run["seed"] in base_runs]
+        common = [m for m in metrics_of(r["runs"] + base["runs"])]
+        r["vs_baseline"] = {}
+        for m in common:
+            diff = interval([a["curve"][-1][m] - b["curve"][-1][m] for a, b in pairs])
+            r["vs_baseline"][m] = {**diff, "verdict": verdict(diff, lower_is_better(m))}
+        r["ratios"] = {}
+        for m in ratio_metrics(common):
+            reached = [tokens_to_reach(a["curve"], m, b["curve"][-1][m]) for a, b in pairs]
+            got = [t / base["tokens"] for t in reached if t is not None]
+            iv = interval(got) if len(got) == len(pairs) else {"mean": None, "lo": None, "hi": None,
+                                                               "n": len(pairs), "values": got}
+            r["ratios"][m] = {**iv, "reached": len(got), "of": len(pairs)}
+        t = tokens_to_reach(r["curve"], "bits_per_byte", base["curve"][-1]["bits_per_byte"])
+        r["tokens_to_baseline"] = None if t is None else round(t, 1)
+        hb = r["ratios"].get("bits_per_byte", {})
+        r["ratio"] = None if hb.get("mean") is None else round(hb["mean"], 4)
+
+
+def non_embedding_params(recipe: Recipe, vocab_size: int) -> int:
+    """Parameters of the recipe's model without its input embedding and (untied) output layer:
+    the count scaling laws use (Kaplan et al. 2020), built on the meta device (no memory)."""
+    import torch
+
+    from hare.model.model import mistral_config
+    from transformers import MistralForCausalLM
+
+    config = mistral_config(recipe.model.preset, dict(recipe.model.overrides), vocab_size=vocab_size)
+    with torch.device("meta"):
+        model = MistralForCausalLM(config)
+    skip = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def resolve_budget(recipe: Recipe, cfg: StudyConfig, tokenizer: Path) -> tuple[StudyConfig, int]:
+    """The study's settings with the tier's defaults filled in, and the model's non-embedding parameters."""
+    from hare.core.tokenizer import load_tokenizer
+
+    n = non_embedding_params(recipe if not cfg.preset else recipe.model_copy(
+        update={"model": recipe.model.model_copy(update={"preset": cfg.preset, "overrides": {}})}),
+        len(load_tokenizer(tokenizer)))
+    if cfg.tier == "credible":
+        update = {}
+        if cfg.seeds is None:
+            update["seeds"] = CREDIBLE_SEEDS
+        if cfg.tokens is None and cfg.steps is None:
+            update["tokens"] = CREDIBLE_TOKENS_PER_PARAM * n
+        cfg = cfg.model_copy(update=update)
+    return cfg, n
+
+
+def tier_of(tokens_per_param: float, seeds: int) -> tuple[str, str]:
+    """What a study of this budget can tell, in a word and a sentence."""
+    why = []
+    if tokens_per_param < CREDIBLE_TOKENS_PER_PARAM:
+        why.append(f"{tokens_per_param:.2f} tokens per non-embedding parameter (credible: "
+                   f"{CREDIBLE_TOKENS_PER_PARAM} or more)")
+    if seeds < CREDIBLE_SEEDS:
+        why.append(f"{seeds} seed{'s' if seeds > 1 else ''} per arm (credible: {CREDIBLE_SEEDS} or more)")
+    if why:
+        return "smoke", ("a smoke test of the pipeline: " + " and ".join(why) + "; it shows that every part runs, "
+                         "it cannot rank data recipes (hare study --tier credible)")
+    return "credible", (f"{tokens_per_param:.1f} tokens per non-embedding parameter, {seeds} seeds per arm: "
+                        "differences are called only where their 95 % intervals exclude zero")
 
 
 def run_study(recipe: Recipe, cfg: StudyConfig, out: Path, figure: Path | None = None) -> StudyResult:
@@ -421,95 +611,28 @@ def run_study(recipe: Recipe, cfg: StudyConfig, out: Path, figure: Path | None =
         raise ValueError(f"arms {', '.join(wanted)} need a teacher: the recipe's synth.enabled is false")
     data = prepare_data(recipe, cfg, out)
     tokenizer = prepare_tokenizer(recipe, data, out)
+    cfg, n_params = resolve_budget(recipe, cfg, tokenizer)
+    seeds = [recipe.seed + k for k in range(cfg.seeds or 1)]
+    budget = train_steps(recipe, cfg) * step_tokens(recipe)
+    tier, note = tier_of(budget / n_params, len(seeds))
+    log.info("study: %s arms x %d seeds, %s tokens each, %s non-embedding parameters: %s", len(arms), len(seeds),
+             f"{budget:,}", f"{n_params:,}", note)
     rows = []
     for name in arms:
         r = arm_recipe(recipe, name, known[name], cfg, out, data, tokenizer)
         write_json(out / "arms" / f"{name}.recipe.json", r.model_dump(mode="json"))
-        rows.append(collect(r, name, known[name].description, run_arm(r, name, known[name], cfg), cfg))
-    base = next(r for r in rows if r["arm"] == BASELINE)
-    target, base_tokens = base["final_bits_per_byte"], base["tokens"]
-    for r in rows:
-        t = interpolate_tokens(r["curve"], target) if r["curve"] else None
-        r["tokens_to_baseline"] = None if t is None else round(t, 1)
-        r["ratio"] = None if t is None else round(t / base_tokens, 4)
+        rows.append(collect(r, name, known[name].description, run_arm(r, name, known[name], cfg, seeds), cfg, seeds))
+    compare(rows, BASELINE)
+    over = [r["arm"] for r in rows if r.get("over_cap")]
+    cap = getattr(recipe.train, "max_epochs", None)
+    if over:
+        log.warning("study: arms %s read some of their data more than %s epochs (train.max_epochs); their "
+                    "budget exceeds what their data can give without losing value", ", ".join(over), cap)
     result = StudyResult(recipe=recipe.name, baseline=BASELINE,
                          data={k: v for k, v in data.items() if k != "fingerprint"},
-                         arms=[ArmResult(**r) for r in rows], seconds=round(time.perf_counter() - t0, 1))
+                         arms=[ArmResult(**r) for r in rows], seconds=round(time.perf_counter() - t0, 1),
+                         seeds=seeds, tier=tier, tier_note=note, non_embedding_params=n_params,
+                         tokens_per_param=round(budget / n_params, 3), max_epochs=cap)
     write_json(out / "study.json", result.model_dump(mode="json"))
     write_outputs(result, out, figure)
     return result
-
-
-# ---- outputs
-
-
-def plot_curves(result: StudyResult, path: Path) -> None:
-    """Held-out bits per byte against training tokens, one line per arm (PNG, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    base = next(a for a in result.arms if a.arm == result.baseline)
-    for a in result.arms:
-        if not a.curve:
-            continue
-        pts = [p for p in a.curve if p["tokens"] > 0]
-        ax.plot([p["tokens"] for p in pts], [p["bits_per_byte"] for p in pts], marker="o", ms=3,
-                label=f"{a.arm}" + (f" (reaches {result.baseline} at {a.ratio:.2f}x tokens)" if a.ratio and
-                                    a.arm != result.baseline else ""))
-    ax.axhline(base.final_bits_per_byte, color="#999", ls="--", lw=1, label=f"{result.baseline}: final")
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("held-out bits per byte")
-    ax.set_title(f"hare study: {result.recipe}")
-    ax.grid(alpha=.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-
-
-def markdown(result: StudyResult) -> str:
-    """The study's table (README and terminal)."""
-    lb = any(a.leaderboard for a in result.arms)
-    head = ["arm", "mix docs", "mix chars", "tokens", "held-out bits/byte", f"tokens to {result.baseline}'s final",
-            "ratio"] + (["leaderboard avg"] if lb else []) + (["audit Δ"] if any(a.audit for a in result.arms) else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for a in result.arms:
-        if a.skipped:
-            lines.append("| " + " | ".join([a.arm, f"not trained: {a.skipped}"] + [""] * (len(head) - 2)) + " |")
-            continue
-        row = [a.arm, f"{a.docs:,}", f"{a.chars:,}", f"{a.tokens:,}", f"{a.final_bits_per_byte:.4f}",
-               "not reached" if a.tokens_to_baseline is None else f"{a.tokens_to_baseline:,.0f}",
-               "—" if a.ratio is None else f"{a.ratio:.2f}x"]
-        if lb:
-            avg = (a.leaderboard or {}).get("average")
-            row.append("—" if avg is None else f"{avg:.2f}")
-        if any(x.audit for x in result.arms):
-            row.append(_audit_delta(a.audit))
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _audit_delta(audit: dict | None) -> str:
-    if not audit:
-        return "—"
-    rows = audit.get("rows") or audit.get("benchmarks") or []
-    deltas = [r.get("delta") for r in rows if isinstance(r, dict) and r.get("delta") is not None]
-    return "—" if not deltas else f"{max(deltas):+.3f} (max)"
-
-
-def write_outputs(result: StudyResult, out: Path, figure: Path | None = None) -> None:
-    from hare.report.html import render_template
-
-    plot_curves(result, out / "loss_vs_tokens.png")
-    if figure is not None:
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(figure) as tmp:
-            shutil.copyfile(out / "loss_vs_tokens.png", tmp)
-    html = render_template("study.html.j2", result=result, table=markdown(result),
-                           arms={a.arm: a.description for a in result.arms})
-    with atomic_path(out / "report.html") as tmp:
-        tmp.write_text(html, encoding="utf-8")

@@ -46,12 +46,38 @@ def shared_settings(recipe: dict) -> dict:
 def test_reduced_study_end_to_end(tmp_path, capsys):
     recipe = study_recipe(tmp_path)
     out = tmp_path / "study"
-    args = ["study", str(recipe), "--out", str(out), "--noise", "--eval-points", "3", "--heldout-docs", "10",
-            "--eval-docs", "4", "--figure", str(tmp_path / "fig.png")]
+    args = ["study", str(recipe), "--out", str(out), "--noise", "--eval-points", "3", "--heldout-docs", "16",
+            "--eval-docs", "4", "--seeds", "2", "--figure", str(tmp_path / "fig.png")]
     assert main(args) == 0
     res = read_json(out / "study.json")
     arms = {a["arm"]: a for a in res["arms"]}
     assert list(arms) == ["raw", "clean", "hare"]
+    seed = read_json(out / "arms" / "raw.recipe.json")["seed"]
+    assert res["seeds"] == [seed, seed + 1] and res["tier"] == "smoke" and "smoke test" in res["tier_note"]
+    task = "task/heldout-ending/bits_per_byte"
+    assert res["data"]["tasks"]["heldout-ending"] >= 10
+    for name, a in arms.items():
+        # two seeds, each its own run: other initial weights, so other numbers from the first evaluation on
+        assert [r["seed"] for r in a["runs"]] == res["seeds"]
+        first, second = (r["curve"] for r in a["runs"])
+        assert first[0]["bits_per_byte"] != second[0]["bits_per_byte"]
+        assert (out / "arms" / name / "seeds" / str(seed + 1) / "heldout.jsonl").exists()
+        # every metric at the end has its mean and 95 % interval over the two seeds
+        for m in ("bits_per_byte", task, "task/heldout-ending/acc", "task/heldout-ending/correct_prob"):
+            iv = a["final"][m]
+            assert iv["n"] == 2 and iv["lo"] <= iv["mean"] <= iv["hi"], (name, m)
+            assert iv["mean"] == pytest.approx(sum(r["curve"][-1][m] for r in a["runs"]) / 2)
+        assert 0 <= a["final"]["task/heldout-ending/acc"]["mean"] <= 1
+        assert a["curve"][-1][f"{task}_lo"] <= a["curve"][-1][task] <= a["curve"][-1][f"{task}_hi"]
+        # the epoch accounting: tokens trained on over the unique tokens of the arm's packed data
+        tok = read_json(out / "arms" / name / "tokenize" / "stats.json")
+        assert a["unique_tokens"] == tok["num_tokens"]
+        assert a["epochs"] == pytest.approx(a["tokens"] / tok["num_tokens"], abs=1e-3)
+        # comparisons with raw, paired by seed, say whether they can be told apart
+        if name != "raw":
+            for m in ("bits_per_byte", task):
+                assert arms[name]["vs_baseline"][m]["verdict"] in ("better", "worse", "not distinguishable")
+                assert arms[name]["ratios"][m]["of"] == 2
     # the same model, seed, tokenizer, budget and held-out set; only the data settings differ
     recipes = {a: read_json(out / "arms" / f"{a}.recipe.json") for a in arms}
     for a, r in recipes.items():
@@ -64,8 +90,10 @@ def test_reduced_study_end_to_end(tmp_path, capsys):
         assert tok["config"]["tokenizer"]["path"] == str(out / "tokenizer")
         assert arms[a]["tokens"] == 12 * 4 * 64
         assert [p["step"] for p in arms[a]["curve"]] == [0, 4, 8, 12]
-    # the untrained model scores the same in every arm: one model, one held-out set
-    assert len({arms[a]["curve"][0]["bits_per_byte"] for a in arms}) == 1
+    # the untrained model scores the same in every arm, seed by seed: one model, one held-out set
+    for k in range(2):
+        assert len({arms[a]["runs"][k]["curve"][0]["bits_per_byte"] for a in arms}) == 1
+        assert len({arms[a]["runs"][k]["curve"][0][task] for a in arms}) == 1
     # the raw arm trains on the noisy input, the others on less
     assert arms["raw"]["docs"] > arms["clean"]["docs"]
     assert arms["raw"]["ratio"] == pytest.approx(1.0)
@@ -73,18 +101,19 @@ def test_reduced_study_end_to_end(tmp_path, capsys):
         assert a["ratio"] is None or a["ratio"] > 0
     held = list(read_jsonl(out / "data" / "heldout.jsonl"))
     raw = [r for r in read_jsonl(out / "data" / "raw" / "reviews.jsonl")]
-    assert len(held) == 10 and not {h["id"] for h in held} & {r["id"].split("#")[0] for r in raw}
+    assert len(held) == 16 and not {h["id"] for h in held} & {r["id"].split("#")[0] for r in raw}
     noise = res["data"]["sources"]["reviews"]
     assert noise["exact_duplicate"] > 0 and noise["near_duplicate"] > 0 and noise["spam"] > 0
     assert (out / "loss_vs_tokens.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "fig.png").exists()
     html = (out / "report.html").read_text()
     assert "<svg" in html and "raw" in html and "hare" in html
     printed = capsys.readouterr().out
-    assert "| raw |" in printed and "ratio" in printed
+    assert "| raw |" in printed and "heldout-ending bits/byte" in printed and "smoke test" in printed
     # a second run reuses every finished step and gives the same study
     assert main(args) == 0
     again = read_json(out / "study.json")
     assert [a["curve"] for a in again["arms"]] == [a["curve"] for a in res["arms"]]
+    assert [a["runs"] for a in again["arms"]] == [a["runs"] for a in res["arms"]]
     log = (out / "arms" / "hare" / "run.log").read_text()
     assert log.count("step train: unchanged") >= 1
 
@@ -155,7 +184,8 @@ def test_synthetic_arms_train_d1_then_the_synthetic_parts(tmp_path, smollm2, sha
 
 
 def test_an_arm_whose_synthetic_part_curation_emptied_is_reported_not_trained(tmp_path):
-    from hare.study.run import ArmResult, StudyResult, markdown, write_outputs
+    from hare.study.outputs import markdown, write_outputs
+    from hare.study.run import ArmResult, StudyResult
 
     curve = [{"step": 0, "tokens": 0, "bits_per_byte": 5.0, "loss": 3.0},
              {"step": 4, "tokens": 1024, "bits_per_byte": 4.0, "loss": 2.5}]
