@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
                       tokens=args.tokens, preset=args.preset,
                       eval_points=args.eval_points, heldout_docs=args.heldout_docs, eval_docs=args.eval_docs,
                       noise=Noise() if noise else None, benchmarks_dir=args.benchmarks_dir, limit=args.limit,
-                      seeds=args.seeds, tier=args.tier, task_items=args.task_items, suite=args.suite)
+                      seeds=args.seeds, tier=args.tier, task_items=args.task_items, suite=args.suite,
+                      ablations=args.ablations)
     out = Path(args.out) if args.out else Path(recipe.out_dir) / f"{recipe.name}-study"
     result = run_study(recipe, cfg, out, figure=Path(args.figure) if args.figure else None)
     print(markdown(result), end="")
@@ -41,6 +42,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                     help=f"arms to train, comma-separated: {', '.join(arms)} (raw is the baseline), or arms of "
                     f"--arms-file (default: {','.join(plain)}, and {','.join(synthetic)} when the recipe has a "
                     "teacher, and every arm of --arms-file)")
+    sp.add_argument("--ablations", action="store_true",
+                    help="add the ablation arms: hare without one of its principles at a time (cleaning, "
+                    "deduplication, quality band, topic balancing, concision, decontamination)")
     sp.add_argument("--arms-file", default=None, metavar="YAML",
                     help="arms of your own, each a recipe overlay of data keys (the shape of hare/study/arms.yaml)")
     sp.add_argument("--steps", type=int, default=None, help="optimizer steps of every arm (default: train.max_steps)")

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PACKAGED_ARMS = Path(__file__).with_name("arms.yaml")
+ABLATIONS = Path(__file__).with_name("ablations.yaml")  # the hare arm without one principle at a time
 
 
 class Arm(BaseModel):
@@ -28,9 +29,12 @@ class Arm(BaseModel):
     overlay: dict[str, Any] = Field(default_factory=dict, description="Recipe keys this arm sets (data only).")
 
 
-def load_arms(extra: str | Path | None = None) -> dict[str, Arm]:
-    """The built-in arms, then (replacing any of the same name) those of the file ``extra``."""
+def load_arms(extra: str | Path | None = None, ablations: bool = False) -> dict[str, Arm]:
+    """The built-in arms, with ``ablations`` the ablation arms (``ablations.yaml``), then (replacing any
+    of the same name) those of the file ``extra``."""
     arms = _read(PACKAGED_ARMS)
+    if ablations:
+        arms.update(_read(ABLATIONS))
     if extra is not None:
         arms.update(_read(Path(extra)))
     return arms

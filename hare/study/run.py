@@ -84,6 +84,8 @@ class StudyConfig(BaseModel):
         "the recipe has a teacher).")
     arms_file: str | None = Field(None, description="A YAML file of arms of your own (the shape of "
                                   "hare/study/arms.yaml); an arm of a built-in name replaces it.")
+    ablations: bool = Field(False, description="Add the ablation arms (hare/study/ablations.yaml): the hare arm "
+                            "with one of its principles taken out at a time.")
     steps: int | None = Field(None, ge=1, description="Optimizer steps of every arm (default: train.max_steps).")
     tokens: int | None = Field(None, ge=1, description="Token budget of every arm (sets steps; rounded up).")
     preset: str | None = Field(None, description="Model preset of every arm (default: the recipe's).")
@@ -600,7 +602,7 @@ def run_study(recipe: Recipe, cfg: StudyConfig, out: Path, figure: Path | None =
     """Run every arm of the study of ``recipe`` into ``out``; see the module docstring."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    known = load_arms(cfg.arms_file)
+    known = load_arms(cfg.arms_file, cfg.ablations)
     arms = cfg.arms or default_arms(recipe, known)
     unknown = [a for a in arms if a not in known]
     if unknown:

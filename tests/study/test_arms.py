@@ -51,3 +51,25 @@ def test_the_built_in_arms_overlay_data_sections_only():
     for name, arm in load_arms().items():
         assert set(arm.overlay) <= set(DATA_SECTIONS), name
         assert arm.description
+
+
+def test_the_ablation_arms_take_out_one_principle_each(tmp_path):
+    """`hare study --ablations`: the hare arm with one overlay each, differing from it in one section."""
+    from hare.recipe import Recipe
+
+    r = load_recipe(None).model_dump(mode="json")
+    r["corpus"]["quality"].update(enabled=True, reference_sources=["pydoc"])  # the demo keeps no band of its own
+    recipe = Recipe.model_validate(r)
+    cfg = StudyConfig(steps=4, ablations=True)
+    arms = load_arms(ablations=True)
+    ablations = [n for n in arms if n.startswith("hare-no-")]
+    assert ablations == ["hare-no-clean", "hare-no-dedup", "hare-no-quality", "hare-no-topics", "hare-no-concision",
+                         "hare-no-decontam"]
+    assert not set(ablations) & set(load_arms())  # not trained unless asked for
+    hare = arm_recipe(recipe, "hare", arms["hare"], cfg, tmp_path, DATA, Path("/tok")).model_dump(mode="json")
+    changed = {}
+    for name in ablations:
+        r = arm_recipe(recipe, name, arms[name], cfg, tmp_path, DATA, Path("/tok")).model_dump(mode="json")
+        changed[name] = {k for k in r if r[k] != hare[k]} - {"name"}
+    assert changed == {"hare-no-clean": {"corpus"}, "hare-no-dedup": {"corpus"}, "hare-no-quality": {"corpus"},
+                       "hare-no-topics": {"mix"}, "hare-no-concision": {"mix"}, "hare-no-decontam": {"decontam"}}
