@@ -41,7 +41,7 @@ import torch
 from lm_eval.models.huggingface import HFLM
 
 from hare.core.progress import Progress
-from hare.model.loss import linear_log_probs
+from hare.model.loss import LogitHead
 
 log = logging.getLogger("hare.evals")
 
@@ -81,42 +81,6 @@ def auto_max_batch_tokens(config, max_length: int, device: torch.device) -> int:
     """A token budget that takes ``AUTO_MEMORY_FRACTION`` of the free memory."""
     budget = int(AUTO_MEMORY_FRACTION * available_memory(device)) // bytes_per_token(config, max_length)
     return max(max_length + 1, min(budget, AUTO_MAX_BATCH_TOKENS))
-
-
-class LogitHead:
-    """The LM head as the model's forward applies it: ``scale * (h @ weight.T + bias)``, then
-    soft-capped. ``of`` reads it from a model; None when the head is not a linear layer."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, scale: float | None, softcap: float | None):
-        self.weight, self.bias, self.scale, self.softcap = weight, bias, scale, softcap
-
-    @classmethod
-    def of(cls, model) -> "LogitHead | None":
-        head = model.get_output_embeddings()
-        if not isinstance(head, torch.nn.Linear):
-            return None
-        cfg = model.config.get_text_config(decoder=True)
-        scale = 1.0
-        if getattr(cfg, "logits_scaling", None):  # Granite: logits / logits_scaling
-            scale /= float(cfg.logits_scaling)
-        logit_scale = getattr(model, "logit_scale", getattr(cfg, "logit_scale", None))  # Cohere: logits * logit_scale
-        if isinstance(logit_scale, (int, float)) and not isinstance(logit_scale, bool):
-            scale *= float(logit_scale)
-        return cls(head.weight, head.bias, scale if scale != 1.0 else None,
-                   getattr(cfg, "final_logit_softcapping", None))
-
-    def describe(self) -> str:
-        parts = []
-        if self.bias is not None:
-            parts.append("bias")
-        if self.scale is not None:
-            parts.append(f"scale {self.scale:g}")
-        if self.softcap:
-            parts.append(f"soft-capping {self.softcap:g}")
-        return "linear head" + (f" with {', '.join(parts)}" if parts else "")
-
-    def log_probs(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return linear_log_probs(h, self.weight, y, softcap=self.softcap, bias=self.bias, scale=self.scale)
 
 
 class HareLM(HFLM):

@@ -56,11 +56,11 @@ def read_choice_items(path: str | Path) -> list[ChoiceItem]:
     return out
 
 
-def continuation_ids(tokenizer, context: str, choice: str) -> tuple[list[int], list[int]]:
+def continuation_ids(tokenizer, context: str, choice: str, ctx: list[int] | None = None) -> tuple[list[int], list[int]]:
     """(context tokens, choice tokens) as lm-eval splits them: the choice's tokens are those of
     context + choice after the context's own, so a word split across the boundary is scored whole
     (when the tokenizer merges across it, the choice is tokenized alone)."""
-    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
+    ctx = ctx if ctx is not None else tokenizer(context, add_special_tokens=False)["input_ids"]
     whole = tokenizer(context + choice, add_special_tokens=False)["input_ids"]
     if whole[:len(ctx)] == ctx and len(whole) > len(ctx):
         return ctx, whole[len(ctx):]
@@ -74,14 +74,19 @@ def score_choices(model, tokenizer, items: Iterable[ChoiceItem], max_len: int = 
     right-padded (a causal model's outputs at a position do not depend on what follows it)."""
     import torch
 
+    from hare.model.loss import LogitHead
+
     model.eval()
     device = device if device is not None else next(model.parameters()).device
+    decoder = getattr(model, "get_decoder", lambda: None)()
+    head = LogitHead.of(model) if decoder is not None else None
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
     rows: list[tuple[int, int, list[int], int]] = []  # (item, choice, tokens, choice tokens)
     items = list(items)
     for i, it in enumerate(items):
+        ctx_ids = tokenizer(it.context, add_special_tokens=False)["input_ids"]
         for j, ch in enumerate(it.choices):
-            ctx, cont = continuation_ids(tokenizer, it.context, ch)
+            ctx, cont = continuation_ids(tokenizer, it.context, ch, ctx_ids)
             cont = cont[-max_len:]
             ids = ([] if eos is None else [eos]) + ctx + cont
             rows.append((i, j, ids[-(max_len + 1):], len(cont)))
@@ -94,24 +99,18 @@ def score_choices(model, tokenizer, items: Iterable[ChoiceItem], max_len: int = 
             inp = torch.zeros((len(chunk), width), dtype=torch.long)
             for k, (_, _, ids, _) in enumerate(chunk):
                 inp[k, :len(ids) - 1] = torch.tensor(ids[:-1])
-            hidden, head = _hidden_states(model, inp.to(device))
+            # the output layer (most of a small model's cost) only where a choice's tokens are predicted
+            hidden = decoder(input_ids=inp.to(device)).last_hidden_state if head else \
+                model(input_ids=inp.to(device)).logits.float()
             for k, (i, j, ids, n) in enumerate(chunk):
                 end = len(ids) - 1
-                # the output layer only at the positions that predict the choice's tokens
-                logits = (head(hidden[k, end - n:end]) if head is not None else hidden[k, end - n:end]).float()
-                target = torch.tensor(ids[end - n + 1:], device=logits.device)
-                out[i][j] = float(torch.log_softmax(logits, -1).gather(1, target[:, None]).sum())
+                target = torch.tensor(ids[end - n + 1:], device=hidden.device)
+                if head:
+                    lp = head.log_probs(hidden[k, end - n:end], target)[0]
+                else:
+                    lp = torch.log_softmax(hidden[k, end - n:end], -1).gather(1, target[:, None])
+                out[i][j] = float(lp.sum())
     return out
-
-
-def _hidden_states(model, inp):
-    """(the last hidden states, the output layer) of a Hugging Face causal LM, so the output layer,
-    most of a small model's cost, runs only where it is needed; (logits, None) for other models."""
-    decoder, head = getattr(model, "get_decoder", lambda: None)(), getattr(model, "get_output_embeddings",
-                                                                           lambda: None)()
-    if decoder is None or head is None:
-        return model(input_ids=inp).logits, None
-    return decoder(input_ids=inp).last_hidden_state, head
 
 
 def choice_metrics(items: list[ChoiceItem], scores: list[list[float]]) -> dict[str, dict[str, float]]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hare.model.loss import CPU_CHUNK_ELEMENTS
+from hare.model.loss import default_chunk, scaled_grads
 
 _MASKED = -1e30  # a finite "minus infinity": log-sum-exp of a row masked whole stays finite, so do its gradients
 
@@ -100,11 +100,7 @@ class _LinearDistill(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        scale = grad_out / ctx.n
-        gh = grad_h * scale.to(grad_h.dtype) if grad_h is not None else None
-        gw = (grad_w * scale).to(ctx.w_dtype) if grad_w is not None else None
-        return gh, gw, None, None, None, None, None, None, None, None
+        return (*scaled_grads(ctx, grad_out), None, None, None, None, None, None, None, None)
 
 
 def linear_distill_loss(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, teacher: tuple, alpha: float = 0.5,
@@ -117,9 +113,8 @@ def linear_distill_loss(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, teach
         raise ValueError(f"teacher kind {teacher[0]!r}: sparse or dense")
     device = h.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
-    (v, d), n = w.shape, h.numel() // h.shape[-1]
-    if chunk is None:
-        chunk = max(1, CPU_CHUNK_ELEMENTS // v if device == "cpu" else -(-n // -(-v // d)))
+    n = h.numel() // h.shape[-1]
+    chunk = chunk or default_chunk(h, w)
     a = teacher[1].reshape(n, -1)
     b = teacher[2].reshape(n, -1) if teacher[0] == "sparse" else a
     with torch.autocast(device, enabled=False):

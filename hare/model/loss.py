@@ -61,11 +61,24 @@ class LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        scale = grad_out / ctx.n
-        gh = grad_h * scale.to(grad_h.dtype) if grad_h is not None else None
-        gw = (grad_w * scale).to(ctx.w_dtype) if grad_w is not None else None
-        return gh, gw, None, None, None
+        return (*scaled_grads(ctx, grad_out), None, None, None)
+
+
+def default_chunk(h: torch.Tensor, w: torch.Tensor) -> int:
+    """Tokens per chunk: ``CPU_CHUNK_ELEMENTS`` logits on a CPU; on a GPU as Liger Kernel chooses it,
+    a chunk's logits about the size of all the hidden states (vocabulary / hidden size chunks)."""
+    (v, d), n = w.shape, h.numel() // h.shape[-1]
+    return max(1, CPU_CHUNK_ELEMENTS // v if h.device.type == "cpu" else -(-n // -(-v // d)))
+
+
+def scaled_grads(ctx, grad_out):
+    """The backward of a loss whose gradients the forward pass took (``grad_h``, ``grad_w`` saved,
+    for the mean over ``ctx.n`` tokens): those gradients times ``grad_out``."""
+    grad_h, grad_w = ctx.saved_tensors
+    scale = grad_out / ctx.n
+    gh = grad_h * scale.to(grad_h.dtype) if grad_h is not None else None
+    gw = (grad_w * scale).to(ctx.w_dtype) if grad_w is not None else None
+    return gh, gw
 
 
 def linear_cross_entropy(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
@@ -78,9 +91,7 @@ def linear_cross_entropy(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, chun
     """
     device = h.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
-    (v, d), n = w.shape, h.numel() // h.shape[-1]
-    if chunk is None:
-        chunk = max(1, CPU_CHUNK_ELEMENTS // v if device == "cpu" else -(-n // -(-v // d)))
+    chunk = chunk or default_chunk(h, w)
     with torch.autocast(device, enabled=False):
         return LinearCrossEntropy.apply(h.reshape(-1, h.shape[-1]), w, y.reshape(-1), dtype, chunk)
 
@@ -94,9 +105,7 @@ def linear_log_probs(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, chunk: i
     logits never exist whole. What some models' heads add, in the order their forwards apply it:
     ``bias`` (V) (Phi's head), ``scale`` (Cohere's ``logit_scale``; Granite's ``1 / logits_scaling``)
     and ``softcap`` (Gemma's final-logit soft-capping, ``c * tanh(logits / c)``)."""
-    v = w.shape[0]
-    if chunk is None:
-        chunk = max(1, CPU_CHUNK_ELEMENTS // v if h.device.type == "cpu" else -(-h.shape[0] // -(-v // h.shape[1])))
+    chunk = chunk or default_chunk(h, w)
     lp = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
     greedy = torch.empty(h.shape[0], dtype=torch.bool, device=h.device)
     for s in range(0, h.shape[0], chunk):
@@ -112,3 +121,39 @@ def linear_log_probs(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, chunk: i
         lp[s:s + chunk] = logits.log_softmax(1).gather(1, t).squeeze(1)
         greedy[s:s + chunk] = logits.argmax(1) == y[s:s + chunk]
     return lp, greedy
+
+
+class LogitHead:
+    """The LM head as the model's forward applies it: ``scale * (h @ weight.T + bias)``, then
+    soft-capped. ``of`` reads it from a model; None when the head is not a linear layer."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, scale: float | None, softcap: float | None):
+        self.weight, self.bias, self.scale, self.softcap = weight, bias, scale, softcap
+
+    @classmethod
+    def of(cls, model) -> "LogitHead | None":
+        head = model.get_output_embeddings()
+        if not isinstance(head, torch.nn.Linear):
+            return None
+        cfg = model.config.get_text_config(decoder=True)
+        scale = 1.0
+        if getattr(cfg, "logits_scaling", None):  # Granite: logits / logits_scaling
+            scale /= float(cfg.logits_scaling)
+        logit_scale = getattr(model, "logit_scale", getattr(cfg, "logit_scale", None))  # Cohere: logits * logit_scale
+        if isinstance(logit_scale, (int, float)) and not isinstance(logit_scale, bool):
+            scale *= float(logit_scale)
+        return cls(head.weight, head.bias, scale if scale != 1.0 else None,
+                   getattr(cfg, "final_logit_softcapping", None))
+
+    def describe(self) -> str:
+        parts = []
+        if self.bias is not None:
+            parts.append("bias")
+        if self.scale is not None:
+            parts.append(f"scale {self.scale:g}")
+        if self.softcap:
+            parts.append(f"soft-capping {self.softcap:g}")
+        return "linear head" + (f" with {', '.join(parts)}" if parts else "")
+
+    def log_probs(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return linear_log_probs(h, self.weight, y, softcap=self.softcap, bias=self.bias, scale=self.scale)

@@ -42,7 +42,6 @@ the corpus hare builds buy per training token? It
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import random
@@ -61,7 +60,7 @@ from hare.study.arms import Arm, deep_merge, load_arms
 from hare.study.noise import Noise
 from hare.study.outputs import write_outputs
 from hare.study.stats import interval, lower_is_better, tokens_to_reach, verdict
-from hare.study.tasks import contaminated, split_benchmark_items, task_items
+from hare.study.tasks import contaminated, seeded_key, split_benchmark_items, task_items
 
 log = logging.getLogger("hare.study")
 
@@ -152,10 +151,6 @@ class StudyResult(BaseModel):
 # ---- data
 
 
-def _order_key(seed: int, doc_id: str) -> str:
-    return hashlib.sha1(f"{seed}:{doc_id}".encode()).hexdigest()
-
-
 def _source_inputs(recipe: Recipe) -> list[dict]:
     out = []
     for s in recipe.sources:
@@ -208,7 +203,7 @@ def prepare_data(recipe: Recipe, cfg: StudyConfig, out: Path) -> dict:
     from hare.core.documents import Document
 
     heldout: list[dict] = []
-    for d in sorted(docs, key=lambda d: _order_key(recipe.seed, d["id"])):
+    for d in sorted(docs, key=lambda d: seeded_key(recipe.seed, d["id"])):
         if len(heldout) >= cfg.heldout_docs:
             break
         doc = Document(d["text"], d["id"], d["source"])
@@ -261,7 +256,7 @@ def prepare_data(recipe: Recipe, cfg: StudyConfig, out: Path) -> dict:
 def add_noise_of(docs: list[dict], noise: Noise, seed: int, source: str, items: list[str]):
     from hare.study.noise import add_noise
 
-    return add_noise(docs, noise, int(_order_key(seed, source)[:8], 16), items)
+    return add_noise(docs, noise, int(seeded_key(seed, source)[:8], 16), items)
 
 
 def prepare_tokenizer(recipe: Recipe, data: dict, out: Path) -> Path:
@@ -482,7 +477,7 @@ def collect(recipe: Recipe, arm: str, description: str, done: dict, cfg: StudyCo
            "final": {m: interval([r["curve"][-1][m] for r in runs]) for m in metrics_of(runs)},
            "unique_tokens": unique, "epochs": round(train["tokens"] / unique, 3) if unique else None,
            "parts": train.get("parts"), "synth": done.get("synth"), "seconds": round(seconds, 1)}
-    cap = recipe.train.max_epochs if hasattr(recipe.train, "max_epochs") else None
+    cap = recipe.train.max_epochs
     if cap:
         read = [p.get("epochs", 0) for p in (out["parts"] or {}).values()] or [out["epochs"] or 0]
         out["over_cap"] = max(read) > cap * 1.001
@@ -533,7 +528,7 @@ def compare(rows: list[dict], baseline: str) -> None:
         if r.get("skipped") or not base_runs:
             continue
         pairs = [(run, base_runs[run["seed"]]) for run in r["runs"] if run["seed"] in base_runs]
-        common = [m for m in metrics_of(r["runs"] + base["runs"])]
+        common = metrics_of(r["runs"] + base["runs"])
         r["vs_baseline"] = {}
         for m in common:
             diff = interval([a["curve"][-1][m] - b["curve"][-1][m] for a, b in pairs])
@@ -626,7 +621,7 @@ def run_study(recipe: Recipe, cfg: StudyConfig, out: Path, figure: Path | None =
         rows.append(collect(r, name, known[name].description, run_arm(r, name, known[name], cfg, seeds), cfg, seeds))
     compare(rows, BASELINE)
     over = [r["arm"] for r in rows if r.get("over_cap")]
-    cap = getattr(recipe.train, "max_epochs", None)
+    cap = recipe.train.max_epochs
     if over:
         log.warning("study: arms %s read some of their data more than %s epochs (train.max_epochs); their "
                     "budget exceeds what their data can give without losing value", ", ".join(over), cap)

@@ -33,7 +33,8 @@ CONTAMINATION_N = 13  # the n of the n-grams that remove a scored item's copies 
 _SENTENCE = re.compile(r"[^\n]*?(?:[.!?](?=\s)|$)", re.M)
 
 
-def _key(seed: int, *parts: str) -> str:
+def seeded_key(seed: int, *parts: str) -> str:
+    """A stable hash of the seed and ``parts``: a seeded order that does not depend on input order."""
     return hashlib.sha1(":".join([str(seed), *parts]).encode()).hexdigest()
 
 
@@ -67,11 +68,11 @@ def ending_items(docs: Iterable[dict], seed: int, choices: int = 4) -> list[Choi
     out = []
     for doc_id, context, sep, ending in found:
         others = sorted({e for i, _, _, e in found if i != doc_id and e != ending},
-                        key=lambda e: (abs(len(e) - len(ending)), _key(seed, doc_id, e)))[:choices - 1]
+                        key=lambda e: (abs(len(e) - len(ending)), seeded_key(seed, doc_id, e)))[:choices - 1]
         if len(others) < choices - 1:
             continue
         opts = [ending, *others]
-        random.Random(_key(seed, "order", doc_id)).shuffle(opts)
+        random.Random(seeded_key(seed, "order", doc_id)).shuffle(opts)
         out.append(ChoiceItem(ENDING_TASK, doc_id, context, [sep + o for o in opts], opts.index(ending)))
     return out
 
@@ -95,12 +96,12 @@ def split_benchmark_items(items: dict[str, list[Item]], seed: int, task_items: i
     of their ids; then ``planted`` items of every benchmark's rest, by the same hash."""
     scored, rest = [], []
     for name, its in sorted(items.items()):
-        order = sorted(its, key=lambda it: _key(seed, name, it.split, it.id))
+        order = sorted(its, key=lambda it: seeded_key(seed, name, it.split, it.id))
         mine = [it for it in order if has_choices(it)][:task_items]
         taken = {id(it) for it in mine}
         scored += mine
         rest += [it for it in order if id(it) not in taken]
-    rest.sort(key=lambda it: _key(seed, "plant", it.benchmark, it.split, it.id))
+    rest.sort(key=lambda it: seeded_key(seed, "plant", it.benchmark, it.split, it.id))
     return scored, rest[:planted]
 
 
