@@ -193,7 +193,8 @@ class Pipeline:
             return "skipped"
         if dist.distributed() and step.name != "train":
             raise PipelineError(f"step {step.name} is not up to date; under torchrun only the train step runs. "
-                                f"Run 'hare tokenize RECIPE' in a single process first")
+                                f"Run 'hare teacher RECIPE' (it runs every step before train) in a single process "
+                                f"first")
         resume = decision == "resume"
         if main:
             if out.exists() and not resume:

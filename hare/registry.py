@@ -12,9 +12,10 @@ from hare.evals.steps import EVAL
 from hare.report.steps import ReportStep
 from hare.synth.steps import CURATE, D2, D3
 from hare.train.steps import TOKENIZE, TRAIN
+from hare.train.teacher import TEACHER
 
 # Outputs made outside the pipeline that the report shows when a run has them.
 REPORT_SECTIONS: list[ReportSection] = [AUDIT]
 
-STEPS: list[Step] = [CORPUS, DECONTAM, CLUSTER, D2, D3, CURATE, MIX, TOKENIZE, TRAIN, SFT, EVAL,
+STEPS: list[Step] = [CORPUS, DECONTAM, CLUSTER, D2, D3, CURATE, MIX, TOKENIZE, TEACHER, TRAIN, SFT, EVAL,
                      ReportStep(extras=REPORT_SECTIONS)]

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
                       eval_points=args.eval_points, heldout_docs=args.heldout_docs, eval_docs=args.eval_docs,
                       noise=Noise() if noise else None, benchmarks_dir=args.benchmarks_dir, limit=args.limit,
                       seeds=args.seeds, tier=args.tier, task_items=args.task_items, suite=args.suite,
-                      ablations=args.ablations)
+                      ablations=args.ablations, distill=args.distill, baseline=args.baseline)
     out = Path(args.out) if args.out else Path(recipe.out_dir) / f"{recipe.name}-study"
     result = run_study(recipe, cfg, out, figure=Path(args.figure) if args.figure else None)
     print(markdown(result), end="")
@@ -45,6 +45,13 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--ablations", action="store_true",
                     help="add the ablation arms: hare without one of its principles at a time (cleaning, "
                     "deduplication, quality band, topic balancing, concision, decontamination)")
+    sp.add_argument("--distill", action="store_true",
+                    help="add the distillation arms: hare+kd (the packaged teacher's top-k log-probabilities as a "
+                    "training signal) and hare+kd+ddk (and the DDK mixture); every arm then uses the teacher's "
+                    "tokenizer")
+    sp.add_argument("--baseline", default="raw",
+                    help="the arm the others are compared with, paired by seed (default raw; hare to measure what "
+                    "distillation adds to the same data)")
     sp.add_argument("--arms-file", default=None, metavar="YAML",
                     help="arms of your own, each a recipe overlay of data keys (the shape of hare/study/arms.yaml)")
     sp.add_argument("--steps", type=int, default=None, help="optimizer steps of every arm (default: train.max_steps)")

@@ -143,6 +143,9 @@ class MixConfig(Config):
     max_chars: int | None = Field(
         None, ge=1, description="Character budget of the mix; null takes every document once."
     )
+    split_sources: bool = Field(
+        False, description="Write every source as a data part of its own, <part>.<source> (e.g. d1.wiki), instead of "
+        "one part per source.part: the domains train.distill.ddk re-weights; train.stages then names these parts.")
     cluster_temperature: float = Field(
         3.0, gt=0, allow_inf_nan=False,
         description="With max_chars and clustering on: within each source, topic c of C characters gets the share "

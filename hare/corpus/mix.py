@@ -4,7 +4,8 @@ With no character budget every document is taken once. With ``mix.max_chars`` ea
 ``max_chars * weight / sum(weights)`` characters, drawn in a seeded random order; a source smaller
 than its share is repeated (whole passes first, then a partial one), as the paper's per-source
 weights require. Each data part (``source.part``) is written to ``train/<part>/`` in an order
-shuffled by the seed; the training stages then mix the parts by weight.
+shuffled by the seed; the training stages then mix the parts by weight. With ``mix.split_sources``
+every source is a part of its own, ``<part>.<source>`` (the domains DDK re-weights, ``hare.train.ddk``).
 
 With a budget and the cluster step's topics, a source's budget B is split over its topics by
 temperature sampling (as multilingual models sample languages: Conneau & Lample 2019, mT5): topic
@@ -205,7 +206,7 @@ def build_mix(out: Path, d1_folder: Path, sources: list, cfg, seed: int, shard_d
         chosen.extend(docs.number[i] for i in picked)
         counts[name] = (len(picked), sum(docs.length[i] for i in picked), len(docs.length), sum(docs.length))
     rng.shuffle(chosen)
-    part_of = {s.name: s.part for s in sources}
+    part_of = {s.name: f"{s.part}.{s.name}" if cfg.split_sources else s.part for s in sources}
 
     # The synthetic parts: every document once, in an order seeded apart from the D1 sample.
     extra = _scan(synthetic, None, "mix: read synthetic") if synthetic is not None and synthetic.is_dir() else {}

@@ -41,19 +41,36 @@ class NextTokenLoss(torch.nn.Module):
     a chunk of tokens at a time, so the logits are never materialized whole; otherwise the model's own
     forward gives the logits (the path a sharded model needs: FSDP gathers the LM head's weight only
     inside that forward). No key/value cache is built: training never reads it.
+
+    ``forward(x, y, teacher)`` is the distillation loss instead, ``(1 - alpha) CE + alpha T^2 KL``
+    against ``teacher`` (``hare.model.distill``: ``("sparse", ids, logp)`` or ``("dense", logp)``).
     """
 
-    def __init__(self, lm, chunked: bool = True):
+    def __init__(self, lm, chunked: bool = True, alpha: float = 0.0, temperature: float = 1.0):
         super().__init__()
         self.lm = lm
         self.chunked = chunked
+        self.alpha, self.temperature = alpha, temperature
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, teacher: tuple | None = None) -> torch.Tensor:
+        if teacher is not None:
+            return self._distill(x, y, teacher)
         if self.chunked:
             h = self.lm.model(input_ids=x, use_cache=False).last_hidden_state
             return linear_cross_entropy(h, self.lm.lm_head.weight, y)
         logits = self.lm(input_ids=x, use_cache=False).logits
         return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+
+    def _distill(self, x: torch.Tensor, y: torch.Tensor, teacher: tuple) -> torch.Tensor:
+        from hare.model.distill import distill_terms, linear_distill_loss
+
+        if self.chunked:
+            h = self.lm.model(input_ids=x, use_cache=False).last_hidden_state
+            return linear_distill_loss(h, self.lm.lm_head.weight, y, teacher, self.alpha, self.temperature)
+        logits = self.lm(input_ids=x, use_cache=False).logits
+        n = y.numel()
+        flat = (teacher[0], *(t.reshape(n, -1) for t in teacher[1:]))
+        return distill_terms(logits.reshape(n, -1), y.reshape(-1), flat, self.alpha, self.temperature) / n
 
 
 def count_params(model, non_embedding: bool = False) -> int | None:

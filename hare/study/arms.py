@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PACKAGED_ARMS = Path(__file__).with_name("arms.yaml")
 ABLATIONS = Path(__file__).with_name("ablations.yaml")  # the hare arm without one principle at a time
+DISTILL = Path(__file__).with_name("distill.yaml")  # the hare arm distilled from the packaged teacher
 
 
 class Arm(BaseModel):
@@ -26,15 +27,22 @@ class Arm(BaseModel):
     description: str = Field(description="What the arm's data is, one line (the report and the table show it).")
     synthetic: list[Literal["d2", "d3"]] = Field(
         default_factory=list, description="The teacher's parts trained on in a second stage (needs synth.enabled).")
-    overlay: dict[str, Any] = Field(default_factory=dict, description="Recipe keys this arm sets (data only).")
+    overlay: dict[str, Any] = Field(default_factory=dict, description="Recipe keys this arm sets (data only, and "
+                                    "train.distill: the training signal).")
+
+    @property
+    def distills(self) -> bool:
+        return bool((self.overlay.get("train") or {}).get("distill"))
 
 
-def load_arms(extra: str | Path | None = None, ablations: bool = False) -> dict[str, Arm]:
-    """The built-in arms, with ``ablations`` the ablation arms (``ablations.yaml``), then (replacing any
-    of the same name) those of the file ``extra``."""
+def load_arms(extra: str | Path | None = None, ablations: bool = False, distill: bool = False) -> dict[str, Arm]:
+    """The built-in arms, with ``ablations`` the ablation arms (``ablations.yaml``), with ``distill`` the
+    distillation arms (``distill.yaml``), then (replacing any of the same name) those of the file ``extra``."""
     arms = _read(PACKAGED_ARMS)
     if ablations:
         arms.update(_read(ABLATIONS))
+    if distill:
+        arms.update(_read(DISTILL))
     if extra is not None:
         arms.update(_read(Path(extra)))
     return arms

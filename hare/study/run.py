@@ -69,6 +69,7 @@ BASELINE = "raw"
 # The training stages are data too: which parts a model reads, and when.
 DATA_SECTIONS = ("sources", "corpus", "decontam", "cluster", "synth", "mix")
 DATA_KEYS = (("train", "stages"),)
+SIGNAL_KEYS = ("distill",)  # train keys an arm may set: what the student learns from, not how long or how fast
 # The paper's second stage (HARE-1.1B: D1 46.5 %, D2 13.63 %, D3 39.87 %), used when the recipe has no stages.
 PAPER_STAGE2 = {"d1": 46.5, "d2": 13.63, "d3": 39.87}
 TASKS_VERSION = 1  # how task items are made (hare.study.tasks): a change makes the data again
@@ -85,6 +86,10 @@ class StudyConfig(BaseModel):
                                   "hare/study/arms.yaml); an arm of a built-in name replaces it.")
     ablations: bool = Field(False, description="Add the ablation arms (hare/study/ablations.yaml): the hare arm "
                             "with one of its principles taken out at a time.")
+    baseline: str = Field(BASELINE, description="The arm every other is compared with (paired by seed) and whose "
+                          "final value the data-efficiency ratios reach: raw, or e.g. hare for the distillation arms.")
+    distill: bool = Field(False, description="Add the distillation arms (hare/study/distill.yaml: hare+kd, "
+                          "hare+kd+ddk); every arm then uses the teacher's tokenizer unless the recipe names one.")
     steps: int | None = Field(None, ge=1, description="Optimizer steps of every arm (default: train.max_steps).")
     tokens: int | None = Field(None, ge=1, description="Token budget of every arm (sets steps; rounded up).")
     preset: str | None = Field(None, description="Model preset of every arm (default: the recipe's).")
@@ -261,10 +266,10 @@ def add_noise_of(docs: list[dict], noise: Noise, seed: int, source: str, items: 
 
 def prepare_tokenizer(recipe: Recipe, data: dict, out: Path) -> Path:
     """One byte-level BPE trained on a seeded sample of the raw input, shared by every arm."""
-    from hare.train.pack import train_tokenizer
+    from hare.train.pack import tokenizer_path, train_tokenizer
 
-    if recipe.tokenizer.path:
-        return Path(recipe.tokenizer.path)
+    if tokenizer_path(recipe.tokenizer):
+        return Path(tokenizer_path(recipe.tokenizer))
     folder = out / "tokenizer"
     key = fingerprint_obj({"data": data["fingerprint"], "tokenizer": recipe.tokenizer.model_dump(mode="json"),
                            "seed": recipe.seed})
@@ -351,7 +356,7 @@ def arm_recipe(recipe: Recipe, name: str, arm: Arm, cfg: StudyConfig, out: Path,
     r["train"]["stages"] = []
     r["sft"]["enabled"] = False
     r["decontam"]["heldout"] = False
-    r["tokenizer"]["path"] = str(tokenizer)
+    r["tokenizer"].update(path=str(tokenizer), packaged=None)
     if cfg.preset:
         r["model"] = {"preset": cfg.preset, "overrides": {}}
     steps = train_steps(recipe, cfg)
@@ -368,9 +373,11 @@ def arm_recipe(recipe: Recipe, name: str, arm: Arm, cfg: StudyConfig, out: Path,
                  "tasks": ["leaderboard"] if cfg.benchmarks_dir and cfg.suite else []}
     if cfg.benchmarks_dir:
         r["decontam"]["benchmarks_dir"] = cfg.benchmarks_dir
-    outside = sorted(set(arm.overlay) - set(DATA_SECTIONS))
+    outside = sorted(set(arm.overlay) - set(DATA_SECTIONS) - {"train"})
+    outside += [f"train.{k}" for k in sorted(set(arm.overlay.get("train") or {}) - set(SIGNAL_KEYS))]
     if outside:
-        raise ValueError(f"arm {name}: an arm changes data only ({', '.join(DATA_SECTIONS)}), not {outside}")
+        raise ValueError(f"arm {name}: an arm changes data only ({', '.join(DATA_SECTIONS)}) and the training "
+                         f"signal ({', '.join('train.' + k for k in SIGNAL_KEYS)}), not {outside}")
     return Recipe.model_validate(deep_merge(r, arm.overlay))
 
 
@@ -452,7 +459,8 @@ def train_seed(recipe: Recipe, seed: int) -> None:
         shutil.rmtree(folder)  # trained on other data or settings: nothing of it can be continued
     folder.mkdir(parents=True, exist_ok=True)
     write_json(stamp, {"fingerprint": fp, "resume_key": rk, "done": False})
-    stats = train_model(run / "tokenize", run / "corpus", recipe.model, recipe.train, seed, folder, resume=True)
+    stats = train_model(run / "tokenize", run / "corpus", recipe.model, recipe.train, seed, folder, resume=True,
+                        teacher_out=run / "teacher")
     write_json(folder / "stats.json", stats.model_dump(mode="json", exclude_none=True))
     write_json(stamp, {"fingerprint": fp, "resume_key": rk, "done": True})
 
@@ -597,15 +605,19 @@ def run_study(recipe: Recipe, cfg: StudyConfig, out: Path, figure: Path | None =
     """Run every arm of the study of ``recipe`` into ``out``; see the module docstring."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    known = load_arms(cfg.arms_file, cfg.ablations)
+    known = load_arms(cfg.arms_file, cfg.ablations, cfg.distill)
     arms = cfg.arms or default_arms(recipe, known)
     unknown = [a for a in arms if a not in known]
     if unknown:
         raise ValueError(f"unknown arms {unknown}; known: {', '.join(known)} (add arms with an arms file)")
-    if BASELINE not in arms:
-        raise ValueError(f"a study needs its baseline arm '{BASELINE}' (arms: {', '.join(arms)})")
+    if cfg.baseline not in arms:
+        raise ValueError(f"a study needs its baseline arm '{cfg.baseline}' (arms: {', '.join(arms)})")
     if not recipe.synth.enabled and (wanted := [a for a in arms if known[a].synthetic]):
         raise ValueError(f"arms {', '.join(wanted)} need a teacher: the recipe's synth.enabled is false")
+    if any(known[a].distills for a in arms) and not (recipe.tokenizer.path or recipe.tokenizer.packaged):
+        # a student shares its teacher's tokenizer, and every arm shares one tokenizer
+        log.info("study: distillation arms: every arm uses the packaged teacher's tokenizer (tokenizer.packaged)")
+        recipe = recipe.model_copy(update={"tokenizer": recipe.tokenizer.model_copy(update={"packaged": "smollm2"})})
     data = prepare_data(recipe, cfg, out)
     tokenizer = prepare_tokenizer(recipe, data, out)
     cfg, n_params = resolve_budget(recipe, cfg, tokenizer)
@@ -619,13 +631,13 @@ def run_study(recipe: Recipe, cfg: StudyConfig, out: Path, figure: Path | None =
         r = arm_recipe(recipe, name, known[name], cfg, out, data, tokenizer)
         write_json(out / "arms" / f"{name}.recipe.json", r.model_dump(mode="json"))
         rows.append(collect(r, name, known[name].description, run_arm(r, name, known[name], cfg, seeds), cfg, seeds))
-    compare(rows, BASELINE)
+    compare(rows, cfg.baseline)
     over = [r["arm"] for r in rows if r.get("over_cap")]
     cap = recipe.train.max_epochs
     if over:
         log.warning("study: arms %s read some of their data more than %s epochs (train.max_epochs); their "
                     "budget exceeds what their data can give without losing value", ", ".join(over), cap)
-    result = StudyResult(recipe=recipe.name, baseline=BASELINE,
+    result = StudyResult(recipe=recipe.name, baseline=cfg.baseline,
                          data={k: v for k, v in data.items() if k != "fingerprint"},
                          arms=[ArmResult(**r) for r in rows], seconds=round(time.perf_counter() - t0, 1),
                          seeds=seeds, tier=tier, tier_note=note, non_embedding_params=n_params,

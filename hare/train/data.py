@@ -54,9 +54,11 @@ def part_seed(seed: int, part: str) -> int:
     return seed * 1_000_003 + zlib.crc32(part.encode())
 
 
-def load_parts(folder: str | Path, seed: int) -> dict[str, PackedTokens]:
-    """Every packed part of a tokenize step's folder, each shuffled by its own seed."""
-    parts = {name: PackedTokens(path, seed=part_seed(seed, name)) for name, path in part_dirs(folder).items()}
+def load_parts(folder: str | Path, seed: int, holdout: int = 0) -> dict[str, PackedTokens]:
+    """Every packed part of a tokenize step's folder, each shuffled by its own seed; ``holdout``: the
+    windows at each part's end that are never sampled (DDK measures on them)."""
+    parts = {name: PackedTokens(path, seed=part_seed(seed, name), holdout=holdout)
+             for name, path in part_dirs(folder).items()}
     if not parts:
         raise FileNotFoundError(f"{folder}: no packed data part (<part>/index.json)")
     return parts
@@ -174,6 +176,8 @@ class MixtureSampler:
         self.cursor = {k: 0 for k in parts}  # windows each part has served so far (all stages)
         self.stage_counts = {k: 0 for k in parts}  # samples per part in the current stage
         self.stage_samples = 0
+        self.reweighted: dict[str, dict[str, float]] = {}  # stage -> the weights set_weights gave it
+        self.planned = {st.name: dict(st.weights) for st in stages}  # stage -> its weights as planned
 
     def stage_at(self, step: int) -> Stage:
         for st in self.stages:
@@ -203,15 +207,24 @@ class MixtureSampler:
         self.step += 1
         return stage, plan
 
+    def sequence_ids(self, plan: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The (part, packed window) each sample of ``plan`` reads."""
+        return [(name, self.parts[name].sequence_id(j)) for name, j in plan]
+
     def windows(self, plan: list[tuple[str, int]]) -> np.ndarray:
         """The token windows (L + 1 tokens each) of ``plan``."""
         L = self.seq_len
         tokens = {name: self.parts[name].tokens() for name in {name for name, _ in plan}}  # one memmap per part
-        rows = []
-        for name, j in plan:
-            i = self.parts[name].sequence_id(j)
-            rows.append(np.asarray(tokens[name][i * L: i * L + L + 1], dtype=np.int64))
+        rows = [np.asarray(tokens[name][i * L: i * L + L + 1], dtype=np.int64) for name, i in self.sequence_ids(plan)]
         return np.stack(rows)
+
+    def set_weights(self, step: int, weights: dict[str, float]) -> Stage:
+        """Serve ``weights`` (normalized, over the parts of the stage of ``step``) from ``step`` on, until
+        the stage ends or they are set again (DDK); kept in the state."""
+        stage = self.stage_at(step)
+        stage.weights = dict(weights)
+        self.reweighted[stage.name] = dict(weights)
+        return stage
 
     @staticmethod
     def record(step: int, stage: Stage, plan: list[tuple[str, int]]) -> dict:
@@ -229,11 +242,18 @@ class MixtureSampler:
         return rec
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "cursor": dict(self.cursor), "stage_counts": dict(self.stage_counts),
-                "stage_samples": self.stage_samples}
+        state = {"step": self.step, "cursor": dict(self.cursor), "stage_counts": dict(self.stage_counts),
+                 "stage_samples": self.stage_samples}
+        if self.reweighted:
+            state["reweighted"] = {k: dict(v) for k, v in self.reweighted.items()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
         self.cursor = {k: state["cursor"].get(k, 0) for k in self.parts}
         self.stage_counts = {k: state["stage_counts"].get(k, 0) for k in self.parts}
         self.stage_samples = state["stage_samples"]
+        self.reweighted = {k: dict(v) for k, v in state.get("reweighted", {}).items()}
+        for st in self.stages:
+            if st.name in self.reweighted:
+                st.weights = dict(self.reweighted[st.name])

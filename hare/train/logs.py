@@ -32,6 +32,7 @@ class TrainStats(Stats):
     epochs: float
     parts: dict[str, PartReads] = {}  # per data part: sequences, samples read, epochs
     capped: list[str] = []  # train.max_epochs: each part it held, per stage, and each stage it could not hold
+    distill: dict = {}  # train.distill: teacher, source, alpha, temperature, and DDK's last weights per stage
 
 
 def complete_lines(path: Path) -> list[dict]:
@@ -48,5 +49,6 @@ def complete_lines(path: Path) -> list[dict]:
 def training_logs(folder: Path) -> dict[str, list[dict]]:
     """A train folder's metrics and held-out scores (the report plots them)."""
     path, held = folder / "metrics.jsonl", folder / HELDOUT
-    return {"metrics": complete_lines(path) if path.exists() else [],
+    lines = complete_lines(path) if path.exists() else []
+    return {"metrics": [m for m in lines if "loss" in m], "ddk": [m for m in lines if "ddk" in m],
             "heldout": complete_lines(held) if held.exists() else []}

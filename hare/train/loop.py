@@ -234,7 +234,8 @@ def tokens_per_step(cfg: TrainConfig, seq_len: int, world: int) -> int:
 
 def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: TrainConfig, out: Path, seed: int,
           resume: bool = False, stop_after: int | None = None,
-          evaluate: Callable[[torch.nn.Module], dict] | None = None) -> dict:
+          evaluate: Callable[[torch.nn.Module], dict] | None = None, tokenizer=None,
+          teacher_out: Path | None = None) -> dict:
     """Train from scratch (or from the last checkpoint in ``out`` when ``resume``); returns a summary.
 
     Under torchrun every process runs this function: each reads its own slice of every global
@@ -244,8 +245,10 @@ def train(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
     ``eval_every`` steps and after the last; rank 0 appends its numbers to ``heldout.jsonl``.
     Three parts: ``setup`` (model, optimizer, schedule, data), ``restore`` (the checkpoint to
     continue from, and the logs trimmed to it) and ``fit`` (the loop).
+    With ``cfg.distill``, ``tokenizer`` (the run's) and, for the cached source, ``teacher_out`` (the
+    teacher step's folder) give the teacher's targets (``hare.train.kd``).
     """
-    run = setup(model_config, data, cfg, out, seed)
+    run = setup(model_config, data, cfg, out, seed, tokenizer, teacher_out)
     step = restore(run, resume)
     return fit(run, step, stop_after, evaluate)
 
@@ -269,14 +272,17 @@ class Run:
     seq_len: int
     accum: int
     tokens_per_step: int
+    distiller: Any = None  # hare.train.kd.Distiller with train.distill
 
     @property
     def ckpt_dir(self) -> Path:
         return self.out / "checkpoints"
 
 
-def setup(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: TrainConfig, out: Path, seed: int) -> Run:
-    """The process group, the model (sharded under FSDP), AdamW, the schedule and the data sampler."""
+def setup(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: TrainConfig, out: Path, seed: int,
+          tokenizer=None, teacher_out: Path | None = None) -> Run:
+    """The process group, the model (sharded under FSDP), AdamW, the schedule, the data sampler and,
+    with ``train.distill``, the teacher's side."""
     device = dist.init(cfg.device)
     world = dist.world_size()
     if cfg.threads:
@@ -312,8 +318,15 @@ def setup(model_config, data: PackedTokens | dict[str, PackedTokens], cfg: Train
                          max_epochs=cfg.max_epochs)
     sampler = MixtureSampler(parts, stages, samples_per_step)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    distiller = None
+    if cfg.distill is not None:
+        from hare.train.kd import Distiller
+
+        if tokenizer is None:
+            raise ValueError("train.distill: train() needs the run's tokenizer")
+        distiller = Distiller(cfg.distill, parts, tokenizer, device, teacher_out)
     return Run(cfg, model_config, out, seed, device, dtype, fsdp, autocast, model, opt, sched, sampler, L, accum,
-               samples_per_step * L)
+               samples_per_step * L, distiller)
 
 
 def restore(run: Run, resume: bool) -> int:
@@ -342,7 +355,9 @@ def restore(run: Run, resume: bool) -> int:
         for path in (run.out / "metrics.jsonl", run.out / "batches.jsonl", heldout_path):
             if path == heldout_path and not path.exists():  # drop lines logged after the resumed checkpoint
                 continue
-            old = [m for m in complete_lines(path) if m["step"] <= step] if path.exists() and step else []
+            # a DDK line at the resumed step was written after its checkpoint: the resumed run writes it again
+            old = [m for m in complete_lines(path) if m["step"] < step or (m["step"] == step and "ddk" not in m)] \
+                if path.exists() and step else []
             with atomic_open(path) as f:
                 for m in old:
                     f.write(json.dumps(m) + "\n")
@@ -359,7 +374,9 @@ def fit(run: Run, step: int, stop_after: int | None = None,
     # The loss from the final hidden states a chunk of tokens at a time, except under FSDP (it gathers
     # the LM head's weight only inside the model's own forward) and torch.compile (which fuses the
     # loss of the full logits itself; a chunk loop would be unrolled into a slower graph).
-    fwd_model = NextTokenLoss(run.model, chunked=not run.fsdp and not cfg.compile)
+    kd = cfg.distill
+    fwd_model = NextTokenLoss(run.model, chunked=not run.fsdp and not cfg.compile,
+                              alpha=kd.alpha if kd else 0.0, temperature=kd.temperature if kd else 1.0)
     ddp = None
     if dist.distributed() and not run.fsdp:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -387,12 +404,23 @@ def fit(run: Run, step: int, stop_after: int | None = None,
     last_loss = float("nan")
     t_log = time.perf_counter()
     steps_since = 0
+    ddk = kd.ddk if kd is not None else None
     with open(run.out / "metrics.jsonl", "a", encoding="utf-8") if main else nullcontext() as mf, \
             open(run.out / "batches.jsonl", "a", encoding="utf-8") if main else nullcontext() as bf:
         while step < cfg.max_steps:
+            moved = None
+            if ddk is not None and step % ddk.every == 0:
+                moved = run.distiller.reweigh(step, run.sampler, run.model)
+                if main and moved:
+                    _log_metrics({"step": step, "stage": run.sampler.stage_at(step).name, "ddk": moved}, mf, None)
+                    log.info("step %d: DDK weights %s", step, ", ".join(f"{k} {v['weight']:.3f} (student "
+                             f"{v['student']:.3f}, teacher {v['teacher']:.3f})" for k, v in moved.items()))
             stage, plan = run.sampler.next_step()
             if main:
-                bf.write(json.dumps(MixtureSampler.record(step + 1, stage, plan)) + "\n")
+                rec = MixtureSampler.record(step + 1, stage, plan)
+                if moved:
+                    rec["weights"], rec["ddk"] = dict(stage.weights), True
+                bf.write(json.dumps(rec) + "\n")
             loss, gnorm, lr = _step(run, fwd_model, ddp, plan)
             step += 1
             steps_since += 1
@@ -438,7 +466,24 @@ def fit(run: Run, step: int, stop_after: int | None = None,
              for k, p in run.sampler.parts.items()}
     return {"model": raw_model, "step": step, "final_loss": last_loss, "params": n_params,
             "tokens": step * run.tokens_per_step, "flops_per_token": fpt, "processes": world,
-            "parts": reads, "capped": [note for st in run.sampler.stages for note in st.notes]}
+            "parts": reads, "capped": [note for st in run.sampler.stages for note in st.notes],
+            "distill": _distill_summary(run)}
+
+
+def _distill_summary(run: Run) -> dict:
+    """What the stats say of distillation: the teacher and loss settings, and DDK's last weights."""
+    kd = run.cfg.distill
+    if kd is None:
+        return {}
+    from hare.train.teacher import teacher_name
+
+    out = {"teacher": teacher_name(kd), "source": kd.source, "alpha": kd.alpha, "temperature": kd.temperature}
+    if kd.source == "cached":
+        out["top_k"] = kd.top_k
+    if kd.ddk is not None:
+        out["ddk_weights"] = {k: {p: round(w, 4) for p, w in v.items()} for k, v in run.sampler.reweighted.items()}
+        out["teacher_heldout_loss"] = {k: round(v, 5) for k, v in run.distiller.teacher_loss.items()}
+    return out
 
 
 def _log_metrics(rec: dict, mf, tb) -> None:
@@ -458,9 +503,10 @@ def _step(run: Run, fwd_model, ddp, plan) -> tuple[float, Any, float]:
     loss_sum = 0.0
     for micro in range(run.accum):
         first = (micro * world + rank) * cfg.micro_batch_size
-        batch = run.sampler.windows(plan[first:first + cfg.micro_batch_size])
-        batch = torch.from_numpy(batch).to(run.device, non_blocking=True)
+        mine = plan[first:first + cfg.micro_batch_size]
+        batch = torch.from_numpy(run.sampler.windows(mine)).to(run.device, non_blocking=True)
         x, y = batch[:, :-1], batch[:, 1:]
+        teacher = run.distiller.teacher(run.sampler.sequence_ids(mine), x) if run.distiller is not None else None
         # Gradients are averaged across processes only on the last micro-batch of a step.
         if run.fsdp:
             run.model.set_requires_gradient_sync(micro == run.accum - 1)
@@ -469,7 +515,7 @@ def _step(run: Run, fwd_model, ddp, plan) -> tuple[float, Any, float]:
             sync = nullcontext() if micro == run.accum - 1 or ddp is None else ddp.no_sync()
         with sync:
             with run.autocast:
-                loss = fwd_model(x, y)
+                loss = fwd_model(x, y) if teacher is None else fwd_model(x, y, teacher)
             (loss / run.accum).backward()
         loss_sum += loss.item()
     gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
@@ -580,18 +626,21 @@ def heldout_scorer(cfg: TrainConfig, corpus_dir: Path, tokenizer, seq_len: int):
 
 
 def train_model(tokenized: Path, corpus_dir: Path, model_cfg, cfg: TrainConfig, seed: int, out: Path,
-                resume: bool = False) -> TrainStats:
+                resume: bool = False, teacher_out: Path | None = None) -> TrainStats:
     """Train the model of ``model_cfg`` (``hare.model.config.ModelConfig``) on the packed parts in
     ``tokenized`` (the train step's work), scoring ``corpus_dir``'s held-out documents on the way
-    when ``cfg.eval_every`` is set, and export it to ``out/model``."""
+    when ``cfg.eval_every`` is set, and export it to ``out/model``; ``teacher_out``: the teacher
+    step's folder (``train.distill``)."""
     tokenizer = load_tokenizer(tokenized / "tokenizer")
-    parts = load_parts(tokenized, seed)
+    ddk = cfg.distill.ddk if cfg.distill is not None else None
+    parts = load_parts(tokenized, seed, holdout=ddk.heldout_windows if ddk else 0)
     seq_len = next(iter(parts.values())).seq_len
     overrides = dict(model_cfg.overrides)
     overrides.setdefault("max_position_embeddings", max(seq_len, 128))
     config = mistral_config(model_cfg.preset, overrides, vocab_size=len(tokenizer))
     evaluate = heldout_scorer(cfg, corpus_dir, tokenizer, seq_len)
-    res = train(config, parts, cfg, out, seed, resume=resume, evaluate=evaluate)
+    res = train(config, parts, cfg, out, seed, resume=resume, evaluate=evaluate, tokenizer=tokenizer,
+                teacher_out=teacher_out)
     model = res.pop("model")
     if dist.is_main():
         model.config.use_cache = True

@@ -172,13 +172,18 @@ def pack_shards(shards: list[Path], tokenizer, tokenizer_dir: Path, out_dir: Pat
 class PackedTokens:
     """Read side of a packed token file: fixed windows, ordered by a seeded permutation per epoch."""
 
-    def __init__(self, folder: str | Path, seed: int | list[int] = 0):
+    def __init__(self, folder: str | Path, seed: int | list[int] = 0, holdout: int = 0):
         self.folder = Path(folder)
         self.index = read_json(self.folder / "index.json")
         self.seq_len = self.index["seq_len"]
-        self.n = self.index["num_sequences"]
-        if self.n == 0:
+        total = self.index["num_sequences"]
+        if total == 0:
             raise ValueError(f"{self.folder}: fewer than {self.seq_len + 1} tokens, no training sequence")
+        if holdout and total <= holdout:
+            raise ValueError(f"{self.folder}: {total} sequences, not more than the {holdout} held out "
+                             f"(train.distill.ddk.heldout_windows)")
+        self.holdout = holdout
+        self.n = total - holdout  # the last ``holdout`` windows are never sampled
         self.seed = seed
         self._perm: tuple[int, np.ndarray] | None = None
 
@@ -192,6 +197,13 @@ class PackedTokens:
         if self._perm is None or self._perm[0] != epoch:
             self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n))
         return int(self._perm[1][pos])
+
+    def heldout(self) -> np.ndarray:
+        """The held-out windows (the last ``holdout`` of the part), (holdout, L + 1) tokens."""
+        data, L = self.tokens(), self.seq_len
+        return np.stack([np.asarray(data[i * L: i * L + L + 1], dtype=np.int64)
+                         for i in range(self.n, self.n + self.holdout)]) if self.holdout else \
+            np.zeros((0, L + 1), dtype=np.int64)
 
     def batch(self, start: int, size: int) -> tuple[np.ndarray, list[int]]:
         """``size`` windows of L+1 tokens for global positions start..start+size-1, and their ids."""
@@ -231,14 +243,27 @@ class TokenizeStats(Stats):
                 "parts": len(self.parts)}
 
 
+def tokenizer_path(cfg) -> str | None:
+    """The folder of the tokenizer ``cfg`` (the recipe's ``tokenizer``) loads: ``path``, or the packaged
+    model's (``packaged``); None when one is trained."""
+    if cfg.path and cfg.packaged:
+        raise ValueError("tokenizer: set path or packaged, not both")
+    if cfg.packaged == "smollm2":
+        from hare.core.packaged import smollm2_folder
+
+        return str(smollm2_folder())
+    return cfg.path
+
+
 def tokenize_mix(mix: Path, out: Path, tokenizer_cfg, pack_cfg, workers: int = 0) -> TokenizeStats:
     """Train (or load) the tokenizer and pack every data part of the mix (``mix/<part>/``) into
     ``out/<part>/`` (the tokenize step's work) with ``workers`` processes (0: one per core; the
     token files do not depend on it); ``tokenizer_cfg`` and ``pack_cfg``: the recipe's ``tokenizer``
     and ``pack``."""
     tok_dir = out / "tokenizer"
-    if tokenizer_cfg.path:
-        tokenizer = load_tokenizer(tokenizer_cfg.path)
+    source = tokenizer_path(tokenizer_cfg)
+    if source:
+        tokenizer = load_tokenizer(source)
         tokenizer.save_pretrained(tok_dir)
     else:
         def sample():
@@ -250,7 +275,7 @@ def tokenize_mix(mix: Path, out: Path, tokenizer_cfg, pack_cfg, workers: int = 0
         log.info("training a byte-level BPE tokenizer (vocab %d)", tokenizer_cfg.vocab_size)
         tokenizer = train_tokenizer(sample(), tokenizer_cfg.vocab_size, tok_dir)
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"tokenizer {tokenizer_cfg.path or tok_dir} has no EOS token; packing needs one")
+        raise ValueError(f"tokenizer {source or tok_dir} has no EOS token; packing needs one")
     parts: dict[str, PartIndex] = {}
     for part_dir in sorted(p for p in mix.iterdir() if p.is_dir()):
         index = PartIndex(**pack_shards(shard_paths(part_dir), tokenizer, tok_dir, out / part_dir.name,

@@ -32,7 +32,7 @@ class TokenizeStep(Step):
 class TrainStep(Step):
     name = "train"
     help = "train the model (resumes from the last checkpoint)"
-    after = ("tokenize", "corpus")
+    after = ("tokenize", "corpus", "teacher")
     reads = ("model", "train", "seed")
     stats = TrainStats
 
@@ -44,7 +44,7 @@ class TrainStep(Step):
         from hare.train.loop import train_model  # torch: imported when a model is trained, not to list steps
 
         return train_model(ctx.deps["tokenize"], ctx.deps["corpus"], c.model, c.train, c.seed, ctx.out,
-                           resume=ctx.resume)
+                           resume=ctx.resume, teacher_out=ctx.deps["teacher"])
 
     def report_data(self, folder: Path, stats: TrainStats) -> dict:
         return training_logs(folder)

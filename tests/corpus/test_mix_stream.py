@@ -83,3 +83,23 @@ def test_mix_holds_a_bounded_share_of_its_input(tmp_path, monkeypatch):
     assert chars > 7_000_000
     assert peaks["reference"] > chars  # every document's text at once
     assert peaks["streamed"] < chars / 4, peaks  # about two buckets and the buffer
+
+
+def test_split_sources_writes_each_source_as_its_own_part_with_the_same_documents(inputs, tmp_path):
+    from hare.core.documents import read_shards
+
+    def run(split):
+        recipe = Recipe(name="t", seed=11, corpus={"shard_docs": 17},
+                        sources=[{"name": "reviews", "kind": "jsonl", "path": "unused"},
+                                 {"name": "speeches", "kind": "jsonl", "path": "unused"}],
+                        mix={"max_chars": 700_000, "split_sources": split})
+        out = tmp_path / str(split)
+        out.mkdir()
+        MIX(StepContext(recipe, "mix", out, {"decontam": inputs / "decontam", "cluster": inputs / "cluster"}))
+        return {p.name: sorted(d.id for d in read_shards(p)) for p in sorted((out / "train").iterdir())}
+
+    whole, split = run(False), run(True)
+    assert list(split) == ["d1.reviews", "d1.speeches"] and list(whole) == ["d1"]
+    assert sorted(split["d1.reviews"] + split["d1.speeches"]) == whole["d1"]
+    assert all(i.startswith("r") for i in split["d1.reviews"])
+    assert not any(i.startswith("r") for i in split["d1.speeches"])

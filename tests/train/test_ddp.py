@@ -36,7 +36,7 @@ def one_process(tmp_path_factory):
 def test_two_processes_match_one_process(tmp_path, one_process, parallel):
     path = recipe(tmp_path, parallel)
     two = tmp_path / "two"
-    assert main(["tokenize", str(path), "--out-dir", str(two)]) == 0  # inputs prepared by one process
+    assert main(["teacher", str(path), "--out-dir", str(two)]) == 0  # inputs prepared by one process
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "hare", "train", str(path), "--out-dir", str(two)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -68,7 +68,7 @@ def test_fsdp_resumes_from_a_full_checkpoint(tmp_path, one_process):
     """A run that died after step 4 (its later files gone) resumes under FSDP to the same weights."""
     path = recipe(tmp_path, "fsdp")
     two = tmp_path / "two"
-    assert main(["tokenize", str(path), "--out-dir", str(two)]) == 0
+    assert main(["teacher", str(path), "--out-dir", str(two)]) == 0
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "hare", "train", str(path), "--out-dir", str(two)]
     assert subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300).returncode == 0
