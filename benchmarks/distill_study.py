@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", type=int, default=None, help="token budget of every arm (default: one epoch of the "
                     "mix, about mix-chars / 4)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per arm")
+    ap.add_argument("--arms", default="hare,hare+kd,hare+kd+ddk", help="arms to train (hare is the baseline)")
     ap.add_argument("--heldout-docs", type=int, default=120, help="clean documents held out for evaluation")
     ap.add_argument("--eval-docs", type=int, default=32, help="held-out documents scored at each evaluation")
     ap.add_argument("--eval-points", type=int, default=5, help="evaluations during training")
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = args.tokens or args.mix_chars // 4
     from hare.cli import main as hare
 
-    cmd = ["study", str(path), "--distill", "--arms", "hare,hare+kd,hare+kd+ddk", "--baseline", "hare",
+    cmd = ["study", str(path), "--distill", "--arms", args.arms, "--baseline", "hare",
            "--seeds", str(args.seeds), "--tokens", str(tokens), "--no-suite", "--no-noise",
            "--out", str(out / "study"), "--heldout-docs", str(args.heldout_docs), "--eval-docs", str(args.eval_docs),
            "--eval-points", str(args.eval_points)]

@@ -19,8 +19,8 @@ from hare.core.evalsets import load_benchmark
 from hare.core.io import read_json
 from tests.conftest import ROOT, nltk_texts
 
-STEPS = ["corpus", "decontam", "cluster", "d2", "d3", "curate", "mix", "tokenize", "train", "sft", "eval",
-         "report"]
+STEPS = ["corpus", "decontam", "cluster", "d2", "d3", "curate", "mix", "tokenize", "teacher", "train", "sft",
+         "eval", "report"]
 
 
 def make_inputs(folder: Path, shared: Path, planted: int = 5) -> list[str]:
@@ -209,7 +209,8 @@ def test_rerun_reuses_every_step_and_force_redoes_downstream(run, capsys):
     before = {s: m["timings"]["started"] for s, m in manifests(run_dir).items()}
     assert main(["run", str(recipe), "--out-dir", out]) == 0
     assert "corpus skipped, decontam skipped, cluster skipped, d2 skipped, d3 skipped, curate skipped, mix skipped, " \
-           "tokenize skipped, train skipped, sft skipped, eval skipped, report skipped" in capsys.readouterr().out
+           "tokenize skipped, teacher skipped, train skipped, sft skipped, eval skipped, report skipped" \
+        in capsys.readouterr().out
     assert {s: m["timings"]["started"] for s, m in manifests(run_dir).items()} == before
     assert main(["run", str(recipe), "--out-dir", out, "--force", "eval"]) == 0
     assert "train skipped, sft skipped, eval ran, report ran" in capsys.readouterr().out

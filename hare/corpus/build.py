@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 
 from hare.core.io import DataError, expand_paths, file_format, fingerprint_path, read_json, write_json
 from hare.core.progress import Progress
-from hare.core.step import Stats, numbers, write_stats
+from hare.core.step import write_stats
 from hare.corpus import passes
 from hare.filters.clean import Cleaner
 from hare.corpus.workers import run_local, run_ray
@@ -42,68 +41,9 @@ from hare.corpus.passes import Tally, split_path, split_unit
 from hare.filters.quality import QualityScorer, histogram
 from hare.corpus.read import FILE_KINDS, Quarantine, read_source
 from hare.corpus.config import CorpusConfig, SourceConfig
+from hare.corpus.stats import CorpusStats, CorpusSummary, MinHashStats, QualityHistogram, QualityInfo, SourceStats
 
 log = logging.getLogger("hare.corpus")
-
-
-class QualityHistogram(BaseModel):
-    before: list[int]
-    after: list[int]
-    mean_before: float | None = None
-    mean_after: float | None = None
-
-
-class SourceStats(BaseModel):
-    docs_in: int
-    chars_in: int
-    removed: dict[str, int]
-    chars_removed: int
-    train: int
-    heldout: int
-    chars_out: int
-    quarantined: int
-    quality: QualityHistogram | None = None
-
-
-class CorpusSummary(BaseModel):
-    read: int
-    train: int
-    heldout: int
-    removed: int
-    quarantined: int
-    removed_by_reason: dict[str, int]
-    formatter_changes: dict[str, int]
-    chars_in: int
-    chars_out: int
-    shards: int
-
-
-class MinHashStats(BaseModel):
-    documents: int
-    candidate_pairs: int
-    rejected_pairs: int
-    linked_pairs: int
-    duplicates: int
-    clusters: int
-
-
-class QualityInfo(BaseModel):
-    reference_docs: int
-    raw_docs: int
-    heldout_accuracy: float
-    terms: dict[str, list[str]]
-    min_score: float
-    max_score: float
-
-
-class CorpusStats(Stats):
-    summary: CorpusSummary
-    sources: dict[str, SourceStats]
-    minhash: MinHashStats | None = None
-    quality: QualityInfo | None = None
-
-    def counts(self) -> dict[str, int | float]:
-        return numbers(self.summary)
 
 
 def _reference_texts(sources: list[SourceConfig], cfg: CorpusConfig, limit: int) -> list[str]:

@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-from pydantic import BaseModel
 
 from hare.core.documents import Document, read_shards
 from hare.core.io import atomic_open, read_json, read_jsonl, write_json
 from hare.core.packaged import MINILM_PACKAGE, PackagedModelMissing, minilm_folder, package_file
 from hare.core.progress import progress
-from hare.core.step import Stats, write_stats
+from hare.core.step import write_stats
+from hare.corpus.stats import ClusterStats, Topic, TopicExample
 
 log = logging.getLogger("hare.corpus.cluster")
 
@@ -52,51 +52,6 @@ TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
 
 class ClusterError(RuntimeError):
     """The cluster step cannot run as configured; the message says what is missing."""
-
-
-class TopicExample(BaseModel):
-    id: str
-    source: str
-    distance: float
-    snippet: str
-
-
-class Topic(BaseModel):
-    """One cluster of ``topics.json``."""
-
-    cluster: int
-    name: str
-    size: int
-    chars: int
-    top_terms: list[str]
-    sources: dict[str, int]
-    examples: list[TopicExample]
-
-
-class ClusterStats(Stats):
-    enabled: bool
-    docs: int | None = None
-    sample_docs: int | None = None
-    k: int | None = None
-    k_rule: str | None = None
-    embedder: str | None = None
-    model_path: str | None = None
-    dims: int | None = None
-    explained_variance: float | None = None
-    vocabulary: int | None = None
-    mean_distance: float | None = None
-    empty_clusters: int | None = None
-    size_min: int | None = None
-    size_median: float | None = None
-    size_max: int | None = None
-    seconds: dict[str, float] | None = None
-    docs_per_s: float | None = None
-
-    def counts(self) -> dict[str, int | float]:
-        out: dict[str, int | float] = {"docs": self.docs or 0, "clusters": self.k or 0}
-        if self.docs:
-            out["sample_docs"] = self.sample_docs or 0
-        return out
 
 
 def auto_k(n: int, max_k: int) -> int:

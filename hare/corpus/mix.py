@@ -40,12 +40,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from pydantic import BaseModel
 
 from hare.core.documents import ShardWriter, read_shards
 from hare.core.progress import progress
-from hare.core.step import Stats
 from hare.corpus.cluster import load_assignments, load_topics
+from hare.corpus.stats import MixStats, PartMix, SourceMix, TopicMix
 
 log = logging.getLogger("hare.corpus.mix")
 
@@ -139,45 +138,6 @@ def _topic_counts(lengths: Sequence[int], topics: Sequence[int]) -> dict[int, li
         k[0] += 1
         k[1] += int(n)
     return counts
-
-
-class SourceMix(BaseModel):
-    weight: float
-    docs_available: int
-    chars_available: int
-    docs: int
-    chars: int
-    epochs: float
-    share: float
-    part: str
-
-
-class PartMix(BaseModel):
-    docs: int
-    chars: int
-
-
-class TopicMix(BaseModel):
-    """One topic before (every decontaminated document) and after sampling."""
-
-    name: str = ""
-    docs_before: int
-    chars_before: int
-    docs_after: int
-    chars_after: int
-    share_after: float
-
-
-class MixStats(Stats):
-    sources: dict[str, SourceMix]
-    parts: dict[str, PartMix]
-    docs: int
-    chars: int
-    cluster_temperature: float | None = None
-    clusters: dict[str, TopicMix] | None = None
-
-    def counts(self) -> dict[str, int | float]:
-        return {"docs": self.docs, "chars": self.chars}
 
 
 def build_mix(out: Path, d1_folder: Path, sources: list, cfg, seed: int, shard_docs: int,

@@ -2,7 +2,9 @@
 
 Each step reads its config and folders, calls the library function that does the work
 (``hare.corpus.build``, ``hare.filters.decontam``, ``hare.corpus.cluster``, ``hare.corpus.mix``)
-and returns its stats (the step contract: ``hare.core.step``).
+and returns its stats (the step contract: ``hare.core.step``). The corpus, cluster and mix steps
+import their library (and numpy) when they run, not to list the steps; their stats are in
+``hare.corpus.stats``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hare.core.step import Step, StepContext, file_inputs
-from hare.corpus.build import CorpusStats, build_corpus, near_duplicate_examples, source_inputs
-from hare.corpus.cluster import ClusterStats, cluster, load_topics
-from hare.corpus.mix import MixStats, build_mix
+from hare.corpus.stats import ClusterStats, CorpusStats, MixStats
 from hare.filters.decontam import DecontamStats, decontaminate, overlap_examples
 
 log = logging.getLogger("hare.corpus")
@@ -27,15 +27,21 @@ class CorpusStep(Step):
     stats = CorpusStats
 
     def inputs(self, config) -> dict[str, Any]:
+        from hare.corpus.build import source_inputs
+
         return source_inputs(config.sources)
 
     def run(self, ctx: StepContext) -> CorpusStats:
+        from hare.corpus.build import build_corpus  # numpy: imported when the step runs, not to list the steps
+
         c = ctx.config
         x = c.execution
         return build_corpus(c.sources, c.corpus, c.seed, ctx.out, resume=ctx.resume, executor=x.executor,
                             workers=x.workers, ray_address=x.ray_address)
 
     def report_data(self, folder: Path, stats: CorpusStats) -> dict[str, Any]:
+        from hare.corpus.build import near_duplicate_examples
+
         return {"near_duplicates": near_duplicate_examples(folder)}
 
 
@@ -72,6 +78,8 @@ class ClusterStep(Step):
         return file_inputs(model=config.cluster.model_path)
 
     def run(self, ctx: StepContext) -> ClusterStats:
+        from hare.corpus.cluster import cluster  # numpy: imported when the step runs, not to list the steps
+
         cfg = ctx.config.cluster
         if not cfg.enabled:
             log.info("cluster: disabled (cluster.enabled: false); the mix samples sources only")
@@ -79,6 +87,8 @@ class ClusterStep(Step):
         return cluster(ctx.deps["decontam"] / "train", ctx.out, cfg, ctx.config.seed)
 
     def report_data(self, folder: Path, stats: ClusterStats) -> dict[str, Any]:
+        from hare.corpus.cluster import load_topics
+
         return {"topics": sorted(load_topics(folder), key=lambda t: -t.size)}
 
 
@@ -93,6 +103,8 @@ class MixStep(Step):
         return tuple(s for s in self.after if s != "curate" or "curate" in earlier)
 
     def run(self, ctx: StepContext) -> MixStats:
+        from hare.corpus.mix import build_mix  # numpy: imported when the step runs, not to list the steps
+
         c = ctx.config
         return build_mix(ctx.out, ctx.deps["decontam"] / "train", c.sources, c.mix, c.seed, c.corpus.shard_docs,
                          cluster_dir=ctx.deps.get("cluster"),

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from hare.core.step import ReportSection, Stats, Step, StepContext
-from hare.report.html import render_report, write_report
 
 log = logging.getLogger("hare.report")
 
@@ -31,6 +30,9 @@ class ReportStep(Step):
         return tuple(earlier)
 
     def run(self, ctx: StepContext) -> ReportStats:
+        # jinja2: imported when the step runs, not to list the steps
+        from hare.report.html import render_report, write_report
+
         sections: list[tuple[ReportSection, Path]] = [(ctx.steps[n], ctx.deps[n]) for n in ctx.deps]
         sections += [(s, ctx.run_dir / s.name) for s in self.extras]
         path = write_report(ctx.run_dir, render_report(ctx.run_dir, ctx.config.name, sections), ctx.out)

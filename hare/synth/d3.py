@@ -32,8 +32,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.io import RecordError, expand_paths, read_rows, write_jsonl
 from hare.core.step import Stats
@@ -99,6 +97,8 @@ def extract_json(text: str) -> Any:
 
 def parse(task: str, text: str) -> tuple[dict | None, str | None]:
     """(the parsed answer, None) or (None, why its JSON or schema is invalid): the syntax check."""
+    import jsonschema  # imported when an answer is checked, not to list the steps
+
     try:
         obj = extract_json(text)
     except ValueError as e:

@@ -54,13 +54,16 @@ def ddk_update(current: dict[str, float], base: dict[str, float], student: dict[
     return {k: round(v, 12) for k, v in bounded(moved, base, max_factor).items()}
 
 
-def heldout_loss(model, windows: np.ndarray, device, batch: int = 8) -> float:
-    """The model's mean next-token cross-entropy (nats per token) over ``windows`` (n, L + 1)."""
+def heldout_loss(model, windows: np.ndarray, device, batch: int = 8, chunked: bool = True) -> float:
+    """The model's mean next-token cross-entropy (nats per token) over ``windows`` (n, L + 1);
+    ``chunked``: from the hidden states a chunk at a time (not under FSDP, whose LM head is gathered
+    only inside the model's forward: then the full logits, two windows at a time)."""
     import torch
 
     from hare.model.model import NextTokenLoss
 
-    fwd = NextTokenLoss(model)
+    fwd = NextTokenLoss(model, chunked=chunked)
+    batch = batch if chunked else min(batch, 2)
     was = model.training
     model.eval()
     total, count = 0.0, 0

@@ -61,7 +61,7 @@ class Distiller:
             lp = torch.log_softmax(logits / self.cfg.temperature, dim=-1)
         return ("dense", lp.clone())  # out of inference mode: autograd may save it
 
-    def reweigh(self, step: int, sampler: MixtureSampler, model) -> dict | None:
+    def reweigh(self, step: int, sampler: MixtureSampler, model, fsdp: bool = False) -> dict | None:
         """DDK at ``step``: measure the student on every part of the stage, move the weights
         (``hare.train.ddk``), give them to the sampler; returns what to log (None: one part, nothing to move)."""
         from hare.core import dist
@@ -70,7 +70,8 @@ class Distiller:
         if len(stage.weights) < 2:
             return None
         base = sampler.planned[stage.name]
-        student = {k: heldout_loss(model, sampler.parts[k].heldout(), self.device) for k in stage.weights}
+        student = {k: heldout_loss(model, sampler.parts[k].heldout(), self.device, chunked=not fsdp)
+                   for k in stage.weights}
         ddk = self.cfg.ddk
         new = ddk_update(dict(stage.weights), base, student, self.teacher_loss, ddk.smoothing, ddk.temperature,
                          ddk.max_factor)

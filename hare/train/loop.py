@@ -410,7 +410,7 @@ def fit(run: Run, step: int, stop_after: int | None = None,
         while step < cfg.max_steps:
             moved = None
             if ddk is not None and step % ddk.every == 0:
-                moved = run.distiller.reweigh(step, run.sampler, run.model)
+                moved = run.distiller.reweigh(step, run.sampler, run.model, run.fsdp)
                 if main and moved:
                     _log_metrics({"step": step, "stage": run.sampler.stage_at(step).name, "ddk": moved}, mf, None)
                     log.info("step %d: DDK weights %s", step, ", ".join(f"{k} {v['weight']:.3f} (student "

@@ -87,3 +87,59 @@ def test_fsdp_resumes_from_a_full_checkpoint(tmp_path, one_process):
     wb = load_file(train_dir / "model" / "model.safetensors")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=2e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher_dir(smollm2, tmp_path_factory):
+    from hare.synth.teacher import tiny_teacher
+
+    return tiny_teacher(tmp_path_factory.mktemp("teacher") / "tiny", tokenizer_from=smollm2)
+
+
+def kd_recipe(folder, teacher, parallel="ddp"):
+    import yaml
+
+    path = review_recipe(folder, "kd", {"max_steps": 6, "micro_batch_size": 2, "batch_tokens": 256,
+                                        "warmup_steps": 2, "log_every": 1, "checkpoint_every": 3, "threads": 1,
+                                        "device": "cpu", "parallel": parallel,
+                                        "distill": {"local": str(teacher), "top_k": 8,
+                                                    "ddk": {"every": 2, "heldout_windows": 2}}})
+    r = yaml.safe_load(path.read_text())
+    r["sources"] = [{"name": "a", "kind": "jsonl", "path": "reviews.jsonl", "limit": 12},
+                    {"name": "b", "kind": "jsonl", "path": "reviews.jsonl", "limit": 24, "part": "d1b"}]
+    r["tokenizer"] = {"path": str(teacher)}
+    r["corpus"]["dedup"] = "none"
+    path.write_text(yaml.safe_dump(r))
+    return path
+
+
+@pytest.fixture(scope="module")
+def kd_one_process(tmp_path_factory, tiny_teacher_dir):
+    tmp = tmp_path_factory.mktemp("kd-one")
+    assert main(["train", str(kd_recipe(tmp, tiny_teacher_dir)), "--out-dir", str(tmp / "runs")]) == 0
+    return tmp / "runs" / "kd"
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_distillation_under_torchrun_matches_one_process(tmp_path, tiny_teacher_dir, kd_one_process, parallel):
+    """train.distill (cached top-k, and DDK over two parts) under DDP and FSDP: the same losses,
+    weights and mixture as one process with the same global batch."""
+    path = kd_recipe(tmp_path, tiny_teacher_dir, parallel)
+    two = tmp_path / "two"
+    assert main(["teacher", str(path), "--out-dir", str(two)]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "hare", "train", str(path), "--out-dir", str(two)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    a, b = metrics(kd_one_process), metrics(two / "kd")
+    losses = [m for m in a if "loss" in m]
+    assert len(losses) == 6 and [m["loss"] for m in losses] == pytest.approx(
+        [m["loss"] for m in b if "loss" in m], abs=2e-4)
+    moves, moves_b = [m["ddk"] for m in a if "ddk" in m], [m["ddk"] for m in b if "ddk" in m]
+    assert len(moves) == len(moves_b) == 3 and list(moves[0]) == ["d1", "d1b"]
+    for x, y in zip(moves, moves_b):
+        assert {k: v["weight"] for k, v in x.items()} == pytest.approx({k: v["weight"] for k, v in y.items()}, abs=1e-4)
+    wa = load_file(kd_one_process / "train" / "model" / "model.safetensors")
+    wb = load_file(two / "kd" / "train" / "model" / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=2e-4)

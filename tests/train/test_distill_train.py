@@ -82,7 +82,7 @@ def test_the_teacher_step_stores_each_windows_top_k_as_the_teacher_computes_it(p
 
 def test_the_teacher_step_resumes_after_kill_9_to_identical_files(teacher, reviews_module, tmp_path):
     folder = tmp_path / "tok"
-    pack(folder, teacher, {"d1": reviews_module[:30]})
+    pack(folder, teacher, {"d1": reviews_module[:12]})
     n = read_json(folder / "d1" / "index.json")["num_sequences"]
     script = tmp_path / "run_teacher.py"
     script.write_text(
