@@ -164,15 +164,20 @@ def _block(job: tuple) -> int:
         ce = torch.nn.functional.cross_entropy(logits, y, reduction="none").reshape(end - start, L).mean(1)
         idx, lp = top_k_logprobs(logits, k, temperature)
     rows = slice(start * L, end * L)
-    ids = np.memmap(Path(out_dir) / f".{IDS}.partial", dtype=id_dtype(vocab), mode="r+", shape=(n * L, k))
-    logp = np.memmap(Path(out_dir) / f".{LOGP}.partial", dtype=np.float16, mode="r+", shape=(n * L, k))
-    loss = np.memmap(Path(out_dir) / f".{WINDOW_LOSS}.partial", dtype=np.float32, mode="r+", shape=(n,))
+    ids = np.memmap(filling(out_dir, IDS), dtype=id_dtype(vocab), mode="r+", shape=(n * L, k))
+    logp = np.memmap(filling(out_dir, LOGP), dtype=np.float16, mode="r+", shape=(n * L, k))
+    loss = np.memmap(filling(out_dir, WINDOW_LOSS), dtype=np.float32, mode="r+", shape=(n,))
     ids[rows] = idx.cpu().numpy().astype(ids.dtype)
     logp[rows] = lp.cpu().numpy().astype(np.float16)
     loss[start:end] = ce.cpu().numpy()
     for m in (ids, logp, loss):
         m.flush()
     return end - start
+
+
+def filling(folder: str | Path, name: str) -> Path:
+    """The temporary name a file of the step is filled under, renamed to ``name`` when complete."""
+    return Path(folder) / f".{name}.tmp"
 
 
 def _settings(cfg, index: dict, teacher: str) -> dict:
@@ -199,12 +204,12 @@ def teacher_part(part_dir: Path, out: Path, cfg, folder: Path, teacher: str) -> 
     files = {IDS: n * L * k * np.dtype(id_dtype(index["vocab_size"])).itemsize, LOGP: n * L * k * 2,
              WINDOW_LOSS: n * 4}
     if done < n:
-        if any(not (out / f".{f}.partial").exists() or (out / f".{f}.partial").stat().st_size != size
-               for f, size in files.items()):
+        if any(not filling(out, f).exists() or filling(out, f).stat().st_size != size for f, size in files.items()):
             done, seconds = 0, 0.0
         if done == 0:
             for f, size in files.items():
-                with open(out / f".{f}.partial", "wb") as fh:
+                tmp = filling(out, f)
+                with open(tmp, "wb") as fh:
                     fh.truncate(size)
     if done:
         log.info("teacher %s: resuming at window %d of %d", part_dir.name, done, n)
@@ -237,8 +242,8 @@ def teacher_part(part_dir: Path, out: Path, cfg, folder: Path, teacher: str) -> 
     bar.close()
     seconds = round(seconds + time.perf_counter() - t0, 3)
     for name in files:  # a step killed among the renames finds the rest still to do
-        if (out / f".{name}.partial").exists():
-            os.replace(out / f".{name}.partial", out / name)
+        if filling(out, name).exists():
+            os.replace(filling(out, name), out / name)
     raw = np.fromfile(out / WINDOW_LOSS, dtype=np.float32)
     size = sum((out / name).stat().st_size for name in (IDS, LOGP, WINDOW_LOSS))
     part = TeacherPart(windows=n, seq_len=L, top_k=k, bytes=size, bytes_per_token=round(size / max(1, n * L), 2),

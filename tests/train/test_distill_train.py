@@ -114,7 +114,7 @@ def test_the_teacher_step_resumes_after_kill_9_to_identical_files(teacher, revie
     for name in (IDS, LOGP, WINDOW_LOSS):
         assert (killed / "d1" / name).read_bytes() == (whole / "d1" / name).read_bytes(), name
     assert not (killed / "d1" / "progress.json").exists()
-    assert not list((killed / "d1").glob(".*partial"))
+    assert not list((killed / "d1").glob(".*.tmp"))
 
 
 def kd(teacher, **kw):
