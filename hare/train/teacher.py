@@ -176,8 +176,9 @@ def _block(job: tuple) -> int:
 
 
 def filling(folder: str | Path, name: str) -> Path:
-    """The temporary name a file of the step is filled under, renamed to ``name`` when complete."""
-    return Path(folder) / f".{name}.tmp"
+    """The temporary name a file of the step is filled under, renamed to ``name`` when complete (not
+    ``.*.tmp``: the runner deletes those, ``atomic_path``'s leftovers, when it resumes a step)."""
+    return Path(folder) / f".{name}.tmp-filling"
 
 
 def _settings(cfg, index: dict, teacher: str) -> dict:

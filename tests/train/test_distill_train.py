@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from hare.core.io import read_json
+from hare.core.io import read_json, remove_stale_temps
 from hare.core.tokenizer import load_tokenizer
 from hare.model.distill import sparse_kl, top_k_logprobs
 from hare.synth.teacher import tiny_teacher
@@ -108,13 +108,15 @@ def test_the_teacher_step_resumes_after_kill_9_to_identical_files(teacher, revie
     proc.wait(30)
     assert 5 <= done < n, f"the step was to be killed part way ({done} of {n} windows done)"
     assert not (killed / "d1" / "teacher.json").exists()
+    remove_stale_temps(killed)  # what the runner does before it resumes a step: the files being filled stay
+    assert len(list((killed / "d1").glob(".*.tmp-filling"))) == 3
     teacher_pass(folder, killed, DistillConfig(local=str(teacher), top_k=8, batch_windows=1))
     whole = tmp_path / "whole"
     teacher_pass(folder, whole, DistillConfig(local=str(teacher), top_k=8, batch_windows=3))  # other blocks
     for name in (IDS, LOGP, WINDOW_LOSS):
         assert (killed / "d1" / name).read_bytes() == (whole / "d1" / name).read_bytes(), name
     assert not (killed / "d1" / "progress.json").exists()
-    assert not list((killed / "d1").glob(".*.tmp"))
+    assert not list((killed / "d1").glob(".*tmp*"))
 
 
 def kd(teacher, **kw):
