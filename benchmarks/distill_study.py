@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_credible import CORPORA, documents  # noqa: E402  (the same documents as the credible tier)
+from study_credible import write_sources  # noqa: E402  (the same documents as the credible tier)
 
 
 def teacher_costs(study: Path) -> list[dict]:
@@ -65,26 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     out = Path(args.out).resolve()
-    corpus = out / "corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    sources = []
-    for name in CORPORA:
-        z = Path(args.nltk_dir).expanduser() / f"{name}.zip"
-        if not z.exists():
-            print(f"skipped {name}: {z} not found", file=sys.stderr)
-            continue
-        path = corpus / f"{name}.jsonl"
-        n = chars = 0
-        with open(path, "w", encoding="utf-8") as f:
-            for doc_id, text in documents(z, args.doc_chars):
-                if n >= args.docs:
-                    break
-                f.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
-                n, chars = n + 1, chars + len(text)
-        print(f"{name}: {n:,} documents, {chars:,} characters")
-        sources.append({"name": name, "kind": "jsonl", "path": str(path)})
-    if not sources:
-        raise SystemExit(f"no NLTK corpus zip in {args.nltk_dir}")
+    sources = write_sources(Path(args.nltk_dir).expanduser(), out / "corpus", args.doc_chars, limit=args.docs)
     recipe = {
         "name": "distill-study", "seed": 1234, "sources": sources,
         "corpus": {"dedup": "minhash"},

@@ -64,6 +64,31 @@ def documents(zip_path: Path, doc_chars: int):
                     yield f"{info.filename}#{k}", re.sub(r"\n{3,}", "\n\n", p)
 
 
+def write_sources(nltk_dir: Path, corpus: Path, doc_chars: int, limit: int | None = None) -> list[dict]:
+    """One JSON Lines source per corpus zip found in ``nltk_dir`` (at most ``limit`` documents each),
+    written into ``corpus``; the recipe's ``sources``."""
+    corpus.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for name in CORPORA:
+        z = nltk_dir / f"{name}.zip"
+        if not z.exists():
+            print(f"skipped {name}: {z} not found", file=sys.stderr)
+            continue
+        path = corpus / f"{name}.jsonl"
+        n = chars = 0
+        with open(path, "w", encoding="utf-8") as f:
+            for doc_id, text in documents(z, doc_chars):
+                if limit is not None and n >= limit:
+                    break
+                f.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+                n, chars = n + 1, chars + len(text)
+        print(f"{name}: {n:,} documents, {chars:,} characters")
+        sources.append({"name": name, "kind": "jsonl", "path": str(path)})
+    if not sources:
+        raise SystemExit(f"no NLTK corpus zip in {nltk_dir}")
+    return sources
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nltk-dir", required=True, help="folder of the NLTK corpus zips (abc.zip, brown.zip, ...)")
@@ -77,24 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     out = Path(args.out).resolve()
-    corpus = out / "corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    sources = []
-    for name in CORPORA:
-        z = Path(args.nltk_dir).expanduser() / f"{name}.zip"
-        if not z.exists():
-            print(f"skipped {name}: {z} not found", file=sys.stderr)
-            continue
-        path = corpus / f"{name}.jsonl"
-        n = chars = 0
-        with open(path, "w", encoding="utf-8") as f:
-            for doc_id, text in documents(z, args.doc_chars):
-                f.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
-                n, chars = n + 1, chars + len(text)
-        print(f"{name}: {n:,} documents, {chars:,} characters")
-        sources.append({"name": name, "kind": "jsonl", "path": str(path)})
-    if not sources:
-        raise SystemExit(f"no NLTK corpus zip in {args.nltk_dir}")
+    sources = write_sources(Path(args.nltk_dir).expanduser(), out / "corpus", args.doc_chars)
     recipe = {
         "name": "study-credible", "seed": 1234, "sources": sources,
         "corpus": {"dedup": "minhash"},

@@ -32,7 +32,7 @@ class Distiller:
         self.device = device
         self.vocab = len(tokenizer)
         folder = teacher_folder(cfg)
-        check_shared_tokenizer(folder, tokenizer, self.vocab)
+        check_shared_tokenizer(folder, tokenizer)
         self.targets = self.model = None
         if cfg.source == "cached":
             if teacher_out is None:

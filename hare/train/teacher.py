@@ -97,7 +97,7 @@ def load_teacher(folder: str | Path, device: Any = "cpu"):
     return model
 
 
-def check_shared_tokenizer(teacher_dir: str | Path, tokenizer, vocab_size: int) -> None:
+def check_shared_tokenizer(teacher_dir: str | Path, tokenizer) -> None:
     """Raise unless the student's ``tokenizer`` is the teacher's: the same vocabulary, token for token
     (distillation matches the two distributions id by id)."""
     from hare.core.tokenizer import load_tokenizer
@@ -260,7 +260,7 @@ def teacher_pass(tokenized: Path, out: Path, cfg) -> TeacherStats:
 
     folder = teacher_folder(cfg)
     tok = load_tokenizer(tokenized / "tokenizer")
-    check_shared_tokenizer(folder, tok, len(tok))
+    check_shared_tokenizer(folder, tok)
     name = teacher_name(cfg)
     try:
         parts = {p: teacher_part(d, out / p, cfg, folder, name) for p, d in part_dirs(tokenized).items()}
