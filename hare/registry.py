@@ -11,8 +11,7 @@ from hare.evals.audit import AUDIT
 from hare.evals.steps import EVAL
 from hare.report.steps import ReportStep
 from hare.synth.steps import CURATE, D2, D3
-from hare.train.steps import TOKENIZE, TRAIN
-from hare.train.teacher import TEACHER
+from hare.train.steps import TEACHER, TOKENIZE, TRAIN
 
 # Outputs made outside the pipeline that the report shows when a run has them.
 REPORT_SECTIONS: list[ReportSection] = [AUDIT]

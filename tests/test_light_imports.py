@@ -1,7 +1,7 @@
 """The CLI and the step registry load without the heavy libraries: ``hare --help``, ``hare corpus``
 and every other command that does not run a model start without importing torch, transformers,
-lm-eval or scikit-learn, nor the report's jinja2 or D3's jsonschema (a step imports them when it
-runs)."""
+lm-eval or scikit-learn, nor the report's jinja2, D3's jsonschema or numpy (a step imports them
+when it runs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 from tests.conftest import ROOT
 
 HEAVY = ["torch", "transformers", "lm_eval", "sklearn", "scipy", "datasets", "sentence_transformers", "matplotlib",
-         "pyarrow", "ray", "jinja2", "jsonschema"]
+         "pyarrow", "ray", "jinja2", "jsonschema", "numpy"]
 
 
 def test_the_cli_and_the_registry_import_no_heavy_library():

@@ -2,9 +2,9 @@
 
 Each step reads its config and folders, calls the library function that does the work
 (``hare.corpus.build``, ``hare.filters.decontam``, ``hare.corpus.cluster``, ``hare.corpus.mix``)
-and returns its stats (the step contract: ``hare.core.step``). The corpus, cluster and mix steps
-import their library (and numpy) when they run, not to list the steps; their stats are in
-``hare.corpus.stats``.
+and returns its stats (the step contract: ``hare.core.step``). Each step imports its library (and
+numpy) when it runs, not to list the steps; their stats are in ``hare.corpus.stats`` and
+``hare.filters.stats``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from hare.core.step import Step, StepContext, file_inputs
 from hare.corpus.stats import ClusterStats, CorpusStats, MixStats
-from hare.filters.decontam import DecontamStats, decontaminate, overlap_examples
+from hare.filters.stats import DecontamStats
 
 log = logging.getLogger("hare.corpus")
 
@@ -59,11 +59,15 @@ class DecontamStep(Step):
         return out
 
     def run(self, ctx: StepContext) -> DecontamStats:
+        from hare.filters.decontam import decontaminate
+
         c = ctx.config
         return decontaminate(ctx.deps["corpus"], ctx.out, c.decontam, [s.name for s in c.sources],
                              min_words_after_cut=c.corpus.clean.min_words, shard_docs=c.corpus.shard_docs)
 
     def report_data(self, folder: Path, stats: DecontamStats) -> dict[str, Any]:
+        from hare.filters.decontam import overlap_examples
+
         return {"examples": overlap_examples(folder)}
 
 

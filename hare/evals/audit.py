@@ -18,7 +18,8 @@ For a model trained by hare, the audit also gives GPT-3's "clean subset" view: w
 share a 13-gram with the run's training data, and the scores on the clean items beside all items.
 
 Outputs: audit.json (``AuditResult``) and audit.md; in a run folder (``runs/<name>/audit/``) the
-report shows them (``AUDIT``).
+report shows them (``AUDIT``). The report reads this module to list its sections, so numpy, torch and
+the n-gram index are imported by the functions that use them.
 """
 
 from __future__ import annotations
@@ -28,16 +29,13 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
 from pydantic import BaseModel
 
 from hare.core.evalsets import BenchmarkMissing, Item, load_benchmark
 from hare.core.documents import read_shards
 from hare.core.io import write_json, write_text
-from hare.core.ngrams import EvalText, NgramIndex
 from hare.core.progress import progress
 from hare.core.step import ReportSection, Stats
-from hare.core.text import match_words
 
 if TYPE_CHECKING:
     import torch
@@ -65,6 +63,8 @@ def start_points(length: int, n: int, k: int) -> list[int]:
     """k start points evenly spaced so that each n-token target fits; position 0 stays context."""
     if length - n < 1:
         return []
+    import numpy as np
+
     return sorted({int(p) for p in np.linspace(1, length - n, k)})
 
 
@@ -121,7 +121,7 @@ def choice_accuracy(model, tokenizer, items: list[Item], device: str | torch.dev
                 logp = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
             tgt = ids[0, 1:]
             scores.append(logp[torch.arange(len(tgt)), tgt][-len(cont):].sum().item())
-        out.append(float(int(np.argmax(scores)) == it.answer))
+        out.append(float(max(range(len(scores)), key=scores.__getitem__) == it.answer))  # the first best
     return out
 
 
@@ -134,6 +134,9 @@ def sample_items(items: list[Item], max_items: int, seed: int) -> list[Item]:
 
 def seen_items(items: list[Item], training_docs, n: int = 13) -> set[int]:
     """Indexes of ``items`` that share an ``n``-gram with any training document."""
+    from hare.core.ngrams import EvalText, NgramIndex
+    from hare.core.text import match_words
+
     index = NgramIndex(n)
     for i, it in enumerate(items):
         index.add(EvalText(it.benchmark, str(i), it.text()))

@@ -26,17 +26,7 @@ import numpy as np
 from hare.core.documents import Document
 from hare.core.text import _PRIME, rolling_hashes, word_code
 from hare.filters.config import CleanConfig
-
-# Gopher's stop-word list (Rae et al. 2021, A.1.1).
-STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])
-# A wider English function-word list for the language check (offline, no model).
-ENGLISH_WORDS = frozenset(
-    "the be to of and a in that have i it for not on with he as you do at this but his by from they we "
-    "say her she or an will my one all would there their what so up out if about who get which go me when "
-    "make can like time no just him know take people into year your good some could them see other than "
-    "then now look only come its over think also back after use two how our work first well way even new "
-    "want because any these give day most us is are was were has had been".split()
-)
+from hare.filters.words import ENGLISH_WORDS, STOP_WORDS
 
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 IPV4_RE = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")

@@ -25,18 +25,15 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel
 
 from hare.core.evalsets import BenchmarkMissing, load_benchmark, load_custom
 from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.io import read_jsonl, write_jsonl
 from hare.core.ngrams import EvalText, NgramIndex
 from hare.core.progress import progress
-from hare.core.step import Stats
 from hare.core.text import MATCH_WORD_RE, words_with_spans
 from hare.filters.config import DecontamConfig
+from hare.filters.stats import BenchmarkOverlap, DecontamStats
 
 log = logging.getLogger("hare.filters.decontam")
 
@@ -203,32 +200,6 @@ def ignored_ngrams(indexes: dict[int, NgramIndex], by_n: dict[int, Counter], cut
                         "documents_where_item_found_whole": whole_docs.get(h, 0)})
     out.sort(key=lambda r: (-r["documents"], r["item_source"], r["item_id"], r["ngram"]))
     return out
-
-
-class BenchmarkOverlap(BaseModel):
-    items_indexed: int
-    items_found: int = 0
-    documents: dict[str, int] = {}  # training documents that matched its items, by action
-
-
-class DecontamStats(Stats):
-    docs_in: int
-    docs_out: int
-    docs_dropped: int
-    docs_cut: int
-    chars_in: int
-    chars_out: int
-    actions: dict[str, int]
-    ngram: int
-    policy: str
-    parts: dict[str, dict[str, Any]]
-    index_ngrams: int
-    index_filter_fill: float = 0.0
-    short_items_indexed: int = 0
-    ignored_common_ngrams: int
-    ignored_benchmark_ngrams: list[dict] = []  # the most frequent ones; every one is in matches.jsonl
-    benchmarks: dict[str, BenchmarkOverlap]
-    missing_benchmarks: dict[str, str]
 
 
 def decontaminate(corpus_dir: Path, out: Path, cfg: DecontamConfig, sources: list[str], min_words_after_cut: int,

@@ -54,7 +54,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from hare.core.io import atomic_path, fingerprint_obj, fingerprint_path, read_json, read_jsonl, write_json, write_jsonl
-from hare.core.text import normalize_for_dedup, text_hash
 from hare.recipe import Recipe
 from hare.study.arms import Arm, deep_merge, load_arms
 from hare.study.noise import Noise
@@ -206,6 +205,7 @@ def prepare_data(recipe: Recipe, cfg: StudyConfig, out: Path) -> dict:
         raise ValueError("the recipe's sources hold no documents")
     cleaner = Cleaner.from_config(recipe.corpus.clean)
     from hare.core.documents import Document
+    from hare.core.text import normalize_for_dedup, text_hash
 
     heldout: list[dict] = []
     for d in sorted(docs, key=lambda d: seeded_key(recipe.seed, d["id"])):

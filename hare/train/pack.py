@@ -17,13 +17,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
 
 from hare.core.documents import read_shards, shard_paths
 from hare.core.io import atomic_path, read_json, write_json
 from hare.core.progress import Progress
-from hare.core.step import Stats
 from hare.core.tokenizer import load_tokenizer
+from hare.train.stats import PartIndex, TokenizeStats
 
 log = logging.getLogger("hare.train.pack")
 
@@ -217,30 +216,6 @@ class PackedTokens:
 def part_dirs(folder: str | Path) -> dict[str, Path]:
     """The packed data parts of a tokenize step's folder: part name -> folder."""
     return {p.parent.name: p.parent for p in sorted(Path(folder).glob("*/index.json"))}
-
-
-class PartIndex(BaseModel):
-    """``<part>/index.json``: one packed data part."""
-
-    dtype: str
-    num_tokens: int
-    num_docs: int
-    seq_len: int
-    num_sequences: int
-    eos_id: int
-    vocab_size: int
-    unused_tail_tokens: int
-
-
-class TokenizeStats(Stats):
-    parts: dict[str, PartIndex]
-    num_tokens: int
-    num_docs: int
-    vocab_size: int
-
-    def counts(self) -> dict[str, int | float]:
-        return {"num_tokens": self.num_tokens, "num_docs": self.num_docs, "vocab_size": self.vocab_size,
-                "parts": len(self.parts)}
 
 
 def tokenizer_path(cfg) -> str | None:

@@ -37,36 +37,14 @@ import numpy as np
 
 from hare.core.io import read_json, write_json
 from hare.core.progress import Progress
-from hare.core.step import Stats, Step, StepContext, file_inputs
 from hare.train.pack import part_dirs
+from hare.train.stats import TeacherPart, TeacherStats
 
 log = logging.getLogger("hare.train.teacher")
 
 IDS, LOGP, WINDOW_LOSS = "topk_ids.bin", "topk_logp.bin", "window_loss.bin"
 INDEX, PROGRESS = "teacher.json", "progress.json"
 VERSION = 1  # how the files are computed: a change makes them again
-
-
-class TeacherPart(Stats):
-    windows: int
-    seq_len: int
-    top_k: int
-    bytes: int
-    bytes_per_token: float
-    seconds: float
-    mean_loss: float  # the teacher's cross-entropy over the part, nats per token
-
-
-class TeacherStats(Stats):
-    enabled: bool = True
-    teacher: str = ""
-    parts: dict[str, TeacherPart] = {}
-    tokens: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-
-    def counts(self) -> dict[str, int | float]:
-        return {"tokens": self.tokens, "bytes": self.bytes, "seconds": self.seconds}
 
 
 def teacher_folder(cfg) -> Path:
@@ -322,33 +300,3 @@ class TeacherTargets:
     def window_loss(self, part: str) -> np.ndarray:
         """The teacher's mean cross-entropy of every window of ``part`` (nats per token)."""
         return np.fromfile(self.folder / part / WINDOW_LOSS, dtype=np.float32)
-
-
-class TeacherStep(Step):
-    name = "teacher"
-    help = "run the distillation teacher once over the packed tokens and store its top-k log-probabilities"
-    after = ("tokenize",)
-    reads = ("train.distill",)
-    stats = TeacherStats
-
-    def config(self, recipe: Any, without: tuple[str, ...] = ("execution",)) -> dict[str, Any]:
-        """Only what the files depend on: changing alpha or DDK does not run the teacher again."""
-        d = recipe.train.distill
-        if d is None or d.source != "cached":
-            return {"train.distill": None}
-        return {"train.distill": {k: getattr(d, k) for k in ("local", "packaged", "top_k", "temperature")}}
-
-    def inputs(self, config) -> dict[str, Any]:
-        d = config.train.distill
-        return file_inputs(teacher=d.local) if d is not None else {}
-
-    def run(self, ctx: StepContext) -> TeacherStats:
-        d = ctx.config.train.distill
-        if d is None or d.source != "cached":
-            log.info("teacher: nothing to compute (%s)", "train.distill is off" if d is None else
-                     "train.distill.source is online: the teacher runs beside training")
-            return TeacherStats(enabled=False)
-        return teacher_pass(ctx.deps["tokenize"], ctx.out, d)
-
-
-TEACHER = TeacherStep()

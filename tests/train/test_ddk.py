@@ -5,7 +5,7 @@ import pytest
 
 from hare.recipe import Recipe
 from hare.train.ddk import bounded, ddk_update
-from hare.train.teacher import TEACHER
+from hare.train.steps import TEACHER
 
 
 def test_the_weights_move_toward_the_largest_student_teacher_gap_smoothly_and_bounded():
