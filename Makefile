@@ -11,8 +11,12 @@ STAMP := $(VENV)/.hare-installed
 demo: $(STAMP)
 	$(BIN)/hare run
 
+# The test files run on TEST_WORKERS processes (pytest-xdist; each file on one worker, so its module
+# fixtures are built once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 install: $(STAMP)
 
