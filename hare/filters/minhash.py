@@ -585,4 +585,3 @@ def _compress(parent: np.ndarray) -> None:
         if np.array_equal(pp, parent):
             return
         parent[:] = pp
-
