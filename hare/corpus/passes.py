@@ -6,12 +6,14 @@
             and the MinHash signature of every document, written as a records file and an arrays
             file (written last: the shard's completion mark).
   2 dedup   ``dedup``: in read order, from the arrays only: exact duplicates, the quality band, then
-            the MinHash LSH clusters of what is left; every document gets its ``Fate``.
+            the MinHash LSH clusters of what is left; every document gets its ``Fate``. Both dedups
+            are tasks over hash partitions (``exact_partition``, ``hare.filters.minhash.link_partition``)
+            that the workers run, each under ``corpus.dedup_memory_mb``.
   3 write   ``write``: the cleaned records read again in order, each sent by its fate to train, held
             out or removed (with its reason; a near-duplicate names the document kept in its place).
 
 Which document of a duplicate set is kept depends only on read order, so the output is the same for
-any number of workers and either executor (``hare.corpus.workers``).
+any number of workers, partitions and either executor (``hare.corpus.workers``).
 """
 
 from __future__ import annotations

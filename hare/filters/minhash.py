@@ -21,10 +21,13 @@ order, then position in the source). Every other member is a near-duplicate of i
 Memory. Signatures (448 bytes a document as uint32) and band hashes (8 bytes a document per band)
 are appended to ``.npy`` files in ``workdir`` as documents arrive and renamed into place when
 complete; only one batch of n-grams is hashed in memory at a time, so adding takes a fixed ~30 MB
-(mostly the word-code cache) whatever the corpus size. Clustering then reads one band file at a
-time: the band's hashes, their sort order and the union-find parents. Measured with
-``benchmarks/minhash_memory.py`` (100-word documents): 49 bytes of memory and 560 bytes of disk a
-document, i.e. 49 MB and 560 MB per million documents; a million documents are clustered in 1.7 s.
+(mostly the word-code cache) whatever the corpus size. Each band can be split by hash into
+``partitions`` (a bucket lies whole in one), and clustering runs one task per band partition
+(``link_partition``: its hashes, their sort order and union-find parents, about 50 bytes a document
+of the partition), then joins the pairs they link (``cluster_pairs``: memory in proportion to the
+linked pairs). The tasks can run in other processes or on other machines (the corpus step runs them
+on its workers), and their result does not depend on the partition count. Measured with
+``benchmarks/minhash_memory.py`` and ``benchmarks/dedup_scale.py``.
 """
 
 from __future__ import annotations

@@ -159,6 +159,7 @@ def test_corpus_step_outputs_do_not_depend_on_partitions_or_workers(tmp_path):
     removed = runs[0]["stats"]["summary"]["removed_by_reason"]
     assert removed["exact_duplicate"] >= 20 and removed["near_duplicate"] >= 20
     near = [r for _, recs in runs[0]["removed"] for r in recs if r["reason"] == "near_duplicate"]
+
     def number(doc_id: str) -> int:
         return int(doc_id.rsplit("/r", 1)[1])
 
