@@ -4,7 +4,8 @@
 
 Documents are synthetic: random 16-byte digests and random MinHash signatures (14 bands x 8 rows),
 with ``--copies`` of them planted as exact copies of an earlier digest and, for MinHash, as
-near-duplicates (an earlier signature with 10 of its 112 values changed: Jaccard about 0.9). For each size in ``--docs``:
+near-duplicates (an earlier signature with 10 of its 112 values changed: Jaccard about 0.9). For
+each size in ``--docs``:
 
 - exact dedup: the Python set of digests the pass kept before (its peak memory), then the digests
   scattered to their partitions and every ``exact_partition`` task run here, one after the other;

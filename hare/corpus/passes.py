@@ -363,7 +363,11 @@ def write(out: Path, work: Path, shards: list[tuple[str, str]], d: Dedup, tallie
         shutil.rmtree(out / folder, ignore_errors=True)
     near = d.near
     roots = np.unique(near.kept_of) if near is not None else np.zeros(0, dtype=np.int64)
-    kept_ids: dict[int, str] = {}  # candidate index -> id of the cluster's kept document
+    last = np.zeros(len(roots), dtype=np.int64)  # each cluster's last near-duplicate
+    if near is not None:
+        np.maximum.at(last, np.searchsorted(roots, near.kept_of), near.duplicates)
+    # candidate index -> id of the cluster's kept document, while the cluster has near-duplicates still to come
+    kept_ids: dict[int, str] = {}
     with ShardWriter(out / "train", shard_docs) as train, ShardWriter(out / "heldout", shard_docs) as held, \
             ShardWriter(out / "removed", shard_docs, prefix="removed") as removed:
         for i, ((name, source), start) in enumerate(progress(list(zip(shards, d.offsets)), desc="write",
@@ -380,10 +384,12 @@ def write(out: Path, work: Path, shards: list[tuple[str, str]], d: Dedup, tallie
                     _remove(t, removed, rec, rec.pop("reason"))
                     continue
                 if code == Fate.NEAR_DUPLICATE:
-                    k = int(dup_at[j])
+                    k, root = int(dup_at[j]), int(near.kept_of[dup_at[j]])
                     # The kept document comes earlier in read order, so its id is already known.
-                    rec["metadata"] = {**rec.get("metadata", {}), "duplicate_of": kept_ids[int(near.kept_of[k])],
+                    rec["metadata"] = {**rec.get("metadata", {}), "duplicate_of": kept_ids[root],
                                        "jaccard_estimate": round(float(near.jaccard_of[k]), 3)}
+                    if last[np.searchsorted(roots, root)] == cand[j]:
+                        del kept_ids[root]
                 if code != Fate.KEPT:
                     _remove(t, removed, rec, Fate(code).reason)
                     continue
