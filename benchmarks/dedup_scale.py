@@ -50,7 +50,7 @@ def chunks(n: int, copies: float, seed: int, what: str):
         src = (rows.random(len(dst)) * dst).astype(np.int64)  # an earlier row of the chunk
         cols = rows.integers(0, 112, size=(len(dst), 10))
         if what == "digests":
-            dig = digests.integers(0, 2**63, size=(k, 2), dtype=np.int64).astype(np.uint64)
+            dig = digests.integers(0, 2**64, size=(k, 2), dtype=np.uint64)  # uniform, as blake2b digests
             dig[dst] = dig[src]
             yield dig
         else:
