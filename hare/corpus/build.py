@@ -253,4 +253,3 @@ def near_duplicate_examples(corpus_dir: Path, k: int = 3) -> list[dict]:
              "jaccard": d.metadata.get("jaccard_estimate", "?"), "text": d.text[:500],
              "kept": kept[d.metadata["duplicate_of"]].text[:500] if d.metadata["duplicate_of"] in kept else ""}
             for d in picked]
-
