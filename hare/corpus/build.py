@@ -30,7 +30,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-
 from hare.core.io import DataError, expand_paths, file_format, fingerprint_path, read_json, write_json
 from hare.core.progress import Progress
 from hare.core.step import write_stats
