@@ -26,19 +26,18 @@ import logging
 import os
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from hare.core.io import DataError, expand_paths, file_format, fingerprint_path, read_json, write_json
 from hare.core.progress import Progress
 from hare.core.step import write_stats
 from hare.corpus import passes
 from hare.filters.clean import Cleaner
-from hare.corpus.workers import run_local, run_ray
+from hare.corpus.workers import run_local, run_ray, run_tasks
 from hare.corpus.passes import Tally, split_path, split_unit
-from hare.filters.quality import QualityScorer, histogram
+from hare.filters.quality import QualityScorer
 from hare.corpus.read import FILE_KINDS, Quarantine, read_source
 from hare.corpus.config import CorpusConfig, SourceConfig
 from hare.corpus.stats import CorpusStats, CorpusSummary, MinHashStats, QualityHistogram, QualityInfo, SourceStats
@@ -110,9 +109,9 @@ def _source_stats(t: Tally, quarantined: int, scored: bool) -> SourceStats:
     quality = None
     if scored:
         b, a = t.scores_before, t.scores_after
-        quality = QualityHistogram(before=histogram(np.array(b)), after=histogram(np.array(a)),
-                                   mean_before=round(float(np.mean(b)), 4) if b else None,
-                                   mean_after=round(float(np.mean(a)), 4) if a else None)
+        quality = QualityHistogram(before=b.counts.tolist(), after=a.counts.tolist(),
+                                   mean_before=round(b.mean(), 4) if b.n else None,
+                                   mean_after=round(a.mean(), 4) if a.n else None)
     return SourceStats(docs_in=t.docs_in, chars_in=t.chars_in, removed=dict(t.removed.most_common()),
                        chars_removed=t.chars_removed, train=t.train, heldout=t.heldout, chars_out=t.chars_out,
                        quarantined=quarantined, quality=quality)
@@ -156,7 +155,8 @@ def build_corpus(sources: list[SourceConfig], cfg: CorpusConfig, seed: int, out:
 
     # Passes 2 and 3: every document's fate, then train / held out / removed.
     tallies = {s.name: Tally() for s in sources}
-    d = passes.dedup(work, shards, tallies, cfg, scorer is not None)
+    d = passes.dedup(work, shards, tallies, cfg, scorer is not None,
+                     run=partial(run_tasks, executor=executor, workers=workers, address=ray_address))
     passes.write(out, work, shards, d, tallies, cfg.shard_docs, cfg.heldout_fraction, seed)
     stats = _stats(tallies, quarantined, d, len(shards), cfg, quality_info)
     empty = [name for name, st in stats.sources.items() if st.docs_in == 0]
@@ -252,4 +252,3 @@ def near_duplicate_examples(corpus_dir: Path, k: int = 3) -> list[dict]:
              "jaccard": d.metadata.get("jaccard_estimate", "?"), "text": d.text[:500],
              "kept": kept[d.metadata["duplicate_of"]].text[:500] if d.metadata["duplicate_of"] in kept else ""}
             for d in picked]
-

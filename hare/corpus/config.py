@@ -85,6 +85,15 @@ class CorpusConfig(Config):
         "(source order, then position) is kept."
     )
     minhash: MinHashConfig = Field(default_factory=MinHashConfig, description="Near-duplicate settings.")
+    dedup_memory_mb: int = Field(
+        1024, ge=64, description="Memory one deduplication task may take: exact and near-duplicate detection run as "
+        "tasks over hash partitions of the documents (on the workers of `execution`), as many as keep each task's "
+        "expected share under half of this. The documents removed do not depend on it.", json_schema_extra=EXECUTION
+    )
+    dedup_partitions: int | None = Field(
+        None, ge=1, description="Hash partitions of exact dedup, and of each MinHash band; null: derived from "
+        "dedup_memory_mb and the number of documents (1 for small corpora).", json_schema_extra=EXECUTION
+    )
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Quality consistency band.")
     heldout_fraction: float = Field(
         0.05, ge=0, lt=1, description="Fraction of documents held out as the evaluation set (by id hash)."

@@ -6,12 +6,14 @@
             and the MinHash signature of every document, written as a records file and an arrays
             file (written last: the shard's completion mark).
   2 dedup   ``dedup``: in read order, from the arrays only: exact duplicates, the quality band, then
-            the MinHash LSH clusters of what is left; every document gets its ``Fate``.
+            the MinHash LSH clusters of what is left; every document gets its ``Fate``. Both dedups
+            are tasks over hash partitions (``exact_partition``, ``hare.filters.minhash.link_partition``)
+            that the workers run, each under ``corpus.dedup_memory_mb``.
   3 write   ``write``: the cleaned records read again in order, each sent by its fate to train, held
             out or removed (with its reason; a near-duplicate names the document kept in its place).
 
 Which document of a duplicate set is kept depends only on read order, so the output is the same for
-any number of workers and either executor (``hare.corpus.workers``).
+any number of workers, partitions and either executor (``hare.corpus.workers``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from hare.core.io import atomic_open, atomic_path, read_json, read_jsonl, write_
 from hare.core.progress import progress
 from hare.core.text import normalize_for_dedup, text_hash
 from hare.filters.clean import Cleaner
-from hare.filters.minhash import NearDuplicateIndex, NearDuplicates, Signer
-from hare.filters.quality import QualityScorer
+from hare.filters.minhash import (LINK_BYTES_PER_DOC, LINK_FIXED_BYTES, NearDuplicateIndex, NearDuplicates,
+                                  PartitionedAppender, Signer, partition_of, partitions_for, run_in_order)
+from hare.filters.quality import QualityScorer, histogram
 from hare.corpus.ranges import JsonlRange, read_range, split_part
 from hare.corpus.read import Quarantine, read_source, source_parts
 from hare.corpus.config import SourceConfig
@@ -62,6 +65,25 @@ def heldout_draw(doc_id: str, seed: int) -> float:
 
 
 @dataclass
+class Scores:
+    """Quality scores as the stats show them: their histogram (``hare.filters.quality.histogram``),
+    count and sum, added shard by shard (memory does not grow with the corpus)."""
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(len(histogram(np.zeros(0))), dtype=np.int64))
+    n: int = 0
+    total: float = 0.0
+
+    def add(self, s: np.ndarray) -> None:
+        s = np.asarray(s, dtype=np.float64)
+        self.counts += histogram(s)
+        self.n += len(s)
+        self.total += float(s.sum())
+
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+
+@dataclass
 class Tally:
     """What the passes count for one source; the step's stats are made from it."""
 
@@ -72,8 +94,8 @@ class Tally:
     train: int = 0
     heldout: int = 0
     chars_out: int = 0
-    scores_before: list[float] = field(default_factory=list)  # quality scores of the cleaned documents
-    scores_after: list[float] = field(default_factory=list)  # ... of those inside the band
+    scores_before: Scores = field(default_factory=lambda: Scores())  # quality scores of the cleaned documents
+    scores_after: Scores = field(default_factory=lambda: Scores())  # ... of those inside the band
 
 
 # ---- pass 0: split
@@ -188,76 +210,141 @@ class ShardCleaner:
 
 @dataclass
 class Dedup:
-    """Pass 2's result: every document's fate, shard by shard, and the near-duplicate clusters.
+    """Pass 2's result: every document's fate, and the near-duplicate clusters.
 
-    ``offsets[i]`` is the position, among the documents that reached the near-duplicate check, of the
-    first such document of shard ``i`` (the index ``near.kept`` and ``near.jaccard`` are read at)."""
+    ``fates`` holds every document of every shard in read order (a ``.npy`` file in ``work/``, mapped,
+    not read into memory); shard ``i`` is ``fates[starts[i]:starts[i + 1]]``. ``offsets[i]`` is the
+    position, among the documents that reached the near-duplicate check, of the first such document
+    of shard ``i`` (the index ``near`` is read at)."""
 
-    fates: list[np.ndarray]
+    fates: np.ndarray
+    starts: list[int]
     offsets: list[int]
     near: NearDuplicates | None
     changes: Counter
+
+    def shard(self, i: int) -> np.ndarray:
+        return self.fates[self.starts[i]:self.starts[i + 1]]
+
+
+# Exact dedup: a document's digest (two 64-bit halves) and its position among all documents read.
+EXACT_ROW = np.dtype([("d0", "<u8"), ("d1", "<u8"), ("pos", "<i8")])
+# Memory of ``exact_partition`` per document of its partition (the rows, their sort order, the sorted
+# digests; measured in tests/corpus/test_dedup_partitions.py), and what it takes whatever its size.
+EXACT_BYTES_PER_DOC = 64
+EXACT_FIXED_BYTES = 16 << 20
+
+
+def exact_partition(task: dict) -> dict:
+    """One exact-dedup task: the documents of ``task["rows"]`` (rows of ``EXACT_ROW`` in read order)
+    whose digest an earlier one of them has; their positions, ascending, go to ``task["out"]``.
+    Equal digests fall in one partition, so every document but the first of each text is found."""
+    rows = np.load(task["rows"])
+    order = np.lexsort((rows["d1"], rows["d0"]))  # stable: equal digests stay in read order
+    d0, d1 = rows["d0"][order], rows["d1"][order]
+    again = (d0[1:] == d0[:-1]) & (d1[1:] == d1[:-1])
+    del d0, d1
+    dups = np.sort(rows["pos"][order[1:][again]])
+    with atomic_path(Path(task["out"])) as tmp, open(tmp, "wb") as f:
+        np.save(f, dups)
+    return {"duplicates": int(len(dups)), "out": task["out"]}
 
 
 def _spill_folder(out: Path, spill_dir: str | None) -> Path:
     base = Path(spill_dir) if spill_dir else out
     base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".minhash-", dir=base))
+    return Path(tempfile.mkdtemp(prefix=".dedup-", dir=base))
 
 
-def dedup(work: Path, shards: list[tuple[str, str]], tallies: dict[str, Tally], cfg, scored: bool) -> Dedup:
+def dedup(work: Path, shards: list[tuple[str, str]], tallies: dict[str, Tally], cfg, scored: bool,
+          run=run_in_order) -> Dedup:
     """Exact duplicates and the quality band in read order, then near-duplicate clusters (MinHash LSH,
-    ``hare.filters.minhash``); each cluster keeps the document read first. ``shards``: (name, source)."""
-    seen: set[bytes] = set()
-    fates: list[np.ndarray] = []
-    offsets: list[int] = []
+    ``hare.filters.minhash``); each duplicate set keeps the document read first. ``shards``: (name,
+    source). Both dedups are tasks over hash partitions (``corpus.dedup_partitions``, or as many as
+    keep a task under ``corpus.dedup_memory_mb``), run by ``run(fn, tasks)`` (here, or on the
+    executor's workers: ``hare.corpus.workers.run_tasks``); the fates do not depend on the partitions."""
     changes: Counter = Counter()
-    candidates = 0
-    near = None
-    spill = _spill_folder(work, cfg.minhash.spill_dir) if cfg.dedup == "minhash" else None
+    spill = _spill_folder(work, cfg.minhash.spill_dir) if cfg.dedup != "none" else None
     try:
-        index = NearDuplicateIndex.from_config(cfg.minhash, spill) if spill is not None else None
-        for name, source in progress(shards, desc="dedup", unit="shard"):
+        # The digests of the documents the rules kept, scattered to their partitions with their positions.
+        parts = cfg.dedup_partitions or partitions_for(len(shards) * cfg.shard_docs, cfg.dedup_memory_mb,
+                                                       EXACT_BYTES_PER_DOC, EXACT_FIXED_BYTES)
+        scatter = PartitionedAppender([spill / f"exact-{p:05d}.npy" for p in range(parts)], EXACT_ROW) \
+            if spill is not None else None
+        starts, ok_docs = [0], 0
+        for name, source in progress(shards, desc="dedup: digests", unit="shard"):
             with np.load(clean_paths(work, name)[1]) as z:
-                ok, chars, digest, score, sig = z["ok"], z["chars"], z["hash"], z["score"], z["sig"]
+                ok, chars, digest = z["ok"], z["chars"], z["hash"]
                 changes.update(json.loads(str(z["changes"])))
             t = tallies[source]
             t.docs_in += len(ok)
             t.chars_in += int(chars.sum())
-            fate = np.where(ok, Fate.KEPT, Fate.RULE).astype(np.uint8)
-            for j in np.flatnonzero(ok):
-                if cfg.dedup != "none":
-                    h = digest[j].tobytes()
-                    if h in seen:
-                        fate[j] = Fate.EXACT_DUPLICATE
-                        continue
-                    seen.add(h)
-                if scored:
-                    s = float(score[j])
-                    t.scores_before.append(s)
-                    if s < cfg.quality.min_score:
-                        fate[j] = Fate.QUALITY_BELOW_BAND
-                    elif s > cfg.quality.max_score:
-                        fate[j] = Fate.QUALITY_ABOVE_BAND
-                    else:
-                        t.scores_after.append(s)
-            offsets.append(candidates)
-            if index is not None:
-                index.add_signatures(sig[fate[ok] == Fate.KEPT])
-                candidates += int((fate == Fate.KEPT).sum())
-            fates.append(fate)
-        if index is not None:
-            near = index.find()
-            if candidates != len(near.kept):
-                raise RuntimeError(f"corpus: {candidates} documents reached near-dedup, {len(near.kept)} signatures")
-            for fate, start in zip(fates, offsets):
-                pos = np.flatnonzero(fate == Fate.KEPT)
-                g = start + np.arange(len(pos))
-                fate[pos[near.kept[g] != g]] = Fate.NEAR_DUPLICATE
+            if scatter is not None:
+                idx = np.flatnonzero(ok)
+                halves = np.ascontiguousarray(digest[idx]).view("<u8").reshape(-1, 2)
+                rows = np.empty(len(idx), dtype=EXACT_ROW)
+                rows["d0"], rows["d1"], rows["pos"] = halves[:, 0], halves[:, 1], starts[-1] + idx
+                scatter.append(rows, partition_of(halves[:, 0], parts))
+                ok_docs += len(idx)
+            starts.append(starts[-1] + len(ok))
+        fates = np.lib.format.open_memmap(work / "fates.npy", mode="w+", dtype=np.uint8, shape=(starts[-1],))
+        exact = 0
+        if scatter is not None:
+            tasks = [{"rows": str(p), "out": str(spill / f"exact-dups-{i:05d}.npy")}
+                     for i, p in enumerate(scatter.close())]
+            for r in run(exact_partition, tasks):
+                dups = np.load(r["out"])
+                fates[dups] = Fate.EXACT_DUPLICATE
+                exact += len(dups)
+        near, offsets = _band_and_near(work, shards, tallies, cfg, scored, fates, starts, spill, ok_docs - exact, run)
+        fates.flush()
     finally:
         if spill is not None:
             shutil.rmtree(spill, ignore_errors=True)
-    return Dedup(fates, offsets, near, changes)
+    return Dedup(fates, starts, offsets, near, changes)
+
+
+def _band_and_near(work: Path, shards: list[tuple[str, str]], tallies: dict[str, Tally], cfg, scored: bool,
+                   fates: np.ndarray, starts: list[int], spill: Path | None, candidates_max: int,
+                   run) -> tuple[NearDuplicates | None, list[int]]:
+    """The rules' and the quality band's fates, then (``minhash``) the near-duplicates among the
+    documents left, marked in ``fates``; returns the clusters and the shards' candidate offsets."""
+    index = None
+    if cfg.dedup == "minhash":
+        parts = cfg.dedup_partitions or partitions_for(candidates_max, cfg.dedup_memory_mb,
+                                                       LINK_BYTES_PER_DOC, LINK_FIXED_BYTES)
+        index = NearDuplicateIndex.from_config(cfg.minhash, spill, parts)
+    offsets: list[int] = []
+    candidates = 0
+    for i, (name, source) in enumerate(progress(shards, desc="dedup: band", unit="shard")):
+        with np.load(clean_paths(work, name)[1]) as z:
+            ok, score, sig = z["ok"], z["score"], z["sig"]
+        fate = fates[starts[i]:starts[i + 1]]
+        fate[~ok] = Fate.RULE
+        if scored:
+            t = tallies[source]
+            j = np.flatnonzero(fate == Fate.KEPT)  # after the rules and exact dedup
+            s = score[j]
+            t.scores_before.add(s)
+            below, above = s < cfg.quality.min_score, s > cfg.quality.max_score
+            fate[j[below]] = Fate.QUALITY_BELOW_BAND
+            fate[j[above & ~below]] = Fate.QUALITY_ABOVE_BAND
+            t.scores_after.add(s[~below & ~above])
+        offsets.append(candidates)
+        if index is not None:
+            index.add_signatures(sig[fate[ok] == Fate.KEPT])
+            candidates += int((fate == Fate.KEPT).sum())
+    if index is None:
+        return None, offsets
+    near = index.find(run)
+    if candidates != near.n:
+        raise RuntimeError(f"corpus: {candidates} documents reached near-dedup, {near.n} signatures")
+    for i, start in enumerate(offsets):
+        fate = fates[starts[i]:starts[i + 1]]
+        pos = np.flatnonzero(fate == Fate.KEPT)
+        lo, hi = np.searchsorted(near.duplicates, [start, start + len(pos)])
+        fate[pos[near.duplicates[lo:hi] - start]] = Fate.NEAR_DUPLICATE
+    return near, offsets
 
 
 # ---- pass 3: write
@@ -275,28 +362,38 @@ def write(out: Path, work: Path, shards: list[tuple[str, str]], d: Dedup, tallie
     for folder in ("train", "heldout", "removed"):
         shutil.rmtree(out / folder, ignore_errors=True)
     near = d.near
-    roots = set(near.kept[near.is_duplicate()].tolist()) if near is not None else set()
-    kept_ids: dict[int, str] = {}  # candidate index -> id of the cluster's kept document
+    roots = np.unique(near.kept_of) if near is not None else np.zeros(0, dtype=np.int64)
+    last = np.zeros(len(roots), dtype=np.int64)  # each cluster's last near-duplicate
+    if near is not None:
+        np.maximum.at(last, np.searchsorted(roots, near.kept_of), near.duplicates)
+    # candidate index -> id of the cluster's kept document, while the cluster has near-duplicates still to come
+    kept_ids: dict[int, str] = {}
     with ShardWriter(out / "train", shard_docs) as train, ShardWriter(out / "heldout", shard_docs) as held, \
             ShardWriter(out / "removed", shard_docs, prefix="removed") as removed:
-        for (name, source), fate, start in progress(list(zip(shards, d.fates, d.offsets)), desc="write",
-                                                    unit="shard"):
+        for i, ((name, source), start) in enumerate(progress(list(zip(shards, d.offsets)), desc="write",
+                                                             unit="shard")):
             t = tallies[source]
+            fate = d.shard(i)
             # candidate index of each document that reached the near-duplicate check
             cand = start + np.cumsum((fate == Fate.KEPT) | (fate == Fate.NEAR_DUPLICATE)) - 1
+            if near is not None:
+                dup_at = np.minimum(np.searchsorted(near.duplicates, cand), max(len(near.duplicates) - 1, 0))
+                is_root = np.isin(cand, roots) & (fate == Fate.KEPT)
             for j, (rec, code) in enumerate(zip(read_jsonl(clean_paths(work, name)[0]), fate.tolist())):
                 if code == Fate.RULE:
                     _remove(t, removed, rec, rec.pop("reason"))
                     continue
                 if code == Fate.NEAR_DUPLICATE:
-                    g = int(cand[j])
+                    k, root = int(dup_at[j]), int(near.kept_of[dup_at[j]])
                     # The kept document comes earlier in read order, so its id is already known.
-                    rec["metadata"] = {**rec.get("metadata", {}), "duplicate_of": kept_ids[int(near.kept[g])],
-                                       "jaccard_estimate": round(float(near.jaccard[g]), 3)}
+                    rec["metadata"] = {**rec.get("metadata", {}), "duplicate_of": kept_ids[root],
+                                       "jaccard_estimate": round(float(near.jaccard_of[k]), 3)}
+                    if last[np.searchsorted(roots, root)] == cand[j]:
+                        del kept_ids[root]
                 if code != Fate.KEPT:
                     _remove(t, removed, rec, Fate(code).reason)
                     continue
-                if near is not None and int(cand[j]) in roots:
+                if near is not None and is_root[j]:
                     kept_ids[int(cand[j])] = rec["id"]
                 t.chars_out += len(rec["text"])
                 if heldout_draw(rec["id"], seed) < heldout_fraction:

@@ -9,13 +9,16 @@ own, and the passes after these read the shards in order.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from hare.core.execution import ordered_map, process_pool, ray_map, ray_session
+from hare.core.progress import progress
 from hare.corpus.passes import ShardCleaner, split_unit
 from hare.corpus.ranges import part_from_json
 from hare.corpus.config import SourceConfig
@@ -93,3 +96,36 @@ def run_ray(units: list, ready: list[str], split_args: tuple, clean_args: tuple,
         for row in ray_map([{"shard": s} for s in shards], _RayShardCleaner, clean_args, batch_size=1,
                            concurrency=size, num_cpus=1):
             yield str(row["shard"])
+
+
+class _RayTask:
+    """A task function as a Ray Data callable class: a batch of JSON-encoded tasks in, their results out."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, batch: dict) -> dict:
+        return {"at": batch["at"],
+                "result": np.array([json.dumps(self.fn(json.loads(str(t)))) for t in batch["task"]], dtype=object)}
+
+
+def run_tasks(fn: Callable[[dict], dict], tasks: list[dict], executor: str = "local", workers: int = 0,
+              address: str | None = None) -> list[dict]:
+    """``fn(task)`` of every task (a JSON-able dict; ``fn`` a module-level function), in the tasks'
+    order, run where passes 0 and 1 run: on ``workers`` local processes (0: one per core; 1: here)
+    or on Ray actors (0: one per CPU of the cluster). The deduplication pass's partitions run so."""
+    if not tasks:
+        return []
+    if executor == "ray":
+        with ray_session(address, "corpus: the ray executor", num_cpus=workers or None) as ray:
+            size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            rows = ray_map([{"at": i, "task": json.dumps(t)} for i, t in enumerate(tasks)], _RayTask, (fn,),
+                           batch_size=1, concurrency=min(size, len(tasks)), num_cpus=1)
+            out = {int(r["at"]): json.loads(str(r["result"])) for r in rows}
+        return [out[i] for i in range(len(tasks))]
+    procs = min(workers or (os.cpu_count() or 1), len(tasks))
+    if procs <= 1:
+        return [fn(t) for t in progress(tasks, desc=f"dedup: {fn.__name__}", total=len(tasks), unit="task")]
+    with process_pool(procs, "the corpus step's deduplication", preload=(fn.__module__,)) as pool:
+        return list(progress(ordered_map(pool, fn, tasks, 2 * procs), desc=f"dedup: {fn.__name__}",
+                             total=len(tasks), unit="task"))

@@ -119,7 +119,8 @@ class MinHashConfig(Config):
     )
     seed: int = Field(1, description="Seed of the hash permutations (datatrove's default: 1).")
     spill_dir: str | None = Field(
-        None, description="Folder for the spilled signatures and band hashes (deleted when the step ends); "
+        None, description="Folder for the spilled signatures, band hashes and exact-dedup digests (deleted when "
+        "the step ends); "
         "default: inside the corpus step's folder.", json_schema_extra=EXECUTION,
     )
 
