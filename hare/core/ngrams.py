@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hare.core.text import MATCH_WORD_RE, WordCodes, ascii_word_hashes, match_form, match_words, rolling_hashes
+from hare.core.text import (MATCH_WORD_RE, WordCodes, ascii_word_hashes, ascii_words, match_form, match_words,
+                            prefix_hashes, rolling_hashes, window_hashes)
 
 FILTER_BITS_PER_NGRAM = 32  # 1 - exp(-1/32): about 3 % of lookups of absent n-grams pass the filter
 MIN_FILTER_BITS, MAX_FILTER_BITS = 16, 40
@@ -39,6 +40,10 @@ class EvalText:
     source: str  # "heldout" or a benchmark name
     id: str
     text: str
+
+
+_NOTHING = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64))  # no match (read-only)
+_NOTHING[0].flags.writeable = _NOTHING[1].flags.writeable = False
 
 
 class _Table:
@@ -84,15 +89,19 @@ class _Table:
         return np.where(self.hashes[at] == h, at, -1)
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd: spreads a hash's low bits into its top bits
+
+
 class _WordTable:
     """Known words' ``ascii_word_hashes`` -> their word codes, as a direct-addressed table of at least
     eight slots a word (one probe finds almost every word) and, for the slots that several words
-    share, a sorted array searched only for them."""
+    share, a sorted array searched only for them. A word's slot is the top bits of its hash times
+    ``_MIX``: a short word's hash alone has nearly constant top bits (byte * P^j stays small)."""
 
     def __init__(self, keys: np.ndarray, codes: np.ndarray, words: int):
         self.words = words
         self.bits = max(4, int(np.ceil(np.log2(max(1, len(keys)) * 8))))
-        slot = (keys >> np.uint64(64 - self.bits)).astype(np.int64)
+        slot = self.slots(keys)
         self.keys = np.zeros(1 << self.bits, dtype=np.uint64)
         self.codes = np.zeros(1 << self.bits, dtype=np.uint64)
         self.keys[slot], self.codes[slot] = keys, codes  # a shared slot keeps one of its words...
@@ -100,9 +109,12 @@ class _WordTable:
         order = np.argsort(keys, kind="stable")  # ...and all of them are in the sorted array
         self.sorted_keys, self.sorted_codes = keys[order], codes[order]
 
+    def slots(self, h: np.ndarray) -> np.ndarray:
+        return ((h * _MIX) >> np.uint64(64 - self.bits)).astype(np.intp)
+
     def codes_of(self, h: np.ndarray) -> np.ndarray:
         """The word code of each hash, 0 for a word no item contains."""
-        slot = (h >> np.uint64(64 - self.bits)).astype(np.int64)
+        slot = self.slots(h)
         out = np.where(self.keys[slot] == h, self.codes[slot], np.uint64(0))
         again = np.flatnonzero(self.shared[slot] & (out == 0))
         if len(again):
@@ -180,13 +192,41 @@ class NgramIndex:
         return float(np.unpackbits(self.filter).mean()) if len(self.filter) else 0.0
 
     def lookup_text(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """``lookup`` of the words of ``text`` (``match_words``). An ASCII match form (most text) is
-        split and coded in numpy: each word's ``ascii_word_hashes`` value is looked up among the
-        known words' (a sorted table), without a Python string or dict lookup per word."""
-        form = match_form(text)[0]
-        if not form.isascii():
-            return self.lookup(MATCH_WORD_RE.findall(form))
-        return self.lookup_codes(self._known_words().codes_of(ascii_word_hashes(form)))
+        """``lookup`` of the words of ``text`` (``match_words``); ``lookup_texts`` of one text."""
+        return self.lookup_texts([text])[0]
+
+    def lookup_texts(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``lookup`` of the words of each text, the texts whose match form is ASCII (most text) in
+        one numpy pass: their forms joined by a line break (no word spans two texts), every word's
+        ``ascii_words`` hash looked up among the known words' (a hash table), every window hashed
+        from one prefix sum (``window_hashes``), windows that cross from one text into the next
+        left out; no Python per word or per window, and a few dozen numpy calls for all the texts."""
+        out: list[tuple[np.ndarray, np.ndarray]] = [_NOTHING] * len(texts)
+        forms, where = [], []
+        for k, text in enumerate(texts):
+            form = text.lower() if text.isascii() else match_form(text)[0]
+            if form.isascii():
+                forms.append(form)
+                where.append(k)
+            elif len(self):
+                out[k] = self.lookup(MATCH_WORD_RE.findall(form))
+        if forms and len(self):
+            for k, found in zip(where, self._lookup_ascii(forms)):
+                out[k] = found
+        return out
+
+    def _lookup_ascii(self, forms: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``lookup_texts`` of ASCII match forms."""
+        starts, hashes = ascii_words("\n".join(forms).encode("ascii"))
+        first_byte = np.zeros(len(forms), dtype=np.int64)
+        np.cumsum([len(f) + 1 for f in forms[:-1]], out=first_byte[1:])
+        text_of = np.searchsorted(first_byte, starts, side="right") - 1  # the text of each word
+        pos, h = self.lookup_codes(self._known_words().codes_of(hashes), text_of)
+        first_word = np.searchsorted(text_of, np.arange(len(forms)))
+        at = text_of[pos]
+        pos = pos - first_word[at]
+        bounds = np.searchsorted(at, np.arange(len(forms) + 1)).tolist()
+        return [(pos[a:b], h[a:b]) if b > a else _NOTHING for a, b in zip(bounds, bounds[1:])]
 
     def _known_words(self) -> "_WordTable":
         """The known ASCII words' table, rebuilt when words were added since."""
@@ -201,33 +241,42 @@ class NgramIndex:
         and whole short items, in position order (``window`` gives a hash's length in words)."""
         return self.lookup_codes(self.codes.known(ws))
 
-    def lookup_codes(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``lookup`` of words given by their codes (0: a word no item contains)."""
+    def lookup_codes(self, codes: np.ndarray, text_of: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``lookup`` of words given by their codes (0: a word no item contains); with ``text_of``
+        (the text each word belongs to, non-decreasing), only windows within one text."""
         if not len(self):
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+            return _NOTHING
         unknown = np.concatenate(([0], np.cumsum(codes == 0)))
+        prefix = None
         pos_out, h_out = [], []
         for length, table in self.tables.items():
             if len(codes) < length or not len(table.hashes):
                 continue
             ok = (unknown[length:] - unknown[:-length]) == 0  # windows made only of words the index knows
-            if not ok.any():
+            if text_of is not None:
+                ok &= text_of[length - 1:] == text_of[:len(text_of) - length + 1]
+            pos = np.flatnonzero(ok)
+            if not len(pos):
                 continue
-            h = rolling_hashes(codes, length)
+            if prefix is None:
+                prefix = prefix_hashes(codes)
+            h = window_hashes(prefix, length, pos)
             if length == self.n:
                 slot = h >> np.uint64(64 - self.filter_bits)
-                maybe = (self.filter[(slot >> np.uint64(3)).astype(np.int64)]
+                maybe = (self.filter[(slot >> np.uint64(3)).astype(np.intp)]
                          >> (slot & np.uint64(7)).astype(np.uint8)) & 1
-                ok &= maybe.astype(bool)
-            pos = np.flatnonzero(ok)
-            hit = table.find(h[pos]) >= 0
+                keep = np.flatnonzero(maybe)
+                pos, h = pos[keep], h[keep]
+            hit = table.find(h) >= 0
             pos_out.append(pos[hit])
-            h_out.append(h[pos][hit])
+            h_out.append(h[hit])
         if not pos_out:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+            return _NOTHING
         pos, h = np.concatenate(pos_out), np.concatenate(h_out)
-        order = np.argsort(pos, kind="stable")
-        return pos[order], h[order]
+        if len(pos_out) > 1:
+            order = np.argsort(pos, kind="stable")
+            pos, h = pos[order], h[order]
+        return pos, h
 
     def prefetch(self, hs: list[int]) -> None:
         """Look the entries of the indexed hashes ``hs`` up at once (a search per table, not per hash):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-import sys
 import unicodedata
 from functools import lru_cache
 
@@ -155,6 +154,9 @@ def match_words(text: str) -> list[str]:
 
 def words_with_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     """``match_words`` and each word's character span in the original ``text``."""
+    if text.isascii():  # the match form is the text lowercased, character for character
+        found = list(MATCH_WORD_RE.finditer(text.lower()))
+        return [m.group() for m in found], [m.span() for m in found]
     form, starts, ends = match_form(text, with_map=True)
     out, spans = [], []
     for m in MATCH_WORD_RE.finditer(form):
@@ -199,15 +201,15 @@ class WordCodes:
         return np.fromiter(map(self._memo.get, ws, itertools.repeat(0)), dtype=np.uint64, count=len(ws))
 
 
-_WORD_BYTE = np.zeros(256, dtype=bool)  # the bytes of MATCH_WORD_RE's words in an ASCII text
-for _lo, _hi in ((b"a", b"z"), (b"A", b"Z"), (b"0", b"9")):
-    _WORD_BYTE[_lo[0]:_hi[0] + 1] = True
-_BYTE_PRIME = 0x100000001B3  # FNV's 64-bit prime again: odd, so invertible modulo 2^64
+# The bytes of MATCH_WORD_RE's words in an ASCII text kept, every other byte made 0 (one bytes.translate).
+_WORD_BYTES = bytes(c if chr(c).isascii() and chr(c).isalnum() else 0 for c in range(256))
+_BYTE_PRIME = 0x100000001B3  # FNV's 64-bit prime again (= _PRIME): odd, so invertible modulo 2^64
 _powers = np.ones(1, dtype=np.uint64)  # _BYTE_PRIME**i and its inverse**i modulo 2^64, grown on demand
 _inverse_powers = np.ones(1, dtype=np.uint64)
 
 
-def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+def power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P^i and P^-i modulo 2^64 for i < n (P = ``_PRIME``), from tables kept between calls."""
     global _powers, _inverse_powers
     if len(_powers) < n:
         size = max(n, 2 * len(_powers))
@@ -221,22 +223,27 @@ def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _powers[:n], _inverse_powers[:n]
 
 
+def ascii_words(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(first byte, hash) of every word of an ASCII match form given as bytes, in order, computed for
+    the whole text at once (no Python per word). A word's hash is sum of byte[j] * P^(j - start)
+    modulo 2^64: the bytes outside words are zeroed, each byte scaled by P^j, the words' sums taken
+    with one ``np.add.reduceat`` over the word starts and scaled back by P^-start. The same function
+    of the word's text wherever it stands, so it keys a table of known words (``NgramIndex``)."""
+    b = np.frombuffer(data.translate(_WORD_BYTES), dtype=np.uint8)
+    inside = np.zeros(len(b) + 1, dtype=bool)
+    inside[1:] = b != 0
+    starts = np.flatnonzero(inside[1:] > inside[:-1])
+    if not len(starts):
+        return starts, np.zeros(0, dtype=np.uint64)
+    powers, inverse = power_tables(len(b))
+    h = np.add.reduceat(b * powers, starts)
+    h *= inverse[starts]
+    return starts, h
+
+
 def ascii_word_hashes(form: str) -> np.ndarray:
-    """A 64-bit hash of every word of an ASCII match form, in order, computed for the whole text at
-    once (no Python per word): sum of byte[j] * P^(j - start) modulo 2^64, from prefix sums scaled by
-    the inverse power of each word's start. The same function of the word's text wherever it
-    stands, so it keys a table of known words (``NgramIndex``)."""
-    b = np.frombuffer(form.encode("ascii"), dtype=np.uint8)
-    n = len(b)
-    inside = np.zeros(n + 2, dtype=np.int8)
-    inside[1:-1] = _WORD_BYTE[b]
-    edges = np.diff(inside)
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    powers, inverse = _power_tables(n + 1)
-    prefix = np.zeros(n + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        np.cumsum(b * powers[:n], out=prefix[1:])
-        return (prefix[ends] - prefix[starts]) * inverse[starts]
+    """The hash of every word of an ASCII match form, in order (``ascii_words``)."""
+    return ascii_words(form.encode("ascii"))[1]
 
 
 def rolling_hashes(codes: np.ndarray, n: int) -> np.ndarray:
@@ -249,3 +256,17 @@ def rolling_hashes(codes: np.ndarray, n: int) -> np.ndarray:
         h *= _PRIME
         h += codes[k:k + m]
     return h
+
+
+def prefix_hashes(codes: np.ndarray) -> np.ndarray:
+    """Prefix sums of code[i] * P^-i modulo 2^64, from which ``window_hashes`` takes any window's
+    ``rolling_hashes`` value with one subtraction and one multiplication."""
+    prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
+    np.cumsum(codes * power_tables(len(codes))[1], out=prefix[1:])
+    return prefix
+
+
+def window_hashes(prefix: np.ndarray, n: int, at: np.ndarray) -> np.ndarray:
+    """``rolling_hashes(codes, n)[at]`` from ``prefix_hashes(codes)``: the window of n codes from i
+    is sum of code[i+k] * P^(n-1-k) = (prefix[i+n] - prefix[i]) * P^(i+n-1), modulo 2^64."""
+    return (prefix[at + n] - prefix[at]) * power_tables(len(prefix))[0][at + n - 1]
