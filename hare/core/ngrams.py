@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hare.core.text import (MATCH_WORD_RE, WordCodes, ascii_word_hashes, ascii_words, match_form, match_words,
+from hare.core.text import (MATCH_WORD_RE, WordCodes, ascii_word_keys, ascii_words, match_form, match_words,
                             prefix_hashes, rolling_hashes, window_hashes)
 
 FILTER_BITS_PER_NGRAM = 32  # 1 - exp(-1/32): about 3 % of lookups of absent n-grams pass the filter
@@ -47,13 +47,17 @@ _NOTHING[0].flags.writeable = _NOTHING[1].flags.writeable = False
 
 
 class _Table:
-    """Sorted hashes of one window length, the first item each came from and how many items hold it."""
+    """Sorted hashes of one window length, the first item each came from and how many items hold it;
+    a directory of where each range of hashes (by their top bits, about two hashes a range) starts,
+    so that finding a hash reads one or two of them instead of a binary search's twenty-odd."""
 
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, np.ndarray]] = []
         self.hashes = np.zeros(0, dtype=np.uint64)
         self.first_item = np.zeros(0, dtype=np.int32)
         self.item_count = np.zeros(0, dtype=np.int32)
+        self.shift = np.uint64(63)
+        self.directory = np.zeros(3, dtype=np.int64)
 
     def finalize(self) -> None:
         if not self.parts:
@@ -79,47 +83,63 @@ class _Table:
             new_h, new_it, counts = h[first], it[first], c
         self.hashes, self.first_item, self.item_count = new_h, new_it, counts
         self.parts = []
+        bits = max(1, (len(self.hashes) // 2).bit_length())
+        self.shift = np.uint64(64 - bits)
+        starts = np.searchsorted(self.hashes, np.arange(1 << bits, dtype=np.uint64) << self.shift)
+        kind = np.int32 if len(self.hashes) < 1 << 31 else np.int64
+        self.directory = np.append(starts, len(self.hashes)).astype(kind)
 
     def find(self, h: np.ndarray) -> np.ndarray:
-        """Positions of ``h`` in ``hashes`` (-1 where absent)."""
-        if not len(self.hashes):
-            return np.full(len(h), -1, dtype=np.int64)
-        at = np.searchsorted(self.hashes, h)
-        at[at == len(self.hashes)] = 0
-        return np.where(self.hashes[at] == h, at, -1)
+        """Positions of ``h`` in ``hashes`` (-1 where absent): each is looked for from the start of
+        its range onwards, all at once, until found or passed (a range holds a few hashes)."""
+        out = np.full(len(h), -1, dtype=np.int64)
+        r = (h >> self.shift).astype(np.intp)
+        at, end = self.directory[r].astype(np.int64), self.directory[r + 1]
+        todo = np.flatnonzero(at < end)
+        while len(todo):
+            a, q = at[todo], h[todo]
+            v = self.hashes[a]
+            hit = v == q
+            out[todo[hit]] = a[hit]
+            todo = todo[(v < q) & (a + 1 < end[todo])]
+            at[todo] += 1
+        return out
 
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd: spreads a hash's low bits into its top bits
+_SLOT_MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd: moves every bit of a key into the top bits
 
 
 class _WordTable:
-    """Known words' ``ascii_word_hashes`` -> their word codes, as a direct-addressed table of at least
-    eight slots a word (one probe finds almost every word) and, for the slots that several words
-    share, a sorted array searched only for them. A word's slot is the top bits of its hash times
-    ``_MIX``: a short word's hash alone has nearly constant top bits (byte * P^j stays small)."""
+    """Known words' ``ascii_word_keys`` -> their word codes, as a direct-addressed table of at least
+    eight slots a word (one probe finds almost every word) and, for the words that lost their slot
+    to another, a small sorted array searched only for keys whose slot several words share. A
+    word's slot is the top bits of its key times ``_SLOT_MIX`` (a short word's key is its bytes,
+    whose top bits are zero)."""
 
     def __init__(self, keys: np.ndarray, codes: np.ndarray, words: int):
         self.words = words
         self.bits = max(4, int(np.ceil(np.log2(max(1, len(keys)) * 8))))
         slot = self.slots(keys)
-        self.keys = np.zeros(1 << self.bits, dtype=np.uint64)
-        self.codes = np.zeros(1 << self.bits, dtype=np.uint64)
-        self.keys[slot], self.codes[slot] = keys, codes  # a shared slot keeps one of its words...
+        self.table = np.zeros((1 << self.bits, 2), dtype=np.uint64)  # (key, code): one cache line a probe
+        self.table[slot] = np.stack([keys, codes], axis=1)  # a shared slot keeps one of its words...
         self.shared = np.bincount(slot, minlength=1 << self.bits) > 1
-        order = np.argsort(keys, kind="stable")  # ...and all of them are in the sorted array
-        self.sorted_keys, self.sorted_codes = keys[order], codes[order]
+        rest = self.table[slot, 0] != keys  # ...and the others are in the sorted array
+        order = np.argsort(keys[rest], kind="stable")
+        self.rest_keys, self.rest_codes = keys[rest][order], codes[rest][order]
 
     def slots(self, h: np.ndarray) -> np.ndarray:
-        return ((h * _MIX) >> np.uint64(64 - self.bits)).astype(np.intp)
+        """The slot of each key."""
+        return ((h * _SLOT_MIX) >> np.uint64(64 - self.bits)).astype(np.intp)
 
     def codes_of(self, h: np.ndarray) -> np.ndarray:
-        """The word code of each hash, 0 for a word no item contains."""
+        """The word code of each key, 0 for a word no item contains."""
         slot = self.slots(h)
-        out = np.where(self.keys[slot] == h, self.codes[slot], np.uint64(0))
+        entry = np.take(self.table, slot, axis=0)
+        out = np.where(entry[:, 0] == h, entry[:, 1], np.uint64(0))
         again = np.flatnonzero(self.shared[slot] & (out == 0))
-        if len(again):
-            at = np.minimum(np.searchsorted(self.sorted_keys, h[again]), len(self.sorted_keys) - 1)
-            out[again] = np.where(self.sorted_keys[at] == h[again], self.sorted_codes[at], np.uint64(0))
+        if len(again) and len(self.rest_keys):
+            at = np.minimum(np.searchsorted(self.rest_keys, h[again]), len(self.rest_keys) - 1)
+            out[again] = np.where(self.rest_keys[at] == h[again], self.rest_codes[at], np.uint64(0))
         return out
 
 
@@ -198,7 +218,7 @@ class NgramIndex:
     def lookup_texts(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """``lookup`` of the words of each text, the texts whose match form is ASCII (most text) in
         one numpy pass: their forms joined by a line break (no word spans two texts), every word's
-        ``ascii_words`` hash looked up among the known words' (a hash table), every window hashed
+        ``ascii_words`` key looked up among the known words' (a hash table), every window hashed
         from one prefix sum (``window_hashes``), windows that cross from one text into the next
         left out; no Python per word or per window, and a few dozen numpy calls for all the texts."""
         out: list[tuple[np.ndarray, np.ndarray]] = [_NOTHING] * len(texts)
@@ -217,12 +237,12 @@ class NgramIndex:
 
     def _lookup_ascii(self, forms: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """``lookup_texts`` of ASCII match forms."""
-        starts, hashes = ascii_words("\n".join(forms).encode("ascii"))
-        first_byte = np.zeros(len(forms), dtype=np.int64)
-        np.cumsum([len(f) + 1 for f in forms[:-1]], out=first_byte[1:])
-        text_of = np.searchsorted(first_byte, starts, side="right") - 1  # the text of each word
-        pos, h = self.lookup_codes(self._known_words().codes_of(hashes), text_of)
-        first_word = np.searchsorted(text_of, np.arange(len(forms)))
+        starts, keys = ascii_words("\n".join(forms).encode("ascii"))
+        first_byte = np.zeros(len(forms) + 1, dtype=np.int64)
+        np.cumsum([len(f) + 1 for f in forms], out=first_byte[1:])
+        first_word = np.searchsorted(starts, first_byte)  # of each text, and the number of words last
+        text_of = np.repeat(np.arange(len(forms)), np.diff(first_word))  # the text of each word
+        pos, h = self.lookup_codes(self._known_words().codes_of(keys), text_of)
         at = text_of[pos]
         pos = pos - first_word[at]
         bounds = np.searchsorted(at, np.arange(len(forms) + 1)).tolist()
@@ -232,7 +252,7 @@ class NgramIndex:
         """The known ASCII words' table, rebuilt when words were added since."""
         if self._known is None or self._known.words != len(self.codes):
             words = [w for w in self.codes.words() if w.isascii()]
-            keys = ascii_word_hashes(" ".join(words)) if words else np.zeros(0, dtype=np.uint64)
+            keys = ascii_word_keys(" ".join(words)) if words else np.zeros(0, dtype=np.uint64)
             self._known = _WordTable(keys, self.codes.known(words), len(self.codes))
         return self._known
 

@@ -201,8 +201,6 @@ class WordCodes:
         return np.fromiter(map(self._memo.get, ws, itertools.repeat(0)), dtype=np.uint64, count=len(ws))
 
 
-# The bytes of MATCH_WORD_RE's words in an ASCII text kept, every other byte made 0 (one bytes.translate).
-_WORD_BYTES = bytes(c if chr(c).isascii() and chr(c).isalnum() else 0 for c in range(256))
 _BYTE_PRIME = 0x100000001B3  # FNV's 64-bit prime again (= _PRIME): odd, so invertible modulo 2^64
 _powers = np.ones(1, dtype=np.uint64)  # _BYTE_PRIME**i and its inverse**i modulo 2^64, grown on demand
 _inverse_powers = np.ones(1, dtype=np.uint64)
@@ -223,26 +221,47 @@ def power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _powers[:n], _inverse_powers[:n]
 
 
+# The bytes of MATCH_WORD_RE's words in an ASCII text kept, every other byte made 0 (one bytes.translate).
+_WORD_BYTES = bytes(c if chr(c).isascii() and chr(c).isalnum() else 0 for c in range(256))
+_LOW_BYTES = np.array([(1 << 8 * k) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=np.uint64)  # k low bytes
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd
+_CHUNKED = 64  # longer words (rare) are keyed by blake2b in Python
+
+
 def ascii_words(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(first byte, hash) of every word of an ASCII match form given as bytes, in order, computed for
-    the whole text at once (no Python per word). A word's hash is sum of byte[j] * P^(j - start)
-    modulo 2^64: the bytes outside words are zeroed, each byte scaled by P^j, the words' sums taken
-    with one ``np.add.reduceat`` over the word starts and scaled back by P^-start. The same function
-    of the word's text wherever it stands, so it keys a table of known words (``NgramIndex``)."""
-    b = np.frombuffer(data.translate(_WORD_BYTES), dtype=np.uint8)
-    inside = np.zeros(len(b) + 1, dtype=bool)
-    inside[1:] = b != 0
-    starts = np.flatnonzero(inside[1:] > inside[:-1])
-    if not len(starts):
-        return starts, np.zeros(0, dtype=np.uint64)
-    powers, inverse = power_tables(len(b))
-    h = np.add.reduceat(b * powers, starts)
-    h *= inverse[starts]
-    return starts, h
+    """(first byte, key) of every word of an ASCII match form given as bytes, in order, computed for
+    the whole text at once (no Python per word). A word of up to 8 bytes is its own key: its bytes
+    read as one 64-bit integer (the bytes after it zeroed), so two such words never share a key; a
+    longer one folds in each further 8 bytes (key * _MIX after an xor-shift, plus the next 8), and
+    one of more than ``_CHUNKED`` bytes gets a 64-bit blake2b. The same function of the word's text
+    wherever it stands, so it keys a table of known words (``NgramIndex``)."""
+    n = len(data)
+    b = np.zeros(n + 8, dtype=np.uint8)  # 8 zero bytes past the end: every 8-byte read stays inside
+    b[:n] = np.frombuffer(data.translate(_WORD_BYTES), dtype=np.uint8)
+    inside = np.zeros(n + 2, dtype=bool)
+    inside[1:-1] = b[:n] != 0
+    edges = np.flatnonzero(inside[1:] != inside[:-1])
+    starts, length = edges[0::2], edges[1::2] - edges[0::2]
+    eight = np.ndarray((n + 1,), dtype=np.uint64, buffer=b, strides=(1,))  # the 8 bytes from each position
+    key = eight[starts] & _LOW_BYTES[np.minimum(length, 8)]
+    longer = np.flatnonzero(length > 8)
+    k = 8
+    while len(longer) and k < _CHUNKED:
+        x = key[longer]
+        x ^= x >> np.uint64(31)
+        x *= _MIX
+        x += eight[starts[longer] + k] & _LOW_BYTES[np.minimum(length[longer] - k, 8)]
+        key[longer] = x
+        k += 8
+        longer = longer[length[longer] > k]
+    for i in longer.tolist():
+        word = data[starts[i]:starts[i] + length[i]]
+        key[i] = int.from_bytes(hashlib.blake2b(word, digest_size=8).digest(), "little")
+    return starts, key
 
 
-def ascii_word_hashes(form: str) -> np.ndarray:
-    """The hash of every word of an ASCII match form, in order (``ascii_words``)."""
+def ascii_word_keys(form: str) -> np.ndarray:
+    """The key of every word of an ASCII match form, in order (``ascii_words``)."""
     return ascii_words(form.encode("ascii"))[1]
 
 

@@ -71,6 +71,14 @@ def words_with_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     return out, spans
 
 
+def find(table, h: np.ndarray) -> np.ndarray:
+    if not len(table.hashes):
+        return np.full(len(h), -1, dtype=np.int64)
+    at = np.searchsorted(table.hashes, h)
+    at[at == len(table.hashes)] = 0
+    return np.where(table.hashes[at] == h, at, -1)
+
+
 class _WordTable:
     def __init__(self, keys: np.ndarray, codes: np.ndarray, words: int):
         self.words = words
@@ -127,7 +135,7 @@ class ReferenceScan:
                          >> (slot & np.uint64(7)).astype(np.uint8)) & 1
                 ok &= maybe.astype(bool)
             pos = np.flatnonzero(ok)
-            hit = table.find(h[pos]) >= 0
+            hit = find(table, h[pos]) >= 0
             pos_out.append(pos[hit])
             h_out.append(h[pos][hit])
         if not pos_out:

@@ -11,7 +11,7 @@ import numpy as np
 
 from hare.core.evalsets import load_benchmark
 from hare.core.ngrams import EvalText, NgramIndex
-from hare.core.text import MATCH_WORD_RE, ascii_word_hashes, match_form, match_words
+from hare.core.text import MATCH_WORD_RE, ascii_word_keys, match_form, match_words
 from tests.conftest import shared_or_skip
 
 
@@ -52,9 +52,9 @@ def test_word_hashes_are_the_words_own_wherever_they_stand():
     if words is None:
         form = match_form("The  river's 2nd bend; the RIVER bends. __x_y__")[0]
         words = MATCH_WORD_RE.findall(form)
-    h = ascii_word_hashes(form)
+    h = ascii_word_keys(form)
     assert len(h) == len(words)
-    alone = [int(ascii_word_hashes(w)[0]) for w in words]
+    alone = [int(ascii_word_keys(w)[0]) for w in words]
     assert h.tolist() == alone and alone[1] == alone[6]  # "river" twice: one hash
     assert len(set(alone)) == len(set(words))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from hare.core.documents import Document
@@ -116,3 +117,16 @@ def test_spans_of_words_are_the_reference_spans(docs):
     from hare.core.text import words_with_spans
     for d in docs:
         assert words_with_spans(d.text) == reference_spans(d.text)
+
+
+def test_the_table_finds_what_a_binary_search_finds(indexes):
+    from tests.filters.decontam_reference import find
+    rng = np.random.default_rng(0)
+    for table in indexes(8, 4).tables.values():
+        present = table.hashes[rng.integers(0, len(table.hashes), 5000)]
+        near = np.concatenate([present + np.uint64(1), present - np.uint64(1)])
+        edges = np.array([0, 1, 2 ** 63, 2 ** 64 - 1], dtype=np.uint64)
+        h = np.concatenate([present, near, rng.integers(0, 2 ** 63, 5000, dtype=np.uint64) * np.uint64(2), edges])
+        assert np.array_equal(table.find(h), find(table, h))
+        assert (table.find(present) >= 0).all()
+    assert np.array_equal(NgramIndex(3).tables[3].find(edges), np.full(4, -1))
