@@ -8,8 +8,11 @@ many items hold it (16 bytes an n-gram). An item shorter than n words but of at 
 ``min_item_words`` is indexed whole, as one window of its own length (NeMo Curator's task
 decontamination does the same between its min and max n-gram sizes), so short questions are caught
 too. A word that no item contains cannot be part of a match, so windows holding one are skipped
-before the lookup; a bit filter sized from the number of n-grams answers most other lookups.
-Decontamination and the leakage audit's clean-subset view both look text up here.
+before the lookup (and, for short items, windows that do not start with a short item's first
+word); a bit filter sized from the number of n-grams answers most other lookups, and a directory
+of the sorted hashes by their top bits the rest, in one or two reads. ``lookup_texts`` scans many
+documents in one numpy pass. Decontamination and the leakage audit's clean-subset view both look
+text up here.
 """
 
 from __future__ import annotations
@@ -24,6 +27,18 @@ from hare.core.text import (MATCH_WORD_RE, WordCodes, ascii_word_keys, ascii_wor
 
 FILTER_BITS_PER_NGRAM = 32  # 1 - exp(-1/32): about 3 % of lookups of absent n-grams pass the filter
 MIN_FILTER_BITS, MAX_FILTER_BITS = 16, 40
+
+
+def _bit_filter(hashes: np.ndarray) -> tuple[int, np.ndarray]:
+    """(log2 of its size, the filter) of a one-hash bit filter of ``hashes``: bit i is set when
+    some hash's top ``filter_bits`` bits are i."""
+    bits = filter_bits(len(hashes))
+    out = np.zeros(1 << (bits - 3), dtype=np.uint8)
+    if len(hashes):
+        slot = hashes >> np.uint64(64 - bits)
+        np.bitwise_or.at(out, (slot >> np.uint64(3)).astype(np.intp),
+                         np.uint8(1) << (slot & np.uint64(7)).astype(np.uint8))
+    return bits, out
 
 
 def filter_bits(ngrams: int) -> int:
@@ -58,6 +73,10 @@ class _Table:
         self.item_count = np.zeros(0, dtype=np.int32)
         self.shift = np.uint64(63)
         self.directory = np.zeros(3, dtype=np.int64)
+        self.filter_bits = MIN_FILTER_BITS
+        self.filter = np.zeros(1 << (MIN_FILTER_BITS - 3), dtype=np.uint8)
+        self.first_codes: list[int] = []  # a table of short items: the code of each one's first word...
+        self.first_words: np.ndarray | None = None  # ...by its top 16 bits (a window can match only there)
 
     def finalize(self) -> None:
         if not self.parts:
@@ -147,8 +166,9 @@ class NgramIndex:
     """Hashed n-grams of evaluation items (and short items whole): sorted hash tables, the first
     item of each n-gram and how many items hold it.
 
-    Lookups of n-grams first test a bit filter addressed by the top bits of the hash, sized from
-    the number of n-grams (``filter_bits``), so the binary search runs only for the few likely hits.
+    Lookups of n-grams first test a bit filter (one a window length) addressed by the top bits of
+    the hash, sized from the number of n-grams (``filter_bits``), so the table is read only for the
+    few likely hits.
     """
 
     def __init__(self, n: int, min_item_words: int | None = None):
@@ -182,10 +202,13 @@ class NgramIndex:
         k = len(self.items)
         self.items.append(item)
         self.indexed[item.source] += 1
+        codes = self.codes.encode(ws)
+        table = self.tables.setdefault(length, _Table())
         if length < self.n:
             self.short_items += 1
-        h = np.unique(rolling_hashes(self.codes.encode(ws), length))
-        self.tables.setdefault(length, _Table()).parts.append((h, np.full(len(h), k, dtype=np.int32)))
+            table.first_codes.append(int(codes[0]))
+        h = np.unique(rolling_hashes(codes, length))
+        table.parts.append((h, np.full(len(h), k, dtype=np.int32)))
 
     def finalize(self) -> "NgramIndex":
         """Sort the n-grams; keep, for each, the first item it came from; size and fill the filter."""
@@ -193,12 +216,12 @@ class NgramIndex:
         for t in self.tables.values():
             t.finalize()
         main = self.tables[self.n]
-        self.filter_bits = filter_bits(len(main.hashes))
-        self.filter = np.zeros(1 << (self.filter_bits - 3), dtype=np.uint8)
-        if len(main.hashes):
-            slot = main.hashes >> np.uint64(64 - self.filter_bits)
-            np.bitwise_or.at(self.filter, (slot >> np.uint64(3)).astype(np.int64),
-                             (np.uint8(1) << (slot & np.uint64(7)).astype(np.uint8)))
+        for t in self.tables.values():
+            t.filter_bits, t.filter = _bit_filter(t.hashes)
+            if t.first_codes:
+                t.first_words = np.zeros(1 << 16, dtype=bool)
+                t.first_words[np.array(t.first_codes, dtype=np.uint64) >> np.uint64(48)] = True
+        self.filter_bits, self.filter = main.filter_bits, main.filter
         firsts = [t.first_item for t in self.tables.values() if len(t.first_item)]
         self.item_ngrams = np.bincount(np.concatenate(firsts), minlength=len(self.items)).astype(np.int32) \
             if firsts else np.zeros(len(self.items), dtype=np.int32)
@@ -267,26 +290,32 @@ class NgramIndex:
         if not len(self):
             return _NOTHING
         unknown = np.concatenate(([0], np.cumsum(codes == 0)))
-        prefix = None
+        prefix = top = None
         pos_out, h_out = [], []
         for length, table in self.tables.items():
             if len(codes) < length or not len(table.hashes):
                 continue
-            ok = (unknown[length:] - unknown[:-length]) == 0  # windows made only of words the index knows
-            if text_of is not None:
-                ok &= text_of[length - 1:] == text_of[:len(text_of) - length + 1]
-            pos = np.flatnonzero(ok)
+            if table.first_words is not None:  # short items: only windows that start as one of them does
+                if top is None:
+                    top = (codes >> np.uint64(48)).astype(np.intp)
+                pos = np.flatnonzero(table.first_words[top[:len(codes) - length + 1]])
+                pos = pos[unknown[pos + length] == unknown[pos]]
+                if text_of is not None:
+                    pos = pos[text_of[pos + length - 1] == text_of[pos]]
+            else:
+                ok = (unknown[length:] - unknown[:-length]) == 0  # windows made only of words the index knows
+                if text_of is not None:
+                    ok &= text_of[length - 1:] == text_of[:len(text_of) - length + 1]
+                pos = np.flatnonzero(ok)
             if not len(pos):
                 continue
             if prefix is None:
                 prefix = prefix_hashes(codes)
             h = window_hashes(prefix, length, pos)
-            if length == self.n:
-                slot = h >> np.uint64(64 - self.filter_bits)
-                maybe = (self.filter[(slot >> np.uint64(3)).astype(np.intp)]
-                         >> (slot & np.uint64(7)).astype(np.uint8)) & 1
-                keep = np.flatnonzero(maybe)
-                pos, h = pos[keep], h[keep]
+            slot = h >> np.uint64(64 - table.filter_bits)
+            keep = np.flatnonzero((table.filter[(slot >> np.uint64(3)).astype(np.intp)]
+                                   >> (slot & np.uint64(7)).astype(np.uint8)) & 1)
+            pos, h = pos[keep], h[keep]
             hit = table.find(h) >= 0
             pos_out.append(pos[hit])
             h_out.append(h[hit])
