@@ -67,3 +67,18 @@ def test_words_added_after_a_lookup_are_known_to_the_next():
     index.add(EvalText("b", "2", "epsilon zeta eta theta"))
     index.finalize()
     assert len(index.lookup_text("epsilon zeta eta")[0]) == 1
+
+
+def test_words_of_any_length_are_keyed_apart_and_found():
+    long = "a" * 70
+    words = ["x", "ab", "abcdefgh", "abcdefghi", "abcdefghij" * 2, "abcdefghij" * 2 + "k", long, long + "b", "a" * 64,
+             "a" * 65, "0" * 8, "00000000" + "1"]
+    keys = ascii_word_keys(" ".join(words))
+    assert len(set(keys.tolist())) == len(words)
+    assert keys.tolist() == [int(ascii_word_keys(w)[0]) for w in words]
+    index = NgramIndex(3)
+    index.add(EvalText("b", "1", f"the {long} and {'abcdefghij' * 2} words"))
+    index.finalize()
+    pos, _ = index.lookup_text(f"Of THE {long.upper()}, AND {'abcdefghij' * 2} WORDS!")
+    assert pos.tolist() == [1, 2, 3]
+    assert len(index.lookup_text(f"the {long}b and {'abcdefghij' * 2} words")[0]) == 1
