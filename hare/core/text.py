@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-import sys
 import unicodedata
 from functools import lru_cache
 
@@ -155,6 +154,9 @@ def match_words(text: str) -> list[str]:
 
 def words_with_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     """``match_words`` and each word's character span in the original ``text``."""
+    if text.isascii():  # the match form is the text lowercased, character for character
+        found = list(MATCH_WORD_RE.finditer(text.lower()))
+        return [m.group() for m in found], [m.span() for m in found]
     form, starts, ends = match_form(text, with_map=True)
     out, spans = [], []
     for m in MATCH_WORD_RE.finditer(form):
@@ -199,15 +201,13 @@ class WordCodes:
         return np.fromiter(map(self._memo.get, ws, itertools.repeat(0)), dtype=np.uint64, count=len(ws))
 
 
-_WORD_BYTE = np.zeros(256, dtype=bool)  # the bytes of MATCH_WORD_RE's words in an ASCII text
-for _lo, _hi in ((b"a", b"z"), (b"A", b"Z"), (b"0", b"9")):
-    _WORD_BYTE[_lo[0]:_hi[0] + 1] = True
-_BYTE_PRIME = 0x100000001B3  # FNV's 64-bit prime again: odd, so invertible modulo 2^64
+_BYTE_PRIME = 0x100000001B3  # FNV's 64-bit prime again (= _PRIME): odd, so invertible modulo 2^64
 _powers = np.ones(1, dtype=np.uint64)  # _BYTE_PRIME**i and its inverse**i modulo 2^64, grown on demand
 _inverse_powers = np.ones(1, dtype=np.uint64)
 
 
-def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+def power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P^i and P^-i modulo 2^64 for i < n (P = ``_PRIME``), from tables kept between calls."""
     global _powers, _inverse_powers
     if len(_powers) < n:
         size = max(n, 2 * len(_powers))
@@ -221,22 +221,48 @@ def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _powers[:n], _inverse_powers[:n]
 
 
-def ascii_word_hashes(form: str) -> np.ndarray:
-    """A 64-bit hash of every word of an ASCII match form, in order, computed for the whole text at
-    once (no Python per word): sum of byte[j] * P^(j - start) modulo 2^64, from prefix sums scaled by
-    the inverse power of each word's start. The same function of the word's text wherever it
-    stands, so it keys a table of known words (``NgramIndex``)."""
-    b = np.frombuffer(form.encode("ascii"), dtype=np.uint8)
-    n = len(b)
-    inside = np.zeros(n + 2, dtype=np.int8)
-    inside[1:-1] = _WORD_BYTE[b]
-    edges = np.diff(inside)
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    powers, inverse = _power_tables(n + 1)
-    prefix = np.zeros(n + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        np.cumsum(b * powers[:n], out=prefix[1:])
-        return (prefix[ends] - prefix[starts]) * inverse[starts]
+# The bytes of MATCH_WORD_RE's words in an ASCII text kept, every other byte made 0 (one bytes.translate).
+_WORD_BYTES = bytes(c if chr(c).isascii() and chr(c).isalnum() else 0 for c in range(256))
+_LOW_BYTES = np.array([(1 << 8 * k) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=np.uint64)  # k low bytes
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd
+_CHUNKED = 64  # longer words (rare) are keyed by blake2b in Python
+
+
+def ascii_words(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(first byte, key) of every word of an ASCII match form given as bytes, in order, computed for
+    the whole text at once (no Python per word). A word of up to 8 bytes is its own key: its bytes
+    read as one 64-bit integer (the bytes after it zeroed), so two such words never share a key; a
+    longer one folds in each further 8 bytes (key * _MIX after an xor-shift, plus the next 8), and
+    one of more than ``_CHUNKED`` bytes gets a 64-bit blake2b. The same function of the word's text
+    wherever it stands, so it keys a table of known words (``NgramIndex``)."""
+    n = len(data)
+    b = np.zeros(n + 8, dtype=np.uint8)  # 8 zero bytes past the end: every 8-byte read stays inside
+    b[:n] = np.frombuffer(data.translate(_WORD_BYTES), dtype=np.uint8)
+    inside = np.zeros(n + 2, dtype=bool)
+    inside[1:-1] = b[:n] != 0
+    edges = np.flatnonzero(inside[1:] != inside[:-1])
+    starts, length = edges[0::2], edges[1::2] - edges[0::2]
+    eight = np.ndarray((n + 1,), dtype=np.uint64, buffer=b, strides=(1,))  # the 8 bytes from each position
+    key = eight[starts] & _LOW_BYTES[np.minimum(length, 8)]
+    longer = np.flatnonzero(length > 8)
+    k = 8
+    while len(longer) and k < _CHUNKED:
+        x = key[longer]
+        x ^= x >> np.uint64(31)
+        x *= _MIX
+        x += eight[starts[longer] + k] & _LOW_BYTES[np.minimum(length[longer] - k, 8)]
+        key[longer] = x
+        k += 8
+        longer = longer[length[longer] > k]
+    for i in longer.tolist():
+        word = data[starts[i]:starts[i] + length[i]]
+        key[i] = int.from_bytes(hashlib.blake2b(word, digest_size=8).digest(), "little")
+    return starts, key
+
+
+def ascii_word_keys(form: str) -> np.ndarray:
+    """The key of every word of an ASCII match form, in order (``ascii_words``)."""
+    return ascii_words(form.encode("ascii"))[1]
 
 
 def rolling_hashes(codes: np.ndarray, n: int) -> np.ndarray:
@@ -249,3 +275,17 @@ def rolling_hashes(codes: np.ndarray, n: int) -> np.ndarray:
         h *= _PRIME
         h += codes[k:k + m]
     return h
+
+
+def prefix_hashes(codes: np.ndarray) -> np.ndarray:
+    """Prefix sums of code[i] * P^-i modulo 2^64, from which ``window_hashes`` takes any window's
+    ``rolling_hashes`` value with one subtraction and one multiplication."""
+    prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
+    np.cumsum(codes * power_tables(len(codes))[1], out=prefix[1:])
+    return prefix
+
+
+def window_hashes(prefix: np.ndarray, n: int, at: np.ndarray) -> np.ndarray:
+    """``rolling_hashes(codes, n)[at]`` from ``prefix_hashes(codes)``: the window of n codes from i
+    is sum of code[i+k] * P^(n-1-k) = (prefix[i+n] - prefix[i]) * P^(i+n-1), modulo 2^64."""
+    return (prefix[at + n] - prefix[at]) * power_tables(len(prefix))[0][at + n - 1]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from hare.core.evalsets import BenchmarkMissing, load_benchmark, load_custom
 from hare.core.documents import Document, ShardWriter, read_shards
@@ -63,6 +64,23 @@ def eval_texts(cfg: DecontamConfig, heldout_dir: Path | None) -> tuple[list[Eval
         out.extend(EvalText(cb.name, f"{it.split}/{it.id}", it.text()) for it in items)
         log.info("benchmark %s (custom): %d items", cb.name, len(items))
     return out, missing
+
+
+SCAN_BATCH_CHARS = 1 << 21  # documents scanned together: enough to amortize numpy's calls, bounded memory
+
+
+def scan_batches(docs: Iterable[Document], max_chars: int = SCAN_BATCH_CHARS) -> Iterator[list[Document]]:
+    """The documents in order, in lists of about ``max_chars`` characters (a longer document alone)."""
+    batch: list[Document] = []
+    size = 0
+    for doc in docs:
+        if batch and size + len(doc.text) > max_chars:
+            yield batch
+            batch, size = [], 0
+        batch.append(doc)
+        size += len(doc.text)
+    if batch:
+        yield batch
 
 
 def cut_spans(text: str, spans: list[tuple[int, int]], margin: int) -> tuple[str, int]:
@@ -104,6 +122,11 @@ class Decontaminator:
         """(word position, n-gram hash) of every n-gram of ``doc`` present in the index."""
         pos, h = self.index.lookup_text(doc.text)
         return list(zip(pos.tolist(), h.tolist()))
+
+    def matches_many(self, docs: list[Document]) -> list[list[tuple[int, int]]]:
+        """``matches`` of each document, all looked up in one pass (``NgramIndex.lookup_texts``)."""
+        return [list(zip(pos.tolist(), h.tolist())) if len(pos) else []
+                for pos, h in self.index.lookup_texts([d.text for d in docs])]
 
     def count(self, matched: list[tuple[int, int]]) -> None:
         """First pass: how many training documents contain each matched n-gram."""
@@ -215,13 +238,17 @@ def decontaminate(corpus_dir: Path, out: Path, cfg: DecontamConfig, sources: lis
 
     matched: dict[int, list[tuple[int, int]]] = {}  # by position in the corpus stream
     n_docs = 0
-    for k, doc in enumerate(progress(read_shards(corpus_dir / "train"), desc="find overlaps", unit="doc")):
-        n_docs += 1
-        dec = decs[doc.source]
-        m = dec.matches(doc)
-        if m:
-            matched[k] = m
-            dec.count(m)
+    for batch in scan_batches(progress(read_shards(corpus_dir / "train"), desc="find overlaps", unit="doc")):
+        by_source: dict[str, list[int]] = defaultdict(list)
+        for k, doc in enumerate(batch, start=n_docs):
+            by_source[doc.source].append(k)
+        for source, ks in by_source.items():
+            dec = decs[source]
+            for k, m in zip(ks, dec.matches_many([batch[k - n_docs] for k in ks])):
+                if m:
+                    matched[k] = m
+                    dec.count(m)
+        n_docs += len(batch)
     # Document frequencies are counted across all sources that share an index.
     by_n: dict[int, Counter] = defaultdict(Counter)
     for dec in decs.values():

@@ -29,7 +29,7 @@ from pathlib import Path
 from hare.core.documents import Document, ShardWriter, read_shards
 from hare.core.ngrams import NgramIndex
 from hare.filters.clean import Cleaner
-from hare.filters.decontam import Decontaminator, eval_texts
+from hare.filters.decontam import Decontaminator, eval_texts, scan_batches
 from hare.filters.minhash import NearDuplicateIndex
 from hare.filters.quality import QualityScorer
 from hare.synth.fidelity import Fidelity, source_passage
@@ -158,7 +158,7 @@ class _Curation:
         for it in items:
             index_n.add(it)
         dec = Decontaminator.from_config(index_n, cfg)
-        matched = [dec.matches(d) for d in self.docs[p]]
+        matched = [m for batch in scan_batches(self.docs[p]) for m in dec.matches_many(batch)]
         for m in matched:
             dec.count(m)
         kept = []

@@ -11,7 +11,7 @@ import numpy as np
 
 from hare.core.evalsets import load_benchmark
 from hare.core.ngrams import EvalText, NgramIndex
-from hare.core.text import MATCH_WORD_RE, ascii_word_hashes, match_form, match_words
+from hare.core.text import MATCH_WORD_RE, ascii_word_keys, match_form, match_words
 from tests.conftest import shared_or_skip
 
 
@@ -52,9 +52,9 @@ def test_word_hashes_are_the_words_own_wherever_they_stand():
     if words is None:
         form = match_form("The  river's 2nd bend; the RIVER bends. __x_y__")[0]
         words = MATCH_WORD_RE.findall(form)
-    h = ascii_word_hashes(form)
+    h = ascii_word_keys(form)
     assert len(h) == len(words)
-    alone = [int(ascii_word_hashes(w)[0]) for w in words]
+    alone = [int(ascii_word_keys(w)[0]) for w in words]
     assert h.tolist() == alone and alone[1] == alone[6]  # "river" twice: one hash
     assert len(set(alone)) == len(set(words))
 
@@ -67,3 +67,18 @@ def test_words_added_after_a_lookup_are_known_to_the_next():
     index.add(EvalText("b", "2", "epsilon zeta eta theta"))
     index.finalize()
     assert len(index.lookup_text("epsilon zeta eta")[0]) == 1
+
+
+def test_words_of_any_length_are_keyed_apart_and_found():
+    long = "a" * 70
+    words = ["x", "ab", "abcdefgh", "abcdefghi", "abcdefghij" * 2, "abcdefghij" * 2 + "k", long, long + "b", "a" * 64,
+             "a" * 65, "0" * 8, "00000000" + "1"]
+    keys = ascii_word_keys(" ".join(words))
+    assert len(set(keys.tolist())) == len(words)
+    assert keys.tolist() == [int(ascii_word_keys(w)[0]) for w in words]
+    index = NgramIndex(3)
+    index.add(EvalText("b", "1", f"the {long} and {'abcdefghij' * 2} words"))
+    index.finalize()
+    pos, _ = index.lookup_text(f"Of THE {long.upper()}, AND {'abcdefghij' * 2} WORDS!")
+    assert pos.tolist() == [1, 2, 3]
+    assert len(index.lookup_text(f"the {long}b and {'abcdefghij' * 2} words")[0]) == 1
