@@ -15,6 +15,11 @@ changes make it scale:
   choices of one question) are grouped; the context runs once and its key/value cache scores every
   choice in one batch. ``HFLM`` shares a context only when every choice is one token (MMLU's
   letters) and runs ARC's 25-shot prompt again for each of its four choices;
+- **one shared prefix per run of contexts**: the contexts are sorted by their tokens, and runs of
+  neighbours that share a prefix of ``min_shared_prefix`` tokens or more (MMLU's five dev-set shots,
+  the same for every question of a subject) are found from the tokens alone (``shared_prefixes``);
+  the prefix runs once and its key/value cache, expanded along the batch, scores the rest of each
+  context (vLLM's automatic prefix caching, across requests);
 - **batches sized by tokens**: contexts are taken longest first while a batch holds at most
   ``max_batch_tokens`` tokens (rows x padded length, the cached context of each choice counted), so
   memory is bounded at any ``--batch-size``. ``max_batch_tokens=None`` picks it from the free memory.
@@ -37,6 +42,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from lm_eval.models.huggingface import HFLM
 
@@ -49,6 +55,47 @@ BACKENDS = ("hare", "hf", "vllm")
 DEFAULT_MAX_BATCH_TOKENS = 8192  # the 4 choices of a 25-shot ARC item in one pass; SmolLM2-135M peaks at 1.9 GB
 AUTO_MEMORY_FRACTION = 0.25  # share of the free memory an automatic token budget may use
 AUTO_MAX_BATCH_TOKENS = 65536
+MIN_SHARED_PREFIX = 32  # shorter shared prefixes (a task's description) are not worth a pass of their own
+
+
+def common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(differ[0]) if differ.size else n
+
+
+def shared_prefixes(contexts, min_length: int) -> list[tuple[int, list[tuple[int, ...]]]]:
+    """The distinct token tuples ``contexts`` split into runs that share a prefix: ``(prefix length,
+    contexts)``, the prefix at least ``min_length`` tokens and shorter than each of its contexts (so
+    that each has a token after it), then ``(0, the rest)`` where the rest is not empty.
+
+    Sorted contexts that share a prefix are neighbours, and a run's prefix is the shortest prefix its
+    neighbours share. A neighbour joins the run while that saves tokens: with ``n`` contexts and a
+    prefix of ``L`` tokens, one sharing ``l`` tokens joins when ``n * l >= (n - 1) * L`` (the prefix
+    shrinks to ``l`` for all of them), else it starts a run of its own."""
+    keys = sorted(contexts)
+    runs: list[tuple[int, list[tuple[int, ...]]]] = []
+    rest: list[tuple[int, ...]] = []
+    run, length = keys[:1], 0
+
+    def close() -> None:
+        if len(run) > 1:
+            runs.append((length, run))
+        else:
+            rest.extend(run)
+
+    for prev, key in zip(keys, keys[1:]):
+        shared = min(common_prefix(prev, key), len(prev) - 1, len(key) - 1)
+        if shared >= min_length and len(run) * shared >= (len(run) - 1) * length:
+            run.append(key)
+            length = shared if len(run) == 2 else min(length, shared)
+        else:
+            close()
+            run, length = [key], 0
+    if run:
+        close()
+    return runs + ([(0, rest)] if rest else [])
 
 
 def available_memory(device: torch.device) -> int:
@@ -88,11 +135,14 @@ class HareLM(HFLM):
 
     ``max_batch_tokens``: the most tokens one forward pass holds (``None``: from the free memory); a
     batch holds one context, or one continuation with its context, at least.
+    ``min_shared_prefix``: the fewest tokens a prefix shared across contexts needs to run once for all.
     Every other argument is ``HFLM``'s.
     """
 
-    def __init__(self, *args, max_batch_tokens: int | None = None, **kwargs):
+    def __init__(self, *args, max_batch_tokens: int | None = None, min_shared_prefix: int = MIN_SHARED_PREFIX,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.min_shared_prefix = min_shared_prefix
         self.max_batch_tokens = max_batch_tokens or auto_max_batch_tokens(self.model.config, self.max_length,
                                                                           self.device)
         self.head = LogitHead.of(self.model)
@@ -120,19 +170,19 @@ class HareLM(HFLM):
 
     def _probe(self) -> str | None:
         """Why this backend's own path would not give ``HFLM``'s log-likelihoods for this model (None:
-        it does): probe requests, a shared context with two continuations and a lone window, scored
-        both ways."""
+        it does): probe requests, a shared context with two continuations, a lone window sharing a
+        prefix with it and one sharing none, scored both ways."""
         arch = type(self.model).__name__
         if self.head is None:
             return f"{arch}'s output layer is not a linear head"
         if self.decoder is None:
             return f"{arch} has no decoder at '{self.model.base_model_prefix}'"
         vocab = self.head.weight.shape[0]
-        ids = [(7 + 13 * i) % vocab for i in range(12)]
-        reqs = [((None, None), ids[:6], ids[6:9]), ((None, None), ids[:6], ids[9:11]),
-                ((None, None), ids[2:6], ids[6:8])]
+        ids = [(7 + 13 * i) % vocab for i in range(16)]
+        reqs = [((None, None), ids[:8], ids[8:11]), ((None, None), ids[:8], ids[11:13]),
+                ((None, None), ids[:6] + ids[12:14], ids[8:10]), ((None, None), ids[2:6], ids[6:8])]
         try:
-            mine = self._hare_loglikelihoods(reqs, disable_tqdm=True)
+            mine = self._hare_loglikelihoods(reqs, disable_tqdm=True, min_prefix=4)
         except Exception as e:  # noqa: BLE001 - a model this path cannot run is scored by HFLM's
             return f"{arch} cannot run hare's scoring path ({type(e).__name__}: {e})"[:300]
         ref = super()._loglikelihood_tokens(reqs, disable_tqdm=True)
@@ -150,8 +200,9 @@ class HareLM(HFLM):
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
         return self._hare_loglikelihoods(requests, disable_tqdm)
 
-    def _hare_loglikelihoods(self, requests, disable_tqdm: bool = False):
-        """``_loglikelihood_tokens`` by this backend's own path (module docstring)."""
+    def _hare_loglikelihoods(self, requests, disable_tqdm: bool = False, min_prefix: int | None = None):
+        """``_loglikelihood_tokens`` by this backend's own path (module docstring); ``min_prefix``: the
+        fewest tokens a shared prefix needs (default ``min_shared_prefix``)."""
         # The tokens a continuation sees: HFLM's input window (context + continuation, last
         # max_length + 1 tokens, last one dropped), the continuation's own tokens taken off.
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -162,38 +213,60 @@ class HareLM(HFLM):
         # A group of one request (a rolling window, a question asked once) has nothing to share: its
         # first pass takes the whole window, as HFLM's does.
         first = {p: (p + tuple(requests[g[0]][2][:-1]) if len(g) == 1 else p) for p, g in groups.items()}
-        # longest first: padding stays small, and a budget too small shows at once
-        order = sorted(groups, key=lambda p: (-len(first[p]), first[p]))
         res: list[tuple[float, bool] | None] = [None] * len(requests)
         bar = Progress(total=len(requests), desc="lm-eval: loglikelihood requests", unit="request",
                        disable=disable_tqdm or self.rank != 0)
-        batch: list[tuple[int, ...]] = []
-        for prefix in order:
-            n = len(first[prefix])
-            if batch and ((len(batch) + 1) * len(first[batch[0]]) > self.max_batch_tokens
-                          or (self.same_length_batches and n != len(first[batch[0]]))):
-                self._score_batch(batch, first, groups, requests, res, bar)
-                batch = []
-            batch.append(prefix)
-        if batch:
-            self._score_batch(batch, first, groups, requests, res, bar)
+        for skip, keys in shared_prefixes(groups, self.min_shared_prefix if min_prefix is None else min_prefix):
+            # the run's shared prefix, once: its cache is where every context of the run starts
+            prefix = self._prefix_cache(keys[0][:skip]) if skip else None
+            # longest first: padding stays small, and a budget too small shows at once
+            batch: list[tuple[int, ...]] = []
+            for key in sorted(keys, key=lambda p: (-len(first[p]), first[p])):
+                n = len(first[key])
+                if batch and ((len(batch) + 1) * len(first[batch[0]]) > self.max_batch_tokens
+                              or (self.same_length_batches and n != len(first[batch[0]]))):
+                    self._score_batch(batch, first, groups, requests, res, bar, skip, prefix)
+                    batch = []
+                batch.append(key)
+            if batch:
+                self._score_batch(batch, first, groups, requests, res, bar, skip, prefix)
         bar.close()
         return res
 
     @torch.no_grad()
-    def _score_batch(self, prefixes, first, groups, requests, res, bar) -> None:
+    def _prefix_cache(self, prefix: tuple[int, ...]):
+        """The key/value cache of one pass over ``prefix`` (a batch of one row)."""
+        return self.decoder(input_ids=torch.tensor([prefix], device=self.device), use_cache=True).cache
+
+    def _expand(self, cache, rows: int):
+        """``cache`` (one row) as ``rows`` rows, ``cache`` itself kept: the layers' tensors are
+        expanded views, which the next pass's concatenation copies once."""
+        own = copy.copy(cache)
+        own.layers = [copy.copy(layer) for layer in cache.layers]
+        for layer in own.layers:
+            if layer.is_initialized:
+                layer.keys = layer.keys.expand(rows, *layer.keys.shape[1:])
+                layer.values = layer.values.expand(rows, *layer.values.shape[1:])
+        return own
+
+    @torch.no_grad()
+    def _score_batch(self, prefixes, first, groups, requests, res, bar, skip: int = 0, past=None) -> None:
         """Score every request of the groups ``prefixes``: one pass over their ``first`` inputs (the
         shared contexts; a lone request's whole window), then the shared contexts' continuations
-        from the key/value cache."""
+        from the key/value cache. ``past``: the cache of the ``skip`` tokens every input starts with
+        (the pass takes the tokens after them)."""
         dev = self.device
         lens = [len(p) for p in prefixes]
         width = len(first[prefixes[0]])
-        ids = torch.zeros(len(prefixes), width, dtype=torch.long)
+        ids = torch.zeros(len(prefixes), width - skip, dtype=torch.long)
         for r, p in enumerate(prefixes):
-            ids[r, :len(first[p])] = torch.tensor(first[p])
+            ids[r, :len(first[p]) - skip] = torch.tensor(first[p][skip:])
         shared = [g for g, p in enumerate(prefixes) if len(groups[p]) > 1]
         # right padding needs no mask: a causal model's real positions never see the padding after them
-        out = self.decoder(input_ids=ids.to(dev), use_cache=bool(shared))
+        if past is None:
+            out = self.decoder(input_ids=ids.to(dev), use_cache=bool(shared))
+        else:  # every row starts at position ``skip``, after the shared prefix
+            out = self.decoder(input_ids=ids.to(dev), cache=self._expand(past, len(prefixes)), use_cache=True)
         cache, hidden = out.cache, out.last_hidden_state
         del out
 
@@ -203,7 +276,8 @@ class HareLM(HFLM):
         states: dict[int, list[torch.Tensor]] = {}
         for g, i in rows:
             n = len(requests[i][2]) if len(groups[prefixes[g]]) == 1 else 1
-            states[i] = [hidden[g, lens[g] - 1:lens[g] - 1 + n].clone()]  # cloned: the batch's states are freed
+            at = lens[g] - 1 - skip  # the context's last position in this pass
+            states[i] = [hidden[g, at:at + n].clone()]  # cloned: the batch's states are freed
         del hidden
         # ... and for the shared contexts' continuations of two tokens or more, from the cache
         multi = [(g, i) for g, i in rows if len(groups[prefixes[g]]) > 1 and len(requests[i][2]) > 1]

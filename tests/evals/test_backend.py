@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from hare.cli import main
-from hare.evals.backend import HareLM, bytes_per_token
+from hare.evals.backend import HareLM, bytes_per_token, shared_prefixes
 from hare.evals.tasks import prepare_tasks
 from hare.model.loss import linear_log_probs
 from tests.conftest import ROOT
@@ -121,6 +121,56 @@ def test_equals_hflm_on_smollm2(smollm2, task_folder):
     hf, hare, _ = evaluate_both(smollm2, load_tasks(task_folder, num_fewshot=2), limit=1)
     assert hf["n-shot"]["arc_challenge"] == 2
     assert assert_same(hf, hare) >= 3 * 4
+
+
+def test_shared_prefixes_are_found_from_the_tokens():
+    shots = tuple(range(100, 140))
+    a, b, c = shots + (1, 2, 3), shots + (1, 2, 4), shots + (5,)
+    other = tuple(range(300, 340)) + (9,)
+    # a, b share 42 tokens, c 40 more; the two-token context and the other family share nothing
+    runs = shared_prefixes([other, c, (7, 8), b, a], min_length=32)
+    assert runs == [(40, [a, b, c]), (0, [(7, 8), other])]
+    # a context that is the prefix itself: the prefix stops one token short, so that it has a token to predict from
+    assert shared_prefixes([shots, a, b], 32) == [(39, [shots, a, b])]
+    # a neighbour joins while that saves tokens: one sharing 33 of the 40 tokens joins three contexts ...
+    d, e = shots[:33] + (0, 1), shots[:33] + (0, 2)
+    assert shared_prefixes([a, b, c, d, e], 32) == [(33, [d, e, a, b, c])]
+    # ... one sharing 40 of 100 tokens does not join five: it starts a run of its own
+    long = [tuple(range(100)) + (200 + i,) for i in range(5)]
+    f, g = tuple(range(40)) + (999,), tuple(range(40)) + (999, 1)
+    assert shared_prefixes(long + [g, f], 32) == [(100, long), (40, [f, g])]
+    assert shared_prefixes([a, b], 64) == [(0, [a, b])] and shared_prefixes([], 32) == []
+
+
+def test_a_shared_few_shot_prefix_scores_as_hflm_scores_it(hf_model, monkeypatch):
+    """Questions behind one few-shot prefix (four choices of one to four tokens each), a context that
+    is the prefix itself, one that ends inside it, a second family and contexts sharing nothing:
+    every request as HFLM scores it, each family's prefix run once."""
+    from lm_eval.models.huggingface import HFLM
+
+    common = {"pretrained": str(hf_model), "dtype": "float32", "device": "cpu", "batch_size": 4}
+    hf, lm = HFLM(**common), HareLM(**common, max_batch_tokens=900)
+    g = torch.Generator().manual_seed(5)
+
+    def ids(n: int) -> list[int]:
+        return torch.randint(3, 500, (n,), generator=g).tolist()
+
+    shots, other = ids(200), ids(120)
+    reqs = []
+    for q, ctx in enumerate([shots + ids(12), shots + ids(30), shots + ids(3), shots, other + ids(9),
+                             other + ids(20), ids(150), ids(40)]):
+        reqs += [((f"q{q}", str(n)), ctx, ids(n)) for n in (1, 2, 3, 4)]
+    reqs += [((None, None), shots[:150], ids(6)), ((None, None), other + ids(4), ids(5)),
+             ((None, None), ids(60), ids(7))]
+    runs = []
+    real = lm._prefix_cache
+    monkeypatch.setattr(lm, "_prefix_cache", lambda prefix: runs.append(len(prefix)) or real(prefix))
+    got = lm._loglikelihood_tokens(reqs, disable_tqdm=True)
+    want = hf._loglikelihood_tokens(reqs, disable_tqdm=True)
+    assert [r[0] for r in got] == pytest.approx([w[0] for w in want], abs=1e-4)
+    assert [r[1] for r in got] == [w[1] for w in want]
+    # the few-shot prefix, one token short of the context that is the prefix itself, and the other family's
+    assert sorted(runs) == [120, 150 - 1]
 
 
 _MEMORY_SCRIPT = r"""

@@ -56,8 +56,9 @@ def families(tmp_path_factory, shared_data) -> dict[str, tuple[Path, str | None]
 
 
 def _requests(vocab: int) -> list:
-    """Two questions whose choices share a context (continuations of one to four tokens) and two lone
-    windows, in lm-eval's request form."""
+    """Two questions whose choices share a context (continuations of one to four tokens), two lone
+    windows, and three questions and a lone window behind one 80-token prefix (longer than Gemma's
+    64-token sliding window), in lm-eval's request form."""
     g = torch.Generator().manual_seed(3)
     ids = lambda n: torch.randint(3, vocab, (n,), generator=g).tolist()  # noqa: E731
     reqs = []
@@ -65,6 +66,10 @@ def _requests(vocab: int) -> list:
         ctx = ids(ctx_len)
         reqs += [((f"q{ctx_len}", str(n)), ctx, ids(n)) for n in (1, 2, 4)]
     reqs += [((None, None), ids(30), ids(5)), ((None, None), ids(12), ids(3))]
+    shots = ids(80)
+    for q, ctx in enumerate([shots + ids(9), shots + ids(20), shots]):
+        reqs += [((f"s{q}", str(n)), ctx, ids(n)) for n in (1, 3)]
+    reqs += [((None, None), shots + ids(5), ids(4))]
     return reqs
 
 
