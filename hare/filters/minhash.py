@@ -418,11 +418,9 @@ class NearDuplicateIndex:
         self._band_mult = np.random.default_rng([seed, 1]).integers(
             0, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self._sigs = NpyAppender(self.workdir / "signatures.npy", np.uint32, (self.num_perm,))
-        if partitions == 1:
-            self._bands = [NpyAppender(self.band_path(b), np.uint64) for b in range(bands)]
-        else:
-            self._parts = PartitionedAppender([self.band_path(b, r) for b in range(bands) for r in range(partitions)],
-                                              BAND_ROW)
+        # One partition: a band's file is its hashes alone, in document order; more: rows of BAND_ROW.
+        self._parts = PartitionedAppender([self.band_path(b, None if partitions == 1 else r) for b in range(bands)
+                                           for r in range(partitions)], np.uint64 if partitions == 1 else BAND_ROW)
         self._buf: list[np.ndarray] = []
         self._buf_len = 0
         self._rows = 0  # documents whose signatures are spilled
@@ -474,8 +472,8 @@ class NearDuplicateIndex:
         self._sigs.append(sigs)
         bh = self.band_hashes(sigs)
         if self.partitions == 1:
-            for b, w in enumerate(self._bands):
-                w.append(np.ascontiguousarray(bh[:, b]))
+            for b in range(self.bands):
+                self._parts.append(np.ascontiguousarray(bh[:, b]), np.full(len(sigs), b))
         else:
             rows = np.empty(len(sigs), dtype=BAND_ROW)
             rows["i"] = np.arange(self._rows, self._rows + len(sigs))
@@ -490,21 +488,13 @@ class NearDuplicateIndex:
             return
         self._flush()
         self._sigs.close()
-        if self.partitions == 1:
-            for w in self._bands:
-                w.close()
-        else:
-            self._parts.close()
+        self._parts.close()
         self._closed = True
 
     def discard(self) -> None:
         """Drop unfinished spill files (after an error)."""
         self._sigs.discard()
-        if self.partitions == 1:
-            for w in self._bands:
-                w.discard()
-        else:
-            self._parts.discard()
+        self._parts.discard()
 
     def tasks(self) -> list[dict]:
         """The ``link_partition`` tasks: one per band partition (call after ``close``)."""
