@@ -94,8 +94,8 @@ class Tally:
     train: int = 0
     heldout: int = 0
     chars_out: int = 0
-    scores_before: Scores = field(default_factory=lambda: Scores())  # quality scores of the cleaned documents
-    scores_after: Scores = field(default_factory=lambda: Scores())  # ... of those inside the band
+    scores_before: Scores = field(default_factory=Scores)  # quality scores of the cleaned documents
+    scores_after: Scores = field(default_factory=Scores)  # ... of those inside the band
 
 
 # ---- pass 0: split
