@@ -20,7 +20,6 @@ with the fingerprints of its upstream steps and of the files it reads (``hare.co
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import platform
 import shutil
@@ -49,11 +48,17 @@ class PipelineError(RuntimeError):
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for mod in ("hare", "torch", "transformers", "tokenizers", "lm_eval", "numpy"):
+    """The versions of Python and the main libraries, read from their installed metadata: a step that
+    does not use PyTorch does not import it to write its manifest."""
+    from importlib import metadata
+
+    import hare
+
+    out = {"python": platform.python_version(), "platform": platform.platform(), "hare": hare.__version__}
+    for name in ("torch", "transformers", "tokenizers", "lm_eval", "numpy"):
         try:
-            out[mod] = importlib.import_module(mod).__version__
-        except Exception:  # noqa: BLE001 - a missing optional library is just not listed
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:  # a missing optional library is just not listed
             pass
     return out
 

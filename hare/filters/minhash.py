@@ -118,7 +118,13 @@ class MinHasher:
         for k in range(self.num_perm):
             np.multiply(x, self.a[k], out=v)
             v += self.b[k]
-            _mod_mersenne(v, tmp)
+            # v mod p in five passes: a*x + b <= p*(p - 1), so one fold of the high bits leaves v < 2p,
+            # and min(v, v - p) (v - p wraps around to a huge number when v < p) finishes it.
+            np.right_shift(v, _31, out=tmp)
+            np.bitwise_and(v, MERSENNE, out=v)
+            v += tmp
+            np.subtract(v, MERSENNE, out=tmp)
+            np.minimum(v, tmp, out=v)
             out[k] = np.minimum.reduceat(v, starts)
         return out.T
 

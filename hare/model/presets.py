@@ -38,6 +38,8 @@ def check_model(preset: str, overrides: dict[str, Any]) -> None:
     (``rope_theta`` is accepted: the familiar spelling of ``rope_parameters.rope_theta``)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown model preset '{preset}'; presets: {', '.join(PRESETS)}")
+    if not overrides:
+        return  # nothing to check: transformers is not imported for a recipe that keeps the preset
     from transformers import MistralConfig
 
     known = set(MistralConfig().to_dict()) | {"rope_theta"}
