@@ -41,7 +41,8 @@ def test_a_corpus_run_imports_neither_torch_nor_transformers(tmp_path):
     code = ("import sys, json\n"
             "from hare.cli import main\n"
             f"main(['corpus', {str(tmp_path / 'recipe.yaml')!r}])\n"
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'lm_eval'})))\n")
+            "loaded = {m.split('.')[0] for m in sys.modules}\n"
+            "print(json.dumps(sorted(loaded & {'torch', 'transformers', 'lm_eval'})))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
