@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_serializer, model_validator
 
 from hare.core.evalsets.custom import CustomBenchmark
-from hare.core.config import EXECUTION, Config, input_path
+from hare.core.config import EXECUTION, FINGERPRINT, Config, input_path
 from hare.core.teacher import TeacherConfig
 
 
@@ -194,11 +194,11 @@ class QualityConfig(Config):
         return self
 
     @model_serializer(mode="wrap")
-    def _dump(self, handler):
-        # The keys of annotator mode are left out at their defaults, so a recipe written before they
-        # existed keeps its fingerprint (``hare.core.config.config_dump``).
+    def _dump(self, handler, info):
+        # The keys of annotator mode are left out of the fingerprint at their defaults, so a recipe
+        # written before they existed keeps its fingerprint (``hare.core.config.config_dump``).
         out = handler(self)
-        if isinstance(out, dict):
+        if isinstance(out, dict) and (info.context or {}).get(FINGERPRINT):
             for k in ANNOTATOR_KEYS:
                 if k in out and getattr(self, k) == type(self).model_fields[k].get_default(call_default_factory=True):
                     del out[k]

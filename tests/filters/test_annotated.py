@@ -118,6 +118,7 @@ def test_the_annotator_keys_leave_the_fingerprint_of_other_recipes_alone():
 
     assert set(config_dump(QualityConfig())) == {"enabled", "reference_sources", "reference_path", "sample_docs",
                                                  "min_score", "max_score"}
+    assert QualityConfig().model_dump()["mode"] == "reference"  # hare validate shows every key
     q = QualityConfig(mode="annotator", teacher={"packaged": "smollm2", "threads": 2}, features="hashed",
                       cache_dir="/tmp/x")
     dumped = config_dump(q)
