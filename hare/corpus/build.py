@@ -129,6 +129,9 @@ def train_annotated_scorer(sources: list[SourceConfig], cfg: CorpusConfig, seed:
     by_source: dict[str, list[int]] = {s.name: [0] * (MAX_GRADE + 1) for s in sources}
     for name, _, g in graded:
         by_source[name][g] += 1
+    if len({g for _, _, g in graded}) == 1:
+        log.warning("quality: the teacher graded all %d documents %d: the classifier can only learn that constant "
+                    "(a small teacher does not read the rubric; see docs/corpus.md)", len(graded), graded[0][2])
     scorer = AnnotatedScorer(qc.features, qc.annotate_chars, seed)
     threshold = round(qc.min_score * MAX_GRADE, 4) if qc.min_score > 0 else 3.0
     fit = scorer.fit([t for _, t, _ in graded], [g for _, _, g in graded], qc.holdout_fraction, threshold)
