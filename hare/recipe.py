@@ -77,8 +77,16 @@ class Recipe(Config):
         if not self.sources:
             raise ValueError("a recipe needs at least one source")
         q = self.corpus.quality
-        if q.enabled and not (q.reference_sources or q.reference_path):
+        if q.enabled and q.mode == "reference" and not (q.reference_sources or q.reference_path):
             raise ValueError("corpus.quality needs reference_sources or reference_path")
+        if q.enabled and q.mode == "annotator" and q.teacher is None:
+            t = self.synth.teacher
+            if not (t.endpoints or t.local or t.packaged):
+                raise ValueError("corpus.quality.mode annotator needs a teacher: set corpus.quality.teacher (e.g. "
+                                 "{packaged: smollm2}) or synth.teacher")
+            # The annotator's teacher is then the synth section's, written into corpus.quality so that
+            # the corpus step's fingerprint names the model that graded its sample.
+            q.teacher = t.model_copy(deep=True)
         unknown = sorted(set(q.reference_sources) - set(names))
         if unknown:
             raise ValueError(f"corpus.quality.reference_sources names no source: {unknown}; sources: {', '.join(names)}")

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
 
 EXECUTION: dict[str, Any] = {"hare": "execution"}
+FINGERPRINT = "hare_fingerprint"  # the serialization context key of ``config_dump``
 CONTINUABLE: dict[str, Any] = {"hare": "continuable"}
 
 
@@ -95,7 +96,10 @@ def config_dump(value: Any, without: tuple[str, ...] = ("execution",)) -> Any:
     if isinstance(value, list):
         return [config_dump(v, without) for v in value]
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude=_exclude(type(value), frozenset(without)) or None)
+        # A section may leave keys at their defaults out of this dump (``FINGERPRINT``), so that keys
+        # added later do not change the fingerprint of recipes written before them.
+        return value.model_dump(mode="json", exclude=_exclude(type(value), frozenset(without)) or None,
+                                context={FINGERPRINT: True})
     return value
 
 

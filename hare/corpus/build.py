@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hare.core.io import DataError, expand_paths, file_format, fingerprint_path, read_json, write_json
 from hare.core.progress import Progress
@@ -37,12 +38,18 @@ from hare.corpus import passes
 from hare.filters.clean import Cleaner
 from hare.corpus.workers import run_local, run_ray, run_tasks
 from hare.corpus.passes import Tally, split_path, split_unit
-from hare.filters.quality import QualityScorer
+from hare.filters.annotated import MAX_GRADE, AnnotatedScorer, load_rubric
+from hare.filters.quality import QualityScorer, load_scorer
 from hare.corpus.read import FILE_KINDS, Quarantine, read_source
 from hare.corpus.config import CorpusConfig, SourceConfig
 from hare.corpus.stats import CorpusStats, CorpusSummary, MinHashStats, QualityHistogram, QualityInfo, SourceStats
 
 log = logging.getLogger("hare.corpus")
+
+# The teacher's grades of texts (annotator mode): (texts, rubric with $document, teacher section, cache
+# file, characters of a text sent, answer cap in tokens, seed) -> (grade 0-5 or None per text, the
+# requests' usage). The step registry gives ``hare.synth.annotate.grade``.
+Grader = Callable[[list[str], str, Any, Path, int, int, int], tuple[list[int | None], dict]]
 
 
 def _reference_texts(sources: list[SourceConfig], cfg: CorpusConfig, limit: int) -> list[str]:
@@ -85,6 +92,58 @@ def train_quality_scorer(sources: list[SourceConfig], cfg: CorpusConfig, seed: i
     return scorer, info
 
 
+def annotation_sample(sources: list[SourceConfig], cfg: CorpusConfig, seed: int) -> list[tuple[str, str]]:
+    """The documents the teacher grades, as (source, text): of each source, the first ``sample_docs``
+    cleaned documents in an order shuffled by the seed, then taken from the sources in turn until
+    ``annotate_docs`` are drawn (a source with fewer leaves its share to the others)."""
+    qc = cfg.quality
+    pools: list[tuple[str, list[str]]] = []
+    for s in sources:
+        cleaner = Cleaner.from_config(cfg.clean)
+        pool: list[str] = []
+        for d in read_source(s, Quarantine(), cfg.max_line_bytes):
+            if cleaner(d)[0]:
+                pool.append(d.text)
+                if len(pool) >= qc.sample_docs:
+                    break
+        random.Random(f"{seed}:{s.name}").shuffle(pool)
+        pools.append((s.name, pool))
+    out: list[tuple[str, str]] = []
+    for i in range(max((len(p) for _, p in pools), default=0)):
+        for name, pool in pools:
+            if i < len(pool) and len(out) < qc.annotate_docs:
+                out.append((name, pool[i]))
+    return out
+
+
+def train_annotated_scorer(sources: list[SourceConfig], cfg: CorpusConfig, seed: int, cache_dir: Path,
+                           grader: Grader) -> tuple[AnnotatedScorer, dict]:
+    """Annotator mode: the teacher grades a seeded sample of cleaned documents on the rubric (``grader``),
+    and a classifier is fitted to the grades (``hare.filters.annotated``)."""
+    qc = cfg.quality
+    sample = annotation_sample(sources, cfg, seed)
+    rubric = load_rubric(qc.rubric_path)
+    grades, usage = grader([t for _, t in sample], rubric, qc.teacher, cache_dir / "annotations.jsonl",
+                           qc.annotate_chars, qc.annotate_max_tokens, seed)
+    graded = [(name, t, g) for (name, t), g in zip(sample, grades) if g is not None]
+    by_source: dict[str, list[int]] = {s.name: [0] * (MAX_GRADE + 1) for s in sources}
+    for name, _, g in graded:
+        by_source[name][g] += 1
+    if len({g for _, _, g in graded}) == 1:
+        log.warning("quality: the teacher graded all %d documents %d: the classifier can only learn that constant "
+                    "(a small teacher does not read the rubric; see docs/corpus.md)", len(graded), graded[0][2])
+    scorer = AnnotatedScorer(qc.features, qc.annotate_chars, seed)
+    threshold = round(qc.min_score * MAX_GRADE, 4) if qc.min_score > 0 else 3.0
+    fit = scorer.fit([t for _, t, _ in graded], [g for _, _, g in graded], qc.holdout_fraction, threshold)
+    t = qc.teacher
+    info = {"mode": "annotator", "teacher": t.model or t.local or f"packaged:{t.packaged}",
+            "annotations": len(sample), "graded": len(graded),
+            "grades": [sum(h[g] for h in by_source.values()) for g in range(MAX_GRADE + 1)],
+            "grades_by_source": by_source, "requests_sent": usage.get("sent", 0),
+            "requests_cached": usage.get("cached", 0), "classifier": fit}
+    return scorer, info
+
+
 def _nothing_read(out: Path, sources: list[SourceConfig], empty: list[str]) -> str:
     """Why sources gave no documents: what they named and the first quarantined record of each."""
     first: dict[str, dict] = {}
@@ -118,18 +177,32 @@ def _source_stats(t: Tally, quarantined: int, scored: bool) -> SourceStats:
 
 
 def build_corpus(sources: list[SourceConfig], cfg: CorpusConfig, seed: int, out: Path, *, resume: bool = False,
-                 executor: str = "local", workers: int = 0, ray_address: str | None = None) -> CorpusStats:
+                 executor: str = "local", workers: int = 0, ray_address: str | None = None,
+                 grader: Grader | None = None) -> CorpusStats:
     """Read, clean, deduplicate and split ``sources`` into ``out`` (the module docstring); returns the
     stats. ``resume`` continues the work an interrupted call left in ``out/work``. ``executor``
     (``local`` or ``ray``), ``workers`` (0: one per core, or per CPU of the cluster) and
-    ``ray_address`` say where passes 0 and 1 run; the outputs do not depend on them."""
+    ``ray_address`` say where passes 0 and 1 run; the outputs do not depend on them. ``grader``: the
+    teacher's grading of texts, for ``corpus.quality.mode: annotator`` (``Grader``)."""
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     scorer, quality_info = None, None
     scorer_path = out / "quality_scorer.pkl"
-    if cfg.quality.enabled:
+    procs = workers or (os.cpu_count() or 1)
+    # An embedding model in every worker gets that worker's share of the cores (one each on Ray).
+    threads = 1 if executor == "ray" else (max(1, (os.cpu_count() or 1) // procs) if procs > 1 else 0)
+    qc = cfg.quality
+    if qc.enabled:
         if resume and scorer_path.exists() and (work / "quality.json").exists():
-            scorer, quality_info = QualityScorer.load(scorer_path), read_json(work / "quality.json")
+            scorer, quality_info = load_scorer(scorer_path), read_json(work / "quality.json")
+        elif qc.mode == "annotator":
+            if grader is None or qc.teacher is None:
+                raise ValueError("corpus.quality.mode annotator needs a teacher (corpus.quality.teacher or "
+                                 "synth.teacher) and a grader to ask it")
+            cache = Path(qc.cache_dir).expanduser() if qc.cache_dir else out.parent / "quality-cache"
+            scorer, quality_info = train_annotated_scorer(sources, cfg, seed, cache, grader)
+            scorer.save(scorer_path)
+            write_json(work / "quality.json", quality_info)
         else:
             scorer, quality_info = train_quality_scorer(sources, cfg, seed)
             scorer.save(scorer_path)
@@ -137,7 +210,8 @@ def build_corpus(sources: list[SourceConfig], cfg: CorpusConfig, seed: int, out:
 
     # Passes 0 and 1: input shards, each cleaned by a worker. Files are split in the workers;
     # sources that are not files (or read with a limit) are split here first.
-    clean_args = (str(work), cfg.clean, cfg.dedup, cfg.minhash, str(scorer_path) if scorer is not None else None)
+    clean_args = (str(work), cfg.clean, cfg.dedup, cfg.minhash, str(scorer_path) if scorer is not None else None,
+                  threads)
     split_args = (str(work), cfg.shard_docs, cfg.max_line_bytes)
     units = passes.input_units(sources, cfg.split_file_bytes)
     if resume:
@@ -149,7 +223,7 @@ def build_corpus(sources: list[SourceConfig], cfg: CorpusConfig, seed: int, out:
     if executor == "ray":
         stream = run_ray(files, ready, split_args, clean_args, workers, ray_address)
     else:
-        stream = run_local(files, ready, split_args, clean_args, workers or (os.cpu_count() or 1))
+        stream = run_local(files, ready, split_args, clean_args, procs)
     splits = _drain(stream, work, files, ready)
     shards, quarantined = passes.collect_splits(work, units, splits, out / "quarantine.jsonl")
 

@@ -37,7 +37,7 @@ from hare.core.text import normalize_for_dedup, text_hash
 from hare.filters.clean import Cleaner
 from hare.filters.minhash import (LINK_BYTES_PER_DOC, LINK_FIXED_BYTES, NearDuplicateIndex, NearDuplicates,
                                   PartitionedAppender, Signer, partition_of, partitions_for, run_in_order)
-from hare.filters.quality import QualityScorer, histogram
+from hare.filters.quality import histogram, load_scorer
 from hare.corpus.ranges import JsonlRange, read_range, split_part
 from hare.corpus.read import Quarantine, read_source, source_parts
 from hare.corpus.config import SourceConfig
@@ -158,11 +158,12 @@ class ShardCleaner:
     hash, quality score; the signatures of those kept; the formatters' change counts), each atomically.
     """
 
-    def __init__(self, work: str, clean_cfg, dedup: str, minhash_cfg, scorer_path: str | None):
+    def __init__(self, work: str, clean_cfg, dedup: str, minhash_cfg, scorer_path: str | None, threads: int = 0):
         self.work = Path(work)
         self.cleaner = Cleaner.from_config(clean_cfg)
         self.dedup = dedup
-        self.scorer = QualityScorer.load(scorer_path) if scorer_path else None
+        # threads: the cores an embedding scorer may use here (0: PyTorch's default)
+        self.scorer = load_scorer(scorer_path, threads) if scorer_path else None
         self.signer = Signer.from_config(minhash_cfg) if dedup == "minhash" else None
 
     def __call__(self, shard: str) -> str:

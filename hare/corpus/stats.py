@@ -52,11 +52,45 @@ class MinHashStats(BaseModel):
     clusters: int
 
 
+class HeldoutAgreement(BaseModel):
+    """The annotator classifier's rounded predictions against the teacher's grades it was not fitted on."""
+
+    n: int
+    accuracy: float
+    mae: float
+    pearson: float | None = None
+    spearman: float | None = None
+    f1: float
+    threshold: float
+
+
+class AnnotatorFit(BaseModel):
+    features: str
+    train: int
+    alpha: float
+    heldout: HeldoutAgreement
+    baseline_accuracy: float  # of always answering the most common training grade
+    baseline_grade: int
+
+
 class QualityInfo(BaseModel):
-    reference_docs: int
-    raw_docs: int
-    heldout_accuracy: float
-    terms: dict[str, list[str]]
+    """The quality scorer: in reference mode, its training sides, held-out accuracy and weightiest
+    terms; in annotator mode, the teacher's grades (counts of 0..5, in all and per source) and the
+    classifier's agreement with them."""
+
+    mode: str = "reference"
+    reference_docs: int | None = None
+    raw_docs: int | None = None
+    heldout_accuracy: float | None = None
+    terms: dict[str, list[str]] | None = None
+    teacher: str | None = None
+    annotations: int | None = None
+    graded: int | None = None
+    grades: list[int] | None = None
+    grades_by_source: dict[str, list[int]] | None = None
+    requests_sent: int | None = None
+    requests_cached: int | None = None
+    classifier: AnnotatorFit | None = None
     min_score: float
     max_score: float
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hare.core.step import Step, StepContext, file_inputs
 from hare.corpus.stats import ClusterStats, CorpusStats, MixStats
@@ -21,15 +21,26 @@ log = logging.getLogger("hare.corpus")
 
 
 class CorpusStep(Step):
+    """``grader``: the teacher's grading of texts that ``corpus.quality.mode: annotator`` asks
+    (``hare.corpus.build.Grader``); the step registry gives the synthetic-data stage's, which this
+    stage does not import."""
+
     name = "corpus"
     help = "read the sources, clean them, keep a quality band, remove exact and near duplicates, hold out the evaluation slice"
     reads = ("sources", "seed", "corpus", "execution")
     stats = CorpusStats
 
+    def __init__(self, grader: Callable | None = None):
+        self.grader = grader
+
     def inputs(self, config) -> dict[str, Any]:
         from hare.corpus.build import source_inputs
 
-        return source_inputs(config.sources)
+        out = source_inputs(config.sources)
+        q = config.corpus.quality
+        if q.enabled and q.mode == "annotator":  # only then: the fingerprints of other recipes stay as they were
+            out.update(file_inputs(quality_rubric=q.rubric_path))
+        return out
 
     def run(self, ctx: StepContext) -> CorpusStats:
         from hare.corpus.build import build_corpus  # numpy: imported when the step runs, not to list the steps
@@ -37,7 +48,7 @@ class CorpusStep(Step):
         c = ctx.config
         x = c.execution
         return build_corpus(c.sources, c.corpus, c.seed, ctx.out, resume=ctx.resume, executor=x.executor,
-                            workers=x.workers, ray_address=x.ray_address)
+                            workers=x.workers, ray_address=x.ray_address, grader=self.grader)
 
     def report_data(self, folder: Path, stats: CorpusStats) -> dict[str, Any]:
         from hare.corpus.build import near_duplicate_examples

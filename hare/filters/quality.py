@@ -116,3 +116,16 @@ class QualityScorer:
 def histogram(scores: np.ndarray, bins: int = 20) -> list[int]:
     """Counts of scores in ``bins`` equal bins over [0, 1] (for stats.json and the report)."""
     return np.histogram(scores, bins=bins, range=(0.0, 1.0))[0].astype(int).tolist()
+
+
+def load_scorer(path: str | Path, threads: int = 0):
+    """The scorer saved at ``path``: a ``QualityScorer`` (reference mode) or an
+    ``hare.filters.annotated.AnnotatedScorer`` (annotator mode, ``threads`` > 0 caps its embedding
+    model's threads); either has ``score(texts)`` in [0, 1]."""
+    with np.load(path, allow_pickle=False) as z:
+        kind = str(z["kind"]) if "kind" in z.files else "reference"
+    if kind == "annotator":
+        from hare.filters.annotated import AnnotatedScorer
+
+        return AnnotatedScorer.load(path, threads=threads)
+    return QualityScorer.load(path)

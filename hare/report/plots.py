@@ -57,19 +57,20 @@ def heldout_curves(curves: dict[str, list[dict]], baseline: float | None = None)
     return _svg(fig)
 
 
-def quality(sources: dict) -> Markup:
+def quality(sources: dict, grades: bool = False) -> Markup:
     """Quality-score histograms of the sources scored (``.quality.before``/``.after``): the cleaned
-    documents, and those kept by the band."""
+    documents, and those kept by the band; ``grades``: on the annotator's 0-5 scale (score x 5)."""
     per_source = {name: (st.quality.before, st.quality.after) for name, st in sources.items() if st.quality}
     n = max(1, len(per_source))
     fig, axes = _pyplot().subplots(1, n, figsize=(4 * n, 2.8), squeeze=False)
     for ax, (name, (before, after)) in zip(axes[0], per_source.items()):
-        edges = [i / len(before) for i in range(len(before))]
-        w = 1 / len(before)
+        top = 5 if grades else 1
+        edges = [top * i / len(before) for i in range(len(before))]
+        w = top / len(before)
         ax.bar(edges, before, width=w, align="edge", color="#cccccc", label="cleaned")
         ax.bar(edges, after, width=w, align="edge", color="#2ca02c", label="kept")
         ax.set_title(name)
-        ax.set_xlabel("quality score")
+        ax.set_xlabel("predicted grade" if grades else "quality score")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return _svg(fig)

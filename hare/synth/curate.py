@@ -31,7 +31,8 @@ from hare.core.ngrams import NgramIndex
 from hare.filters.clean import Cleaner
 from hare.filters.decontam import Decontaminator, eval_texts, scan_batches
 from hare.filters.minhash import NearDuplicateIndex
-from hare.filters.quality import QualityScorer
+from hare.filters.annotated import AnnotatedScorer
+from hare.filters.quality import QualityScorer, load_scorer
 from hare.synth.fidelity import Fidelity, source_passage
 from hare.synth.stats import PARTS, CurateStats, PartCuration
 
@@ -55,7 +56,7 @@ def curate(generated: dict[str, Path], corpus_dir: Path, decontam_dir: Path, cor
     the D1 documents the near-duplicate check starts from."""
     c = _Curation({p: list(read_shards(generated[p] / "generated")) for p in PARTS})
     scorer_path = corpus_dir / "quality_scorer.pkl"
-    scorer = QualityScorer.load(scorer_path) if corpus.quality.enabled and scorer_path.exists() else None
+    scorer = load_scorer(scorer_path) if corpus.quality.enabled and scorer_path.exists() else None
     for p in PARTS:  # 1. cleaning, 2. quality band (D2)
         clean_cfg = corpus.clean.model_copy(update={"min_words": synth.d2.min_words} if p == "d2" else
                                             {"min_words": 5, "min_stop_words": 1})
@@ -86,7 +87,7 @@ class _Curation:
         self.removed[part].append((d, reason))
         self.fam[part][family(part, d)][reason] += 1
 
-    def clean(self, p: str, cleaner: Cleaner, scorer: QualityScorer | None, quality) -> None:
+    def clean(self, p: str, cleaner: Cleaner, scorer: QualityScorer | AnnotatedScorer | None, quality) -> None:
         kept = []
         for d in self.docs[p]:
             ok, reason = cleaner(d)
