@@ -118,30 +118,29 @@ def test_checks_applied_to_answers(lib, tmp_path):
 
 
 def test_tiny_teacher_end_to_end_and_cached(lib, smollm2, tmp_path):
-    """Paraphrases of one function's training families by a real (tiny, random) local model under
-    the answer schema; a second run is answered by the cache alone."""
-    from hare.synth.client import LocalBackend
+    """``hare tools-data --paraphrase`` with a real (tiny, random) local model as the teacher, on
+    one function's families; a second run is answered by the cache alone and writes the same files."""
+    from hare.cli import main as hare
     from hare.synth.teacher import tiny_teacher
 
     folder = tiny_teacher(tmp_path / "tiny", tokenizer_from=smollm2)
     spec = load_queries(lib)
-    examples = build_examples(lib)
-    one = {**spec, "functions": {"open_app": spec["functions"]["open_app"]}}
-    made = []
-
-    def backend():
-        made.append(LocalBackend(folder, batch_size=16))
-        return made[-1]
-
+    one = {"slots": spec["slots"], "functions": {"open_app": spec["functions"]["open_app"]}}
+    (tmp_path / "q.json").write_text(json.dumps(one))
     runs = []
-    for _ in range(2):
-        with RequestCache(tmp_path / "cache.jsonl") as cache:
-            runs.append(paraphrase_families(one, examples, 1, backend, cache, "tiny", seed=3, library=lib))
-    first, second = runs
-    assert first.requests == 9 and first.sent == 9 and first.asked == 9
-    assert first.dropped["unparsed"] == 0  # the schema makes every answer parse, even a random model's
-    assert first.kept + sum(first.dropped.values()) == first.asked
-    assert second.sent == 0 and second.cached == 9 and len(made) == 1
-    assert second.record() == {**first.record(), "sent": 0, "cached": 9}
-    for kept in first.families.values():
-        assert all(t.count("{app}") == 1 for t in kept)
+    for k in range(2):
+        out = tmp_path / f"out{k}"
+        assert hare(["tools-data", "--queries", str(tmp_path / "q.json"), "--out", str(out), "--paraphrase", "1",
+                     "--teacher", str(folder), "--cache", str(tmp_path / "cache.jsonl"), "--seed", "3"]) == 0
+        runs.append((json.loads((out / "paraphrases.json").read_text()), (out / "train.jsonl").read_text(),
+                     (out / "test.jsonl").read_text()))
+    (first, train0, test0), (second, train1, test1) = runs
+    assert first["requests"] == 9 and first["sent"] == 9 and first["asked"] == 9
+    assert first["dropped"]["unparsed"] == 0  # the schema makes every answer parse, even a random model's
+    assert first["kept"] + sum(first["dropped"].values()) == first["asked"]
+    assert second["sent"] == 0 and second["cached"] == 9
+    assert {**second, "sent": 9, "cached": 0} == first and (train1, test1) == (train0, test0)
+    held = {json.loads(r)["family"] for r in test0.splitlines()}
+    assert len(held) == 1 and not any(k in held for k in first["families"])
+    extra = [json.loads(r) for r in train0.splitlines() if json.loads(r)["family"].endswith("+p")]
+    assert len({r["family"] for r in extra}) == len(first["families"])
