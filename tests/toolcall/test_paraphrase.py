@@ -66,6 +66,8 @@ def test_answer_schema_allows_only_the_templates_slots():
     assert pattern.match("Send {contact} the text {message}")
     assert not pattern.match("Send {contact} the text {message} at {time}")
     assert not pattern.match("Send {contact} a {text")
+    assert not pattern.match("Send {contact} a message")  # a slot lost
+    assert pattern.match("Send {message} to {contact}")
     assert not re.compile(answer_schema("Tell me a joke", 2)["properties"]["paraphrases"]["items"]["pattern"]).match(
         "Tell me {joke}")
 

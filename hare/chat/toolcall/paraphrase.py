@@ -3,8 +3,8 @@
 Each template of a *training* family ("Wake me up at {time}") is sent to a teacher (a local or
 packaged model, or OpenAI-compatible endpoints: ``hare.synth.teacher``) with a request for ``n``
 new wordings of the same request, answered under a JSON Schema (``{"paraphrases": [n strings]}``,
-each string free of braces other than the template's own placeholders), so even a 135M teacher's
-answer parses. Every wording is then checked (``check``), in this order, and dropped with its
+each string with the template's placeholders once each and no other brace), so even a 135M
+teacher's answer parses and keeps the slots. Every wording is then checked (``check``), in this order, and dropped with its
 reason:
 
 - ``slots``: its ``{slot}`` placeholders are not exactly the template's (the same multiset), or it
@@ -40,6 +40,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import permutations
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +86,17 @@ def topic_words(name: str, description: str, templates: list[str]) -> set[str]:
 
 
 def answer_schema(template: str, n: int) -> dict:
-    """The JSON Schema of the answer for ``template``: ``n`` strings whose only braces are the
-    template's placeholders."""
-    names = sorted(set(SLOT.findall(template)))
-    piece = r'[^{}"\\\n]' + (r"|\{(" + "|".join(names) + r")\}" if names else "")
-    item = {"type": "string", "minLength": 3, "maxLength": 160, "pattern": f"^({piece})+$"}
+    """The JSON Schema of the answer for ``template``: ``n`` strings, each with the template's
+    placeholders exactly once each (in any order; up to 4 distinct placeholders, beyond that once or
+    more each) and no other brace."""
+    slots = SLOT.findall(template)
+    text = r'[^{}"\\\n]*'
+    if len(slots) == len(set(slots)) and len(slots) <= 4:
+        orders = ["".join(r"\{" + s + r"\}" + text for s in order) for order in permutations(sorted(set(slots)))]
+        pattern = f"^{text}(" + "|".join(orders) + ")$" if slots else f"^{text}$"
+    else:
+        pattern = r'^([^{}"\\\n]|\{(' + "|".join(sorted(set(slots))) + r")\})+$"
+    item = {"type": "string", "minLength": 3, "maxLength": 160, "pattern": pattern}
     return {"type": "object", "properties": {"paraphrases": {"type": "array", "items": item, "minItems": n,
                                                              "maxItems": n}},
             "required": ["paraphrases"], "additionalProperties": False}
@@ -168,7 +175,7 @@ def _families(spec: dict, examples: list[Example]) -> Families:
 
 
 def paraphrase_families(spec: dict, examples: list[Example], n: int, backend, cache, model: str, seed: int = 0,
-                        temperature: float = 0.8, top_p: float = 0.95, library=None) -> Paraphrases:
+                        temperature: float = 0.6, top_p: float = 0.95, library=None) -> Paraphrases:
     """``n`` teacher-written wordings asked for every template of every training family of a
     function (the refusal families are not paraphrased: a rewording of "Set an alarm" may well name
     a time, and would be trained as a refusal), checked (``check``) and kept per family.
