@@ -4,8 +4,8 @@ Each template of a *training* family ("Wake me up at {time}") is sent to a teach
 packaged model, or OpenAI-compatible endpoints: ``hare.synth.teacher``) with a request for ``n``
 new wordings of the same request, answered under a JSON Schema (``{"paraphrases": [n strings]}``,
 each string with the template's placeholders once each and no other brace), so even a 135M
-teacher's answer parses and keeps the slots. Every wording is then checked (``check``), in this order, and dropped with its
-reason:
+teacher's answer parses and keeps the slots. Every wording is then checked (``check``), in this
+order, and dropped with its reason:
 
 - ``slots``: its ``{slot}`` placeholders are not exactly the template's (the same multiset), or it
   has a stray brace; the slots carry the arguments, so a wording that loses or adds one would be
