@@ -142,7 +142,7 @@ def main() -> None:
     broken = sum(f["no_valid_call"] for f in u["functions"].values())
     table += (f"\nOn {o['queries']} hand-written queries unlike any template (phone.unseen.json): function accuracy "
               f"{o['function_accuracy']:.1%}, exact call {o['exact_call']:.1%}, irrelevance "
-              f"{(o['irrelevance'] or 0):.1%}, {broken} answers that are no valid call.\n")
+              f"{(o['irrelevance'] or 0):.1%}; no valid call (schema broken or cut short): {broken}.\n")
     if args.baseline_limit:
         some = test[:: max(1, len(test) // args.baseline_limit)][: args.baseline_limit]
         base_model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
