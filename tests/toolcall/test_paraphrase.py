@@ -68,6 +68,8 @@ def test_answer_schema_allows_only_the_templates_slots():
     assert not pattern.match("Send {contact} a {text")
     assert not pattern.match("Send {contact} a message")  # a slot lost
     assert pattern.match("Send {message} to {contact}")
+    assert not pattern.match("Send {contact} the [message] {message}")  # brackets, as a small teacher writes
+    assert not pattern.match(".{contact} {message}")  # starts with neither a letter nor a placeholder
     assert not re.compile(answer_schema("Tell me a joke", 2)["properties"]["paraphrases"]["items"]["pattern"]).match(
         "Tell me {joke}")
 

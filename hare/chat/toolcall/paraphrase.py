@@ -11,7 +11,7 @@ order, and dropped with its reason:
   has a stray brace; the slots carry the arguments, so a wording that loses or adds one would be
   trained with the wrong call;
 - ``length``: under 2 words, no word besides the placeholders, over twice the template's words
-  plus 6, or over 160 characters;
+  plus 6, or over ``MAX_CHARS`` (90) characters;
 - ``duplicate``: after normalisation (lowercase, words only) it equals a template of the query
   file or a wording kept before;
 - ``heldout``: it shares ``SIMILAR`` (0.6) or more of its words (Jaccard over the word sets,
@@ -47,6 +47,10 @@ from typing import Any
 from hare.chat.toolcall.data import SLOT, Example, load_queries
 
 SIMILAR = 0.6
+CHARS = r"[A-Za-z ,.?!':;-]"  # what a wording is written with, besides its placeholders
+# Characters of a wording. A request's token cap allows one token per character, so that the answer
+# is closed under its schema however the teacher splits its words, and always parses.
+MAX_CHARS = 90
 REASONS = ("slots", "length", "duplicate", "heldout", "other", "topic")
 _WORD = re.compile(r"\{\w+\}|\w+")
 
@@ -86,17 +90,20 @@ def topic_words(name: str, description: str, templates: list[str]) -> set[str]:
 
 
 def answer_schema(template: str, n: int) -> dict:
-    """The JSON Schema of the answer for ``template``: ``n`` strings, each with the template's
-    placeholders exactly once each (in any order; up to 4 distinct placeholders, beyond that once or
-    more each) and no other brace."""
+    """The JSON Schema of the answer for ``template``: ``n`` strings of letters, spaces and
+    ``,.?!':;-`` that start with a letter or a placeholder, with the template's placeholders exactly
+    once each (in any order; with a repeated placeholder or more than 4, once or more each).
+    Digits, brackets and underscores are left out: templates have none, and a small teacher writes
+    ``[time]`` or ``to_json({app})`` with them."""
     slots = SLOT.findall(template)
-    text = r'[^{}"\\\n]*'
+    names = sorted(set(slots))
+    text = CHARS + "*"
     if len(slots) == len(set(slots)) and len(slots) <= 4:
-        orders = ["".join(r"\{" + s + r"\}" + text for s in order) for order in permutations(sorted(set(slots)))]
-        pattern = f"^{text}(" + "|".join(orders) + ")$" if slots else f"^{text}$"
+        orders = ["".join(r"\{" + s + r"\}" + text for s in order) for order in permutations(names)]
+        pattern = f"^([A-Za-z]{text})?(" + "|".join(orders) + ")$" if slots else f"^[A-Za-z]{text}$"
     else:
-        pattern = r'^([^{}"\\\n]|\{(' + "|".join(sorted(set(slots))) + r")\})+$"
-    item = {"type": "string", "minLength": 3, "maxLength": 160, "pattern": pattern}
+        pattern = r"^([A-Za-z]|\{(" + "|".join(names) + r")\})(" + CHARS + r"|\{(" + "|".join(names) + r")\})*$"
+    item = {"type": "string", "minLength": 3, "maxLength": MAX_CHARS, "pattern": pattern}
     return {"type": "object", "properties": {"paraphrases": {"type": "array", "items": item, "minItems": n,
                                                              "maxItems": n}},
             "required": ["paraphrases"], "additionalProperties": False}
@@ -112,7 +119,8 @@ def check(text: str, template: str, known: set[str], heldout: list[str], others:
             "{" in SLOT.sub("", text) or "}" in SLOT.sub("", text):
         return "slots"
     n = len(_WORD.findall(text))
-    if n < 2 or not _WORD.findall(SLOT.sub("", text)) or n > 2 * len(_WORD.findall(template)) + 6 or len(text) > 160:
+    if n < 2 or not _WORD.findall(SLOT.sub("", text)) or n > 2 * len(_WORD.findall(template)) + 6 or \
+            len(text) > MAX_CHARS:
         return "length"
     if normalise(text) in known:
         return "duplicate"
@@ -201,8 +209,9 @@ def paraphrase_families(spec: dict, examples: list[Example], n: int, backend, ca
                                    siblings=f"Other users ask for the same thing like this: {siblings}\n"
                                    if siblings else "",
                                    keep=KEEP.format(slots=slots) if slots else "Use no curly braces.")
-            requests.append(Request.chat(model, [("user", prompt)], max_tokens=28 * n + 24, temperature=temperature,
-                                         top_p=top_p, seed=sub_seed(seed, "tools-paraphrase", label, t, template),
+            requests.append(Request.chat(model, [("user", prompt)], max_tokens=n * (MAX_CHARS + 6) + 16,
+                                         temperature=temperature, top_p=top_p,
+                                         seed=sub_seed(seed, "tools-paraphrase", label, t, template),
                                          schema=schema_text(answer_schema(template, n)),
                                          tag=f"tools-paraphrase/{label}"))
             where.append((label, name, template))
