@@ -41,8 +41,9 @@ def test_check(text, reason):
 
 
 def test_check_topic():
-    topic = topic_words("set_alarm", "Set an alarm clock for a time of day.", ["Wake me up at {time}"])
-    assert {"alarm", "wake", "clock"} <= topic and "at" not in topic
+    topic = topic_words("set_alarm", ["Wake me up at {time}", "Alarm at {time} called {label}"])
+    assert {"alarm", "wake", "called"} <= topic and not {"at", "time", "label"} & topic
+    assert check("{time} is a magical time to live", "Wake me up at {time}", set(), [], [], topic) == "topic"
     assert check("Put {time} on the speaker", "Wake me up at {time}", set(), [], [], topic) == "topic"
     assert check("Rouse me from sleep at {time}", "Wake me up at {time}", set(), [], [], topic) == "topic"
     assert check("I must be awake by {time}, wake me", "Wake me up at {time}", set(), [], [], topic) is None

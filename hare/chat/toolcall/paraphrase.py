@@ -22,8 +22,8 @@ order, and dropped with its reason:
   more, so a kept paraphrase is never closer to a held-out wording than the hand-written data;
 - ``other``: it shares ``SIMILAR`` or more of its words with a template of another function or of
   a refusal family (a paraphrase of "Call {contact}" that became "Send a message to {contact}");
-- ``topic``: no word of it (less ``STOPWORDS`` and placeholders) is a word of its function's name,
-  description or training templates: a small teacher's answer can keep the slots and still ask
+- ``topic``: no word of it (less ``STOPWORDS`` and placeholders) is a word of its function's name
+  or training templates: a small teacher's answer can keep the slots and still ask
   for something else ("Put {time} on the speaker" for "Wake me up at {time}"). This drops some
   good wordings with new synonyms too; it is the price of a 135M teacher.
 
@@ -82,10 +82,11 @@ def similarity(a: str, b: str) -> float:
     return len(wa & wb) / len(wa | wb) if wa or wb else 1.0
 
 
-def topic_words(name: str, description: str, templates: list[str]) -> set[str]:
-    """The words that tie a wording to its function: those of its name, its description and its
-    training templates, less ``STOPWORDS`` and the placeholders."""
-    text = " ".join([name.replace("_", " "), description, *(SLOT.sub("", t) for t in templates)])
+def topic_words(name: str, templates: list[str]) -> set[str]:
+    """The words that tie a wording to its function: those of its name and its training templates,
+    less ``STOPWORDS`` and the placeholders (not its description: "Set an alarm clock for a time of
+    day." would let "{time} is a magical time" pass for set_alarm)."""
+    text = " ".join([name.replace("_", " "), *(SLOT.sub("", t) for t in templates)])
     return words(text) - STOPWORDS
 
 
@@ -183,7 +184,7 @@ def _families(spec: dict, examples: list[Example]) -> Families:
 
 
 def paraphrase_families(spec: dict, examples: list[Example], n: int, backend, cache, model: str, seed: int = 0,
-                        temperature: float = 0.6, top_p: float = 0.95, library=None) -> Paraphrases:
+                        temperature: float = 0.6, top_p: float = 0.95) -> Paraphrases:
     """``n`` teacher-written wordings asked for every template of every training family of a
     function (the refusal families are not paraphrased: a rewording of "Set an alarm" may well name
     a time, and would be trained as a refusal), checked (``check``) and kept per family.
@@ -191,8 +192,7 @@ def paraphrase_families(spec: dict, examples: list[Example], n: int, backend, ca
     ``spec``: the query file (``load_queries``); ``examples``: ``build_examples`` of it, which says
     which families are held out; ``backend``: a ``hare.synth.client.Backend`` or a function making
     one (called only when a request is not cached); ``cache``: a ``RequestCache``; ``model``: the
-    model name the requests carry; ``library``: the ``Library`` whose descriptions add to the topic
-    words (``topic_words``; without it, the names and templates alone)."""
+    model name the requests carry."""
     from hare.model.constrain import schema_text
     from hare.synth.client import Request, generate
     from hare.synth.common import sub_seed
@@ -233,8 +233,7 @@ def paraphrase_families(spec: dict, examples: list[Example], n: int, backend, ca
                                          "reason": "unparsed"})
             continue
         others = [t for f, ts in by_function.items() if f != name for t in ts]
-        fn = library.by_name.get(name) if library is not None else None
-        topic = topic_words(name, fn.description if fn else "", train_by_function[name])
+        topic = topic_words(name, train_by_function[name])
         for text in got[:n]:
             text = " ".join(text.split())
             reason = check(text, template, known, heldout, others, topic)
@@ -261,4 +260,4 @@ def paraphrase_queries(library, n: int, teacher, cache_path: str | Path, queries
     examples = build_examples(library, queries, per_template=per_template, seed=seed)
     with RequestCache(cache_path) as cache:
         return paraphrase_families(spec, examples, n, lambda: make_backend(teacher, seed), cache,
-                                   teacher_model(teacher), seed=seed, library=library)
+                                   teacher_model(teacher), seed=seed)
