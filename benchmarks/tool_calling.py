@@ -12,11 +12,22 @@ families (wordings never seen in training), per function and overall:
 - the base model prompted with the tool schemas (on ``--baseline-limit`` of the queries: a
   1,400-token prompt per call is slow on a CPU).
 
+The fine-tuned model is also scored on ``phone.unseen.json``: 60 queries written by hand apart
+from the templates, phrased unlike any family and with values outside the slot lists (never used
+for training), with the answers that break their schema counted.
+
+``--paraphrase N`` adds the teacher's paraphrases of the training families
+(``hare.chat.toolcall.paraphrase``; ``--teacher``, packaged SmolLM2 by default, cached in
+``--out``) to the training queries; ``--against OUT/results.json`` of an earlier run prints its
+figures beside this run's (the held-out queries are the same with or without paraphrases);
+``--model DIR`` scores an already fine-tuned model instead of fine-tuning.
+
 Prints the table, the fine-tuning time and the totals, and writes ``results.json`` and
 ``results.md`` into ``--out``.
 
     python benchmarks/tool_calling.py                       # about 21 minutes on 2 CPU cores (13 of them fine-tuning)
     python benchmarks/tool_calling.py --epochs 1 --limit 40 # a quick look
+    python benchmarks/tool_calling.py --paraphrase 3 --out runs/tool-calling-p3 --against runs/tool-calling/results.json
 """
 
 from __future__ import annotations
@@ -46,7 +57,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None,
                     help="rows per optimizer step (default: 8 queries, or 1 packed row with --packing)")
     ap.add_argument("--limit", type=int, default=None, help="score at most this many held-out queries")
-    ap.add_argument("--baseline-limit", type=int, default=36, help="held-out queries for the prompted base model")
+    ap.add_argument("--baseline-limit", type=int, default=36,
+                    help="held-out queries for the prompted base model (0: not scored)")
+    ap.add_argument("--paraphrase", type=int, default=0, metavar="N",
+                    help="train also on N teacher-written paraphrases per training template (those kept)")
+    ap.add_argument("--teacher", default="packaged", metavar="packaged|DIR",
+                    help="the paraphrasing teacher: the packaged SmolLM2-135M-Instruct or a local model folder")
+    ap.add_argument("--against", default=None, metavar="RESULTS_JSON",
+                    help="an earlier run's results.json, printed beside this run's")
+    ap.add_argument("--model", default=None, metavar="DIR",
+                    help="score this fine-tuned model (a hare sft --tools export) instead of fine-tuning")
+    ap.add_argument("--unseen", default=None,
+                    help="hand-labelled queries scored apart (default: the library's phone.unseen.json)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -57,7 +79,7 @@ def main() -> None:
     from hare.cli import main as hare
     from hare.core.io import write_json, write_jsonl, write_text
     from hare.core.packaged import smollm2_folder
-    from hare.chat.toolcall.data import build_examples, chat_record
+    from hare.chat.toolcall.data import build_examples, chat_record, load_labelled
     from hare.chat.toolcall.decode import ToolCaller
     from hare.chat.toolcall.score import PromptedCaller, RetrievalBaseline, markdown, score
     from hare.chat.toolcall.library import load_library
@@ -67,7 +89,18 @@ def main() -> None:
     base = Path(args.base) if args.base else smollm2_folder()
     out = Path(args.out)
     lib = load_library()
-    examples = build_examples(lib, seed=args.seed)
+    paraphrases = None
+    if args.paraphrase:
+        from hare.chat.toolcall.paraphrase import paraphrase_queries
+        from hare.synth.config import TeacherConfig
+
+        teacher = (TeacherConfig(packaged="smollm2", threads=args.threads) if args.teacher == "packaged"
+                   else TeacherConfig(local=args.teacher, threads=args.threads))
+        p = paraphrase_queries(lib, args.paraphrase, teacher, out / "paraphrase-cache.jsonl", seed=args.seed)
+        write_json(out / "paraphrases.json", p.record())
+        print(p.summary())
+        paraphrases = p.families
+    examples = build_examples(lib, seed=args.seed, paraphrases=paraphrases)
     train = [e for e in examples if e.split == "train"]
     test = [e for e in examples if e.split == "test"]
     if args.limit:
@@ -81,40 +114,57 @@ def main() -> None:
     t0 = time.perf_counter()
     flags = ((["--threads", str(args.threads)] if args.threads else []) + ([] if args.packing else ["--no-packing"])
              + (["--padded"] if args.padded else []))
-    code = hare(["sft", str(base), str(out / "train.jsonl"), "--tools", lib.path, "--out", str(out / "sft"),
-                 "--template", "chatml", "--epochs", str(args.epochs), "--lr", str(args.lr),
-                 "--batch-size", str(batch), "--max-length", str(args.max_length), "--eval-fraction", "0",
-                 "--device", "cpu", "--seed", str(args.seed)] + flags)
-    if code != 0:
-        raise SystemExit(code)
+    if args.model is None:
+        code = hare(["sft", str(base), str(out / "train.jsonl"), "--tools", lib.path, "--out", str(out / "sft"),
+                     "--template", "chatml", "--epochs", str(args.epochs), "--lr", str(args.lr),
+                     "--batch-size", str(batch), "--max-length", str(args.max_length), "--eval-fraction", "0",
+                     "--device", "cpu", "--seed", str(args.seed)] + flags)
+        if code != 0:
+            raise SystemExit(code)
     sft_seconds = time.perf_counter() - t0
-    print(f"fine-tuning: {sft_seconds / 60:.1f} min")
+    if args.model is None:
+        print(f"fine-tuning: {sft_seconds / 60:.1f} min")
 
-    model_dir = out / "sft" / "model"
+    model_dir = Path(args.model) if args.model else out / "sft" / "model"
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     results = {"functional tokens": score(ToolCaller(model, tok, lib), test, lib)}
     results["tf-idf retrieval"] = score(RetrievalBaseline(lib, train), test, lib, arguments=False)
-    some = test[:: max(1, len(test) // args.baseline_limit)][: args.baseline_limit]
-    base_model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
-    base_tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    prompted = score(PromptedCaller(base_model, base_tok, lib), some, lib)
-    results["prompted base"] = prompted
-    table = markdown({k: v for k, v in results.items() if k != "prompted base"})
-    o = prompted["overall"]
-    # the prompted baseline is slow: it runs on a subset, and the others are scored on the same subset beside it
-    same = {"functional tokens": score(ToolCaller(model, tok, lib), some, lib)["overall"],
-            "tf-idf retrieval": score(RetrievalBaseline(lib, train), some, lib, arguments=False)["overall"]}
-    results["same subset"] = same
-    table += (f"\nOn the same {o['queries']} held-out queries (the prompted baseline is slow), function accuracy: "
-              f"functional tokens {same['functional tokens']['function_accuracy']:.1%}, tf-idf retrieval "
-              f"{same['tf-idf retrieval']['function_accuracy']:.1%}, the base model prompted with the tool schemas "
-              f"{o['function_accuracy']:.1%} (exact call {o['exact_call']:.1%}, irrelevance "
-              f"{(o['irrelevance'] or 0):.1%}, {o['latency_s']:.1f} s per call).\n")
-    table += f"\nFine-tuning {base.name} on {len(train)} queries: {sft_seconds / 60:.1f} min on this machine.\n"
+    shown = dict(results)
+    if args.against:
+        before = json.loads(Path(args.against).read_text(encoding="utf-8"))["results"]["functional tokens"]
+        shown = {"functional tokens (before)": before, **results}
+    table = markdown(shown)
+    unseen = load_labelled(args.unseen or Path(lib.path).with_suffix(".unseen.json"), lib)
+    u = score(ToolCaller(model, tok, lib), unseen, lib)
+    results["unseen"] = u
+    o = u["overall"]
+    broken = sum(f["no_valid_call"] for f in u["functions"].values())
+    table += (f"\nOn {o['queries']} hand-written queries unlike any template (phone.unseen.json): function accuracy "
+              f"{o['function_accuracy']:.1%}, exact call {o['exact_call']:.1%}, irrelevance "
+              f"{(o['irrelevance'] or 0):.1%}; no valid call (schema broken or cut short): {broken}.\n")
+    if args.baseline_limit:
+        some = test[:: max(1, len(test) // args.baseline_limit)][: args.baseline_limit]
+        base_model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
+        base_tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
+        prompted = score(PromptedCaller(base_model, base_tok, lib), some, lib)
+        results["prompted base"] = prompted
+        o = prompted["overall"]
+        # the prompted baseline is slow: it runs on a subset, and the others are scored on the same subset beside it
+        same = {"functional tokens": score(ToolCaller(model, tok, lib), some, lib)["overall"],
+                "tf-idf retrieval": score(RetrievalBaseline(lib, train), some, lib, arguments=False)["overall"]}
+        results["same subset"] = same
+        table += (f"\nOn the same {o['queries']} held-out queries (the prompted baseline is slow), function "
+                  f"accuracy: functional tokens {same['functional tokens']['function_accuracy']:.1%}, tf-idf "
+                  f"retrieval {same['tf-idf retrieval']['function_accuracy']:.1%}, the base model prompted with the "
+                  f"tool schemas {o['function_accuracy']:.1%} (exact call {o['exact_call']:.1%}, irrelevance "
+                  f"{(o['irrelevance'] or 0):.1%}, {o['latency_s']:.1f} s per call).\n")
+    table += (f"\nScored {model_dir} (not fine-tuned here).\n" if args.model else
+              f"\nFine-tuning {base.name} on {len(train)} queries: {sft_seconds / 60:.1f} min on this machine.\n")
     print(table)
     write_json(out / "results.json", {"results": results, "sft_seconds": round(sft_seconds, 1),
-                                      "base": str(base), "train_queries": len(train), "test_queries": len(test)})
+                                      "base": str(base), "train_queries": len(train), "test_queries": len(test),
+                                      "paraphrase": args.paraphrase})
     write_text(out / "results.md", table)
     print(json.dumps({k: v.get("overall", v) for k, v in results.items()}, indent=1))
 

@@ -174,3 +174,21 @@ def test_functional_tokens_survive_decoding_without_special_tokens(tmp_path, lib
 
     again = AutoTokenizer.from_pretrained(tmp_path / "saved")
     assert again(text, add_special_tokens=False)["input_ids"] == ids
+
+
+def test_unseen_queries_load_and_are_not_templates(lib, tmp_path):
+    from hare.chat.toolcall.data import load_labelled
+
+    unseen = load_labelled(lib.path.replace(".json", ".unseen.json"), lib)
+    assert len(unseen) == 60 and all(e.split == "test" and e.family == "unseen" for e in unseen)
+    assert sum(e.function is None for e in unseen) == 8
+    filled = {e.query.lower() for e in build_examples(lib)}
+    assert not any(e.query.lower() in filled for e in unseen)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"queries": [{"query": "open spotify", "function": "open_app",
+                                            "arguments": {"app": "spotify"}}]}))
+    with pytest.raises(LibraryError, match="query 0: app"):
+        load_labelled(bad, lib)
+    bad.write_text(json.dumps({"queries": [{"query": "x", "function": "fly", "arguments": {}}]}))
+    with pytest.raises(LibraryError, match="no function 'fly'"):
+        load_labelled(bad, lib)

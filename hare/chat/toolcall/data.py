@@ -63,17 +63,29 @@ def _fill(template: str, args: dict[str, str], slots: dict[str, list], rng: rand
     return query, out
 
 
-def build_examples(library: Library, queries: str | Path | None = None, per_template: int = 6, seed: int = 0,
-                   heldout_families: int = 1, heldout_refuse: int = 4) -> list[Example]:
-    """Every query of the library's query file; ``heldout_families`` families per function and
-    ``heldout_refuse`` refusal families (chosen by the seed) form the test split."""
+def load_queries(library: Library, queries: str | Path | None = None) -> dict:
+    """The query file (``queries``, or the one beside the library) as a dict."""
     path = Path(queries) if queries is not None else queries_path(library)
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise LibraryError(f"{path}: no query file for the library {library.path}") from e
     except json.JSONDecodeError as e:
         raise LibraryError(f"{path}: not a JSON file: {e}") from e
+
+
+def build_examples(library: Library, queries: str | Path | None = None, per_template: int = 6, seed: int = 0,
+                   heldout_families: int = 1, heldout_refuse: int = 4,
+                   paraphrases: dict[str, list[str]] | None = None) -> list[Example]:
+    """Every query of the library's query file; ``heldout_families`` families per function and
+    ``heldout_refuse`` refusal families (chosen by the seed) form the test split.
+
+    ``paraphrases`` (family label -> more templates, ``hare.chat.toolcall.paraphrase``) extend
+    training families: their queries come after all the others, filled from a random stream of
+    their own, so the query file's queries and the split are the same with or without them; their
+    family is ``<label>+p``. A paraphrase of a held-out family is an error."""
+    path = Path(queries) if queries is not None else queries_path(library)
+    spec = load_queries(library, queries)
     slots = spec.get("slots", {})
     rng = random.Random(f"hare-tools-{seed}")
     out: list[Example] = []
@@ -84,6 +96,7 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
     for name, f in spec.get("functions", {}).items():
         groups.append((name, name, f["families"], f.get("arguments", {})))
     groups.append((None, "refuse", spec.get("refuse", {}).get("families", []), {}))
+    extra: list[tuple[str | None, str, int, dict, list[str]]] = []
     for function, label, families, default_args in groups:
         if not families:
             continue
@@ -103,6 +116,27 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
                     seen.add(query)
                     out.append(Example(query, function, values if function else {}, f"{label}/{i}",
                                        "test" if i in held else "train"))
+        for i in held:
+            if f"{label}/{i}" in (paraphrases or {}):
+                raise LibraryError(f"{path}: paraphrases of the held-out family {label}/{i}: they would leak "
+                                   "its wordings into training")
+        for i, fam in enumerate(families):
+            more = (paraphrases or {}).get(f"{label}/{i}")
+            if more:
+                extra.append((function, label, i, fam.get("arguments", default_args), more))
+    known = {f"{label}/{i}" for _, label, families, _ in groups for i in range(len(families))}
+    unknown = sorted(set(paraphrases or {}) - known)
+    if unknown:
+        raise LibraryError(f"{path}: paraphrases of families the query file does not have: {unknown}")
+    prng = random.Random(f"hare-tools-{seed}-paraphrases")
+    for function, label, i, args, templates in extra:
+        seen = set()
+        for t, template in enumerate(templates):
+            for _ in range(per_template if SLOT.search(template) else 1):
+                query, values = _fill(template, args, slots, prng, f"paraphrases of {label}/{i}, template {t}")
+                if query not in seen:
+                    seen.add(query)
+                    out.append(Example(query, function, values if function else {}, f"{label}/{i}+p", "train"))
     return out
 
 
@@ -112,3 +146,27 @@ def chat_record(example: Example, library: Library, system: str | None = None) -
     msgs += [{"role": "user", "content": example.query},
              {"role": "assistant", "content": library.target(example.function, example.arguments)}]
     return {"messages": msgs, "family": example.family}
+
+
+def load_labelled(path: str | Path, library: Library) -> list[Example]:
+    """Hand-labelled queries (``{"queries": [{"query", "function", "arguments"}]}``, ``function``
+    null for a refusal) as test examples of family ``unseen``; a function the library lacks or
+    arguments that break its schema are an error."""
+    from hare.chat.toolcall.check import schema_problem
+
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["queries"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise LibraryError(f"{path}: not a file of labelled queries ({{\"queries\": [...]}}): {e}") from e
+    out = []
+    for i, r in enumerate(rows):
+        fn, args = r.get("function"), r.get("arguments") or {}
+        if fn is not None:
+            if fn not in library.by_name:
+                raise LibraryError(f"{path}: query {i}: the library has no function {fn!r}")
+            problem = schema_problem(args, library.by_name[fn].parameters)
+            if problem:
+                raise LibraryError(f"{path}: query {i}: {problem}")
+        out.append(Example(str(r["query"]), fn, args if fn else {}, "unseen", "test"))
+    return out
