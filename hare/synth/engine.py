@@ -212,7 +212,10 @@ class Engine:
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                          position_ids=positions.to(self.device), cache=pre, use_cache=True, logits_to_keep=1)
         if width > cache.end:  # the new prompts need more columns than the rows in flight have
-            cache.shift(width - cache.end, len(live))
+            delta = width - cache.end
+            cache.shift(delta, len(live))
+            for r in live:
+                r.start += delta
         elif not live:
             cache.end = width
         n = len(live)
