@@ -21,15 +21,31 @@ D3's sampling (temperature 0.7, seeded), and prints per task how many answers ar
 the first attempt and how many then pass the meaning checks, and the completion tokens/s of both.
 
     python benchmarks/synth_throughput.py --constrained ../shared/data/dolly/dolly-15k-head.jsonl
+
+``--local-engine FILE`` measures the local teacher's engines (no server) on the same greedy
+requests: ``--requests`` D2 and D3 prompts built from the real templates on FILE's passages (varied
+prompt lengths; answers of up to ``--tokens`` tokens), answered by the ``generate`` engine (batches
+of ``model.generate``, the default before the in-flight engine) in batches of 8 and 16, then by the
+in-flight engine with ``--rows`` rows in flight. It prints completion tokens/s, the ratio to each
+``generate`` run and how many texts are identical to the batches of 8. With ``--constrained`` too,
+the schema-constrained run compares the ``generate`` engine (``--batch-size``) with the in-flight
+one (``--rows``) on the same sampled requests.
+
+    python benchmarks/synth_throughput.py --local-engine ../shared/data/dolly/dolly-15k-head.jsonl \\
+        --requests 64 --tokens 160
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -55,11 +71,17 @@ def main() -> None:
     ap.add_argument("--constrained", metavar="FILE", help="measure schema-constrained D3 tasks on FILE's passages")
     ap.add_argument("--passages", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--local-engine", metavar="FILE", help="compare the local engines on D2/D3 prompts from FILE")
+    ap.add_argument("--rows", type=int, default=64, help="rows in flight of the in-flight engine")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads of the local engines (0: torch's default)")
     args = ap.parse_args()
     if args.model is None:
         from hare.core.packaged import smollm2_folder
 
         args.model = str(smollm2_folder())
+    print(header())
+    if args.local_engine:
+        return local_engine(args)
     if args.constrained:
         return constrained(args)
     work = Path(tempfile.mkdtemp(prefix="synth-bench-"))
@@ -94,6 +116,88 @@ def main() -> None:
         print(f"hare client, every answer cached: {usage.requests / dt:,.0f} requests/s ({usage.sent} sent)")
     finally:
         server.close()
+
+
+def header() -> str:
+    """Date, commit, machine and load: what a quoted figure needs beside it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = "?"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit or '?'}, {platform.machine()} "
+            f"{os.cpu_count()} cores, load average {load}")
+
+
+def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = False, temperature: float = 0.0
+                    ) -> list[Request]:
+    """``n`` requests: D2 prompts (each style and audience in turn) and D3 prompts (qa, mc, cloze) on
+    the passages of ``path``, cut to lengths from 200 to 1,000 characters so prompt lengths vary."""
+    import json
+    import random
+
+    from hare.model.constrain import schema_text
+    from hare.synth.d3 import GENERATION_SCHEMAS
+    from hare.synth.prompts import Templates
+
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    texts = [str(r.get("text") or r.get("context") or "") for r in rows]
+    texts = [t for t in texts if len(t) >= 400]
+    tpl = Templates(None)
+    categories, audiences = tpl.yaml("d2/categories.yaml"), tpl.yaml("d2/audiences.yaml")
+    styles = [p.split("/")[-1][:-4] for p in tpl.variants("d2") if "." not in p.split("/")[-1][:-4]]
+    out = []
+    for i in range(n):
+        passage = texts[i % len(texts)][:200 + 800 * ((i * 37) % 11) // 10]
+        rng = random.Random(i)
+        task = ("qa", "mc", "cloze")[i % 3]
+        if schema or i % 2:
+            prompt = tpl.render(rng.choice(tpl.variants(f"d3/{task}")), passage=passage)
+        else:
+            spec = categories["web"]
+            prompt = tpl.render(f"d2/{styles[i % len(styles)]}.txt", subject=spec["subject"],
+                                note=spec.get("note", ""), audience=list(audiences.values())[i % len(audiences)],
+                                topic=passage.split(".")[0][:60], seed=passage)
+        out.append(Request.chat(model, [("user", prompt)], max_tokens=tokens, temperature=temperature,
+                                top_p=0.95 if temperature else 1.0, seed=i,
+                                schema=schema_text(GENERATION_SCHEMAS[task]) if schema else None))
+    return out
+
+
+def local_engine(args) -> None:
+    from hare.synth.client import LocalBackend
+
+    backend = LocalBackend(args.model, batch_size=8, engine="generate", threads=args.threads)
+    runs = [("generate", 8), ("generate", 16), ("inflight", args.rows)]
+    cases = [("greedy", engine_requests(args.local_engine, args.model, args.requests, args.tokens))]
+    if args.constrained:
+        runs_c = [("generate", args.batch_size), ("inflight", args.rows)]
+        cases.append(("under the D3 schemas, sampled", engine_requests(
+            args.local_engine, args.model, args.requests, args.tokens, schema=True, temperature=0.7)))
+    for name, reqs in cases:
+        lengths = sorted(len(backend.tok(backend.prompt_text(q), add_special_tokens=False).input_ids) for q in reqs)
+        print(f"{name}: {len(reqs)} requests, prompts of {lengths[0]} to {lengths[-1]} tokens "
+              f"(median {lengths[len(lengths) // 2]}), up to {args.tokens} new tokens")
+        texts: dict[tuple, dict[str, str]] = {}
+        rates: dict[tuple, float] = {}
+        for engine, size in (runs if name == "greedy" else runs_c):
+            backend.engine, backend.batch_size = engine, size
+            got: dict[str, Any] = {}
+            t0 = time.perf_counter()
+            backend.run(reqs, lambda r, res: got.__setitem__(r.key(), res))
+            dt = time.perf_counter() - t0
+            tokens = sum(x.completion_tokens for x in got.values())
+            rates[engine, size] = tokens / dt
+            texts[engine, size] = {k: x.text for k, x in got.items()}
+            first = next(iter(rates))
+            same = sum(texts[first][k] == t for k, t in texts[engine, size].items())
+            ratios = ", ".join(f"{rates[engine, size] / rates[k]:.2f}x {k[0]} {k[1]}" for k in rates
+                               if k[0] != engine)
+            print(f"  {engine:8s} {size:3d} rows: {rates[engine, size]:6.1f} completion tokens/s ({tokens} tokens "
+                  f"in {dt:.1f} s){'; ' + ratios if ratios else ''}; texts identical to {first[0]} {first[1]}: "
+                  f"{same}/{len(reqs)}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def constrained(args) -> None:

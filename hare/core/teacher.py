@@ -42,8 +42,13 @@ class TeacherConfig(Config):
     api_key_env: str | None = Field(None, description="Environment variable holding the API key, if the server "
                                     "wants one (the key itself never goes into a recipe).",
                                     json_schema_extra=EXECUTION)
-    batch_size: int = Field(8, ge=1, description="local/packaged: prompts per generation batch.",
-                            json_schema_extra=EXECUTION)
+    engine: Literal["inflight", "generate"] = Field(
+        "inflight", description="local/packaged: inflight: up to batch_size requests decoded together, each "
+        "replaced by a waiting one as it ends (hare.synth.engine); generate: batches of batch_size prompts, each "
+        "decoded by model.generate until its longest answer ends. The same greedy answers either way.",
+        json_schema_extra=EXECUTION)
+    batch_size: int = Field(8, ge=1, description="local/packaged: requests in flight (inflight engine) or prompts "
+                            "per batch (generate engine).", json_schema_extra=EXECUTION)
     device: str = Field("cpu", description="local/packaged: torch device.", json_schema_extra=EXECUTION)
     threads: int = Field(0, ge=0, description="local/packaged: CPU threads (0 keeps PyTorch's default).",
                          json_schema_extra=EXECUTION)

@@ -44,14 +44,15 @@ def _ll_tokenizer(tok, n_vocab: int):
         return _TOKENIZERS[key]
 
 
-class SchemaMask:
-    """Masks the logits of each constrained row to the tokens its JSON Schema allows next.
+class Grammars:
+    """Matchers for JSON Schemas over one tokenizer, and the masks they make.
 
-    ``schemas[i]`` is row ``i``'s schema text (``schema_text``) or None; ``end_ids``: the tokens
-    allowed once the JSON is complete (default: the tokenizer's end of sequence). Use one instance
-    per ``generate`` call (it follows that call's rows from the first step)."""
+    ``matcher(schema)`` starts a matcher for one answer (each schema compiled once); the caller
+    feeds it each token its row draws (``consume_token``). ``mask(scores, matchers)`` sets to -inf
+    the tokens each row's matcher does not allow next (a row whose matcher is None is left as it
+    is); ``end_ids``: the tokens allowed once the JSON is complete (default: end of sequence)."""
 
-    def __init__(self, tok, schemas: list[str | None], n_vocab: int, end_ids: list[int] | None = None):
+    def __init__(self, tok, n_vocab: int, end_ids: list[int] | None = None):
         try:
             import llguidance
             import llguidance.torch
@@ -61,57 +62,68 @@ class SchemaMask:
         import torch
 
         self.n_vocab = n_vocab
-        ll_tok = _ll_tokenizer(tok, n_vocab)
-        grammars: dict[str, str] = {}
-        self.matchers: list[Any] = []
-        for s in schemas:
-            if s is None:
-                self.matchers.append(None)
-                continue
-            if s not in grammars:
-                grammars[s] = llguidance.LLMatcher.grammar_from_json_schema(
-                    s, defaults=JSON_STYLE)
-            m = llguidance.LLMatcher(ll_tok, grammars[s], log_level=0)
-            if m.is_error():
-                raise ValueError(f"a JSON Schema the grammar engine cannot use: {m.get_error()}")
-            self.matchers.append(m)
+        self.ll_tok = _ll_tokenizer(tok, n_vocab)
+        self.llguidance = llguidance
+        self.grammars: dict[str, str] = {}
         self.words = (n_vocab + 31) // 32
-        self.bitmask = torch.full((len(schemas), self.words), -1, dtype=torch.int32)
         # A complete answer (or, never seen, a matcher in error) may only end.
-        self.only_eos = torch.zeros(self.words, dtype=torch.int64)
+        only_eos = torch.zeros(self.words, dtype=torch.int64)
         for end in end_ids or [tok.eos_token_id]:
-            self.only_eos[end // 32] |= 1 << (end % 32)
-        self.only_eos = self.only_eos.to(torch.int32)
+            only_eos[end // 32] |= 1 << (end % 32)
+        self.only_eos = only_eos.to(torch.int32)
         self.shifts = torch.arange(32, dtype=torch.int32)
-        self.started = False
-        self.errors = 0
         self.fill = llguidance.torch.fill_next_token_bitmask
 
-    def __call__(self, input_ids, scores):
+    def matcher(self, schema: str):
+        if schema not in self.grammars:
+            self.grammars[schema] = self.llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_STYLE)
+        m = self.llguidance.LLMatcher(self.ll_tok, self.grammars[schema], log_level=0)
+        if m.is_error():
+            raise ValueError(f"a JSON Schema the grammar engine cannot use: {m.get_error()}")
+        return m
+
+    def mask(self, scores, matchers: list):
         import torch
 
-        rows = [i for i, m in enumerate(self.matchers) if m is not None]
+        rows = [i for i, m in enumerate(matchers) if m is not None]
         if not rows:
             return scores
-        if self.started:
-            for i in rows:
-                m = self.matchers[i]
-                if not m.is_stopped() and not m.is_error():
-                    m.consume_token(int(input_ids[i, -1]))
-                    if m.is_error():  # cannot happen for a token the mask allowed; counted, never raised
-                        self.errors += 1
-        self.started = True
-        for i in rows:
-            m = self.matchers[i]
+        bitmask = torch.full((len(rows), self.words), -1, dtype=torch.int32)
+        for k, i in enumerate(rows):
+            m = matchers[i]
             if m.is_stopped() or m.is_error():
-                self.bitmask[i] = self.only_eos
+                bitmask[k] = self.only_eos
             else:
-                self.fill(m, self.bitmask, i)
+                self.fill(m, bitmask, k)
         idx = torch.tensor(rows)
-        allowed = ((self.bitmask[idx].unsqueeze(-1) >> self.shifts) & 1).view(len(rows), -1)
+        allowed = ((bitmask.unsqueeze(-1) >> self.shifts) & 1).view(len(rows), -1)
         width = scores.shape[-1]
         if allowed.shape[1] < width:
             allowed = torch.nn.functional.pad(allowed, (0, width - allowed.shape[1]))
         keep = allowed[:, :width].bool()
         scores[idx] = scores[idx].masked_fill(~keep, float("-inf"))
         return scores
+
+
+class SchemaMask:
+    """Masks the logits of each constrained row to the tokens its JSON Schema allows next.
+
+    ``schemas[i]`` is row ``i``'s schema text (``schema_text``) or None; ``end_ids``: the tokens
+    allowed once the JSON is complete (default: the tokenizer's end of sequence). Use one instance
+    per ``generate`` call (it follows that call's rows from the first step)."""
+
+    def __init__(self, tok, schemas: list[str | None], n_vocab: int, end_ids: list[int] | None = None):
+        self.grammars = Grammars(tok, n_vocab, end_ids)
+        self.matchers: list[Any] = [None if s is None else self.grammars.matcher(s) for s in schemas]
+        self.started = False
+        self.errors = 0
+
+    def __call__(self, input_ids, scores):
+        if self.started:
+            for i, m in enumerate(self.matchers):
+                if m is not None and not m.is_stopped() and not m.is_error():
+                    m.consume_token(int(input_ids[i, -1]))
+                    if m.is_error():  # cannot happen for a token the mask allowed; counted, never raised
+                        self.errors += 1
+        self.started = True
+        return self.grammars.mask(scores, self.matchers)

@@ -40,6 +40,7 @@ from hare.synth.cache import RequestCache
 
 log = logging.getLogger("hare.synth.client")
 
+ENGINES = ("inflight", "generate")  # LocalBackend's: hare.synth.engine, or batches of model.generate
 RETRY_STATUS = {408, 409, 429}  # besides every 5xx: timeouts, conflicts and rate limits pass
 
 
@@ -361,13 +362,16 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, path: str | Path, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
-                 threads: int = 0):
+                 threads: int = 0, engine: str = "inflight"):
+        if engine not in ENGINES:
+            raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.path = str(path)
         self.batch_size = batch_size
         self.threads = threads
+        self.engine = engine
         self.tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
@@ -377,7 +381,7 @@ class LocalBackend(Backend):
         self.device = device
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "path": self.path, "batch_size": self.batch_size}
+        return {"backend": self.name, "path": self.path, "batch_size": self.batch_size, "engine": self.engine}
 
     def prompt_text(self, req: Request) -> str:
         if req.messages is None:
@@ -392,11 +396,36 @@ class LocalBackend(Backend):
         if self.threads:
             torch.set_num_threads(self.threads)  # for generation only: the process's setting comes back after
         try:
-            self._run(requests, done)
+            (self._run_inflight if self.engine == "inflight" else self._run)(requests, done)
         finally:
             torch.set_num_threads(threads)
 
+    def _run_inflight(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
+        """``hare.synth.engine``: up to ``batch_size`` requests in flight, each replaced as it ends."""
+        from hare.synth.engine import Engine, Job
+
+        engine = Engine(self.model, self.tok, rows=self.batch_size)
+        groups: dict[tuple, list[Job]] = {}
+        for r in requests:
+            ids = self.tok(self.prompt_text(r), add_special_tokens=False).input_ids
+            groups.setdefault((r.temperature, r.top_p), []).append(
+                Job(ids=ids, max_tokens=r.max_tokens, stop=r.stop, schema=r.schema, seed=request_seed(r), tag=r))
+
+        def finished(a) -> None:
+            r: Request = a.job.tag
+            text = self.tok.decode(a.tokens, skip_special_tokens=True)
+            for s in r.stop:
+                text = text.split(s)[0]
+            done(r, Result(r.key(), ok=True, text=text, finish_reason=a.finish_reason, prompt_tokens=len(a.job.ids),
+                           completion_tokens=len(a.tokens), seconds=a.seconds))
+
+        for (temperature, top_p), jobs in groups.items():
+            engine.run(jobs, finished, temperature=temperature, top_p=top_p,
+                       top_k=self.model.generation_config.top_k if temperature > 0 else None)
+
     def _run(self, requests: list[Request], done: Callable[[Request, Result], None]) -> None:
+        """The ``generate`` engine: batches of ``batch_size`` requests, each decoded by ``model.generate``
+        until its longest answer ends."""
         import torch
 
         texts = {id(r): self.prompt_text(r) for r in requests}

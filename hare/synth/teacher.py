@@ -45,7 +45,8 @@ def make_backend(cfg, seed: int = 0) -> Backend:
     folder = teacher_folder(cfg)
     if folder is None:
         raise TeacherError("synth.teacher: set endpoints (and model), local (a model folder) or packaged: smollm2")
-    return LocalBackend(folder, batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads)
+    return LocalBackend(folder, batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads,
+                        engine=cfg.engine)
 
 
 def tiny_teacher(out: str | Path, tokenizer_from: str | Path | None = None, seed: int = 0) -> Path:
