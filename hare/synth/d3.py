@@ -83,11 +83,16 @@ _TERM = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 # A heading line of a page (``DESCRIPTION``, ``CLASSES``): it ends the paragraph before it.
 _HEADING = re.compile(r"\n[ \t]*[A-Z][A-Z ]{2,}[ \t]*(?=\n)")
 _ABBREVIATION = re.compile(r"(?:^|\W)(?:e\.g|i\.e|etc|vs|cf|al|approx|no|Mr|Dr)\.$", re.IGNORECASE)
-# Words that are no key term and no wrong answer, besides common English words and "-ly" adverbs.
+# Words that are no key term and no wrong answer, besides common English words and "-ly" adverbs:
+# generic adverbs and pronouns, and the verbs that open most sentences of code documentation.
 _GENERIC = frozenset("""actually again already always another anything both each either else etc even ever every
 instead least less many might more most much must neither never non none nor often once only other others
-rather same several should since still such than then thing things though thus too very whether while yet""".split())
+rather same several should since still such than then thing things though thus too very whether while yet
+does did doing done get gets got give gives given make makes made take takes taken use uses used using return
+returns returned""".split())
 MAX_TERMS = 64
+# Characters of code rather than prose: a sentence with one is no cloze sentence.
+_CODE = re.compile(r"[=\[\]{}#<>|`]")
 
 
 def terms(text: str, limit: int = MAX_TERMS) -> list[str]:
@@ -123,7 +128,8 @@ def _paragraphs(text: str) -> list[str]:
 def cloze_sentences(passage: str) -> list[str]:
     """The sentences of ``passage`` a cloze item can be made from, whitespace collapsed, in order:
     whole sentences (ending in ``.``, ``!`` or ``?``, so not the one a cut passage ends in) of 6 to
-    40 words with at least two terms (``terms``), mostly words rather than code."""
+    40 words with at least two terms (``terms``), 70 % of them plain words and no character of code
+    (``=``, brackets, ``#``...)."""
     out = []
     for para in _paragraphs(passage):
         sentences: list[str] = []
@@ -135,7 +141,8 @@ def cloze_sentences(passage: str) -> list[str]:
         for s in sentences:
             words = s.split()
             alpha = sum(bool(re.fullmatch(r"[A-Za-z][a-z]*[,;:]?", w)) for w in words)
-            if s[-1:] in ".!?" and 6 <= len(words) <= 40 and alpha >= 0.6 * len(words) and len(terms(s)) >= 2:
+            if (s[-1:] in ".!?" and 6 <= len(words) <= 40 and alpha >= 0.7 * len(words) and len(terms(s)) >= 2
+                    and not _CODE.search(s)):
                 out.append(s)
     return out
 
@@ -243,10 +250,11 @@ def _norm(text: str) -> str:
 def check_meaning(task: str, obj: dict, passage: str = "") -> tuple[dict | None, str | None]:
     """(the answer, None) or (None, why it makes no sense): a schema guarantees syntax, not sense.
     Multiple choice: four different options, none a placeholder, an answer the question does not
-    contain; cloze: a sentence of the passage
-    (most of its words are there) that contains its answer, a key term shorter than half of it;
-    question answering: an answer that is not the question again; and for both, a question that
-    shares a word with its passage (not an example copied from the prompt)."""
+    contain, a question that shares a word with its passage (not an example copied from the
+    prompt; its answer may be a word of the passage whatever the question); cloze: a sentence of
+    the passage (most of its words are there) that contains its answer, a key term shorter than half
+    of it; question answering: an answer that is not the question again, and a question or answer
+    that shares a word with the passage."""
     if task == "mc":
         options = [obj["answer"].strip(), *(o.strip() for o in obj["wrong_answers"])]
         if len(options) != 4:
@@ -257,8 +265,8 @@ def check_meaning(task: str, obj: dict, passage: str = "") -> tuple[dict | None,
             return None, "an option is a placeholder (a letter, or first/second/...), not an answer"
         if f" {_norm(options[0])} " in f" {_norm(obj['question'])} ":
             return None, "the question contains its answer"
-        if passage and not content_words(obj["question"] + " " + options[0]) & content_words(passage):
-            return None, "the question and its answer share no word with the passage"
+        if passage and not content_words(obj["question"]) & content_words(passage):
+            return None, "the question shares no word with the passage"
         return obj, None
     if task == "cloze":
         sentence, answer = _norm(obj["sentence"]), _norm(obj["answer"])
