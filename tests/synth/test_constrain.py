@@ -160,7 +160,8 @@ def test_a_schema_changes_the_cache_key_and_a_request_without_one_keeps_its_old_
      "The Nile flows north through Egypt.", "shares no word"),
     # the prompt's example question copied, with an answer taken from the passage
     ("mc", {"question": "Which river flows north through Egypt?", "answer": "os.path",
-            "wrong_answers": ["ntpath", "posixpath", "genericpath"]}, "os.path is ntpath or posixpath.", "shares no word"),
+            "wrong_answers": ["ntpath", "posixpath", "genericpath"]}, "os.path is ntpath or posixpath.",
+     "shares no word"),
     ("mc", {"question": "What is os.path for?", "answer": "os.path", "wrong_answers": ["ntpath", "posixpath", "sys"]},
      "", "contains its answer"),
     ("cloze", {"sentence": "The Nile flows north.", "answer": "Amazon"}, "", "not a term of the sentence"),
