@@ -18,7 +18,8 @@ off on one server; vLLM and SGLang batch this way by default).
 teacher answers D3's qa, mc and cloze prompts on the first ``--passages`` passages of FILE (JSONL
 with a ``text`` or ``context`` field) once under each task's JSON Schema and once without it, with
 D3's sampling (temperature 0.7, seeded), and prints per task how many answers are schema-valid on
-the first attempt and how many then pass the meaning checks, and the completion tokens/s of both.
+the first attempt and how many then pass the meaning checks, and the completion tokens/s of both
+(``--mc-distractors passage``: hare picks the wrong answers of multiple-choice items).
 
     python benchmarks/synth_throughput.py --constrained ../shared/data/dolly/dolly-15k-head.jsonl
 
@@ -70,6 +71,8 @@ def main() -> None:
     ap.add_argument("--continuous-batching", action="store_true")
     ap.add_argument("--constrained", metavar="FILE", help="measure schema-constrained D3 tasks on FILE's passages")
     ap.add_argument("--passages", type=int, default=8)
+    ap.add_argument("--mc-distractors", choices=["teacher", "passage"], default="teacher",
+                    help="who writes the wrong answers of multiple-choice items (synth.d3.mc_distractors)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--local-engine", metavar="FILE", help="compare the local engines on D2/D3 prompts from FILE")
     ap.add_argument("--rows", type=int, default=64, help="rows in flight of the in-flight engine")
@@ -207,7 +210,7 @@ def constrained(args) -> None:
 
     from hare.synth.client import LocalBackend
     from hare.model.constrain import schema_text
-    from hare.synth.d3 import GENERATION_SCHEMAS, check_meaning, parse
+    from hare.synth.d3 import judge, plan_task
     from hare.synth.prompts import Templates
 
     rows = [json.loads(line) for line in Path(args.constrained).read_text(encoding="utf-8").splitlines()]
@@ -218,26 +221,27 @@ def constrained(args) -> None:
     jobs = []
     for i, passage in enumerate(texts):
         for task in ("qa", "mc", "cloze"):
-            rel = random.Random(f"{i}-{task}").choice(tpl.variants(f"d3/{task}"))
-            jobs.append((task, passage, tpl.render(rel, passage=passage), i))
+            planned = plan_task(task, passage, tpl, random.Random(f"{i}-{task}"), args.mc_distractors)
+            if planned is not None:  # a cloze item needs a whole sentence
+                rel, prompt, schema = planned
+                jobs.append((task, passage, prompt, i, schema, rel.startswith("d3/mc_term/")))
     rates = {}
     for mode in ("schema", "free"):
         reqs = [Request.chat(args.model, [("user", prompt)], max_tokens=160, temperature=0.7, top_p=0.95, seed=i,
-                             schema=schema_text(GENERATION_SCHEMAS[task]) if mode == "schema" else None)
-                for task, _, prompt, i in jobs]
+                             schema=schema_text(schema) if mode == "schema" else None)
+                for task, _, prompt, i, schema, _ in jobs]
         with RequestCache(Path(tempfile.mkdtemp(prefix="synth-schema-")) / "c.jsonl") as cache:
             t0 = time.perf_counter()
             results, usage = generate(reqs, backend, cache, desc=mode)
             rates[mode] = usage.completion_tokens / (time.perf_counter() - t0)
         tally: dict[str, Counter] = {}
-        for (task, passage, _, _), res in zip(jobs, results):
+        for (task, passage, _, i, _, hare_distractors), res in zip(jobs, results):
             c = tally.setdefault(task, Counter())
-            obj, why = parse(task, res.text)
+            _, why, valid = judge(task, res.text, passage, random.Random(i) if hare_distractors else None)
             c["requests"] += 1
             c["length"] += res.finish_reason == "length"
-            if why is None:
-                c["valid"] += 1
-                c["sound"] += check_meaning(task, obj, passage)[1] is None
+            c["valid"] += valid
+            c["sound"] += why is None
         print(f"{'under the schema' if mode == 'schema' else 'without it'}: {rates[mode]:.1f} completion tokens/s")
         for task, c in tally.items():
             print(f"  {task:5s} {c['requests']:3d} requests: schema-valid on the first attempt {c['valid']:3d} "

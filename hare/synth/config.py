@@ -80,6 +80,12 @@ class D3Config(Config):
     constrain: bool = Field(True, description="Decode the qa, mc and cloze answers under their JSON Schema: "
                             "a grammar engine (llguidance) with a local teacher, response_format with endpoints "
                             "(a server that ignores it is caught by the validation and re-asks).")
+    mc_distractors: Literal["teacher", "passage"] = Field(
+        "teacher", description="Who writes a multiple-choice item's three wrong answers. teacher: the teacher, "
+        "with the question and the right answer; passage: the teacher writes the question and picks its answer "
+        "among the passage's terms, and hare picks three other terms of the passage (of the answer's kind "
+        "first) as the wrong ones, which are then different by construction (for small teachers, which repeat "
+        "their wrong answers).")
     max_reasks: int = Field(2, ge=0, description="Times an answer that fails its JSON schema or the meaning "
                             "checks is asked again before it is quarantined with its raw text.")
     max_sample_tokens: int = Field(512, ge=16, description="Samples longer than this (teacher tokenizer, or an "

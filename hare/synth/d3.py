@@ -5,12 +5,15 @@ Two sources of samples:
 - **teacher-written tasks** from seed passages (D2 generations and a seeded sample of D1 documents):
   question answering, multiple choice, cloze and summarization, several phrasings each
   (``templates/d3/<task>/*.txt``). Question answering, multiple choice and cloze are answered as
-  JSON, decoded under their JSON Schema (``GENERATION_SCHEMAS``, ``synth.d3.constrain``: a grammar
-  engine locally, ``response_format`` with endpoints), then checked twice: the syntax against
-  ``SCHEMAS`` (``parse``: a server may ignore the schema) and the sense (``check_meaning``: four
-  different options, a cloze sentence taken from the passage with its key term in it). A
-  multiple-choice item is asked as the right answer and three wrong ones, and hare places the right
-  one at a seeded letter; a cloze item as a sentence and its key term, and hare makes the blank.
+  JSON, decoded under their JSON Schema (``plan_task``, ``synth.d3.constrain``: a grammar engine
+  locally, ``response_format`` with endpoints), then checked twice: the syntax against ``SCHEMAS``
+  (``parse``: a server may ignore the schema) and the sense (``check_meaning``: four different
+  options, a cloze sentence taken from the passage with its key term in it). A multiple-choice
+  item is asked as the right answer and three wrong ones, or (``synth.d3.mc_distractors:
+  passage``) as a question whose answer is a term of the passage, and hare picks three other terms
+  of the passage as the wrong ones (``distractors``); hare places the right answer at a seeded
+  letter. For a cloze item hare picks a sentence of the passage (``cloze_sentences``), the teacher
+  its key term among the sentence's terms (the schema's ``enum``), and hare makes the blank.
   An answer that fails is asked again, with the reason, up to ``synth.d3.max_reasks`` times, then
   quarantined with its raw text (``quarantine.jsonl``). Valid answers are rendered as text
   (``Question: ... Answer: ...``).
@@ -38,6 +41,7 @@ from hare.core.step import Stats
 from hare.synth.client import Usage
 from hare.synth.common import Teacher, sub_seed
 from hare.model.constrain import schema_text
+from hare.filters.words import ENGLISH_WORDS
 from hare.synth.fidelity import content_words
 from hare.synth.prompts import Templates
 
@@ -63,8 +67,8 @@ def _text(lo: int, hi: int, **kw) -> dict:
 # tokenizer (a 135M teacher can repeat a phrase until its cap; the bound closes the string
 # instead). Field order is the order they are written in. The tasks ask for what a small model can
 # write: a multiple-choice item as the right answer and three wrong ones (hare shuffles them into
-# lettered options), a cloze item as a sentence of the passage and its key term of one to three
-# words (hare blanks it).
+# lettered options). Cloze items, and multiple-choice items whose wrong answers hare picks, are
+# decoded under a schema made for their passage (``plan_task``).
 GENERATION_SCHEMAS: dict[str, dict] = {
     "qa": {"type": "object", "properties": {"question": _text(8, 160), "answer": _text(1, 200)},
            "required": ["question", "answer"], "additionalProperties": False},
@@ -72,10 +76,138 @@ GENERATION_SCHEMAS: dict[str, dict] = {
                                             "wrong_answers": {"type": "array", "items": _text(1, 60),
                                                               "minItems": 3, "maxItems": 3}},
            "required": ["question", "answer", "wrong_answers"], "additionalProperties": False},
-    "cloze": {"type": "object", "properties": {"sentence": _text(12, 200),
-                                               "answer": _text(1, 40, pattern=r"^[^\s\"]+( [^\s\"]+){0,2}$")},
-              "required": ["sentence", "answer"], "additionalProperties": False},
 }
+# Terms of a passage: words and dotted names (``os.path``) of three characters or more that are not
+# common English words (``content_words``' list).
+_TERM = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+# A heading line of a page (``DESCRIPTION``, ``CLASSES``): it ends the paragraph before it.
+_HEADING = re.compile(r"\n[ \t]*[A-Z][A-Z ]{2,}[ \t]*(?=\n)")
+_ABBREVIATION = re.compile(r"(?:^|\W)(?:e\.g|i\.e|etc|vs|cf|al|approx|no|Mr|Dr)\.$", re.IGNORECASE)
+# Words that are no key term and no wrong answer, besides common English words and "-ly" adverbs:
+# generic adverbs and pronouns, and the verbs that open most sentences of code documentation.
+_GENERIC = frozenset("""actually again already always another anything both each either else etc even ever every
+instead least less many might more most much must neither never non none nor often once only other others
+rather same several should since still such than then thing things though thus too very whether while yet
+does did doing done get gets got give gives given make makes made take takes taken use uses used using return
+returns returned""".split())
+MAX_TERMS = 64
+# Characters of code rather than prose: a sentence with one is no cloze sentence.
+_CODE = re.compile(r"[=\[\]{}#<>|`]")
+
+
+def terms(text: str, limit: int = MAX_TERMS) -> list[str]:
+    """The terms of ``text`` in order of first appearance, as written, at most ``limit``: words and
+    dotted names of three characters or more, not common English words, not numbers, not on a
+    heading line (``DESCRIPTION``)."""
+    out: dict[str, str] = {}
+    for t in _TERM.findall(_HEADING.sub("\n", "\n" + text)):
+        key = _norm(t)
+        if (len(t) >= 3 and key not in out and key not in ENGLISH_WORDS and key not in _GENERIC
+                and not key.endswith("ly") and sum(c.isalpha() for c in t) >= 3):
+            out[key] = t
+    return list(out.values())[:limit]
+
+
+def _paragraphs(text: str) -> list[str]:
+    """The paragraphs of ``text``: runs of lines of the same indentation (a signature line above its
+    indented description is a paragraph of its own), without blank lines and headings."""
+    out: list[list[str]] = []
+    indent = None
+    for line in _HEADING.sub("\n\n", "\n" + text).splitlines():
+        here = len(line) - len(line.lstrip())
+        if not line.strip():
+            indent = None
+            continue
+        if here != indent:
+            out.append([])
+        out[-1].append(line.strip())
+        indent = here
+    return [" ".join(p) for p in out]
+
+
+def cloze_sentences(passage: str) -> list[str]:
+    """The sentences of ``passage`` a cloze item can be made from, whitespace collapsed, in order:
+    whole sentences (ending in ``.``, ``!`` or ``?``, so not the one a cut passage ends in) of 6 to
+    40 words with at least two terms (``terms``), 70 % of them plain words and no character of code
+    (``=``, brackets, ``#``...)."""
+    out = []
+    for para in _paragraphs(passage):
+        sentences: list[str] = []
+        for piece in re.split(r"(?<=[.!?])\s+", " ".join(para.split())):
+            if sentences and _ABBREVIATION.search(sentences[-1]):  # "e.g." ends no sentence
+                sentences[-1] += " " + piece
+            else:
+                sentences.append(piece)
+        for s in sentences:
+            words = s.split()
+            alpha = sum(bool(re.fullmatch(r"[A-Za-z][a-z]*[,;:]?", w)) for w in words)
+            if (s[-1:] in ".!?" and 6 <= len(words) <= 40 and alpha >= 0.7 * len(words) and len(terms(s)) >= 2
+                    and not _CODE.search(s)):
+                out.append(s)
+    return out
+
+
+def cloze_schema(sentence: str) -> dict:
+    """The generation schema of a cloze item on ``sentence``: the sentence itself, and a key term
+    that is one of its terms, so the term is always in its sentence."""
+    return {"type": "object", "properties": {"sentence": {"const": sentence}, "answer": {"enum": terms(sentence)}},
+            "required": ["sentence", "answer"], "additionalProperties": False}
+
+
+def mc_term_schema(passage: str) -> dict:
+    """The generation schema of a multiple-choice item whose wrong answers hare picks from the
+    passage (``synth.d3.mc_distractors: passage``): a question, and its answer, a term of the passage."""
+    return {"type": "object", "properties": {"question": _text(8, 160), "answer": {"enum": terms(passage)}},
+            "required": ["question", "answer"], "additionalProperties": False}
+
+
+def plan_task(task: str, passage: str, templates: Templates, rng: random.Random, mc_distractors: str = "teacher"
+              ) -> tuple[str, str, dict | None] | None:
+    """(template, prompt, generation schema or None) of one task on ``passage``, the template and a
+    cloze item's sentence drawn with ``rng``; None for a cloze item on a passage without a whole
+    sentence (``cloze_sentences``). The schema is the task's in ``GENERATION_SCHEMAS``, or made for
+    the passage: a cloze item's on its sentence (``cloze_schema``), a multiple-choice item's answer
+    among the passage's terms when hare picks the wrong ones (``mc_term_schema``; a passage with
+    fewer than four terms has its wrong answers written by the teacher)."""
+    folder, sentence, schema = f"d3/{task}", "", GENERATION_SCHEMAS.get(task)
+    if task == "cloze":
+        sentences = cloze_sentences(passage)
+        if not sentences:
+            return None
+        sentence = rng.choice(sentences)
+        schema = cloze_schema(sentence)
+    elif task == "mc" and mc_distractors == "passage" and len(terms(passage)) >= 4:
+        folder, schema = "d3/mc_term", mc_term_schema(passage)
+    rel = rng.choice(templates.variants(folder))
+    return rel, templates.render(rel, passage=passage, sentence=sentence), schema
+
+
+def _shape(term: str) -> str:
+    """The kind of a term: a dotted name, a snake_case or camelCase name, a capitalised word, a plain word."""
+    if "." in term:
+        return "dotted"
+    if "_" in term or any(c.isdigit() for c in term) or re.search(r"[a-z][A-Z]", term):
+        return "code"
+    return "capitalised" if term[0].isupper() else "word"
+
+
+def distractors(question: str, answer: str, passage: str, rng: random.Random) -> list[str]:
+    """Three wrong answers for ``answer`` from ``passage``'s other terms (fewer when it has fewer):
+    terms of the answer's kind (``_shape``) first, then the others, each group in a seeded order;
+    never the answer, a term that contains it or is contained in it, nor a word of the question."""
+    asked = set(_norm(question).split())
+    key = f" {_norm(answer)} "
+    same, other = [], []
+    for t in terms(passage):
+        n = _norm(t)
+        if not n or set(n.split()) & asked or f" {n} " in key or key in f" {n} ":
+            continue
+        (same if _shape(t) == _shape(answer) else other).append(t)
+    rng.shuffle(same)
+    rng.shuffle(other)
+    return (same + other)[:3]
+
+
 # Option texts that stand for no option: the letters themselves, or the placeholders of the prompt.
 PLACEHOLDERS = {"a", "b", "c", "d", "first", "second", "third", "fourth", "option", "option a", "option b",
                 "option c", "option d", "..."}
@@ -117,18 +249,24 @@ def _norm(text: str) -> str:
 
 def check_meaning(task: str, obj: dict, passage: str = "") -> tuple[dict | None, str | None]:
     """(the answer, None) or (None, why it makes no sense): a schema guarantees syntax, not sense.
-    Multiple choice: four different options, none a placeholder; cloze: a sentence of the passage
-    (most of its words are there) that contains its answer, a key term shorter than half of it;
-    question answering: an answer that is not the question again; and for both, a question that
-    shares a word with its passage (not an example copied from the prompt)."""
+    Multiple choice: four different options, none a placeholder, an answer the question does not
+    contain, a question that shares a word with its passage (not an example copied from the
+    prompt; its answer may be a word of the passage whatever the question); cloze: a sentence of
+    the passage (most of its words are there) that contains its answer, a key term shorter than half
+    of it; question answering: an answer that is not the question again, and a question or answer
+    that shares a word with the passage."""
     if task == "mc":
         options = [obj["answer"].strip(), *(o.strip() for o in obj["wrong_answers"])]
+        if len(options) != 4:
+            return None, "not three wrong answers"
         if len({_norm(o) for o in options}) < 4:
             return None, "the four options are not all different"
         if any(_norm(o) in PLACEHOLDERS or not _norm(o) for o in options):
             return None, "an option is a placeholder (a letter, or first/second/...), not an answer"
-        if passage and not content_words(obj["question"] + " " + options[0]) & content_words(passage):
-            return None, "the question and its answer share no word with the passage"
+        if f" {_norm(options[0])} " in f" {_norm(obj['question'])} ":
+            return None, "the question contains its answer"
+        if passage and not content_words(obj["question"]) & content_words(passage):
+            return None, "the question shares no word with the passage"
         return obj, None
     if task == "cloze":
         sentence, answer = _norm(obj["sentence"]), _norm(obj["answer"])
@@ -149,6 +287,20 @@ def check_meaning(task: str, obj: dict, passage: str = "") -> tuple[dict | None,
     return obj, None
 
 
+def judge(task: str, text: str, passage: str, distractor_rng: random.Random | None = None
+          ) -> tuple[dict | None, str | None, bool]:
+    """(the answer, None, True), or (None, why it is refused, whether its syntax was valid): ``parse``
+    then ``check_meaning``. With ``distractor_rng``, a multiple-choice answer is a question and its
+    answer (``mc_term_schema``) to which hare adds three wrong answers (``distractors``)."""
+    obj, reason = parse("qa" if task == "mc" and distractor_rng is not None else task, text)
+    if reason is not None:
+        return None, reason, False
+    if task == "mc" and distractor_rng is not None:
+        obj = {**obj, "wrong_answers": distractors(obj["question"], obj["answer"], passage, distractor_rng)}
+    obj, reason = check_meaning(task, obj, passage)
+    return obj, reason, True
+
+
 def blank(sentence: str, answer: str) -> str:
     """``sentence`` with the first whole-word occurrence of ``answer`` (any case) replaced by ___."""
     pattern = r"(?<!\w)" + r"\W+".join(map(re.escape, re.findall(r"\w+", answer))) + r"(?!\w)"
@@ -157,10 +309,8 @@ def blank(sentence: str, answer: str) -> str:
 
 def validate(task: str, text: str, passage: str = "") -> tuple[dict | None, str | None]:
     """(the parsed answer, None) or (None, the reason it is invalid): ``parse`` then ``check_meaning``."""
-    obj, reason = parse(task, text)
-    if reason is not None:
-        return None, reason
-    return check_meaning(task, obj, passage)
+    obj, reason, _ = judge(task, text, passage)
+    return obj, reason
 
 
 def render_task(task: str, obj: dict | None, text: str, passage: str, templates: Templates, rng: random.Random
@@ -310,13 +460,16 @@ def _teacher_tasks(session, teacher: Teacher, cfg, templates: Templates, seeds: 
     for origin, sid, passage, prov in seeds:
         for task in cfg.tasks:
             rng = random.Random(sub_seed(seed, "d3", sid, task))
-            rel = rng.choice(templates.variants(f"d3/{task}"))
-            prompt = templates.render(rel, passage=passage)
-            schema = schema_text(GENERATION_SCHEMAS[task]) if cfg.constrain and task in GENERATION_SCHEMAS \
-                else None
+            planned = plan_task(task, passage, templates, rng, cfg.mc_distractors)
+            if planned is None:
+                tasks[task]["no_sentence"] += 1  # a cloze item needs a whole sentence
+                continue
+            rel, prompt, schema = planned
             jobs.append({"task": task, "template": rel.split("/", 1)[1][:-4], "prompt": prompt,
                          "passage": passage, "seed_origin": origin, "seed_id": sid, **prov, "history": (),
-                         "raws": [], "req_seed": sub_seed(seed, "d3", sid, task), "schema": schema})
+                         "raws": [], "req_seed": sub_seed(seed, "d3", sid, task),
+                         "schema": schema_text(schema) if cfg.constrain and schema is not None else None,
+                         "hare_distractors": rel.startswith("d3/mc_term/")})
     open_jobs = jobs
     for attempt in range(cfg.max_reasks + 1):
         if not open_jobs:
@@ -336,13 +489,13 @@ def _teacher_tasks(session, teacher: Teacher, cfg, templates: Templates, seeds: 
             if j["task"] == "summary":
                 reason = None if res.text.strip() else "empty answer"
             else:
-                obj, reason = parse(j["task"], res.text)
+                rng = random.Random(sub_seed(seed, "d3-distractors", j["seed_id"], attempt)) \
+                    if j["hare_distractors"] else None
+                obj, reason, valid = judge(j["task"], res.text, j["passage"], rng)
                 if attempt == 0:
-                    tally["schema_valid_first" if reason is None else "schema_invalid_first"] += 1
-                if reason is None:
-                    obj, reason = check_meaning(j["task"], obj, j["passage"])
-                    if reason is not None:
-                        tally["meaning_failed"] += 1
+                    tally["schema_valid_first" if valid else "schema_invalid_first"] += 1
+                if valid and reason is not None:
+                    tally["meaning_failed"] += 1
             if reason is None:
                 rng = random.Random(sub_seed(seed, "d3-render", j["seed_id"], j["task"]))
                 text, rendered = render_task(j["task"], obj, res.text, j["passage"], templates, rng)
@@ -350,6 +503,8 @@ def _teacher_tasks(session, teacher: Teacher, cfg, templates: Templates, seeds: 
                 if j.get("topic") is not None:
                     meta["topic"] = j["topic"]
                 meta.update(origin="teacher", rendered_with=rendered, reasks=attempt, key=res.key)
+                if j["hare_distractors"]:
+                    meta["distractors"] = "passage"  # the wrong answers are hare's, not the teacher's
                 kept.keep(text, f"d3/{j['task']}/{j['seed_id']}", meta, tally)
                 continue
             j["raws"].append({"text": res.text, "reason": reason})
