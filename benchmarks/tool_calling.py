@@ -17,7 +17,7 @@ from the templates, phrased unlike any family and with values outside the slot l
 for training), with the answers that break their schema counted.
 
 ``--paraphrase N`` adds the teacher's paraphrases of the training families
-(``hare.chat.toolcall.paraphrase``; ``--teacher``, packaged SmolLM2 by default, cached in
+(``hare.commands.tools_paraphrase``; ``--teacher``, packaged SmolLM2 by default, cached in
 ``--out``) to the training queries; ``--against OUT/results.json`` of an earlier run prints its
 figures beside this run's (the held-out queries are the same with or without paraphrases);
 ``--model DIR`` scores an already fine-tuned model instead of fine-tuning.
@@ -91,7 +91,7 @@ def main() -> None:
     lib = load_library()
     paraphrases = None
     if args.paraphrase:
-        from hare.chat.toolcall.paraphrase import paraphrase_queries
+        from hare.commands.tools_paraphrase import paraphrase_queries
         from hare.synth.config import TeacherConfig
 
         teacher = (TeacherConfig(packaged="smollm2", threads=args.threads) if args.teacher == "packaged"

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         if args.endpoint and not args.teacher_model:
             print("error: --endpoint needs --teacher-model (the model name the endpoint serves)", file=sys.stderr)
             return 2
-        from hare.chat.toolcall.paraphrase import paraphrase_queries
+        from hare.commands.tools_paraphrase import paraphrase_queries
 
         teacher = teacher_config(args)
         p = paraphrase_queries(lib, args.paraphrase, teacher, args.cache or out / "paraphrase-cache.jsonl",

@@ -13,7 +13,7 @@ import torch
 
 from hare.model.constrain import schema_text
 from hare.synth.client import LocalBackend, Request
-from hare.synth.d3 import GENERATION_SCHEMAS
+from hare.synth.d3 import GENERATION_SCHEMAS, cloze_schema, mc_term_schema
 from hare.synth.engine import SlotCache
 
 
@@ -64,14 +64,17 @@ def test_stop_strings_cut_the_answer_where_generate_cuts_it(tiny_backends, tiny)
 
 def test_every_answer_under_a_schema_is_valid_json_of_its_schema(tiny_backends, tiny):
     inflight, alone = tiny_backends
-    tasks = ["qa", "mc", "cloze"] * 2
+    passage = "The river Nile flows north through Egypt. Farmers along its banks grow wheat and cotton."
+    schemas = {**GENERATION_SCHEMAS, "cloze": cloze_schema("Farmers along its banks grow wheat and cotton."),
+               "mc_term": mc_term_schema(passage)}
+    tasks = ["qa", "mc", "cloze", "mc_term"] * 2
     reqs = [Request.chat(str(tiny), [("user", f"Write a {t} task on passage {i}.")], max_tokens=600,
-                         schema=schema_text(GENERATION_SCHEMAS[t])) for i, t in enumerate(tasks)]
+                         schema=schema_text(schemas[t])) for i, t in enumerate(tasks)]
     reqs.append(Request.chat(str(tiny), [("user", "No schema here.")], max_tokens=9))  # a free row beside them
     got = answers(inflight, reqs)
     for t, r in zip(tasks, got):
         assert r.finish_reason == "stop", r.text
-        jsonschema.validate(json.loads(r.text), GENERATION_SCHEMAS[t])
+        jsonschema.validate(json.loads(r.text), schemas[t])
     assert [r.text for r in got] == [r.text for r in answers(alone, reqs)]
 
 

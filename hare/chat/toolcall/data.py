@@ -80,7 +80,7 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
     """Every query of the library's query file; ``heldout_families`` families per function and
     ``heldout_refuse`` refusal families (chosen by the seed) form the test split.
 
-    ``paraphrases`` (family label -> more templates, ``hare.chat.toolcall.paraphrase``) extend
+    ``paraphrases`` (family label -> more templates, ``hare.commands.tools_paraphrase``) extend
     training families: their queries come after all the others, filled from a random stream of
     their own, so the query file's queries and the split are the same with or without them; their
     family is ``<label>+p``. A paraphrase of a held-out family is an error."""

@@ -1,4 +1,6 @@
-"""Teacher-written paraphrases of the training query families: more wordings, same slots.
+"""Teacher-written paraphrases of the training query families for `hare tools-data --paraphrase`: more
+wordings, same slots (here, beside the command, because it joins the chat stage's query data with the
+synthetic-data stage's teacher client, which a stage may not import).
 
 Each template of a *training* family ("Wake me up at {time}") is sent to a teacher (a local or
 packaged model, or OpenAI-compatible endpoints: ``hare.synth.teacher``) with a request for ``n``
