@@ -9,7 +9,7 @@ import pytest
 from hare.chat.toolcall.data import build_examples, load_queries
 from hare.chat.toolcall.library import LibraryError, load_library
 from hare.commands.tools_paraphrase import (SIMILAR, answer_schema, check, normalise, paraphrase_families,
-                                           similarity, topic_words)
+                                            similarity, topic_words)
 from hare.synth.cache import RequestCache
 from hare.synth.client import Backend, Result
 
