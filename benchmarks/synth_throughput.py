@@ -141,7 +141,7 @@ def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = F
     import random
 
     from hare.model.constrain import schema_text
-    from hare.synth.d3 import GENERATION_SCHEMAS
+    from hare.synth.d3 import plan_task
     from hare.synth.prompts import Templates
 
     rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
@@ -155,8 +155,10 @@ def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = F
         passage = texts[i % len(texts)][:200 + 800 * ((i * 37) % 11) // 10]
         rng = random.Random(i)
         task = ("qa", "mc", "cloze")[i % 3]
+        plan = plan_task(task, passage, tpl, rng) or plan_task("qa", passage, tpl, rng)  # D3's own prompts
+        task_schema = plan[2]
         if schema or i % 2:
-            prompt = tpl.render(rng.choice(tpl.variants(f"d3/{task}")), passage=passage)
+            prompt = plan[1]
         else:
             spec = categories["web"]
             prompt = tpl.render(f"d2/{styles[i % len(styles)]}.txt", subject=spec["subject"],
@@ -164,7 +166,7 @@ def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = F
                                 topic=passage.split(".")[0][:60], seed=passage)
         out.append(Request.chat(model, [("user", prompt)], max_tokens=tokens, temperature=temperature,
                                 top_p=0.95 if temperature else 1.0, seed=i,
-                                schema=schema_text(GENERATION_SCHEMAS[task]) if schema else None))
+                                schema=schema_text(task_schema) if schema else None))
     return out
 
 
