@@ -27,8 +27,9 @@ the first attempt and how many then pass the meaning checks, and the completion 
 requests: ``--requests`` D2 and D3 prompts built from the real templates on FILE's passages (varied
 prompt lengths; answers of up to ``--tokens`` tokens), answered by the ``generate`` engine (batches
 of ``model.generate``, the default before the in-flight engine) in batches of 8 and 16, then by the
-in-flight engine with ``--rows`` rows in flight. It prints completion tokens/s, the ratio to each
-``generate`` run and how many texts are identical to the batches of 8. With ``--constrained`` too,
+in-flight engine with ``--rows`` rows in flight, without and with prompt-lookup speculation. It
+prints completion tokens/s, the ratio to each ``generate`` run, how many texts are identical to the
+batches of 8, and the in-flight engine's shared-prefix and proposal counts. With ``--constrained`` too,
 the schema-constrained run compares the ``generate`` engine (``--batch-size``) with the in-flight
 one (``--rows``) on the same sampled requests.
 
@@ -174,10 +175,12 @@ def local_engine(args) -> None:
     from hare.synth.client import LocalBackend
 
     backend = LocalBackend(args.model, batch_size=8, engine="generate", threads=args.threads)
-    runs = [("generate", 8), ("generate", 16), ("inflight", args.rows)]
+    # (engine, rows or batch size, proposals per step): the generate engine, then the in-flight one
+    # without speculation and with it.
+    runs = [("generate", 8, 0), ("generate", 16, 0), ("inflight", args.rows, 0), ("inflight", args.rows, 8)]
     cases = [("greedy", engine_requests(args.local_engine, args.model, args.requests, args.tokens))]
     if args.constrained:
-        runs_c = [("generate", args.batch_size), ("inflight", args.rows)]
+        runs_c = [("generate", args.batch_size, 0), ("inflight", args.rows, 8)]
         cases.append(("under the D3 schemas, sampled", engine_requests(
             args.local_engine, args.model, args.requests, args.tokens, schema=True, temperature=0.7)))
     for name, reqs in cases:
@@ -186,22 +189,27 @@ def local_engine(args) -> None:
               f"(median {lengths[len(lengths) // 2]}), up to {args.tokens} new tokens")
         texts: dict[tuple, dict[str, str]] = {}
         rates: dict[tuple, float] = {}
-        for engine, size in (runs if name == "greedy" else runs_c):
-            backend.engine, backend.batch_size = engine, size
+        for run in (runs if name == "greedy" else runs_c):
+            engine, size, speculate = run
+            backend.engine, backend.batch_size, backend.speculate = engine, size, speculate
             got: dict[str, Any] = {}
             t0 = time.perf_counter()
             backend.run(reqs, lambda r, res: got.__setitem__(r.key(), res))
             dt = time.perf_counter() - t0
             tokens = sum(x.completion_tokens for x in got.values())
-            rates[engine, size] = tokens / dt
-            texts[engine, size] = {k: x.text for k, x in got.items()}
+            rates[run] = tokens / dt
+            texts[run] = {k: x.text for k, x in got.items()}
             first = next(iter(rates))
-            same = sum(texts[first][k] == t for k, t in texts[engine, size].items())
-            ratios = ", ".join(f"{rates[engine, size] / rates[k]:.2f}x {k[0]} {k[1]}" for k in rates
-                               if k[0] != engine)
-            print(f"  {engine:8s} {size:3d} rows: {rates[engine, size]:6.1f} completion tokens/s ({tokens} tokens "
-                  f"in {dt:.1f} s){'; ' + ratios if ratios else ''}; texts identical to {first[0]} {first[1]}: "
-                  f"{same}/{len(reqs)}")
+            same = sum(texts[first][k] == t for k, t in texts[run].items())
+            ratios = ", ".join(f"{rates[run] / rates[k]:.2f}x {k[0]} {k[1]}" for k in rates if k[0] != engine)
+            label = f"{engine} {size} rows" + (f", {speculate} proposals" if engine == "inflight" else "")
+            print(f"  {label:29s}: {rates[run]:6.1f} completion tokens/s ({tokens} tokens in {dt:.1f} s)"
+                  f"{'; ' + ratios if ratios else ''}; texts identical to {first[0]} {first[1]}: {same}/{len(reqs)}")
+            if engine == "inflight":
+                st = backend.stats
+                print(f"  {'':29s}  prompt tokens reused from a shared prefix {st.reused_tokens}/{st.prompt_tokens} "
+                      f"({st.reused_tokens / max(1, st.prompt_tokens):.0%}); proposals kept "
+                      f"{st.accepted}/{st.proposed} ({st.accepted / max(1, st.proposed):.0%}); {st.steps} decode steps")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -47,6 +47,10 @@ class TeacherConfig(Config):
         "replaced by a waiting one as it ends (hare.synth.engine); generate: batches of batch_size prompts, each "
         "decoded by model.generate until its longest answer ends. The same greedy answers either way.",
         json_schema_extra=EXECUTION)
+    speculate: int = Field(8, ge=0, description="local/packaged, inflight engine: the most proposed tokens (prompt "
+                           "lookup: what followed the answer's last tokens earlier in its prompt or answer) a row "
+                           "checks in one step; 0: none. Greedy answers stay the model's own; a sampled answer keeps "
+                           "its distribution, not generate's exact draws.", json_schema_extra=EXECUTION)
     batch_size: int = Field(8, ge=1, description="local/packaged: requests in flight (inflight engine) or prompts "
                             "per batch (generate engine).", json_schema_extra=EXECUTION)
     device: str = Field("cpu", description="local/packaged: torch device.", json_schema_extra=EXECUTION)

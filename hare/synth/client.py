@@ -362,7 +362,7 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, path: str | Path, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
-                 threads: int = 0, engine: str = "inflight"):
+                 threads: int = 0, engine: str = "inflight", speculate: int = 8):
         if engine not in ENGINES:
             raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
         import torch
@@ -372,6 +372,8 @@ class LocalBackend(Backend):
         self.batch_size = batch_size
         self.threads = threads
         self.engine = engine
+        self.speculate = speculate
+        self.stats = None  # the in-flight engine's counts of the last run (hare.synth.engine.Stats)
         self.tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
@@ -381,7 +383,8 @@ class LocalBackend(Backend):
         self.device = device
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "path": self.path, "batch_size": self.batch_size, "engine": self.engine}
+        return {"backend": self.name, "path": self.path, "batch_size": self.batch_size, "engine": self.engine,
+                "speculate": self.speculate}
 
     def prompt_text(self, req: Request) -> str:
         if req.messages is None:
@@ -404,7 +407,8 @@ class LocalBackend(Backend):
         """``hare.synth.engine``: up to ``batch_size`` requests in flight, each replaced as it ends."""
         from hare.synth.engine import Engine, Job
 
-        engine = Engine(self.model, self.tok, rows=self.batch_size)
+        engine = Engine(self.model, self.tok, rows=self.batch_size, speculate=self.speculate)
+        self.stats = engine.stats
         groups: dict[tuple, list[Job]] = {}
         for r in requests:
             ids = self.tok(self.prompt_text(r), add_special_tokens=False).input_ids

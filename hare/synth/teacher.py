@@ -46,7 +46,7 @@ def make_backend(cfg, seed: int = 0) -> Backend:
     if folder is None:
         raise TeacherError("synth.teacher: set endpoints (and model), local (a model folder) or packaged: smollm2")
     return LocalBackend(folder, batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads,
-                        engine=cfg.engine)
+                        engine=cfg.engine, speculate=cfg.speculate)
 
 
 def tiny_teacher(out: str | Path, tokenizer_from: str | Path | None = None, seed: int = 0) -> Path:

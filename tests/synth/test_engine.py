@@ -1,7 +1,8 @@
 """The in-flight engine (``hare.synth.engine``): greedy answers equal ``model.generate`` one request
-at a time, with rows that end at different steps and are replaced, stop strings and JSON Schemas;
-sampled answers do not depend on the rows beside them; the slot cache keeps each row's columns
-through moves, shifts and growth."""
+at a time, with rows that end at different steps and are replaced, shared prompt prefixes, checked
+proposals, stop strings and JSON Schemas; sampled answers do not depend on the rows beside them and
+they are the same with or without proposals; the slot cache writes each row at its own
+length and keeps its columns through copies and growth."""
 
 from __future__ import annotations
 
@@ -37,16 +38,19 @@ def tiny_backends(tiny):
 def test_greedy_answers_equal_generate_one_request_at_a_time(tiny_backends, tiny):
     inflight, alone = tiny_backends
     reqs = varied(str(tiny), 11)
+    reqs += [Request.chat(str(tiny), r.messages, max_tokens=r.max_tokens + 3) for r in reqs[4:7]]  # same prompts
     got, want = answers(inflight, reqs), answers(alone, reqs)
+    assert inflight.stats.reused_tokens > 0  # the same prompts (and the chat template's system turn) shared
     assert [r.text for r in got] == [r.text for r in want]
     assert [r.completion_tokens for r in got] == [r.completion_tokens for r in want]
     assert [r.finish_reason for r in got] == [r.finish_reason for r in want]
     assert {r.finish_reason for r in got} >= {"length"} and len({r.completion_tokens for r in got}) > 2
-    inflight.batch_size = 11  # every request in flight at once: the same answers
+    inflight.batch_size, inflight.speculate = 14, 0  # every request in flight at once, no proposals
     try:
         assert [r.text for r in answers(inflight, reqs)] == [r.text for r in want]
+        assert inflight.stats.proposed == 0
     finally:
-        inflight.batch_size = 3
+        inflight.batch_size, inflight.speculate = 3, 8
 
 
 def test_stop_strings_cut_the_answer_where_generate_cuts_it(tiny_backends, tiny):
@@ -72,51 +76,68 @@ def test_every_answer_under_a_schema_is_valid_json_of_its_schema(tiny_backends, 
                          schema=schema_text(schemas[t])) for i, t in enumerate(tasks)]
     reqs.append(Request.chat(str(tiny), [("user", "No schema here.")], max_tokens=9))  # a free row beside them
     got = answers(inflight, reqs)
+    assert inflight.stats.proposed > 0  # rows under a grammar checked proposals too
     for t, r in zip(tasks, got):
         assert r.finish_reason == "stop", r.text
         jsonschema.validate(json.loads(r.text), schemas[t])
     assert [r.text for r in got] == [r.text for r in answers(alone, reqs)]
+    sampled = [Request.chat(str(tiny), r.messages, max_tokens=r.max_tokens, schema=r.schema, temperature=0.7)
+               for r in reqs[:-1]]
+    for t, r in zip(tasks, answers(inflight, sampled)):  # sampled, proposals checked under the grammar
+        jsonschema.validate(json.loads(r.text), schemas[t])
 
 
 def test_a_sampled_answer_is_the_same_whatever_rows_run_beside_it(tiny_backends, tiny):
     inflight, alone = tiny_backends
     reqs = varied(str(tiny), 7, temperature=0.8, top_p=0.95, seed=None)
+    reqs += [Request.chat(str(tiny), [("user", f"Quiz {i}.")], max_tokens=200, temperature=0.8, top_p=0.95,
+                          schema=schema_text(GENERATION_SCHEMAS["mc"])) for i in range(4)]  # JSON: proposals
     together = [r.text for r in answers(inflight, reqs)]
+    assert inflight.stats.proposed > 0
     assert [r.text for r in answers(inflight, reqs[3:])] == together[3:]
-    assert [r.text for r in answers(alone, reqs)] == together  # and as the generate engine samples it
     again = varied(str(tiny), 7, temperature=0.8, top_p=0.95, seed=5)
-    assert [r.text for r in answers(inflight, again)] != together  # sampled: another seed, other texts
+    assert [r.text for r in answers(inflight, again)] != together[:7]  # sampled: another seed, other texts
+    assert [r.text for r in answers(alone, reqs)] == together  # the generate engine draws the same
+    inflight.speculate = 0  # and without proposals
+    try:
+        assert [r.text for r in answers(inflight, reqs)] == together
+    finally:
+        inflight.speculate = 8
 
 
 def test_the_packaged_teacher_answers_as_generate_alone(smollm2):
     inflight = LocalBackend(smollm2, batch_size=3, threads=1)
     alone = LocalBackend(smollm2, batch_size=1, threads=1, engine="generate")
+    copy = ("Repeat this sentence word for word: The old lighthouse keeper climbed the narrow stairs every "
+            "evening to light the lamp for the fishing boats.")
     reqs = [Request.chat(str(smollm2), [("user", q)], max_tokens=m) for q, m in
             [("What is the capital of France? One word.", 12), ("Name three rivers of Europe.", 20),
-             ("Write one sentence about rain.", 16), ("What is 2+2? Answer with the number.", 8)]]
+             ("Write one sentence about rain.", 16), ("What is 2+2? Answer with the number.", 8), (copy, 30)]]
     got, want = answers(inflight, reqs), answers(alone, reqs)
     assert [r.text for r in got] == [r.text for r in want]
     assert len({r.completion_tokens for r in got}) > 1
+    assert inflight.stats.accepted >= 5  # the copied sentence came several tokens a step
 
 
-def test_the_slot_cache_keeps_each_rows_columns_through_moves_shifts_and_growth():
+def test_the_slot_cache_writes_each_row_at_its_own_length_and_keeps_it_through_copies_and_growth():
     cache = SlotCache(layers=2, rows=3, capacity=4)
-    rows = [torch.randn(2, 1, 5, 2) for _ in range(3)]  # per row: [heads, columns, head_dim] keys
-
-    def cols(layer, row, width):
-        return layer.keys[row, :, cache.end - width: cache.end]
-
-    cache.end = 3
-    cache.place(0, [rows[0][0], rows[0][1]], [rows[0][0], rows[0][1]], 3)
-    assert cache.capacity == 4 and torch.equal(cols(cache.layers[1], 0, 3), rows[0][1][:, -3:])
-    cache.shift(2, 1)  # a longer prompt comes: the row moves right, the buffers grow
-    assert cache.end == 5 and cache.capacity >= 6
-    cache.place(1, [rows[1][0], rows[1][1]], [rows[1][0], rows[1][1]], 5)
-    assert torch.equal(cols(cache.layers[0], 0, 3), rows[0][0][:, -3:])
-    assert torch.equal(cols(cache.layers[0], 1, 5), rows[1][0])
-    cache.move(1, 0)
-    assert torch.equal(cols(cache.layers[1], 0, 5), rows[1][1])
-    cache.shift(-2, 1)  # the columns no row reads any more are dropped
-    assert cache.end == 3 and torch.equal(cols(cache.layers[1], 0, 3), rows[1][1][:, -3:])
-    k, v = cache.layers[0].update(torch.ones(1, 1, 1, 2), torch.ones(1, 1, 1, 2))
-    assert k.shape == (1, 1, 4, 2) and torch.equal(k[0, :, -1], torch.ones(1, 2))
+    layer = cache.layers[0]
+    # Two rows write 3 columns each, row 0 from column 0 and row 1 from column 1 (it holds 1 already).
+    positions, mask = cache.begin(0, [0, 1], 3)
+    assert positions.tolist() == [[0, 1, 2], [1, 2, 3]] and cache.span == 4
+    causal = [[True, False, False, False], [True, True, False, False], [True, True, True, False]]
+    assert mask.shape == (2, 1, 3, 4) and mask[0, 0].tolist() == causal
+    assert mask[1, 0].tolist() == [[True, True, False, False], [True, True, True, False], [True] * 4]
+    new = torch.arange(2 * 1 * 3 * 2, dtype=torch.float).view(2, 1, 3, 2)  # [rows, heads, columns, head_dim]
+    k, v = layer.update(new, new + 100)
+    assert k.shape == (2, 1, 4, 2) and torch.equal(k[0, :, :3], new[0]) and torch.equal(k[1, :, 1:4], new[1])
+    # One more column for each row at its own length: 3 and 4 (the buffers grow).
+    cache.begin(0, [3, 4], 1)
+    assert cache.capacity >= 5
+    one = torch.full((2, 1, 1, 2), 7.0)
+    k, v = layer.update(one, one)
+    assert torch.equal(k[0, :, :3], new[0]) and torch.equal(k[0, :, 3], one[0, :, 0])
+    assert torch.equal(k[1, :, 1:4], new[1]) and torch.equal(k[1, :, 4], one[1, :, 0])
+    cache.copy(1, 2, 5)  # row 2 takes row 1's first 5 columns
+    assert torch.equal(layer.keys[2, :, :5], layer.keys[1, :, :5])
+    assert torch.equal(layer.values[2, :, 1:4], new[1] + 100)
