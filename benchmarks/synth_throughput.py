@@ -29,7 +29,9 @@ prompt lengths; answers of up to ``--tokens`` tokens), answered by the ``generat
 of ``model.generate``, the default before the in-flight engine) in batches of 8 and 16, then by the
 in-flight engine with ``--rows`` rows in flight, without and with prompt-lookup speculation. It
 prints completion tokens/s, the ratio to each ``generate`` run, how many texts are identical to the
-batches of 8, and the in-flight engine's shared-prefix and proposal counts. With ``--constrained`` too,
+batches of 8, and the in-flight engine's shared-prefix and proposal counts. ``--dtype bfloat16``
+adds both engines with the model in bfloat16 (``teacher.dtype``), and how many of their texts are
+the float32 ones. With ``--constrained`` too,
 the schema-constrained run compares the ``generate`` engine (``--batch-size``) with the in-flight
 one (``--rows``) on the same sampled requests.
 
@@ -78,6 +80,8 @@ def main() -> None:
     ap.add_argument("--local-engine", metavar="FILE", help="compare the local engines on D2/D3 prompts from FILE")
     ap.add_argument("--rows", type=int, default=64, help="rows in flight of the in-flight engine")
     ap.add_argument("--threads", type=int, default=0, help="torch threads of the local engines (0: torch's default)")
+    ap.add_argument("--dtype", nargs="*", default=[], choices=["bfloat16"],
+                    help="--local-engine: also run both engines with the model in this precision")
     args = ap.parse_args()
     if args.model is None:
         from hare.core.packaged import smollm2_folder
@@ -174,13 +178,17 @@ def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = F
 def local_engine(args) -> None:
     from hare.synth.client import LocalBackend
 
-    backend = LocalBackend(args.model, batch_size=8, engine="generate", threads=args.threads)
-    # (engine, rows or batch size, proposals per step): the generate engine, then the in-flight one
-    # without speculation and with it.
-    runs = [("generate", 8, 0), ("generate", 16, 0), ("inflight", args.rows, 0), ("inflight", args.rows, 8)]
+    backends = {d: LocalBackend(args.model, batch_size=8, engine="generate", threads=args.threads, dtype=d)
+                for d in ("float32", *args.dtype)}
+    backend = backends["float32"]
+    # (engine, rows or batch size, proposals per step, dtype): the generate engine, then the in-flight
+    # one without speculation and with it, then both in each other precision.
+    runs = [("generate", 8, 0, "float32"), ("generate", 16, 0, "float32"), ("inflight", args.rows, 0, "float32"),
+            ("inflight", args.rows, 8, "float32")]
+    runs += [r for d in args.dtype for r in (("generate", 8, 0, d), ("inflight", args.rows, 8, d))]
     cases = [("greedy", engine_requests(args.local_engine, args.model, args.requests, args.tokens))]
     if args.constrained:
-        runs_c = [("generate", args.batch_size, 0), ("inflight", args.rows, 8)]
+        runs_c = [("generate", args.batch_size, 0, "float32"), ("inflight", args.rows, 8, "float32")]
         cases.append(("under the D3 schemas, sampled", engine_requests(
             args.local_engine, args.model, args.requests, args.tokens, schema=True, temperature=0.7)))
     for name, reqs in cases:
@@ -190,7 +198,8 @@ def local_engine(args) -> None:
         texts: dict[tuple, dict[str, str]] = {}
         rates: dict[tuple, float] = {}
         for run in (runs if name == "greedy" else runs_c):
-            engine, size, speculate = run
+            engine, size, speculate, dtype = run
+            backend = backends[dtype]
             backend.engine, backend.batch_size, backend.speculate = engine, size, speculate
             got: dict[str, Any] = {}
             t0 = time.perf_counter()
@@ -201,10 +210,16 @@ def local_engine(args) -> None:
             texts[run] = {k: x.text for k, x in got.items()}
             first = next(iter(rates))
             same = sum(texts[first][k] == t for k, t in texts[run].items())
-            ratios = ", ".join(f"{rates[run] / rates[k]:.2f}x {k[0]} {k[1]}" for k in rates if k[0] != engine)
-            label = f"{engine} {size} rows" + (f", {speculate} proposals" if engine == "inflight" else "")
+            ratios = ", ".join(f"{rates[run] / rates[k]:.2f}x {k[0]} {k[1]}" + (f" {k[3]}" if k[3] != dtype else "")
+                               for k in rates if k[0] == "generate" and k != run and (k[3] in (dtype, "float32")))
+            label = (f"{engine} {size} rows" + (f", {speculate} proposals" if engine == "inflight" else "")
+                     + (f", {dtype}" if dtype != "float32" else ""))
             print(f"  {label:29s}: {rates[run]:6.1f} completion tokens/s ({tokens} tokens in {dt:.1f} s)"
                   f"{'; ' + ratios if ratios else ''}; texts identical to {first[0]} {first[1]}: {same}/{len(reqs)}")
+            if dtype != "float32" and engine == "inflight":
+                own = next(k for k in rates if k[3] == dtype and k[0] == "generate")
+                print(f"  {'':29s}  texts identical to generate {own[1]} {dtype}: "
+                      f"{sum(texts[own][k] == t for k, t in texts[run].items())}/{len(reqs)}")
             if engine == "inflight":
                 st = backend.stats
                 print(f"  {'':29s}  prompt tokens reused from a shared prefix {st.reused_tokens}/{st.prompt_tokens} "

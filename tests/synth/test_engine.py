@@ -141,3 +141,27 @@ def test_the_slot_cache_writes_each_row_at_its_own_length_and_keeps_it_through_c
     cache.copy(1, 2, 5)  # row 2 takes row 1's first 5 columns
     assert torch.equal(layer.keys[2, :, :5], layer.keys[1, :, :5])
     assert torch.equal(layer.values[2, :, 1:4], new[1] + 100)
+
+
+def test_bfloat16_teacher_runs_the_engine_and_names_itself_in_cache_keys(tiny):
+    """``teacher.dtype: bfloat16``: the engine runs the model in bfloat16 (answers under a schema still
+    validate), and the model name of the requests, part of every cache key, says so."""
+    from hare.core.teacher import TeacherConfig
+    from hare.synth.teacher import make_backend, teacher_dtype, teacher_model
+
+    cfg = TeacherConfig(local=str(tiny), dtype="bfloat16", batch_size=3)
+    assert teacher_model(cfg) == f"{tiny}@bfloat16" and teacher_model(TeacherConfig(local=str(tiny))) == str(tiny)
+    # auto: bfloat16 where the CPU has AMX, float32 elsewhere; the key follows what runs
+    auto = TeacherConfig(local=str(tiny), dtype="auto")
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    assert teacher_dtype(auto) == ("bfloat16" if amx else "float32")
+    assert teacher_model(auto) == (f"{tiny}@bfloat16" if amx else str(tiny))
+    backend = make_backend(cfg)
+    assert backend.model.dtype == torch.bfloat16
+    reqs = [Request.chat(teacher_model(cfg), [("user", f"Quiz {i}.")], max_tokens=300,
+                         schema=schema_text(GENERATION_SCHEMAS["qa"])) for i in range(4)]
+    reqs += varied(teacher_model(cfg), 3)
+    got = answers(backend, reqs)
+    for r in got[:4]:
+        jsonschema.validate(json.loads(r.text), GENERATION_SCHEMAS["qa"])
+    assert all(r.completion_tokens > 0 for r in got)

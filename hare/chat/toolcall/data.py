@@ -6,7 +6,8 @@ paraphrases: templates with ``{slot}`` placeholders that say the same request in
 (``{"time": "{time}"}``). A slot value is a plain string, or ``{"say": "7 am", "value": "07:00"}``
 when what the user says differs from the argument. ``refuse`` holds families of queries that no
 function serves, or that lack what a function needs ("Set an alarm"); their answer is the refusal
-token.
+token. A refusal family marked ``"paraphrase": false`` is not sent for teacher paraphrases
+(``hare.commands.tools_paraphrase``).
 
 ``build_examples`` fills every template with seeded slot values and splits by *family*: the
 held-out split gets whole families (one per function and some refusal families), so it measures
@@ -76,14 +77,21 @@ def load_queries(library: Library, queries: str | Path | None = None) -> dict:
 
 def build_examples(library: Library, queries: str | Path | None = None, per_template: int = 6, seed: int = 0,
                    heldout_families: int = 1, heldout_refuse: int = 4,
-                   paraphrases: dict[str, list[str]] | None = None) -> list[Example]:
+                   paraphrases: dict[str, list[str]] | None = None,
+                   keep_refusal_share: bool = True) -> list[Example]:
     """Every query of the library's query file; ``heldout_families`` families per function and
     ``heldout_refuse`` refusal families (chosen by the seed) form the test split.
 
     ``paraphrases`` (family label -> more templates, ``hare.commands.tools_paraphrase``) extend
     training families: their queries come after all the others, filled from a random stream of
     their own, so the query file's queries and the split are the same with or without them; their
-    family is ``<label>+p``. A paraphrase of a held-out family is an error."""
+    family is ``<label>+p``. A paraphrase of a held-out family is an error.
+
+    ``keep_refusal_share``: when paraphrases add more calls than refusals, training refusals are
+    repeated (in a seeded order, family ``<label>+r``) until they are the same share of the training
+    queries as without paraphrases, the way a data mixture keeps its weights as one source grows
+    (a model trained on 13 % refusals instead of 17.5 % called set_volume for "Transfer 50 dollars
+    to Bob")."""
     path = Path(queries) if queries is not None else queries_path(library)
     spec = load_queries(library, queries)
     slots = spec.get("slots", {})
@@ -129,6 +137,7 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
     if unknown:
         raise LibraryError(f"{path}: paraphrases of families the query file does not have: {unknown}")
     prng = random.Random(f"hare-tools-{seed}-paraphrases")
+    base = [e for e in out if e.split == "train"]
     for function, label, i, args, templates in extra:
         seen = set()
         for t, template in enumerate(templates):
@@ -137,6 +146,18 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
                 if query not in seen:
                     seen.add(query)
                     out.append(Example(query, function, values if function else {}, f"{label}/{i}+p", "train"))
+    if keep_refusal_share and extra:
+        refusals = [e for e in base if e.function is None]
+        train = sum(e.split == "train" for e in out)
+        have = sum(e.function is None and e.split == "train" for e in out)
+        # the fewest repeats r with (have + r) / (train + r) >= share of the query file's refusals
+        share = len(refusals) / len(base) if base else 0.0
+        need = max(0, -(-(share * train - have) // (1 - share))) if refusals and share < 1 else 0
+        order = list(refusals)
+        random.Random(f"hare-tools-{seed}-refusals").shuffle(order)
+        for k in range(int(need)):
+            e = order[k % len(order)]
+            out.append(Example(e.query, None, {}, f"{e.family}+r", "train"))
     return out
 
 
