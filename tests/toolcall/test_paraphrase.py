@@ -70,7 +70,7 @@ def test_refusal_share_is_kept(lib):
     share = sum(e.function is None for e in train) / len(train)
     fams = sorted({e.family for e in train if e.function == "set_alarm"})
     wordings = {f: [f"Alarm number {k} at {{time}}" for k in range(40)] for f in fams}
-    more = build_examples(lib, paraphrases=wordings)
+    more = build_examples(lib, paraphrases=wordings, keep_refusal_share=True)
     assert more[:len(plain)] == plain
     mtrain = [e for e in more if e.split == "train"]
     repeats = [e for e in mtrain if e.family.endswith("+r")]
@@ -78,8 +78,8 @@ def test_refusal_share_is_kept(lib):
     assert {e.query for e in repeats} <= {e.query for e in train if e.function is None}
     got = sum(e.function is None for e in mtrain) / len(mtrain)
     assert share <= got < share + 1 / len(mtrain) + 1e-9  # the fewest repeats that keep the share
-    assert build_examples(lib, paraphrases=wordings) == more  # seeded
-    off = build_examples(lib, paraphrases=wordings, keep_refusal_share=False)
+    assert build_examples(lib, paraphrases=wordings, keep_refusal_share=True) == more  # seeded
+    off = build_examples(lib, paraphrases=wordings)  # off by default
     assert not any(e.family.endswith("+r") for e in off) and len(off) == len(more) - len(repeats)
 
 

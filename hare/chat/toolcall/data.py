@@ -78,7 +78,7 @@ def load_queries(library: Library, queries: str | Path | None = None) -> dict:
 def build_examples(library: Library, queries: str | Path | None = None, per_template: int = 6, seed: int = 0,
                    heldout_families: int = 1, heldout_refuse: int = 4,
                    paraphrases: dict[str, list[str]] | None = None,
-                   keep_refusal_share: bool = True) -> list[Example]:
+                   keep_refusal_share: bool = False) -> list[Example]:
     """Every query of the library's query file; ``heldout_families`` families per function and
     ``heldout_refuse`` refusal families (chosen by the seed) form the test split.
 
@@ -91,7 +91,8 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
     repeated (in a seeded order, family ``<label>+r``) until they are the same share of the training
     queries as without paraphrases, the way a data mixture keeps its weights as one source grows
     (a model trained on 13 % refusals instead of 17.5 % called set_volume for "Transfer 50 dollars
-    to Bob")."""
+    to Bob"). Off by default: measured once, the repeated "Call someone" and "Make a call" made the
+    model refuse "Call {contact}" (docs/tool-calling.md)."""
     path = Path(queries) if queries is not None else queries_path(library)
     spec = load_queries(library, queries)
     slots = spec.get("slots", {})
