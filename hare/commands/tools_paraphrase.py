@@ -47,7 +47,7 @@ they hurt: its refusal wordings are fragments ("to {city}", "{message} in German
 trained on them refused calls (docs/tool-calling.md). Without refusal wordings the calls grow
 against the refusals, and a model so trained called on anything with a number in it ("Transfer 50
 dollars to Bob" -> set_volume); ``build_examples(keep_refusal_share=True)`` repeats refusals to keep
-their share instead (off by default: the repeated "Call someone" made a model refuse "Call {contact}").
+their share instead (off by default: measured, it did not help).
 
 Held-out families are never sent (they are what the paraphrases are measured on). The answers go
 through ``hare.synth.client.generate`` and its persistent cache, each request sampled with a seed

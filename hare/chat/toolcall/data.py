@@ -91,8 +91,8 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
     repeated (in a seeded order, family ``<label>+r``) until they are the same share of the training
     queries as without paraphrases, the way a data mixture keeps its weights as one source grows
     (a model trained on 13 % refusals instead of 17.5 % called set_volume for "Transfer 50 dollars
-    to Bob"). Off by default: measured once, the repeated "Call someone" and "Make a call" made the
-    model refuse "Call {contact}" (docs/tool-calling.md)."""
+    to Bob"). Off by default: with the packaged teacher's paraphrases it did not help (91.3 % function
+    accuracy with and without it, docs/tool-calling.md)."""
     path = Path(queries) if queries is not None else queries_path(library)
     spec = load_queries(library, queries)
     slots = spec.get("slots", {})
