@@ -51,12 +51,24 @@ ATTENTION = "hare_slots"
 
 def slot_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
                    **kwargs):
-    """SDPA over the slot cache with grouped-query heads left grouped (``enable_gqa``): transformers'
-    own SDPA path repeats every key and value head for a query of more than one token under a mask,
-    a copy of the whole cache per layer (measured 8x slower for 64 rows of 5 query tokens)."""
-    out = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, scale=scaling, enable_gqa=query.shape[1] != key.shape[1])
-    return out.transpose(1, 2).contiguous(), None
+    """SDPA over the slot cache with grouped-query heads kept grouped: the query heads that share a
+    key/value head become extra query rows of that head (``[rows, kv_heads, group x width, dim]``),
+    so each head's cached keys and values are read once per forward, not once per query head.
+    transformers' own SDPA path repeats every key and value head for a query of more than one token
+    under a mask (a copy of the whole cache per layer, measured 8x slower for 64 rows of 5 query
+    tokens), and SDPA's ``enable_gqa`` reads the cache once per query head (2.55 ms against 1.64 ms
+    for 32 rows of one token over 450 columns)."""
+    rows, heads, width, dim = query.shape
+    kv = key.shape[1]
+    group = heads // kv
+    if group > 1:
+        query = query.reshape(rows, kv, group * width, dim)
+        if attention_mask is not None and width > 1:
+            attention_mask = attention_mask[:, :, None].expand(-1, -1, group, -1, -1).reshape(
+                rows, 1, group * width, attention_mask.shape[-1])
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                           scale=scaling)
+    return out.reshape(rows, heads, width, dim).transpose(1, 2).contiguous(), None
 
 
 class SlotLayer(CacheLayerMixin):
