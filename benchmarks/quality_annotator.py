@@ -16,6 +16,11 @@ same for the chunks graded by their source (``BY_SOURCE``): a stand-in for a tea
 carry signal, which shows what each feature kind can learn of a grading that follows the kind of text.
 
     python benchmarks/quality_annotator.py --annotations 120
+
+``--digit-probabilities`` also reads each sampled chunk's grade the G-Eval way (Liu et al. 2023): the
+packaged teacher's answer prefilled up to ``{"score": ``, the softmax over the tokens ``0``-``5``, and
+the expected value of that distribution in place of the argmax; it prints those grades per source
+and their Spearman correlation with the grades by source.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hare-quality-annotator")
+    ap.add_argument("--digit-probabilities", action="store_true",
+                    help="also print the teacher's expected grades from its score-digit probabilities (G-Eval)")
     args = ap.parse_args()
 
     pools = {}
@@ -94,6 +101,46 @@ def main() -> None:
     # The same documents graded by their source: a stand-in for a teacher whose grades carry signal,
     # to compare what each feature kind can learn of a grading that follows the kind of text.
     compare("grades by source " + json.dumps(BY_SOURCE), names, texts, [BY_SOURCE[n] for n in names], pools, args)
+    if args.digit_probabilities:
+        expected_grades(sample, args)
+
+
+def expected_grades(sample: list[tuple[str, str]], args) -> None:
+    """The packaged teacher's expected grade of each chunk from its probabilities of the digits 0-5 at
+    the grade's place, per source, and their Spearman correlation with the grades by source."""
+    import string
+
+    import torch
+    from scipy.stats import spearmanr
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hare.core.packaged import smollm2_folder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = smollm2_folder()
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32).eval()
+    digits = [tok.convert_tokens_to_ids(str(d)) for d in range(6)]
+    template = string.Template(load_rubric())
+    expected: list[float] = []
+    argmax: list[int] = []
+    for _, d in sample:
+        prompt = tok.apply_chat_template([{"role": "user", "content": template.substitute(
+            document=d[:args.chars].strip())}], tokenize=False, add_generation_prompt=True)
+        ids = tok(prompt + '{"score": ', add_special_tokens=False, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            p = torch.softmax(model(ids).logits[0, -1, digits].float(), dim=-1)
+        expected.append(float((p * torch.arange(6)).sum()))
+        argmax.append(int(p.argmax()))
+    names = [n for n, _ in sample]
+    print("\n== the teacher's expected grades (softmax over the digits 0-5 at the grade's place)")
+    for name in SOURCES:
+        e = [x for n, x in zip(names, expected) if n == name]
+        print(f"{name:10} mean {np.mean(e):.3f}  min {min(e):.3f}  max {max(e):.3f}  argmax "
+              f"{hist(a for n, a in zip(names, argmax) if n == name)}")
+    rho = spearmanr(expected, [BY_SOURCE[n] for n in names])
+    print(f"Spearman with the grades by source: {rho.statistic:.3f} (p = {rho.pvalue:.3f}, {len(expected)} chunks)")
 
 
 def compare(title: str, names: list[str], texts: list[str], ys: list[int], pools: dict[str, list[str]],

@@ -31,7 +31,10 @@ in-flight engine with ``--rows`` rows in flight, without and with prompt-lookup 
 prints completion tokens/s, the ratio to each ``generate`` run, how many texts are identical to the
 batches of 8, and the in-flight engine's shared-prefix and proposal counts. ``--dtype bfloat16``
 adds both engines with the model in bfloat16 (``teacher.dtype``), and how many of their texts are
-the float32 ones. With ``--constrained`` too,
+the float32 ones. ``--repeats N`` runs the greedy comparison N rounds, every engine in each, and
+prints each engine's median tokens/s and its ratio to the same round's batches of 8 (median and
+range): the rounds interleave, so a machine that slows down mid-run slows both sides of a ratio.
+With ``--constrained`` too,
 the schema-constrained run compares the ``generate`` engine (``--batch-size``) with the in-flight
 one (``--rows``) on the same sampled requests.
 
@@ -80,6 +83,9 @@ def main() -> None:
     ap.add_argument("--local-engine", metavar="FILE", help="compare the local engines on D2/D3 prompts from FILE")
     ap.add_argument("--rows", type=int, default=64, help="rows in flight of the in-flight engine")
     ap.add_argument("--threads", type=int, default=0, help="torch threads of the local engines (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="--local-engine: run the greedy comparison this many rounds (every engine in each) and "
+                         "print each engine's median and range, and its ratio to the same round's generate 8")
     ap.add_argument("--dtype", nargs="*", default=[], choices=["bfloat16"],
                     help="--local-engine: also run both engines with the model in this precision")
     args = ap.parse_args()
@@ -197,34 +203,51 @@ def local_engine(args) -> None:
               f"(median {lengths[len(lengths) // 2]}), up to {args.tokens} new tokens")
         texts: dict[tuple, dict[str, str]] = {}
         rates: dict[tuple, float] = {}
-        for run in (runs if name == "greedy" else runs_c):
-            engine, size, speculate, dtype = run
-            backend = backends[dtype]
-            backend.engine, backend.batch_size, backend.speculate = engine, size, speculate
-            got: dict[str, Any] = {}
-            t0 = time.perf_counter()
-            backend.run(reqs, lambda r, res: got.__setitem__(r.key(), res))
-            dt = time.perf_counter() - t0
-            tokens = sum(x.completion_tokens for x in got.values())
-            rates[run] = tokens / dt
-            texts[run] = {k: x.text for k, x in got.items()}
-            first = next(iter(rates))
-            same = sum(texts[first][k] == t for k, t in texts[run].items())
-            ratios = ", ".join(f"{rates[run] / rates[k]:.2f}x {k[0]} {k[1]}" + (f" {k[3]}" if k[3] != dtype else "")
-                               for k in rates if k[0] == "generate" and k != run and (k[3] in (dtype, "float32")))
-            label = (f"{engine} {size} rows" + (f", {speculate} proposals" if engine == "inflight" else "")
-                     + (f", {dtype}" if dtype != "float32" else ""))
-            print(f"  {label:29s}: {rates[run]:6.1f} completion tokens/s ({tokens} tokens in {dt:.1f} s)"
-                  f"{'; ' + ratios if ratios else ''}; texts identical to {first[0]} {first[1]}: {same}/{len(reqs)}")
-            if dtype != "float32" and engine == "inflight":
-                own = next(k for k in rates if k[3] == dtype and k[0] == "generate")
-                print(f"  {'':29s}  texts identical to generate {own[1]} {dtype}: "
-                      f"{sum(texts[own][k] == t for k, t in texts[run].items())}/{len(reqs)}")
-            if engine == "inflight":
-                st = backend.stats
-                print(f"  {'':29s}  prompt tokens reused from a shared prefix {st.reused_tokens}/{st.prompt_tokens} "
-                      f"({st.reused_tokens / max(1, st.prompt_tokens):.0%}); proposals kept "
-                      f"{st.accepted}/{st.proposed} ({st.accepted / max(1, st.proposed):.0%}); {st.steps} decode steps")
+        history: dict[tuple, list[tuple[float, float]]] = {}  # per run: (tokens/s, ratio to generate 8) a round
+        rounds = args.repeats if name == "greedy" else 1
+        for rnd in range(rounds):
+            if rounds > 1:
+                print(f"  round {rnd + 1} of {rounds}")
+            rates.clear()  # a round's ratios are to the runs of that round
+            for run in (runs if name == "greedy" else runs_c):
+                engine, size, speculate, dtype = run
+                backend = backends[dtype]
+                backend.engine, backend.batch_size, backend.speculate = engine, size, speculate
+                got: dict[str, Any] = {}
+                t0 = time.perf_counter()
+                backend.run(reqs, lambda r, res: got.__setitem__(r.key(), res))
+                dt = time.perf_counter() - t0
+                tokens = sum(x.completion_tokens for x in got.values())
+                rates[run] = tokens / dt
+                texts[run] = {k: x.text for k, x in got.items()}
+                first = next(iter(rates))
+                same = sum(texts[first][k] == t for k, t in texts[run].items())
+                ratios = ", ".join(f"{rates[run] / rates[k]:.2f}x {k[0]} {k[1]}" + (f" {k[3]}" if k[3] != dtype else "")
+                                   for k in rates if k[0] == "generate" and k != run and (k[3] in (dtype, "float32")))
+                label = (f"{engine} {size} rows" + (f", {speculate} proposals" if engine == "inflight" else "")
+                         + (f", {dtype}" if dtype != "float32" else ""))
+                print(f"  {label:29s}: {rates[run]:6.1f} completion tokens/s ({tokens} tokens in {dt:.1f} s)"
+                      f"{'; ' + ratios if ratios else ''}; "
+                      f"texts identical to {first[0]} {first[1]}: {same}/{len(reqs)}")
+                if dtype != "float32" and engine == "inflight":
+                    own = next(k for k in rates if k[3] == dtype and k[0] == "generate")
+                    print(f"  {'':29s}  texts identical to generate {own[1]} {dtype}: "
+                          f"{sum(texts[own][k] == t for k, t in texts[run].items())}/{len(reqs)}")
+                if engine == "inflight":
+                    st = backend.stats
+                    print(f"  {'':29s}  prompt tokens reused from a shared prefix "
+                          f"{st.reused_tokens}/{st.prompt_tokens} ({st.reused_tokens / max(1, st.prompt_tokens):.0%}); "
+                          f"proposals kept {st.accepted}/{st.proposed} ({st.accepted / max(1, st.proposed):.0%}); "
+                          f"{st.steps} decode steps")
+                history.setdefault(run, []).append((rates[run], rates[run] / rates[first]))
+        if rounds > 1:
+            print(f"  over {rounds} rounds (each run's ratio to generate 8 of its own round): median, min-max")
+            for run, h in history.items():
+                r, x = sorted(a for a, _ in h), sorted(b for _, b in h)
+                label = (f"{run[0]} {run[1]} rows" + (f", {run[2]} proposals" if run[0] == "inflight" else "")
+                         + (f", {run[3]}" if run[3] != "float32" else ""))
+                print(f"  {label:29s}: {r[len(r) // 2]:6.1f} tokens/s ({r[0]:.1f}-{r[-1]:.1f}); "
+                      f"{x[len(x) // 2]:.2f}x generate 8 ({x[0]:.2f}-{x[-1]:.2f}x)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -74,7 +74,11 @@ def main() -> None:
     ap.add_argument("--unseen", default=None,
                     help="hand-labelled queries scored apart (default: the library's phone.unseen.json)")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the held-out split, the paraphrase requests and (unless --sft-seed) the fine-tuning")
+    ap.add_argument("--sft-seed", type=int, default=None,
+                    help="the fine-tuning's seed alone (initial order of the batches, dropout): the same data, "
+                         "another run, to measure how much a score moves from seed to seed")
     args = ap.parse_args()
 
     import torch
@@ -124,7 +128,7 @@ def main() -> None:
         code = hare(["sft", str(base), str(out / "train.jsonl"), "--tools", lib.path, "--out", str(out / "sft"),
                      "--template", "chatml", "--epochs", str(args.epochs), "--lr", str(args.lr),
                      "--batch-size", str(batch), "--max-length", str(args.max_length), "--eval-fraction", "0",
-                     "--device", "cpu", "--seed", str(args.seed)] + flags)
+                     "--device", "cpu", "--seed", str(args.seed if args.sft_seed is None else args.sft_seed)] + flags)
         if code != 0:
             raise SystemExit(code)
     sft_seconds = time.perf_counter() - t0
