@@ -112,6 +112,7 @@ def expected_grades(sample: list[tuple[str, str]], args) -> None:
 
     import torch
     from scipy.stats import spearmanr
+    from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hare.core.packaged import smollm2_folder
@@ -125,7 +126,7 @@ def expected_grades(sample: list[tuple[str, str]], args) -> None:
     template = string.Template(load_rubric())
     expected: list[float] = []
     argmax: list[int] = []
-    for _, d in sample:
+    for _, d in tqdm(sample, desc="expected grades", unit="doc"):
         prompt = tok.apply_chat_template([{"role": "user", "content": template.substitute(
             document=d[:args.chars].strip())}], tokenize=False, add_generation_prompt=True)
         ids = tok(prompt + '{"score": ', add_special_tokens=False, return_tensors="pt").input_ids

@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -181,6 +182,13 @@ def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = F
     return out
 
 
+def label(run: tuple) -> str:
+    """A run of ``local_engine`` (engine, rows or batch size, proposals, dtype) as printed."""
+    engine, size, speculate, dtype = run
+    return (f"{engine} {size} rows" + (f", {speculate} proposals" if engine == "inflight" else "")
+            + (f", {dtype}" if dtype != "float32" else ""))
+
+
 def local_engine(args) -> None:
     from hare.synth.client import LocalBackend
 
@@ -224,9 +232,7 @@ def local_engine(args) -> None:
                 same = sum(texts[first][k] == t for k, t in texts[run].items())
                 ratios = ", ".join(f"{rates[run] / rates[k]:.2f}x {k[0]} {k[1]}" + (f" {k[3]}" if k[3] != dtype else "")
                                    for k in rates if k[0] == "generate" and k != run and (k[3] in (dtype, "float32")))
-                label = (f"{engine} {size} rows" + (f", {speculate} proposals" if engine == "inflight" else "")
-                         + (f", {dtype}" if dtype != "float32" else ""))
-                print(f"  {label:29s}: {rates[run]:6.1f} completion tokens/s ({tokens} tokens in {dt:.1f} s)"
+                print(f"  {label(run):29s}: {rates[run]:6.1f} completion tokens/s ({tokens} tokens in {dt:.1f} s)"
                       f"{'; ' + ratios if ratios else ''}; "
                       f"texts identical to {first[0]} {first[1]}: {same}/{len(reqs)}")
                 if dtype != "float32" and engine == "inflight":
@@ -244,10 +250,8 @@ def local_engine(args) -> None:
             print(f"  over {rounds} rounds (each run's ratio to generate 8 of its own round): median, min-max")
             for run, h in history.items():
                 r, x = sorted(a for a, _ in h), sorted(b for _, b in h)
-                label = (f"{run[0]} {run[1]} rows" + (f", {run[2]} proposals" if run[0] == "inflight" else "")
-                         + (f", {run[3]}" if run[3] != "float32" else ""))
-                print(f"  {label:29s}: {r[len(r) // 2]:6.1f} tokens/s ({r[0]:.1f}-{r[-1]:.1f}); "
-                      f"{x[len(x) // 2]:.2f}x generate 8 ({x[0]:.2f}-{x[-1]:.2f}x)")
+                print(f"  {label(run):29s}: {statistics.median(r):6.1f} tokens/s ({r[0]:.1f}-{r[-1]:.1f}); "
+                      f"{statistics.median(x):.2f}x generate 8 ({x[0]:.2f}-{x[-1]:.2f}x)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

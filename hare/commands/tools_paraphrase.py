@@ -226,10 +226,10 @@ def _families(spec: dict, examples: list[Example], refusals: bool = False) -> Fa
             by_function.setdefault(name, []).extend(fam["templates"])
             if label in held:
                 heldout.extend(fam["templates"])
-            else:
-                if name != "refuse" or (refusals and fam.get("paraphrase", True)):
-                    train.append((label, name, fam["templates"]))
-                train_by_function.setdefault(name, []).extend(fam["templates"])
+                continue
+            if name != "refuse" or (refusals and fam.get("paraphrase", True)):
+                train.append((label, name, fam["templates"]))
+            train_by_function.setdefault(name, []).extend(fam["templates"])
     return train, heldout, by_function, train_by_function
 
 

@@ -126,6 +126,14 @@ def test_paraphrases_extend_training_families_only(lib):
         build_examples(lib, paraphrases={"set_alarm/99": ["Alarm {time}"]})
 
 
+def test_paraphrase_flag_must_be_a_boolean(lib, tmp_path):
+    spec = load_queries(lib)
+    spec["refuse"]["families"][5]["paraphrase"] = "no"
+    (tmp_path / "q.json").write_text(json.dumps(spec))
+    with pytest.raises(LibraryError, match=r"q.json: refuse family 5: \"paraphrase\" must be true or false, not 'no'"):
+        build_examples(lib, tmp_path / "q.json")
+
+
 class Scripted(Backend):
     """Answers every request with the same text; counts what it was sent."""
 

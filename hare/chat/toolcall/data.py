@@ -65,14 +65,22 @@ def _fill(template: str, args: dict[str, str], slots: dict[str, list], rng: rand
 
 
 def load_queries(library: Library, queries: str | Path | None = None) -> dict:
-    """The query file (``queries``, or the one beside the library) as a dict."""
+    """The query file (``queries``, or the one beside the library) as a dict; a family's
+    ``"paraphrase"`` flag, where set, must be true or false."""
     path = Path(queries) if queries is not None else queries_path(library)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        spec = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise LibraryError(f"{path}: no query file for the library {library.path}") from e
     except json.JSONDecodeError as e:
         raise LibraryError(f"{path}: not a JSON file: {e}") from e
+    groups = [(name, f.get("families", [])) for name, f in spec.get("functions", {}).items()]
+    for name, families in groups + [("refuse", spec.get("refuse", {}).get("families", []))]:
+        for i, fam in enumerate(families):
+            if not isinstance(fam.get("paraphrase", True), bool):
+                raise LibraryError(f"{path}: {name} family {i}: \"paraphrase\" must be true or false, "
+                                   f"not {fam['paraphrase']!r}")
+    return spec
 
 
 def build_examples(library: Library, queries: str | Path | None = None, per_template: int = 6, seed: int = 0,
