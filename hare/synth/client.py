@@ -61,6 +61,11 @@ class Request:
     # A JSON Schema (``hare.model.constrain.schema_text``) the answer must fit: sent as OpenAI's
     # ``response_format`` to endpoints, applied by the grammar engine locally.
     schema: str | None = None
+    # OpenAI's penalties on tokens the answer already holds (its prompt's tokens are free): each
+    # token's logit is lowered by ``frequency_penalty`` per time it was generated and by
+    # ``presence_penalty`` once it was. Sent only when not 0, so the keys of other requests stay.
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     tag: str = field(default="", compare=False)
 
     @classmethod
@@ -84,6 +89,9 @@ class Request:
             out["seed"] = self.seed
         if self.stop:
             out["stop"] = list(self.stop)
+        for name in ("frequency_penalty", "presence_penalty"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
         if self.schema is not None:
             out["response_format"] = {"type": "json_schema",
                                       "json_schema": {"name": "answer", "schema": json.loads(self.schema),
@@ -349,6 +357,22 @@ class RowSampler:
         return out
 
 
+class Penalties:
+    """A logits processor for ``model.generate``: OpenAI's frequency and presence penalties on the
+    tokens each row generated (its columns from ``start`` on, after the left-padded prompts)."""
+
+    def __init__(self, start: int, frequency: float, presence: float):
+        self.start, self.frequency, self.presence = start, frequency, presence
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        counts = torch.zeros_like(scores)
+        new = input_ids[:, self.start:]
+        counts.scatter_add_(1, new, torch.ones_like(new, dtype=scores.dtype))
+        return scores - (self.frequency * counts + self.presence * (counts > 0).to(scores.dtype))
+
+
 class LocalBackend(Backend):
     """A local Hugging Face model folder (never downloaded), batched generation sorted by prompt length.
 
@@ -413,7 +437,8 @@ class LocalBackend(Backend):
         for r in requests:
             ids = self.tok(self.prompt_text(r), add_special_tokens=False).input_ids
             groups.setdefault((r.temperature, r.top_p), []).append(
-                Job(ids=ids, max_tokens=r.max_tokens, stop=r.stop, schema=r.schema, seed=request_seed(r), tag=r))
+                Job(ids=ids, max_tokens=r.max_tokens, stop=r.stop, schema=r.schema, seed=request_seed(r), tag=r,
+                    frequency_penalty=r.frequency_penalty, presence_penalty=r.presence_penalty))
 
         def finished(a) -> None:
             r: Request = a.job.tag
@@ -437,8 +462,9 @@ class LocalBackend(Backend):
         # Batches of equal sampling parameters, each sorted by prompt length (little padding).
         groups: dict[tuple, list[Request]] = {}
         for r in requests:
-            groups.setdefault((r.max_tokens, r.temperature, r.top_p, r.stop), []).append(r)
-        for (max_tokens, temperature, top_p, stop), group in groups.items():
+            groups.setdefault((r.max_tokens, r.temperature, r.top_p, r.stop, r.frequency_penalty,
+                               r.presence_penalty), []).append(r)
+        for (max_tokens, temperature, top_p, stop, frequency, presence), group in groups.items():
             group.sort(key=lambda r: lengths[id(r)])
             for lo in range(0, len(group), self.batch_size):
                 batch = group[lo: lo + self.batch_size]
@@ -448,6 +474,8 @@ class LocalBackend(Backend):
                 kw: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": self.tok.pad_token_id,
                                       "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
                 processors: list = []
+                if frequency or presence:  # on the logits first, as OpenAI and vLLM apply them
+                    processors.append(Penalties(enc.input_ids.shape[1], frequency, presence))
                 if any(r.schema is not None for r in batch):  # JSON Schemas first: sampling sees only what fits
                     from hare.model.constrain import SchemaMask
 

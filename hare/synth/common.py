@@ -36,15 +36,17 @@ class Teacher:
         return cls(syn, seed, syn.cache_dir or run_dir / "synth-cache", execution)
 
     def request(self, prompt: str, max_tokens: int, temperature: float, top_p: float, seed: int,
-                history: tuple[tuple[str, str], ...] = (), schema: str | None = None) -> Request:
+                history: tuple[tuple[str, str], ...] = (), schema: str | None = None,
+                **penalties: float) -> Request:
         """One request in the teacher's API (chat, or completions with the prompt as written);
-        ``schema``: the JSON Schema text its answer is decoded under (``hare.model.constrain``)."""
+        ``schema``: the JSON Schema text its answer is decoded under (``hare.model.constrain``);
+        ``penalties``: ``frequency_penalty`` and ``presence_penalty`` (``Request``)."""
         if self.syn.teacher.api == "completions":
             text = "\n\n".join(c for _, c in history + (("user", prompt),))
             return Request(model=self.model, prompt=text, max_tokens=max_tokens, temperature=temperature,
-                           top_p=top_p, seed=seed, schema=schema)
+                           top_p=top_p, seed=seed, schema=schema, **penalties)
         return Request.chat(self.model, list(history) + [("user", prompt)], max_tokens=max_tokens,
-                            temperature=temperature, top_p=top_p, seed=seed, schema=schema)
+                            temperature=temperature, top_p=top_p, seed=seed, schema=schema, **penalties)
 
     def backend(self) -> Backend:
         """The teacher's backend, sent from this process (``execution.executor: local``) or from Ray actors."""

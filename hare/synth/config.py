@@ -32,6 +32,11 @@ class D2Config(Config):
     max_tokens: int = Field(2048, ge=16, description="Cap of each generation in tokens (the paper: about 2k).")
     temperature: float = Field(0.8, ge=0, description="Sampling temperature (0: greedy).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    frequency_penalty: float = Field(0.0, ge=-2, le=2, description="OpenAI's frequency penalty of topic "
+                                     "generations: a token's logit lowered this much per time the answer already "
+                                     "holds it (its prompt's tokens are free).")
+    presence_penalty: float = Field(0.0, ge=-2, le=2, description="OpenAI's presence penalty of topic "
+                                    "generations: a token's logit lowered this much once the answer holds it.")
     min_words: int = Field(50, ge=0, description="Generations with fewer words are rejected (cleaning's rule).")
     decontam_ngram: int = Field(13, ge=1, description="n of the decontamination of D2 (the paper: 10-15 for long "
                                 "synthetic text).")
@@ -49,6 +54,8 @@ class D2Config(Config):
                                      "of the ~350 tokens of a 1500-character English source.")
     rephrase_temperature: float = Field(0.3, ge=0, description="Sampling temperature of rephrases: low, since a "
                                         "rephrase should keep to its source (topic generations: temperature).")
+    rephrase_frequency_penalty: float = Field(0.0, ge=-2, le=2, description="frequency_penalty of rephrases.")
+    rephrase_presence_penalty: float = Field(0.0, ge=-2, le=2, description="presence_penalty of rephrases.")
     min_fidelity: float = Field(0.55, ge=-1, le=1, description="Curation drops a rephrase whose embedding cosine "
                                 "with its source (all-MiniLM-L6-v2) is below this (rephrase_drift); measured: "
                                 "docs/synthetic-data.md.")

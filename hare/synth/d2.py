@@ -160,7 +160,8 @@ def d2_requests(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, 
             spec = categories[category]
             prompt = templates.render(rel, subject=spec["subject"], note=spec.get("note", ""),
                                       audience=audiences[audience], topic=t["name"], seed=seed_text)
-            req = teacher.request(prompt, cfg.max_tokens, cfg.temperature, cfg.top_p, sub_seed(seed, "d2", c, j))
+            req = teacher.request(prompt, cfg.max_tokens, cfg.temperature, cfg.top_p, sub_seed(seed, "d2", c, j),
+                                  frequency_penalty=cfg.frequency_penalty, presence_penalty=cfg.presence_penalty)
             jobs.append((req, {"family": "topic", "template": rel.split("/", 1)[1][:-4], "category": category,
                                "style": style, "audience": audience, "topic": c, "topic_name": t["name"],
                                "seed_source": src, "seed_id": doc_id, "seed_snippet": seed_text[:SNIPPET]}))
@@ -170,7 +171,9 @@ def d2_requests(teacher: Teacher, cfg, templates: Templates, cluster_dir: Path, 
             style = random.Random(r_seed).choice(cfg.rephrase_styles)
             source = source_passage(texts[(src, doc_id)], cfg.rephrase_chars)
             prompt = templates.render(f"d2/rephrase/{style}.txt", source=source)
-            req = teacher.request(prompt, cfg.rephrase_max_tokens, cfg.rephrase_temperature, cfg.top_p, r_seed)
+            req = teacher.request(prompt, cfg.rephrase_max_tokens, cfg.rephrase_temperature, cfg.top_p, r_seed,
+                                  frequency_penalty=cfg.rephrase_frequency_penalty,
+                                  presence_penalty=cfg.rephrase_presence_penalty)
             rephrases.append((req, {"family": "rephrase", "template": f"rephrase.{style}", "style": style,
                                     "topic": c, "topic_name": t["name"], "source_source": src,
                                     "source_id": doc_id, "source_snippet": source[:SNIPPET]}))

@@ -165,6 +165,8 @@ class Job:
     schema: str | None = None
     seed: int = 0
     tag: Any = None
+    frequency_penalty: float = 0.0  # OpenAI's penalties on the tokens the answer holds (``_penalize``)
+    presence_penalty: float = 0.0
 
 
 @dataclass
@@ -177,6 +179,7 @@ class _Row:
     matcher: Any = None
     t0: float = 0.0
     finish: str | None = None
+    counts: dict[int, int] | None = None  # token -> times generated, for rows with penalties
     seen: dict = field(default_factory=dict)  # n-gram -> where its latest earlier occurrence ends
     context: list[int] = field(default_factory=list)  # prompt and answer so far
 
@@ -325,6 +328,8 @@ class Engine:
                     row.generator = torch.Generator(self.device).manual_seed(j.seed)
                 if j.schema is not None:
                     row.matcher = self.grammars.matcher(j.schema)
+                if j.frequency_penalty or j.presence_penalty:
+                    row.counts = {}
                 self._index(blocks, j.ids, len(live))
                 live.append(row)
             self._pick(logits, live[n:], warpers, temperature)
@@ -418,6 +423,8 @@ class Engine:
         kept = 0
         for j in range(len(draft) + 1):
             s = scores[j: j + 1]
+            if r.counts:  # the counts hold the proposals kept so far, as they would without proposals
+                s = self._penalize(s, [r])
             if r.matcher is not None:
                 s = self.grammars.mask(s, [r.matcher])
             if temperature > 0:
@@ -435,7 +442,9 @@ class Engine:
         self.stats.accepted += kept
 
     def _pick(self, scores, rows: list[_Row], warpers, temperature: float) -> None:
-        """Each row's next token from its logits: grammar mask, then greedy or its own draw."""
+        """Each row's next token from its logits: penalties, grammar mask, then greedy or its own draw."""
+        if any(r.counts for r in rows):
+            scores = self._penalize(scores, rows)
         if self.grammars is not None and any(r.matcher is not None for r in rows):
             scores = self.grammars.mask(scores, [r.matcher for r in rows])
         if temperature > 0:
@@ -448,6 +457,17 @@ class Engine:
         for r, t in zip(rows, picks):
             self._emit(r, t)
 
+    def _penalize(self, scores: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
+        """OpenAI's penalties (vLLM's too): row ``i``'s logit of each token it generated ``c`` times
+        lowered by ``c * frequency_penalty + presence_penalty``."""
+        scores = scores.clone()
+        for i, r in enumerate(rows):
+            if r.counts:
+                ids = torch.tensor(list(r.counts), device=scores.device)
+                c = torch.tensor(list(r.counts.values()), dtype=scores.dtype, device=scores.device)
+                scores[i, ids] -= r.job.frequency_penalty * c + r.job.presence_penalty
+        return scores
+
     def _emit(self, r: _Row, t: int) -> None:
         """Give row ``r`` its next token ``t``; note why it ends, if it does."""
         if t in self.eos:
@@ -455,6 +475,8 @@ class Engine:
             return
         r.tokens.append(t)
         r.last = t
+        if r.counts is not None:
+            r.counts[t] = r.counts.get(t, 0) + 1
         if self.speculate:
             r.extend(t)
         if r.matcher is not None:

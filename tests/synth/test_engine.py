@@ -6,6 +6,7 @@ length and keeps its columns through copies and growth."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jsonschema
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from hare.model.constrain import schema_text
-from hare.synth.client import LocalBackend, Request
+from hare.synth.client import LocalBackend, Penalties, Request
 from hare.synth.d3 import GENERATION_SCHEMAS, cloze_schema, mc_term_schema
 from hare.synth.engine import SlotCache
 
@@ -105,6 +106,36 @@ def test_a_sampled_answer_is_the_same_whatever_rows_run_beside_it(tiny_backends,
         inflight.speculate = 8
 
 
+def test_penalties_apply_alike_in_both_engines_with_or_without_proposals(tiny_backends, tiny):
+    inflight, alone = tiny_backends
+    plain = varied(str(tiny), 7)
+    base = [r.text for r in answers(alone, plain)]
+    for kw in ({"presence_penalty": -1e4}, {"frequency_penalty": -50.0, "presence_penalty": 2.0},
+               {"frequency_penalty": -3.0, "temperature": 0.8, "seed": 3}):
+        reqs = [dataclasses.replace(r, **kw) for r in plain]
+        got = answers(inflight, reqs)
+        assert [r.text for r in got] == [r.text for r in answers(alone, reqs)]  # generate's Penalties: the same
+        inflight.speculate = 0
+        try:
+            assert [r.text for r in answers(inflight, reqs)] == [r.text for r in got]
+        finally:
+            inflight.speculate = 8
+        if "temperature" not in kw:
+            assert [r.text for r in got] != base
+            for r in got:  # a negative penalty large enough: the first token over and over
+                ids = inflight.tok(r.text, add_special_tokens=False).input_ids
+                assert len(set(ids)) == 1 or r.completion_tokens > len(ids), r.text
+
+
+def test_the_penalties_processor_lowers_each_generated_token_by_its_count():
+    scores = torch.zeros(2, 6)
+    ids = torch.tensor([[5, 5, 1, 1, 2], [5, 5, 3, 3, 3]])  # two prompt columns, then three generated
+    got = Penalties(2, frequency=0.5, presence=1.0)(ids, scores)
+    assert got.tolist() == [[0, -2.0, -1.5, 0, 0, 0], [0, 0, 0, -2.5, 0, 0]]  # the prompt's 5 is free
+    assert "frequency_penalty" not in Request(model="m", prompt="x").body()  # 0: not sent, keys unchanged
+    assert Request(model="m", prompt="x", presence_penalty=0.5).body()["presence_penalty"] == 0.5
+
+
 def test_the_packaged_teacher_answers_as_generate_alone(smollm2):
     inflight = LocalBackend(smollm2, batch_size=3, threads=1)
     alone = LocalBackend(smollm2, batch_size=1, threads=1, engine="generate")
@@ -113,9 +144,12 @@ def test_the_packaged_teacher_answers_as_generate_alone(smollm2):
     reqs = [Request.chat(str(smollm2), [("user", q)], max_tokens=m) for q, m in
             [("What is the capital of France? One word.", 12), ("Name three rivers of Europe.", 20),
              ("Write one sentence about rain.", 16), ("What is 2+2? Answer with the number.", 8), (copy, 30)]]
+    count = Request.chat(str(smollm2), [("user", "List the numbers from 1 to 8, one per line.")], max_tokens=24)
+    reqs += [count, dataclasses.replace(count, presence_penalty=1e4)]  # no token twice under a huge one
     got, want = answers(inflight, reqs), answers(alone, reqs)
     assert [r.text for r in got] == [r.text for r in want]
     assert len({r.completion_tokens for r in got}) > 1
+    assert got[-2].text.count(",") >= 5 and got[-1].text.count(",") <= 1, got[-2:]  # "1, 2, 3, ..." and not
     assert inflight.stats.accepted >= 5  # the copied sentence came several tokens a step
 
 
