@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -180,6 +181,15 @@ def test_local_backend_answers_like_the_server_and_shares_the_cache(tiny, tiny_s
         served, _ = generate(reqs, HttpBackend([tiny_server.url]), cache)
     # Greedy decoding of the same weights and chat template: the same text, batched or served.
     assert [r.text for r in local] == [r.text for r in served]
+
+
+def test_penalties_reach_the_server_and_key_the_cache(tiny_server, tmp_path):
+    plain = requests(tiny_server.model, 2)
+    reqs = [dataclasses.replace(r, frequency_penalty=0.5, presence_penalty=0.2) for r in plain]
+    assert reqs[0].body()["frequency_penalty"] == 0.5 and reqs[0].key() != plain[0].key()
+    with RequestCache(tmp_path / "http.jsonl") as cache:
+        served, usage = generate(reqs, HttpBackend([tiny_server.url]), cache)
+    assert usage.sent == 2 and all(r.ok and r.completion_tokens > 0 for r in served)  # accepted, answered
 
 
 def test_a_sampled_answer_does_not_depend_on_its_batch(tiny, tmp_path):
