@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from hare.synth._http import httpx
 import pytest
@@ -236,8 +235,8 @@ def test_the_packaged_smollm2_teacher_writes_prose_over_http(smollm2, tmp_path):
 
     t = Templates()
     spec = t.yaml("d2/categories.yaml")["law"]
-    prompt = t.render("d2/law.textbook_unit.txt", subject=spec["subject"], note="", topic="contracts, offer, acceptance",
-                      audience=t.yaml("d2/audiences.yaml")["college"],
+    prompt = t.render("d2/law.textbook_unit.txt", subject=spec["subject"], note="",
+                      topic="contracts, offer, acceptance", audience=t.yaml("d2/audiences.yaml")["college"],
                       seed="A contract is formed when an offer is accepted and consideration is given.")
     server = Server(smollm2, tmp_path / "server.log")
     try:
