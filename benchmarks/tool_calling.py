@@ -76,6 +76,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0,
                     help="the held-out split, the paraphrase requests and (unless --sft-seed) the fine-tuning")
+    ap.add_argument("--neftune", type=float, default=None, metavar="ALPHA",
+                    help="fine-tune with NEFTune noise on the input embeddings (hare sft --neftune)")
     ap.add_argument("--sft-seed", type=int, default=None,
                     help="the fine-tuning's seed alone (initial order of the batches, dropout): the same data, "
                          "another run, to measure how much a score moves from seed to seed")
@@ -123,7 +125,7 @@ def main() -> None:
     batch = args.batch_size or (1 if args.packing else 8)
     t0 = time.perf_counter()
     flags = ((["--threads", str(args.threads)] if args.threads else []) + ([] if args.packing else ["--no-packing"])
-             + (["--padded"] if args.padded else []))
+             + (["--padded"] if args.padded else []) + (["--neftune", str(args.neftune)] if args.neftune else []))
     if args.model is None:
         code = hare(["sft", str(base), str(out / "train.jsonl"), "--tools", lib.path, "--out", str(out / "sft"),
                      "--template", "chatml", "--epochs", str(args.epochs), "--lr", str(args.lr),

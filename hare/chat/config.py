@@ -49,6 +49,10 @@ class SftConfig(Config):
                                                                           "schedule after the warmup.")
     warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    neftune_noise_alpha: float | None = Field(
+        None, gt=0, description="NEFTune (Jain et al. 2023; TRL's and transformers' neftune_noise_alpha): uniform "
+        "noise of magnitude alpha / sqrt(sequence length x hidden size) added to the input embeddings while "
+        "training (the paper: 5); null: none.")
     grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm to this (0 disables).")
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of the conversations held out (by a hash of "
                                  "each) for the evaluation loss.")

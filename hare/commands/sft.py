@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     fields = {k: getattr(args, k) for k in ("template", "format", "max_steps", "epochs", "lr", "batch_size",
                                              "grad_accum", "max_length", "eval_fraction", "device", "threads",
-                                             "tools")
+                                             "tools", "neftune_noise_alpha")
               if getattr(args, k) is not None}
     try:
         cfg = SftConfig(**fields, packing=not args.no_packing, padding_free=not args.padded,
@@ -78,6 +78,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                     "longest of its batch instead")
     sp.add_argument("--eval-fraction", type=float, default=None, help="share held out for the evaluation loss")
     sp.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the export)")
+    sp.add_argument("--neftune", dest="neftune_noise_alpha", type=float, default=None, metavar="ALPHA",
+                    help="NEFTune: noise on the input embeddings while training, of magnitude ALPHA / sqrt(length x "
+                    "hidden size) (the paper: 5; default: none)")
     sp.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     sp.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's)")
     sp.add_argument("--seed", type=int, default=1234, help="seed of the data order and the held-out slice")

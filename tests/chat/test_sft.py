@@ -81,6 +81,36 @@ def test_unpacked_batches_are_flattened_with_the_padded_loss(tiny_base, tmp_path
     assert kept == [min(lengths)] and max(lengths) > cut
 
 
+def test_neftune_puts_noise_of_its_magnitude_on_the_embeddings_while_training(tiny_base, tmp_path):
+    """NEFTune (``neftune_noise_alpha``) reaches TRL: while training, the input embeddings carry
+    uniform noise of at most alpha / sqrt(length x hidden size), and none without it."""
+    from transformers import TrainerCallback
+
+    seen = []
+
+    class Watch(TrainerCallback):  # registered after NEFTune's hook, so it sees the noised embeddings
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            emb = model.get_input_embeddings()
+
+            def hook(module, inputs, out):
+                clean = torch.nn.functional.embedding(inputs[0], module.weight)
+                seen.append(((out - clean).abs().max().item(), out.size(1) * out.size(2)))
+            emb.register_forward_hook(hook)
+
+    for alpha in (None, 5.0):
+        seen.clear()
+        model, tok, convs = two_conversations(tiny_base, "Tell me a fact about owls.")
+        cfg = SftConfig(packing=False, max_length=256, batch_size=2, device="cpu", max_steps=1,
+                        neftune_noise_alpha=alpha)
+        build_trainer(model, tok, convs, [], cfg, tmp_path / str(alpha), seed=0, total_steps=1,
+                      callbacks=[Watch()]).train()
+        (noise, dims), = seen
+        if alpha is None:
+            assert noise == 0
+        else:
+            assert 0.5 * alpha / dims ** 0.5 < noise <= alpha / dims ** 0.5 + 1e-7
+
+
 @pytest.fixture(scope="module")
 def chat_file(tmp_path_factory, dolly):
     """120 Dolly records, one malformed line and one record without an answer."""
