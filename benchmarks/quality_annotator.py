@@ -38,7 +38,7 @@ import numpy as np
 
 from hare.core.teacher import TeacherConfig
 from hare.filters.annotated import AnnotatedScorer, load_rubric
-from hare.synth.annotate import grade
+from hare.synth.annotate import grade, grade_requests
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("embeddings", "hashed")
@@ -102,34 +102,29 @@ def main() -> None:
     # to compare what each feature kind can learn of a grading that follows the kind of text.
     compare("grades by source " + json.dumps(BY_SOURCE), names, texts, [BY_SOURCE[n] for n in names], pools, args)
     if args.digit_probabilities:
-        expected_grades(sample, args)
+        expected_grades(sample, teacher, args)
 
 
-def expected_grades(sample: list[tuple[str, str]], args) -> None:
+def expected_grades(sample: list[tuple[str, str]], teacher: TeacherConfig, args) -> None:
     """The packaged teacher's expected grade of each chunk from its probabilities of the digits 0-5 at
-    the grade's place, per source, and their Spearman correlation with the grades by source."""
-    import string
-
+    the grade's place (the prompt the annotator sends, ``grade_requests``), per source, and their
+    Spearman correlation with the grades by source."""
     import torch
     from scipy.stats import spearmanr
     from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hare.core.packaged import smollm2_folder
+    from hare.synth.teacher import make_backend
 
+    backend = make_backend(teacher.model_copy(update={"dtype": "float32"}))
     if args.threads:
         torch.set_num_threads(args.threads)
-    folder = smollm2_folder()
-    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32).eval()
+    tok, model = backend.tok, backend.model
     digits = [tok.convert_tokens_to_ids(str(d)) for d in range(6)]
-    template = string.Template(load_rubric())
+    reqs = grade_requests([d for _, d in sample], load_rubric(), teacher, args.chars, 8, args.seed)
     expected: list[float] = []
     argmax: list[int] = []
-    for _, d in tqdm(sample, desc="expected grades", unit="doc"):
-        prompt = tok.apply_chat_template([{"role": "user", "content": template.substitute(
-            document=d[:args.chars].strip())}], tokenize=False, add_generation_prompt=True)
-        ids = tok(prompt + '{"score": ', add_special_tokens=False, return_tensors="pt").input_ids
+    for req in tqdm(reqs, desc="expected grades", unit="doc"):
+        ids = tok(backend.prompt_text(req) + '{"score": ', add_special_tokens=False, return_tensors="pt").input_ids
         with torch.inference_mode():
             p = torch.softmax(model(ids).logits[0, -1, digits].float(), dim=-1)
         expected.append(float((p * torch.arange(6)).sum()))

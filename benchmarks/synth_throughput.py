@@ -189,6 +189,36 @@ def label(run: tuple) -> str:
             + (f", {dtype}" if dtype != "float32" else ""))
 
 
+def measure(backend, run: tuple, reqs: list, rates: dict, texts: dict) -> None:
+    """One run of ``local_engine`` on ``reqs``: its tokens/s into ``rates`` and texts into ``texts``
+    (both keyed by run), printed with its ratios to the ``generate`` runs of ``rates`` so far, how
+    many texts are the first run's, and the in-flight engine's counts."""
+    engine, size, speculate, dtype = run
+    backend.engine, backend.batch_size, backend.speculate = engine, size, speculate
+    got: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    backend.run(reqs, lambda r, res: got.__setitem__(r.key(), res))
+    dt = time.perf_counter() - t0
+    tokens = sum(x.completion_tokens for x in got.values())
+    rates[run] = tokens / dt
+    texts[run] = {k: x.text for k, x in got.items()}
+    first = next(iter(rates))
+    same = sum(texts[first][k] == t for k, t in texts[run].items())
+    ratios = ", ".join(f"{rates[run] / rates[k]:.2f}x {k[0]} {k[1]}" + (f" {k[3]}" if k[3] != dtype else "")
+                       for k in rates if k[0] == "generate" and k != run and (k[3] in (dtype, "float32")))
+    print(f"  {label(run):29s}: {rates[run]:6.1f} completion tokens/s ({tokens} tokens in {dt:.1f} s)"
+          f"{'; ' + ratios if ratios else ''}; texts identical to {first[0]} {first[1]}: {same}/{len(reqs)}")
+    if dtype != "float32" and engine == "inflight":
+        own = next(k for k in rates if k[3] == dtype and k[0] == "generate")
+        print(f"  {'':29s}  texts identical to generate {own[1]} {dtype}: "
+              f"{sum(texts[own][k] == t for k, t in texts[run].items())}/{len(reqs)}")
+    if engine == "inflight":
+        st = backend.stats
+        print(f"  {'':29s}  prompt tokens reused from a shared prefix {st.reused_tokens}/{st.prompt_tokens} "
+              f"({st.reused_tokens / max(1, st.prompt_tokens):.0%}); proposals kept {st.accepted}/{st.proposed} "
+              f"({st.accepted / max(1, st.proposed):.0%}); {st.steps} decode steps")
+
+
 def local_engine(args) -> None:
     from hare.synth.client import LocalBackend
 
@@ -218,33 +248,8 @@ def local_engine(args) -> None:
                 print(f"  round {rnd + 1} of {rounds}")
             rates.clear()  # a round's ratios are to the runs of that round
             for run in (runs if name == "greedy" else runs_c):
-                engine, size, speculate, dtype = run
-                backend = backends[dtype]
-                backend.engine, backend.batch_size, backend.speculate = engine, size, speculate
-                got: dict[str, Any] = {}
-                t0 = time.perf_counter()
-                backend.run(reqs, lambda r, res: got.__setitem__(r.key(), res))
-                dt = time.perf_counter() - t0
-                tokens = sum(x.completion_tokens for x in got.values())
-                rates[run] = tokens / dt
-                texts[run] = {k: x.text for k, x in got.items()}
+                measure(backends[run[3]], run, reqs, rates, texts)
                 first = next(iter(rates))
-                same = sum(texts[first][k] == t for k, t in texts[run].items())
-                ratios = ", ".join(f"{rates[run] / rates[k]:.2f}x {k[0]} {k[1]}" + (f" {k[3]}" if k[3] != dtype else "")
-                                   for k in rates if k[0] == "generate" and k != run and (k[3] in (dtype, "float32")))
-                print(f"  {label(run):29s}: {rates[run]:6.1f} completion tokens/s ({tokens} tokens in {dt:.1f} s)"
-                      f"{'; ' + ratios if ratios else ''}; "
-                      f"texts identical to {first[0]} {first[1]}: {same}/{len(reqs)}")
-                if dtype != "float32" and engine == "inflight":
-                    own = next(k for k in rates if k[3] == dtype and k[0] == "generate")
-                    print(f"  {'':29s}  texts identical to generate {own[1]} {dtype}: "
-                          f"{sum(texts[own][k] == t for k, t in texts[run].items())}/{len(reqs)}")
-                if engine == "inflight":
-                    st = backend.stats
-                    print(f"  {'':29s}  prompt tokens reused from a shared prefix "
-                          f"{st.reused_tokens}/{st.prompt_tokens} ({st.reused_tokens / max(1, st.prompt_tokens):.0%}); "
-                          f"proposals kept {st.accepted}/{st.proposed} ({st.accepted / max(1, st.proposed):.0%}); "
-                          f"{st.steps} decode steps")
                 history.setdefault(run, []).append((rates[run], rates[run] / rates[first]))
         if rounds > 1:
             print(f"  over {rounds} rounds (each run's ratio to generate 8 of its own round): median, min-max")

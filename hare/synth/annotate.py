@@ -44,11 +44,10 @@ def parse_grade(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def grade(texts: list[str], rubric: str, teacher, cache_path: str | Path, max_chars: int, max_tokens: int,
-          seed: int) -> tuple[list[int | None], dict]:
-    """The teacher's grade of every text (None where its answer holds none) and the usage of the
-    requests (``hare.synth.client.Usage``: requests, cached, sent, failed...). ``rubric`` is the
-    prompt with ``$document``; ``teacher`` a teacher section (``hare.core.teacher.TeacherConfig``)."""
+def grade_requests(texts: list[str], rubric: str, teacher, max_chars: int, max_tokens: int,
+                   seed: int) -> list[Request]:
+    """The grading request of each text (``grade``'s arguments): the rubric with the text's first
+    ``max_chars`` characters, greedy, under the grade schema."""
     template = string.Template(rubric)
     model, schema = teacher_model(teacher), schema_text(GRADE_SCHEMA)
     requests = []
@@ -60,6 +59,15 @@ def grade(texts: list[str], rubric: str, teacher, cache_path: str | Path, max_ch
         else:
             requests.append(Request.chat(model, [("user", prompt)], max_tokens=max_tokens, temperature=0.0,
                                          seed=seed, schema=schema))
+    return requests
+
+
+def grade(texts: list[str], rubric: str, teacher, cache_path: str | Path, max_chars: int, max_tokens: int,
+          seed: int) -> tuple[list[int | None], dict]:
+    """The teacher's grade of every text (None where its answer holds none) and the usage of the
+    requests (``hare.synth.client.Usage``: requests, cached, sent, failed...). ``rubric`` is the
+    prompt with ``$document``; ``teacher`` a teacher section (``hare.core.teacher.TeacherConfig``)."""
+    requests = grade_requests(texts, rubric, teacher, max_chars, max_tokens, seed)
     made: list[Backend] = []
 
     def backend() -> Backend:  # made only when a request is not in the cache
