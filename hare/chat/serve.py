@@ -433,6 +433,7 @@ def build_app(model: str | Path, limits: Limits | None = None, api_key: str | No
     from transformers.utils import logging as hf_logging
 
     hf_logging.get_logger("transformers").setLevel(logging.ERROR)  # a line per request otherwise
+    _check_transformers()
     try:
         from transformers.cli.serving.chat_completion import ChatCompletionHandler
         from transformers.cli.serving.completion import CompletionHandler
@@ -463,6 +464,18 @@ def build_app(model: str | Path, limits: Limits | None = None, api_key: str | No
     guard = Guard(app, model, limits, api_key, tokenizer=tokenizer)
     guard.manager, guard.state = manager, state  # type: ignore[attr-defined]
     return guard
+
+
+def _check_transformers(version: str | None = None) -> None:
+    """A clear error when the installed transformers' serving code is not the layout hare builds on:
+    5.25 rebuilt ``transformers.cli.serving`` around a process per model (docs/chat-and-serving.md)."""
+    import transformers
+
+    version = version or transformers.__version__
+    parts = [int(p) for p in version.split(".")[:2] if p.isdigit()]
+    if len(parts) == 2 and tuple(parts) >= (5, 25):
+        raise RuntimeError(f"hare serve needs transformers below 5.25 (installed: {version}), whose serving code it "
+                           "builds on: pip install 'transformers>=5.0,<5.25'")
 
 
 def _template_source(name: str) -> str:
