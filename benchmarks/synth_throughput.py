@@ -34,7 +34,8 @@ adds both engines with the model in bfloat16 (``teacher.dtype``), and how many o
 the float32 ones. ``--repeats N`` runs the greedy comparison N rounds, every engine in each, and
 prints each engine's median tokens/s and its ratio to the same round's batches of 8 (median and
 range): the rounds interleave, so a machine that slows down mid-run slows both sides of a ratio.
-With ``--constrained`` too,
+``--family-caps`` caps each answer at its family's default (``synth.d2.max_tokens`` 2,048 for the D2
+prompts, ``synth.d3.max_tokens`` 384 for D3's) instead of ``--tokens``. With ``--constrained`` too,
 the schema-constrained run compares the ``generate`` engine (``--batch-size``) with the in-flight
 one (``--rows``) on the same sampled requests.
 
@@ -87,6 +88,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1,
                     help="--local-engine: run the greedy comparison this many rounds (every engine in each) and "
                          "print each engine's median and range, and its ratio to the same round's generate 8")
+    ap.add_argument("--family-caps", action="store_true",
+                    help="--local-engine: cap each answer at its family's default (synth.d2.max_tokens for D2 "
+                         "prompts, synth.d3.max_tokens for D3's) instead of --tokens")
     ap.add_argument("--dtype", nargs="*", default=[], choices=["bfloat16"],
                     help="--local-engine: also run both engines with the model in this precision")
     args = ap.parse_args()
@@ -145,14 +149,17 @@ def header() -> str:
             f"{os.cpu_count()} cores, load average {load}")
 
 
-def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = False, temperature: float = 0.0
-                    ) -> list[Request]:
+def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = False, temperature: float = 0.0,
+                    family_caps: bool = False) -> list[Request]:
     """``n`` requests: D2 prompts (each style and audience in turn) and D3 prompts (qa, mc, cloze) on
-    the passages of ``path``, cut to lengths from 200 to 1,000 characters so prompt lengths vary."""
+    the passages of ``path``, cut to lengths from 200 to 1,000 characters so prompt lengths vary. Each
+    answer is capped at ``tokens``, or with ``family_caps`` at its family's default cap
+    (``synth.d2.max_tokens``, ``synth.d3.max_tokens``)."""
     import json
     import random
 
     from hare.model.constrain import schema_text
+    from hare.synth.config import D2Config, D3Config
     from hare.synth.d3 import plan_task
     from hare.synth.prompts import Templates
 
@@ -169,14 +176,16 @@ def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = F
         task = ("qa", "mc", "cloze")[i % 3]
         plan = plan_task(task, passage, tpl, rng) or plan_task("qa", passage, tpl, rng)  # D3's own prompts
         task_schema = plan[2]
+        cap = D3Config().max_tokens if family_caps else tokens
         if schema or i % 2:
             prompt = plan[1]
         else:
+            cap = D2Config().max_tokens if family_caps else tokens
             spec = categories["web"]
             prompt = tpl.render(f"d2/{styles[i % len(styles)]}.txt", subject=spec["subject"],
                                 note=spec.get("note", ""), audience=list(audiences.values())[i % len(audiences)],
                                 topic=passage.split(".")[0][:60], seed=passage)
-        out.append(Request.chat(model, [("user", prompt)], max_tokens=tokens, temperature=temperature,
+        out.append(Request.chat(model, [("user", prompt)], max_tokens=cap, temperature=temperature,
                                 top_p=0.95 if temperature else 1.0, seed=i,
                                 schema=schema_text(task_schema) if schema else None))
     return out
@@ -230,15 +239,19 @@ def local_engine(args) -> None:
     runs = [("generate", 8, 0, "float32"), ("generate", 16, 0, "float32"), ("inflight", args.rows, 0, "float32"),
             ("inflight", args.rows, 8, "float32")]
     runs += [r for d in args.dtype for r in (("generate", 8, 0, d), ("inflight", args.rows, 8, d))]
-    cases = [("greedy", engine_requests(args.local_engine, args.model, args.requests, args.tokens))]
+    cases = [("greedy", engine_requests(args.local_engine, args.model, args.requests, args.tokens,
+                                        family_caps=args.family_caps))]
     if args.constrained:
         runs_c = [("generate", args.batch_size, 0, "float32"), ("inflight", args.rows, 8, "float32")]
         cases.append(("under the D3 schemas, sampled", engine_requests(
-            args.local_engine, args.model, args.requests, args.tokens, schema=True, temperature=0.7)))
+            args.local_engine, args.model, args.requests, args.tokens, schema=True, temperature=0.7,
+            family_caps=args.family_caps)))
     for name, reqs in cases:
         lengths = sorted(len(backend.tok(backend.prompt_text(q), add_special_tokens=False).input_ids) for q in reqs)
+        caps = "/".join(str(c) for c in sorted({q.max_tokens for q in reqs}))
         print(f"{name}: {len(reqs)} requests, prompts of {lengths[0]} to {lengths[-1]} tokens "
-              f"(median {lengths[len(lengths) // 2]}), up to {args.tokens} new tokens")
+              f"(median {lengths[len(lengths) // 2]}), up to {caps} new tokens"
+              f"{' (each family at its default cap)' if args.family_caps else ''}")
         texts: dict[tuple, dict[str, str]] = {}
         rates: dict[tuple, float] = {}
         history: dict[tuple, list[tuple[float, float]]] = {}  # per run: (tokens/s, ratio to generate 8) a round
