@@ -167,6 +167,7 @@ def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = F
     texts = [str(r.get("text") or r.get("context") or "") for r in rows]
     texts = [t for t in texts if len(t) >= 400]
     tpl = Templates(None)
+    d2_cap, d3_cap = (D2Config().max_tokens, D3Config().max_tokens) if family_caps else (tokens, tokens)
     categories, audiences = tpl.yaml("d2/categories.yaml"), tpl.yaml("d2/audiences.yaml")
     styles = [p.split("/")[-1][:-4] for p in tpl.variants("d2") if "." not in p.split("/")[-1][:-4]]
     out = []
@@ -176,16 +177,15 @@ def engine_requests(path: str, model: str, n: int, tokens: int, schema: bool = F
         task = ("qa", "mc", "cloze")[i % 3]
         plan = plan_task(task, passage, tpl, rng) or plan_task("qa", passage, tpl, rng)  # D3's own prompts
         task_schema = plan[2]
-        cap = D3Config().max_tokens if family_caps else tokens
-        if schema or i % 2:
+        d3 = schema or i % 2
+        if d3:
             prompt = plan[1]
         else:
-            cap = D2Config().max_tokens if family_caps else tokens
             spec = categories["web"]
             prompt = tpl.render(f"d2/{styles[i % len(styles)]}.txt", subject=spec["subject"],
                                 note=spec.get("note", ""), audience=list(audiences.values())[i % len(audiences)],
                                 topic=passage.split(".")[0][:60], seed=passage)
-        out.append(Request.chat(model, [("user", prompt)], max_tokens=cap, temperature=temperature,
+        out.append(Request.chat(model, [("user", prompt)], max_tokens=d3_cap if d3 else d2_cap, temperature=temperature,
                                 top_p=0.95 if temperature else 1.0, seed=i,
                                 schema=schema_text(task_schema) if schema else None))
     return out
@@ -202,12 +202,22 @@ def measure(backend, run: tuple, reqs: list, rates: dict, texts: dict) -> None:
     """One run of ``local_engine`` on ``reqs``: its tokens/s into ``rates`` and texts into ``texts``
     (both keyed by run), printed with its ratios to the ``generate`` runs of ``rates`` so far, how
     many texts are the first run's, and the in-flight engine's counts."""
+    from tqdm import tqdm
+
     engine, size, speculate, dtype = run
     backend.engine, backend.batch_size, backend.speculate = engine, size, speculate
     got: dict[str, Any] = {}
+    bar = tqdm(total=len(reqs), desc=label(run), unit="req", leave=False)  # a run at 2,048 tokens takes minutes
+
+    def done(r, res) -> None:
+        got[r.key()] = res
+        bar.set_postfix_str(f"{sum(x.completion_tokens for x in got.values())} tokens", refresh=False)
+        bar.update()
+
     t0 = time.perf_counter()
-    backend.run(reqs, lambda r, res: got.__setitem__(r.key(), res))
+    backend.run(reqs, done)
     dt = time.perf_counter() - t0
+    bar.close()
     tokens = sum(x.completion_tokens for x in got.values())
     rates[run] = tokens / dt
     texts[run] = {k: x.text for k, x in got.items()}

@@ -8,7 +8,6 @@ FastAPI app in-process, pinned to one local model folder, and puts an ASGI layer
 
 - only ``GET /v1/models``, ``GET /health``, ``POST /v1/completions`` and ``POST /v1/chat/completions``
   are routed (transformers' model loading and reset routes are not);
-- an optional API key (``Authorization: Bearer KEY``; ``/health`` stays open);
 - an optional API key (``Authorization: Bearer KEY``, compared in constant time; ``/health`` stays open);
 - bounded requests: body size, ``max_tokens`` (a default when absent), number of messages, prompt
   characters, and the prompt in tokens as the model will read it (the chat template rendered, off
@@ -470,10 +469,10 @@ def _check_transformers(version: str | None = None) -> None:
     """A clear error when the installed transformers' serving code is not the layout hare builds on:
     5.25 rebuilt ``transformers.cli.serving`` around a process per model (docs/chat-and-serving.md)."""
     import transformers
+    from packaging.version import Version
 
     version = version or transformers.__version__
-    parts = [int(p) for p in version.split(".")[:2] if p.isdigit()]
-    if len(parts) == 2 and tuple(parts) >= (5, 25):
+    if Version(version).release[:2] >= (5, 25):  # pre-releases of 5.25 too
         raise RuntimeError(f"hare serve needs transformers below 5.25 (installed: {version}), whose serving code it "
                            "builds on: pip install 'transformers>=5.0,<5.25'")
 
