@@ -65,6 +65,9 @@ def main() -> None:
                     help="with --paraphrase: paraphrase the refusal families too")
     ap.add_argument("--keep-refusal-share", action="store_true",
                     help="with --paraphrase: repeat training refusals to keep their share of the queries")
+    ap.add_argument("--ablate", action="store_true",
+                    help="train also on each training call with a required argument said vaguely, as a refusal "
+                         "(\"Phone someone\"; build_examples(ablate=True))")
     ap.add_argument("--teacher", default="packaged", metavar="packaged|DIR",
                     help="the paraphrasing teacher: the packaged SmolLM2-135M-Instruct or a local model folder")
     ap.add_argument("--against", default=None, metavar="RESULTS_JSON",
@@ -112,7 +115,7 @@ def main() -> None:
         print(p.summary())
         paraphrases = p.families
     examples = build_examples(lib, seed=args.seed, paraphrases=paraphrases,
-                              keep_refusal_share=args.keep_refusal_share)
+                              keep_refusal_share=args.keep_refusal_share, ablate=args.ablate)
     train = [e for e in examples if e.split == "train"]
     test = [e for e in examples if e.split == "test"]
     if args.limit:
@@ -177,7 +180,8 @@ def main() -> None:
     write_json(out / "results.json", {"results": results, "sft_seconds": round(sft_seconds, 1),
                                       "base": str(base), "train_queries": len(train), "test_queries": len(test),
                                       "paraphrase": args.paraphrase, "paraphrase_refusals": args.paraphrase_refusals,
-                                      "keep_refusal_share": args.keep_refusal_share})
+                                      "keep_refusal_share": args.keep_refusal_share, "ablate": args.ablate,
+                                      "seed": args.seed, "sft_seed": args.sft_seed})
     write_text(out / "results.md", table)
     print(json.dumps({k: v.get("overall", v) for k, v in results.items()}, indent=1))
 

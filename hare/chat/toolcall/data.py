@@ -7,7 +7,9 @@ paraphrases: templates with ``{slot}`` placeholders that say the same request in
 when what the user says differs from the argument. ``refuse`` holds families of queries that no
 function serves, or that lack what a function needs ("Set an alarm"); their answer is the refusal
 token. A refusal family marked ``"paraphrase": false`` is not sent for teacher paraphrases
-(``hare.commands.tools_paraphrase``).
+(``hare.commands.tools_paraphrase``). ``vague`` maps a slot to words that leave it unsaid
+(``"contact": ["someone"]``): ``build_examples(ablate=True)`` turns training calls into refusals
+by saying a required argument's slot that way ("Phone {contact}" -> "Phone someone").
 
 ``build_examples`` fills every template with seeded slot values and splits by *family*: the
 held-out split gets whole families (one per function and some refusal families), so it measures
@@ -86,7 +88,7 @@ def load_queries(library: Library, queries: str | Path | None = None) -> dict:
 def build_examples(library: Library, queries: str | Path | None = None, per_template: int = 6, seed: int = 0,
                    heldout_families: int = 1, heldout_refuse: int = 4,
                    paraphrases: dict[str, list[str]] | None = None,
-                   keep_refusal_share: bool = False) -> list[Example]:
+                   keep_refusal_share: bool = False, ablate: bool = False) -> list[Example]:
     """Every query of the library's query file; ``heldout_families`` families per function and
     ``heldout_refuse`` refusal families (chosen by the seed) form the test split.
 
@@ -100,7 +102,14 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
     queries as without paraphrases, the way a data mixture keeps its weights as one source grows
     (a model trained on 13 % refusals instead of 17.5 % called set_volume for "Transfer 50 dollars
     to Bob"). Off by default: with the packaged teacher's paraphrases it did not help (91.3 % function
-    accuracy with and without it, docs/tool-calling.md)."""
+    accuracy with and without it, docs/tool-calling.md).
+
+    ``ablate``: every template of a training family whose slot fills a required argument of the
+    function and has ``vague`` words in the query file gives one more training query, that slot said
+    vaguely, answered with the refusal token (family ``<label>/<i>-a``): a minimal pair that teaches
+    what the call needs ("Phone Bob" calls, "Phone someone" does not), the way When2Call (Ross et al.,
+    2025) builds its missing-argument cases by removing a required value. Only training families are
+    ablated, so no held-out wording reaches training; the other queries are the same with or without."""
     path = Path(queries) if queries is not None else queries_path(library)
     spec = load_queries(library, queries)
     slots = spec.get("slots", {})
@@ -155,6 +164,8 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
                 if query not in seen:
                     seen.add(query)
                     out.append(Example(query, function, values if function else {}, f"{label}/{i}+p", "train"))
+    if ablate:
+        out += _ablations(library, spec, groups, out, seed, path)
     if keep_refusal_share and extra:
         refusals = [e for e in base if e.function is None]
         train = sum(e.split == "train" for e in out)
@@ -167,6 +178,37 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
         for k in range(int(need)):
             e = order[k % len(order)]
             out.append(Example(e.query, None, {}, f"{e.family}+r", "train"))
+    return out
+
+
+def _ablations(library: Library, spec: dict, groups: list, examples: list[Example], seed: int,
+               path: Path) -> list[Example]:
+    vague = spec.get("vague", {})
+    for slot, words in vague.items():
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
+            raise LibraryError(f"{path}: vague words of {{{slot}}} must be a list of strings")
+    train = {e.family for e in examples if e.split == "train"}
+    rng = random.Random(f"hare-tools-{seed}-ablate")
+    slots = spec.get("slots", {})
+    out: list[Example] = []
+    for function, label, families, default_args in groups:
+        if function is None:
+            continue
+        required = set(library.by_name[function].required)
+        for i, fam in enumerate(families):
+            if f"{label}/{i}" not in train:
+                continue
+            args = fam.get("arguments", default_args)
+            needed = [m.group(1) for p, ref in args.items() if p in required
+                      for m in [SLOT.fullmatch(str(ref))] if m and m.group(1) in vague]
+            for t, template in enumerate(fam["templates"]):
+                names = [n for n in dict.fromkeys(SLOT.findall(template)) if n in needed]
+                if not names:
+                    continue
+                gone = rng.choice(names)
+                said = SLOT.sub(lambda m: rng.choice(vague[gone]) if m.group(1) == gone else m.group(0), template)
+                query, _ = _fill(said, {}, slots, rng, f"{path}: {label} family {i} template {t}")
+                out.append(Example(query, None, {}, f"{label}/{i}-a", "train"))
     return out
 
 
