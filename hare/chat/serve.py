@@ -1,9 +1,10 @@
 """``hare serve MODEL``: an OpenAI-compatible HTTP server for a local causal LM, on ``transformers serve``.
 
 The engine is transformers' own server (``transformers.cli.serving``): its handlers apply the
-model's chat template, generate (one request at a time on an inference thread, or with continuous
-batching and a paged KV cache), stream server-sent events and count ``usage``. hare builds that
-FastAPI app in-process, pinned to one local model folder, and puts an ASGI layer in front of it
+model's chat template, generate (one request at a time, or with continuous batching and a paged KV
+cache), stream server-sent events and count ``usage``. hare builds that FastAPI app in-process,
+pinned to one local model folder (the model on an inference thread of this process before
+transformers 5.25, in a process of its own from 5.25), and puts an ASGI layer in front of it
 (``Guard``) that makes it safe to expose:
 
 - only ``GET /v1/models``, ``GET /health``, ``POST /v1/completions`` and ``POST /v1/chat/completions``
@@ -143,7 +144,9 @@ def validate(path: str, body: Any, model: str, limits: Limits, template_vars: fr
         raise ApiError(400, "'n' must be 1: one choice per request", code="invalid_value")
     body.pop("n", None)
     body.pop("user", None)
-    body.pop("stream_options", None)  # usage is in every answer (the last chunk of a stream)
+    body.pop("stream_options", None)
+    if body.get("stream"):  # usage is in every answer: the last chunk of a stream (transformers 5.25 on asks so)
+        body["stream_options"] = {"include_usage": True}
     stop = body.get("stop")
     if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4
                                                            and all(isinstance(s, str) for s in stop))):
@@ -432,18 +435,34 @@ def build_app(model: str | Path, limits: Limits | None = None, api_key: str | No
     from transformers.utils import logging as hf_logging
 
     hf_logging.get_logger("transformers").setLevel(logging.ERROR)  # a line per request otherwise
-    _check_transformers()
     try:
-        from transformers.cli.serving.chat_completion import ChatCompletionHandler
-        from transformers.cli.serving.completion import CompletionHandler
-        from transformers.cli.serving.model_manager import ModelManager
-        from transformers.cli.serving.response import ResponseHandler
-        from transformers.cli.serving.server import build_server
-        from transformers.cli.serving.systemone import SystemOneHandler
-        from transformers.cli.serving.transcription import TranscriptionHandler
-        from transformers.cli.serving.utils import GenerationState
+        from transformers.cli.serving import model_manager as serving
     except ImportError as e:
         raise ImportError(f"hare serve needs fastapi and uvicorn: pip install 'hare[serve]' ({e})") from None
+    build = _build_process if hasattr(serving, "ModelLoader") else _build_thread
+    app, manager, state, tokenizer, config = build(model, device, dtype, continuous_batching)
+    if chat_template is not None:  # the API server's process renders the template, in both layouts
+        tokenizer.chat_template = _template_source(chat_template)
+    limits = limits or Limits()
+    if limits.max_prompt_tokens is None:
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        context = getattr(text, "max_position_embeddings", None)
+        limits = dataclasses.replace(limits, max_prompt_tokens=int(context) if context else None)
+    guard = Guard(app, model, limits, api_key, tokenizer=tokenizer)
+    guard.manager, guard.state = manager, state  # type: ignore[attr-defined]
+    return guard
+
+
+def _build_thread(model: str, device: str, dtype: str, continuous_batching: bool) -> tuple:
+    """transformers 5.0 to 5.24: the model runs in this process, on the generation state's thread."""
+    from transformers.cli.serving.chat_completion import ChatCompletionHandler
+    from transformers.cli.serving.completion import CompletionHandler
+    from transformers.cli.serving.model_manager import ModelManager
+    from transformers.cli.serving.response import ResponseHandler
+    from transformers.cli.serving.server import build_server
+    from transformers.cli.serving.systemone import SystemOneHandler
+    from transformers.cli.serving.transcription import TranscriptionHandler
+    from transformers.cli.serving.utils import GenerationState
 
     manager = ModelManager(device=device, dtype=dtype, continuous_batching=continuous_batching, force_model=model)
     state = GenerationState(continuous_batching=continuous_batching, compile=False, cb_config=None)
@@ -454,27 +473,33 @@ def build_app(model: str | Path, limits: Limits | None = None, api_key: str | No
                        systemone_handler=SystemOneHandler(manager, state, chat_template_kwargs={}),
                        generation_state=state)
     loaded, tokenizer = manager.load_model_and_processor(manager.process_model_name(model))
-    if chat_template is not None:
-        tokenizer.chat_template = _template_source(chat_template)
-    limits = limits or Limits()
-    if limits.max_prompt_tokens is None:
-        context = getattr(loaded.config, "max_position_embeddings", None)
-        limits = dataclasses.replace(limits, max_prompt_tokens=int(context) if context else None)
-    guard = Guard(app, model, limits, api_key, tokenizer=tokenizer)
-    guard.manager, guard.state = manager, state  # type: ignore[attr-defined]
-    return guard
+    return app, manager, state, tokenizer, loaded.config
 
 
-def _check_transformers(version: str | None = None) -> None:
-    """A clear error when the installed transformers' serving code is not the layout hare builds on:
-    5.25 rebuilt ``transformers.cli.serving`` around a process per model (docs/chat-and-serving.md)."""
-    import transformers
-    from packaging.version import Version
+def _build_process(model: str, device: str, dtype: str, continuous_batching: bool) -> tuple:
+    """transformers 5.25 on: the model runs in a process of its own (started and loaded now, stopped by
+    ``Server.stop`` or with this process); this process keeps its tokenizer and config, renders the chat
+    template and tokenizes, so the template override and the prompt bound apply here."""
+    from transformers.cli.serving.chat_completion import ChatCompletionHandler
+    from transformers.cli.serving.completion import CompletionHandler
+    from transformers.cli.serving.model_manager import ModelLoader, ModelManager
+    from transformers.cli.serving.response import ResponseHandler
+    from transformers.cli.serving.server import build_server
+    from transformers.cli.serving.systemone import SystemOneHandler
+    from transformers.cli.serving.transcription import TranscriptionHandler
+    from transformers.cli.serving.utils import GenerationState
 
-    version = version or transformers.__version__
-    if Version(version).release[:2] >= (5, 25):  # pre-releases of 5.25 too
-        raise RuntimeError(f"hare serve needs transformers below 5.25 (installed: {version}), whose serving code it "
-                           "builds on: pip install 'transformers>=5.0,<5.25'")
+    state = GenerationState(continuous_batching=continuous_batching, compile=False, cb_config=None)
+    loader = ModelLoader(device=device, dtype=dtype, continuous_batching=continuous_batching)
+    # model_timeout -1: the one model served never stops for being idle
+    manager = ModelManager(loader=loader, generation_state=state, model_timeout=-1, force_model=model)
+    app = build_server(manager, ChatCompletionHandler(manager, state, chat_template_kwargs={}),
+                       completion_handler=CompletionHandler(manager, state),
+                       response_handler=ResponseHandler(manager, state, chat_template_kwargs={}),
+                       transcription_handler=TranscriptionHandler(manager),
+                       systemone_handler=SystemOneHandler(manager, state, chat_template_kwargs={}))
+    engine = manager.get_engine(model)
+    return app, manager, None, engine.processor, engine.model_config
 
 
 def _template_source(name: str) -> str:
@@ -530,5 +555,8 @@ class Server:
         if self.thread is not None:
             self.thread.join(timeout=10)
         state = getattr(self.app, "state", None)
-        if state is not None:
+        if state is not None:  # transformers before 5.25: its generation thread
             state.shutdown()
+        manager = getattr(self.app, "manager", None)
+        if manager is not None and hasattr(manager, "is_dead"):  # 5.25 on: the model's process
+            manager.shutdown()

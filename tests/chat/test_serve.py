@@ -41,7 +41,8 @@ def test_models_completions_chat_and_streaming(served, client):
                                                  max_tokens=4, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(chunks) >= 3 and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
-    assert chunks[-1].choices[0].finish_reason in ("length", "stop") and isinstance(text, str)
+    last = [c for c in chunks if c.choices][-1]  # transformers 5.25 on sends the usage in a chunk of its own
+    assert last.choices[0].finish_reason in ("length", "stop") and isinstance(text, str)
 
 
 def raw(served, body: bytes | str, path: str = "/chat/completions", headers: dict | None = None):
@@ -139,14 +140,3 @@ def test_a_real_chat_model_answers_and_stops_at_its_end_of_turn(smollm2):
     finally:
         server.stop()
         torch.set_num_threads(threads)
-
-
-def test_a_transformers_whose_serving_code_was_rebuilt_gets_a_clear_error():
-    from hare.chat.serve import _check_transformers
-
-    for fine in ("5.0.0", "5.24.0", "5.24.1.dev0"):
-        _check_transformers(fine)
-    for rebuilt in ("5.25.0", "5.25.0.dev0", "5.30.1", "6.0.0"):
-        with pytest.raises(RuntimeError, match="below 5.25"):
-            _check_transformers(rebuilt)
-    _check_transformers()  # the installed one (pyproject.toml asks for <5.25)

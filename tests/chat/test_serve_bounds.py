@@ -115,3 +115,45 @@ def test_sse_editor_holds_events_split_across_messages():
     assert first.count(b"data: ") == 2 and seen == ["a"]
     rest = ed.feed(b'ces": [{"delta": {"content": "b"}}]}\n\ndata: {"error": "x"}\n\n', final=True)
     assert seen == ["a", "b"] and rest.count(b'"b"') == 2 and rest.endswith(b'data: {"error": "x"}\n\n')
+
+
+def _children(pid: int) -> set[int]:
+    import os
+
+    out = set()
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                stat = open(f"/proc/{p}/stat", encoding="ascii").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.add(int(p))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat", encoding="ascii").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_hare_serve_leaves_no_process_behind(tiny_base):
+    """transformers 5.25 on runs the model in a process of its own: a ``kill -9`` of the server takes it too."""
+    import signal
+    import time
+
+    server = ServeProcess(tiny_base, "--max-tokens", "2")
+    try:
+        assert httpx2.post(server.url + "/completions", json={"prompt": "hi", "max_tokens": 1}, timeout=60).is_success
+        children = _children(server.proc.pid)
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(timeout=20)
+        deadline = time.monotonic() + 30
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [c for c in children if _alive(c)], server.output()
+    finally:
+        server.stop()
