@@ -143,7 +143,8 @@ def main() -> None:
     model_dir = Path(args.model) if args.model else out / "sft" / "model"
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    results = {"functional tokens": score(ToolCaller(model, tok, lib), test, lib)}
+    samples: list[dict] = []  # every held-out answer, then every unseen one (samples.jsonl)
+    results = {"functional tokens": score(ToolCaller(model, tok, lib), test, lib, samples=samples)}
     results["tf-idf retrieval"] = score(RetrievalBaseline(lib, train), test, lib, arguments=False)
     shown = dict(results)
     if args.against:
@@ -151,7 +152,8 @@ def main() -> None:
         shown = {"functional tokens (before)": before, **results}
     table = markdown(shown)
     unseen = load_labelled(args.unseen or Path(lib.path).with_suffix(".unseen.json"), lib)
-    u = score(ToolCaller(model, tok, lib), unseen, lib)
+    u = score(ToolCaller(model, tok, lib), unseen, lib, samples=samples)
+    write_jsonl(out / "samples.jsonl", samples)
     results["unseen"] = u
     o = u["overall"]
     broken = sum(f["no_valid_call"] for f in u["functions"].values())

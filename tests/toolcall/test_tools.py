@@ -159,10 +159,18 @@ def test_functional_tokens_start_from_their_descriptions(tmp_path, lib, reviews)
 def test_retrieval_baseline_runs_on_held_out_families(lib):
     ex = build_examples(lib, seed=0)
     base = RetrievalBaseline(lib, [e for e in ex if e.split == "train"])
-    res = score(base, [e for e in ex if e.split == "test"], lib, arguments=False)
+    test = [e for e in ex if e.split == "test"]
+    samples: list[dict] = []
+    res = score(base, test, lib, arguments=False, samples=samples)
     assert set(res["functions"]) >= {f.name for f in lib.functions}
     assert 0 < res["overall"]["function_accuracy"] <= 1
     assert res["overall"]["irrelevance"] is not None
+    # every answer logged, in order, and the logged outcomes add up to the table's accuracy
+    assert [s["query"] for s in samples] == [e.query for e in test]
+    assert sum(s["function_ok"] for s in samples) / len(samples) == pytest.approx(
+        res["overall"]["function_accuracy"], abs=1e-4)
+    refused = [s for s in samples if s["expected"] == {"refusal": True}]
+    assert refused and all(("call" in s["answer"]) != s["function_ok"] for s in refused)
 
 
 def test_tools_commands(tmp_path, capsys):
@@ -173,8 +181,10 @@ def test_tools_commands(tmp_path, capsys):
     train, test = (list(read_jsonl(tmp_path / "d" / f"{s}.jsonl")) for s in ("train", "test"))
     assert train and test and not {r["family"] for r in train} & {r["family"] for r in test}
     assert test[0]["messages"][-1]["content"].startswith("<nexa_")
-    assert main(["eval-tools", "--out", str(tmp_path / "r.json")]) == 0
+    assert main(["eval-tools", "--out", str(tmp_path / "r.json"), "--log-samples"]) == 0
     out = capsys.readouterr().out
+    logged = list(read_jsonl(tmp_path / "r.samples.jsonl"))
+    assert logged and {r["caller"] for r in logged} == {"tf-idf retrieval"} and "answer" in logged[0]
     assert "tf-idf retrieval: function acc" in out and "**overall**" in out
     assert main(["eval-tools", "--data", str(tmp_path / "d" / "test.jsonl")]) == 2
 

@@ -47,16 +47,30 @@ class Scored:
         return isinstance(self.result, Call) and self.result.name == self.example.function and \
             self.result.arguments == self.example.arguments
 
+    def record(self) -> dict:
+        """The query, what was expected and what came back, as one JSON line (lm-eval's logged samples)."""
+        r = self.result
+        answer = ({"call": r.name, "arguments": r.arguments} if isinstance(r, Call) else
+                  {"refusal": True} if isinstance(r, Refusal) else {"no_valid_call": r.reason, "text": r.text})
+        return {"query": self.example.query, "family": self.example.family,
+                "expected": {"call": self.example.function, "arguments": self.example.arguments}
+                if self.example.function else {"refusal": True},
+                "answer": answer, "function_ok": self.function_ok, "exact": self.exact,
+                "seconds": round(self.seconds, 4)}
+
 
 def score(caller: Callable[[str], object], examples: list[Example], library: Library,
-          arguments: bool = True) -> dict:
+          arguments: bool = True, samples: list | None = None) -> dict:
     """Run ``caller(query)`` (``(result, seconds)`` or a ``Decoded``) on ``examples``; the
-    per-function table and the totals."""
+    per-function table and the totals. ``samples``, when given, gets every query's ``Scored.record``
+    in the order of ``examples``."""
     rows: dict[str, list[Scored]] = defaultdict(list)
     for ex in examples:
         out = caller(ex.query)
         result, seconds = (out.result, out.seconds) if hasattr(out, "result") else out
         rows[ex.function or REFUSE].append(Scored(ex, result, seconds))
+        if samples is not None:
+            samples.append(rows[ex.function or REFUSE][-1].record())
     table = {}
     for name in [f.name for f in library.functions if f.name in rows] + ([REFUSE] if REFUSE in rows else []):
         s = rows[name]
