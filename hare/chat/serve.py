@@ -232,6 +232,7 @@ class Guard:
         self.request_hooks: list[Callable[[str, dict], None]] = []
         self.response_hooks: list[Callable[[str, dict], dict]] = []
         self.stream_hooks: list[Callable[[str], Callable[[dict], list[dict]] | None]] = []
+        self.stop_engine: Callable[[], None] | None = None  # build_app sets it; Server.stop calls it
 
     @property
     def has_chat_template(self) -> bool:
@@ -435,71 +436,57 @@ def build_app(model: str | Path, limits: Limits | None = None, api_key: str | No
     from transformers.utils import logging as hf_logging
 
     hf_logging.get_logger("transformers").setLevel(logging.ERROR)  # a line per request otherwise
-    try:
-        from transformers.cli.serving import model_manager as serving
-    except ImportError as e:
-        raise ImportError(f"hare serve needs fastapi and uvicorn: pip install 'hare[serve]' ({e})") from None
-    build = _build_process if hasattr(serving, "ModelLoader") else _build_thread
-    app, manager, state, tokenizer, config = build(model, device, dtype, continuous_batching)
-    if chat_template is not None:  # the API server's process renders the template, in both layouts
+    app, stop, tokenizer, config = _build_engine(model, device, dtype, continuous_batching)
+    if chat_template is not None:  # this process renders the template, in both layouts
         tokenizer.chat_template = _template_source(chat_template)
     limits = limits or Limits()
     if limits.max_prompt_tokens is None:
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
-        context = getattr(text, "max_position_embeddings", None)
+        context = getattr(config.get_text_config(), "max_position_embeddings", None)
         limits = dataclasses.replace(limits, max_prompt_tokens=int(context) if context else None)
     guard = Guard(app, model, limits, api_key, tokenizer=tokenizer)
-    guard.manager, guard.state = manager, state  # type: ignore[attr-defined]
+    guard.stop_engine = stop
     return guard
 
 
-def _build_thread(model: str, device: str, dtype: str, continuous_batching: bool) -> tuple:
-    """transformers 5.0 to 5.24: the model runs in this process, on the generation state's thread."""
-    from transformers.cli.serving.chat_completion import ChatCompletionHandler
-    from transformers.cli.serving.completion import CompletionHandler
-    from transformers.cli.serving.model_manager import ModelManager
-    from transformers.cli.serving.response import ResponseHandler
-    from transformers.cli.serving.server import build_server
-    from transformers.cli.serving.systemone import SystemOneHandler
-    from transformers.cli.serving.transcription import TranscriptionHandler
-    from transformers.cli.serving.utils import GenerationState
+def _build_engine(model: str, device: str, dtype: str, continuous_batching: bool) -> tuple:
+    """transformers' app for ``model``, the function that stops its engine, and the tokenizer and config
+    this process keeps. Either layout ``transformers.cli.serving`` has had: before 5.25 the model runs
+    in this process, on the generation state's thread; from 5.25 a ``ModelLoader`` runs it in a process
+    of its own (started and loaded now; it also exits with this process), while this process renders
+    the chat template and tokenizes, so the template override and the prompt bound apply here."""
+    try:
+        from transformers.cli.serving import model_manager
+        from transformers.cli.serving.chat_completion import ChatCompletionHandler
+        from transformers.cli.serving.completion import CompletionHandler
+        from transformers.cli.serving.response import ResponseHandler
+        from transformers.cli.serving.server import build_server
+        from transformers.cli.serving.systemone import SystemOneHandler
+        from transformers.cli.serving.transcription import TranscriptionHandler
+        from transformers.cli.serving.utils import GenerationState
+    except ImportError as e:
+        raise ImportError(f"hare serve needs fastapi and uvicorn: pip install 'hare[serve]' ({e})") from None
 
-    manager = ModelManager(device=device, dtype=dtype, continuous_batching=continuous_batching, force_model=model)
     state = GenerationState(continuous_batching=continuous_batching, compile=False, cb_config=None)
+    in_process = not hasattr(model_manager, "ModelLoader")
+    if in_process:
+        manager = model_manager.ModelManager(device=device, dtype=dtype, continuous_batching=continuous_batching,
+                                             force_model=model)
+        extra, transcription = {"generation_state": state}, TranscriptionHandler(manager, state)
+    else:  # model_timeout -1: the one model served never stops for being idle
+        loader = model_manager.ModelLoader(device=device, dtype=dtype, continuous_batching=continuous_batching)
+        manager = model_manager.ModelManager(loader=loader, generation_state=state, model_timeout=-1,
+                                             force_model=model)
+        extra, transcription = {}, TranscriptionHandler(manager)
     app = build_server(manager, ChatCompletionHandler(manager, state, chat_template_kwargs={}),
                        completion_handler=CompletionHandler(manager, state),
                        response_handler=ResponseHandler(manager, state, chat_template_kwargs={}),
-                       transcription_handler=TranscriptionHandler(manager, state),
-                       systemone_handler=SystemOneHandler(manager, state, chat_template_kwargs={}),
-                       generation_state=state)
-    loaded, tokenizer = manager.load_model_and_processor(manager.process_model_name(model))
-    return app, manager, state, tokenizer, loaded.config
-
-
-def _build_process(model: str, device: str, dtype: str, continuous_batching: bool) -> tuple:
-    """transformers 5.25 on: the model runs in a process of its own (started and loaded now, stopped by
-    ``Server.stop`` or with this process); this process keeps its tokenizer and config, renders the chat
-    template and tokenizes, so the template override and the prompt bound apply here."""
-    from transformers.cli.serving.chat_completion import ChatCompletionHandler
-    from transformers.cli.serving.completion import CompletionHandler
-    from transformers.cli.serving.model_manager import ModelLoader, ModelManager
-    from transformers.cli.serving.response import ResponseHandler
-    from transformers.cli.serving.server import build_server
-    from transformers.cli.serving.systemone import SystemOneHandler
-    from transformers.cli.serving.transcription import TranscriptionHandler
-    from transformers.cli.serving.utils import GenerationState
-
-    state = GenerationState(continuous_batching=continuous_batching, compile=False, cb_config=None)
-    loader = ModelLoader(device=device, dtype=dtype, continuous_batching=continuous_batching)
-    # model_timeout -1: the one model served never stops for being idle
-    manager = ModelManager(loader=loader, generation_state=state, model_timeout=-1, force_model=model)
-    app = build_server(manager, ChatCompletionHandler(manager, state, chat_template_kwargs={}),
-                       completion_handler=CompletionHandler(manager, state),
-                       response_handler=ResponseHandler(manager, state, chat_template_kwargs={}),
-                       transcription_handler=TranscriptionHandler(manager),
-                       systemone_handler=SystemOneHandler(manager, state, chat_template_kwargs={}))
+                       transcription_handler=transcription,
+                       systemone_handler=SystemOneHandler(manager, state, chat_template_kwargs={}), **extra)
+    if in_process:
+        loaded, tokenizer = manager.load_model_and_processor(manager.process_model_name(model))
+        return app, state.shutdown, tokenizer, loaded.config
     engine = manager.get_engine(model)
-    return app, manager, None, engine.processor, engine.model_config
+    return app, manager.shutdown, engine.processor, engine.model_config
 
 
 def _template_source(name: str) -> str:
@@ -554,9 +541,6 @@ class Server:
             self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(timeout=10)
-        state = getattr(self.app, "state", None)
-        if state is not None:  # transformers before 5.25: its generation thread
-            state.shutdown()
-        manager = getattr(self.app, "manager", None)
-        if manager is not None and hasattr(manager, "is_dead"):  # 5.25 on: the model's process
-            manager.shutdown()
+        stop = getattr(self.app, "stop_engine", None)  # the generation thread or the model's process
+        if stop is not None:
+            stop()

@@ -16,6 +16,9 @@ def run(args: argparse.Namespace) -> int:
     from hare.chat.toolcall.score import PromptedCaller, RetrievalBaseline, markdown, score
     from hare.chat.toolcall.library import load_library
 
+    if args.log_samples and not args.out:
+        print("error: --log-samples writes beside --out: give --out FILE.json", file=sys.stderr)
+        return 2
     lib = load_library(args.library)
     if args.data:
         rows = [r for r in read_jsonl(args.data)]

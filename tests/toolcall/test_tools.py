@@ -187,6 +187,7 @@ def test_tools_commands(tmp_path, capsys):
     assert logged and {r["caller"] for r in logged} == {"tf-idf retrieval"} and "answer" in logged[0]
     assert "tf-idf retrieval: function acc" in out and "**overall**" in out
     assert main(["eval-tools", "--data", str(tmp_path / "d" / "test.jsonl")]) == 2
+    assert main(["eval-tools", "--log-samples"]) == 2  # nowhere to write them
 
 
 def test_functional_tokens_survive_decoding_without_special_tokens(tmp_path, lib, reviews):

@@ -68,7 +68,8 @@ def _fill(template: str, args: dict[str, str], slots: dict[str, list], rng: rand
 
 def load_queries(library: Library, queries: str | Path | None = None) -> dict:
     """The query file (``queries``, or the one beside the library) as a dict; a family's
-    ``"paraphrase"`` flag, where set, must be true or false."""
+    ``"paraphrase"`` flag, where set, must be true or false, and each slot's ``vague`` words a list of
+    strings."""
     path = Path(queries) if queries is not None else queries_path(library)
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
@@ -82,6 +83,9 @@ def load_queries(library: Library, queries: str | Path | None = None) -> dict:
             if not isinstance(fam.get("paraphrase", True), bool):
                 raise LibraryError(f"{path}: {name} family {i}: \"paraphrase\" must be true or false, "
                                    f"not {fam['paraphrase']!r}")
+    for slot, words in spec.get("vague", {}).items():
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
+            raise LibraryError(f"{path}: vague words of {{{slot}}} must be a list of strings, not {words!r}")
     return spec
 
 
@@ -183,13 +187,11 @@ def build_examples(library: Library, queries: str | Path | None = None, per_temp
 
 def _ablations(library: Library, spec: dict, groups: list, examples: list[Example], seed: int,
                path: Path) -> list[Example]:
-    vague = spec.get("vague", {})
-    for slot, words in vague.items():
-        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
-            raise LibraryError(f"{path}: vague words of {{{slot}}} must be a list of strings")
+    """``build_examples(ablate=True)``'s refusals: one per template of a training family that names a
+    slot with ``vague`` words filling a required argument."""
+    vague, slots = spec.get("vague", {}), spec.get("slots", {})
     train = {e.family for e in examples if e.split == "train"}
     rng = random.Random(f"hare-tools-{seed}-ablate")
-    slots = spec.get("slots", {})
     out: list[Example] = []
     for function, label, families, default_args in groups:
         if function is None:
@@ -198,9 +200,8 @@ def _ablations(library: Library, spec: dict, groups: list, examples: list[Exampl
         for i, fam in enumerate(families):
             if f"{label}/{i}" not in train:
                 continue
-            args = fam.get("arguments", default_args)
-            needed = [m.group(1) for p, ref in args.items() if p in required
-                      for m in [SLOT.fullmatch(str(ref))] if m and m.group(1) in vague]
+            refs = [SLOT.fullmatch(str(ref)) for p, ref in fam.get("arguments", default_args).items() if p in required]
+            needed = {m.group(1) for m in refs if m and m.group(1) in vague}
             for t, template in enumerate(fam["templates"]):
                 names = [n for n in dict.fromkeys(SLOT.findall(template)) if n in needed]
                 if not names:

@@ -24,6 +24,7 @@ from typing import Callable
 from hare.chat.toolcall.check import Call, NoCall, Refusal, ast_check
 from hare.chat.toolcall.data import Example
 from hare.chat.toolcall.library import Library
+from hare.core.progress import progress
 
 REFUSE = "(refuse)"
 
@@ -62,15 +63,16 @@ class Scored:
 def score(caller: Callable[[str], object], examples: list[Example], library: Library,
           arguments: bool = True, samples: list | None = None) -> dict:
     """Run ``caller(query)`` (``(result, seconds)`` or a ``Decoded``) on ``examples``; the
-    per-function table and the totals. ``samples``, when given, gets every query's ``Scored.record``
+    per-function table and the totals, with a progress bar (rate, ETA). ``samples``, when given, gets every query's ``Scored.record``
     in the order of ``examples``."""
     rows: dict[str, list[Scored]] = defaultdict(list)
-    for ex in examples:
+    for ex in progress(examples, f"scoring {type(caller).__name__}", total=len(examples), unit="query"):
         out = caller(ex.query)
         result, seconds = (out.result, out.seconds) if hasattr(out, "result") else out
-        rows[ex.function or REFUSE].append(Scored(ex, result, seconds))
+        scored = Scored(ex, result, seconds)
+        rows[ex.function or REFUSE].append(scored)
         if samples is not None:
-            samples.append(rows[ex.function or REFUSE][-1].record())
+            samples.append(scored.record())
     table = {}
     for name in [f.name for f in library.functions if f.name in rows] + ([REFUSE] if REFUSE in rows else []):
         s = rows[name]
