@@ -20,7 +20,8 @@ for training), with the answers that break their schema counted.
 (``hare.commands.tools_paraphrase``; ``--teacher``, packaged SmolLM2 by default, cached in
 ``--out``) to the training queries; ``--against OUT/results.json`` of an earlier run prints its
 figures beside this run's (the held-out queries are the same with or without paraphrases);
-``--model DIR`` scores an already fine-tuned model instead of fine-tuning.
+``--model DIR`` scores an already fine-tuned model instead of fine-tuning; ``--soup DIR DIR ...``
+scores the average of several (``hare soup``: e.g. the exports of runs with ``--sft-seed`` 0, 1, 2).
 
 Prints the table, the fine-tuning time and the totals, and writes ``results.json`` and
 ``results.md`` into ``--out``.
@@ -74,6 +75,9 @@ def main() -> None:
                     help="an earlier run's results.json, printed beside this run's")
     ap.add_argument("--model", default=None, metavar="DIR",
                     help="score this fine-tuned model (a hare sft --tools export) instead of fine-tuning")
+    ap.add_argument("--soup", nargs="+", default=None, metavar="DIR",
+                    help="score the model soup of these fine-tuned models (hare soup into OUT/soup: their weights "
+                         "averaged) instead of fine-tuning")
     ap.add_argument("--unseen", default=None,
                     help="hand-labelled queries scored apart (default: the library's phone.unseen.json)")
     ap.add_argument("--threads", type=int, default=0)
@@ -129,7 +133,10 @@ def main() -> None:
     t0 = time.perf_counter()
     flags = ((["--threads", str(args.threads)] if args.threads else []) + ([] if args.packing else ["--no-packing"])
              + (["--padded"] if args.padded else []) + (["--neftune", str(args.neftune)] if args.neftune else []))
-    if args.model is None:
+    if args.model and args.soup:
+        raise SystemExit("give --model or --soup, not both")
+    given = args.model or args.soup
+    if not given:
         code = hare(["sft", str(base), str(out / "train.jsonl"), "--tools", lib.path, "--out", str(out / "sft"),
                      "--template", "chatml", "--epochs", str(args.epochs), "--lr", str(args.lr),
                      "--batch-size", str(batch), "--max-length", str(args.max_length), "--eval-fraction", "0",
@@ -137,10 +144,14 @@ def main() -> None:
         if code != 0:
             raise SystemExit(code)
     sft_seconds = time.perf_counter() - t0
-    if args.model is None:
+    if not given:
         print(f"fine-tuning: {sft_seconds / 60:.1f} min")
+    if args.soup:
+        code = hare(["soup", str(out / "soup"), *args.soup])
+        if code != 0:
+            raise SystemExit(code)
 
-    model_dir = Path(args.model) if args.model else out / "sft" / "model"
+    model_dir = Path(args.model) if args.model else out / "soup" if args.soup else out / "sft" / "model"
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     samples: list[dict] = []  # every held-out answer, then every unseen one (samples.jsonl)
@@ -176,14 +187,15 @@ def main() -> None:
                   f"retrieval {same['tf-idf retrieval']['function_accuracy']:.1%}, the base model prompted with the "
                   f"tool schemas {o['function_accuracy']:.1%} (exact call {o['exact_call']:.1%}, irrelevance "
                   f"{(o['irrelevance'] or 0):.1%}, {o['latency_s']:.1f} s per call).\n")
-    table += (f"\nScored {model_dir} (not fine-tuned here).\n" if args.model else
+    table += (f"\nScored {model_dir} (not fine-tuned here).\n" if given else
               f"\nFine-tuning {base.name} on {len(train)} queries: {sft_seconds / 60:.1f} min on this machine.\n")
     print(table)
     write_json(out / "results.json", {"results": results, "sft_seconds": round(sft_seconds, 1),
                                       "base": str(base), "train_queries": len(train), "test_queries": len(test),
                                       "paraphrase": args.paraphrase, "paraphrase_refusals": args.paraphrase_refusals,
                                       "keep_refusal_share": args.keep_refusal_share, "ablate": args.ablate,
-                                      "seed": args.seed, "sft_seed": args.sft_seed})
+                                      "seed": args.seed, "sft_seed": args.sft_seed, "model": str(model_dir),
+                                      "soup": args.soup})
     write_text(out / "results.md", table)
     print(json.dumps({k: v.get("overall", v) for k, v in results.items()}, indent=1))
 

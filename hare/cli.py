@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "schema": "schema",
     "tools-data": "tools_data",
     "eval-tools": "eval_tools",
+    "soup": "soup",
     "study": "study",
 }
 
