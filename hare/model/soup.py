@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hare.core.io import DataError, sha256_file, write_json
+from hare.core.progress import progress
 
 SOUP_FILE = "soup.json"
 # config.json keys that do not describe the network (where it was loaded from, which library saved it)
@@ -115,7 +116,7 @@ def soup(models: Sequence[str | Path], out: str | Path, weights: Sequence[float]
         return handles[path].get_tensor(name)
 
     averaged: dict[str, torch.Tensor] = {}
-    for name in sorted(names):
+    for name in progress(sorted(names), "soup", total=len(names), unit="tensor"):
         first = tensor(0, name)
         acc = first.to(torch.float64) * weights[0]
         for i in range(1, len(models)):
