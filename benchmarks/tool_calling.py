@@ -73,11 +73,12 @@ def main() -> None:
                     help="the paraphrasing teacher: the packaged SmolLM2-135M-Instruct or a local model folder")
     ap.add_argument("--against", default=None, metavar="RESULTS_JSON",
                     help="an earlier run's results.json, printed beside this run's")
-    ap.add_argument("--model", default=None, metavar="DIR",
-                    help="score this fine-tuned model (a hare sft --tools export) instead of fine-tuning")
-    ap.add_argument("--soup", nargs="+", default=None, metavar="DIR",
-                    help="score the model soup of these fine-tuned models (hare soup into OUT/soup: their weights "
-                         "averaged) instead of fine-tuning")
+    scored = ap.add_mutually_exclusive_group()
+    scored.add_argument("--model", default=None, metavar="DIR",
+                        help="score this fine-tuned model (a hare sft --tools export) instead of fine-tuning")
+    scored.add_argument("--soup", nargs="+", default=None, metavar="DIR",
+                        help="score the model soup of these fine-tuned models (hare soup into OUT/soup: their "
+                             "weights averaged) instead of fine-tuning")
     ap.add_argument("--unseen", default=None,
                     help="hand-labelled queries scored apart (default: the library's phone.unseen.json)")
     ap.add_argument("--threads", type=int, default=0)
@@ -133,8 +134,6 @@ def main() -> None:
     t0 = time.perf_counter()
     flags = ((["--threads", str(args.threads)] if args.threads else []) + ([] if args.packing else ["--no-packing"])
              + (["--padded"] if args.padded else []) + (["--neftune", str(args.neftune)] if args.neftune else []))
-    if args.model and args.soup:
-        raise SystemExit("give --model or --soup, not both")
     given = args.model or args.soup
     if not given:
         code = hare(["sft", str(base), str(out / "train.jsonl"), "--tools", lib.path, "--out", str(out / "sft"),

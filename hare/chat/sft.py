@@ -37,7 +37,7 @@ from typing import Any
 
 from hare.chat.data import read_chats, split
 from hare.chat.template import has_generation_markers, prepare, without_generation_markers
-from hare.core.io import RecordError, atomic_open, read_jsonl, write_jsonl
+from hare.core.io import RecordError, atomic_dir, atomic_open, read_jsonl, write_jsonl
 from hare.core.progress import Progress
 from hare.core.step import Stats
 from hare.chat.config import SftConfig
@@ -209,21 +209,18 @@ def truncated(dataset, max_length: int):
 
 def export(model, tokenizer, folder: Path) -> None:
     """Save a Hugging Face folder atomically: built aside, then renamed over ``folder``."""
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     if hasattr(model, "merge_and_unload"):  # LoRA: the export holds merged, plain weights
         model = model.merge_and_unload()
     model.config.use_cache = True
-    model.save_pretrained(tmp, safe_serialization=True)
     template = tokenizer.chat_template
-    if isinstance(template, str):
-        tokenizer.chat_template = without_generation_markers(template)
-    tokenizer.save_pretrained(tmp)
-    tokenizer.chat_template = template
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if isinstance(template, str):
+            tokenizer.chat_template = without_generation_markers(template)
+        try:
+            tokenizer.save_pretrained(tmp)
+        finally:
+            tokenizer.chat_template = template
 
 
 def sft(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, seed: int = 1234,

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import zlib
 from pathlib import Path
@@ -343,6 +344,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(folder: str | Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``folder`` (``.NAME.tmp``); if the block succeeds it replaces
+    ``folder``, otherwise it is removed. A killed run leaves only that hidden folder, which the next
+    call clears, never a half-written ``folder``."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def remove_stale_temps(folder: str | Path) -> int:

@@ -9,19 +9,18 @@ shapes and dtypes, or a ``DataError`` that names the first difference. It reads 
 time from every ingredient (safetensors, single or sharded), sums in float64 and writes the
 result in the ingredients' dtype, beside a copy of the first ingredient's other files and
 ``soup.json`` (the ingredients, their weights and their weights files' SHA-256). The folder is
-built aside and renamed into place: a killed run leaves nothing half-written, and the same
-ingredients give the same bytes.
+built aside and renamed into place (``atomic_dir``): a killed run leaves nothing half-written,
+and the same ingredients give the same bytes.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from hare.core.io import DataError, sha256_file, write_json
+from hare.core.io import DataError, atomic_dir, sha256_file, write_json
 from hare.core.progress import progress
 
 SOUP_FILE = "soup.json"
@@ -31,19 +30,44 @@ _CONFIG_NOTES = {"_name_or_path", "transformers_version", "architectures"}
 _SAME_FILES = ("tokenizer.json", "tools.json")
 
 
+INDEX = "model.safetensors.index.json"
+
+
+def _json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def _open(path: Path):
+    """``safe_open(path)``, its errors (which do not name the file) as a ``DataError`` that does."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such weights file")
+    try:
+        return safe_open(path, framework="pt")
+    except Exception as e:
+        raise DataError(f"{path}: not a readable safetensors file ({e})") from None
+
+
 def weights_files(folder: Path) -> dict[str, Path]:
     """Each tensor's name -> the safetensors file that holds it (``model.safetensors`` or the
     shards its index names)."""
-    from safetensors import safe_open
-
-    index = folder / "model.safetensors.index.json"
+    index = folder / INDEX
     if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        weight_map = _json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise DataError(f"{index}: no \"weight_map\" object (tensor name -> shard file)")
         return {name: folder / file for name, file in weight_map.items()}
     single = folder / "model.safetensors"
     if not single.is_file():
         raise DataError(f"{folder}: no model.safetensors (nor a sharded index): not a saved model folder")
-    with safe_open(single, framework="pt") as f:
+    with _open(single) as f:
         return {name: single for name in f.keys()}
 
 
@@ -51,15 +75,15 @@ def _config(folder: Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
         raise DataError(f"{folder}: no config.json: not a saved model folder")
-    return {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k not in _CONFIG_NOTES}
+    return {k: v for k, v in _json(path).items() if k not in _CONFIG_NOTES}
 
 
-def check_ingredients(models: Sequence[Path]) -> dict[str, Path]:
+def check_ingredients(models: Sequence[Path]) -> list[dict[str, Path]]:
     """Raise ``DataError`` unless every folder holds the same network, tokenizer and tool library;
-    returns the first folder's tensor map."""
+    returns each folder's tensor map (``weights_files``)."""
     first = models[0]
     config = _config(first)
-    names = weights_files(first)
+    maps = [weights_files(first)]
     for other in models[1:]:
         theirs = _config(other)
         diff = sorted(k for k in set(config) | set(theirs) if config.get(k) != theirs.get(k))
@@ -71,18 +95,17 @@ def check_ingredients(models: Sequence[Path]) -> dict[str, Path]:
             if a.is_file() != b.is_file() or (a.is_file() and a.read_bytes() != b.read_bytes()):
                 raise DataError(f"{other}: its {name} differs from {first}'s: a soup needs the same "
                                 f"{'tokenizer' if name == 'tokenizer.json' else 'tool library'} in every model")
-        their_names = weights_files(other)
-        if set(their_names) != set(names):
-            missing = sorted(set(names) ^ set(their_names))
+        maps.append(weights_files(other))
+        if set(maps[-1]) != set(maps[0]):
+            missing = sorted(set(maps[0]) ^ set(maps[-1]))
             raise DataError(f"{other}: its tensors differ from {first}'s ({', '.join(missing[:3])} ...)")
-    return names
+    return maps
 
 
 def soup(models: Sequence[str | Path], out: str | Path, weights: Sequence[float] | None = None) -> dict[str, Any]:
     """Write the weighted average of ``models`` (uniform without ``weights``) as a model folder
     ``out``; returns what ``soup.json`` records. ``out`` is replaced only if it is an earlier soup."""
     import torch
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
     models = [Path(m) for m in models]
@@ -98,57 +121,41 @@ def soup(models: Sequence[str | Path], out: str | Path, weights: Sequence[float]
         weights = [1.0 / len(models)] * len(models)
     if len(weights) != len(models) or any(not w > 0 for w in weights):
         raise DataError(f"{len(weights)} weights for {len(models)} models; each must be above 0")
-    total = float(sum(weights))
-    weights = [w / total for w in weights]
+    weights = [w / float(sum(weights)) for w in weights]
     if out.exists() and not (out / SOUP_FILE).is_file():
         raise DataError(f"{out} exists and is not a soup: give a new folder")
     if out.resolve() in {m.resolve() for m in models}:
         raise DataError(f"{out} is one of the ingredients")
 
-    names = check_ingredients(models)
-    maps = [names] + [weights_files(m) for m in models[1:]]
-    handles: dict[Path, Any] = {}
-
-    def tensor(i: int, name: str) -> torch.Tensor:
-        path = maps[i][name]
-        if path not in handles:
-            handles[path] = safe_open(path, framework="pt")
-        return handles[path].get_tensor(name)
-
+    maps = check_ingredients(models)
+    files = {p: _open(p) for m in maps for p in set(m.values())}
     averaged: dict[str, torch.Tensor] = {}
-    for name in progress(sorted(names), "soup", total=len(names), unit="tensor"):
-        first = tensor(0, name)
-        acc = first.to(torch.float64) * weights[0]
-        for i in range(1, len(models)):
-            t = tensor(i, name)
+    for name in progress(sorted(maps[0]), "soup", total=len(maps[0]), unit="tensor"):
+        first, *rest = [files[m[name]].get_tensor(name) for m in maps]
+        for model, t in zip(models[1:], rest):
             if t.shape != first.shape or t.dtype != first.dtype:
-                raise DataError(f"{models[i]}: {name} is {tuple(t.shape)} {t.dtype}, "
+                raise DataError(f"{model}: {name} is {tuple(t.shape)} {t.dtype}, "
                                 f"{models[0]} has {tuple(first.shape)} {first.dtype}")
-            acc += t.to(torch.float64) * weights[i]
-        if not first.is_floating_point() and any(not torch.equal(first, tensor(i, name))
-                                                 for i in range(1, len(models))):
+        if first.is_floating_point():
+            averaged[name] = sum(t.to(torch.float64) * w for t, w in zip([first, *rest], weights)).to(first.dtype)
+        elif any(not torch.equal(first, t) for t in rest):
             raise DataError(f"{name} holds integers that differ between the models: they cannot be averaged")
-        averaged[name] = acc.to(first.dtype) if first.is_floating_point() else first
-    handles.clear()
+        else:
+            averaged[name] = first
+    files.clear()
 
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for f in sorted(models[0].iterdir()):
-        if f.is_file() and not f.name.startswith("model.safetensors") and f.name != SOUP_FILE \
-                and not f.name.startswith("model-"):
-            shutil.copy2(f, tmp / f.name)
-    save_file(averaged, tmp / "model.safetensors", metadata={"format": "pt"})
     record = {
         "method": "linear (Wortsman et al. 2022, model soups)",
         "ingredients": [{"path": str(m), "weight": w,
-                         "weights_sha256": [sha256_file(p) for p in sorted(set(weights_files(m).values()))]}
-                        for m, w in zip(models, weights)],
+                         "weights_sha256": [sha256_file(p) for p in sorted(set(files_of.values()))]}
+                        for m, w, files_of in zip(models, weights, maps)],
         "tensors": len(averaged),
     }
-    write_json(tmp / SOUP_FILE, record)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    weights_names = {p.name for p in maps[0].values()} | {INDEX, SOUP_FILE}
+    with atomic_dir(out) as tmp:
+        for f in sorted(models[0].iterdir()):
+            if f.is_file() and f.name not in weights_names:
+                shutil.copy2(f, tmp / f.name)
+        save_file(averaged, tmp / "model.safetensors", metadata={"format": "pt"})
+        write_json(tmp / SOUP_FILE, record)
     return record

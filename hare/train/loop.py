@@ -21,10 +21,8 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import os
 import platform
 import random
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ import numpy as np
 import torch
 
 from hare.core import dist
-from hare.core.io import atomic_open
+from hare.core.io import atomic_dir, atomic_open
 from hare.core.progress import Progress
 from hare.core.tokenizer import load_tokenizer
 from hare.model.perplexity import perplexity
@@ -569,14 +567,9 @@ def _tensorboard(out: Path):
 
 def export_model(model, tokenizer, folder: Path) -> None:
     """Save a Hugging Face folder (config, safetensors, tokenizer) atomically: built aside, then renamed."""
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
 
 
 def heldout_scorer(cfg: TrainConfig, corpus_dir: Path, tokenizer, seq_len: int):

@@ -76,6 +76,8 @@ def test_a_soup_of_copies_is_the_model_bit_for_bit(three, tmp_path):
     (lambda m: (m / "tools.json").write_text('{"functions": [1]}'), "tools.json differs"),
     (lambda m: (m / "tokenizer.json").write_text("{}"), "tokenizer.json differs"),
     (lambda m: (m / "model.safetensors").unlink(), "no model.safetensors"),
+    (lambda m: (m / "model.safetensors").write_bytes(b"\x10\x00not safetensors"), "not a readable safetensors file"),
+    (lambda m: (m / "config.json").write_text('{"model_type": "mistral",\n  oops}'), r"config.json: line 2: not JSON"),
 ])
 def test_models_that_do_not_match_are_refused(three, tmp_path, break_it, message):
     break_it(three[1])

@@ -63,8 +63,8 @@ class Scored:
 def score(caller: Callable[[str], object], examples: list[Example], library: Library,
           arguments: bool = True, samples: list | None = None) -> dict:
     """Run ``caller(query)`` (``(result, seconds)`` or a ``Decoded``) on ``examples``; the
-    per-function table and the totals, with a progress bar (rate, ETA). ``samples``, when given, gets every query's ``Scored.record``
-    in the order of ``examples``."""
+    per-function table and the totals, with a progress bar (rate, ETA). ``samples``, when given,
+    gets every query's ``Scored.record`` in the order of ``examples``."""
     rows: dict[str, list[Scored]] = defaultdict(list)
     for ex in progress(examples, f"scoring {type(caller).__name__}", total=len(examples), unit="query"):
         out = caller(ex.query)
