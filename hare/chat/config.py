@@ -53,6 +53,10 @@ class SftConfig(Config):
         None, gt=0, description="NEFTune (Jain et al. 2023; TRL's and transformers' neftune_noise_alpha): uniform "
         "noise of magnitude alpha / sqrt(sequence length x hidden size) added to the input embeddings while "
         "training (the paper: 5); null: none.")
+    soup: int = Field(1, ge=1, description="Fine-tune this many times from the same start (training seeds seed, "
+                      "seed+1, ...: the batches' order) and export the uniform model soup of the runs (Wortsman et al. "
+                      "2022; hare soup): on the tool-calling benchmark a soup of three seeds scored at or above the "
+                      "best of them (docs/tool-calling.md). Costs that many fine-tunings, nothing at inference.")
     grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm to this (0 disables).")
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of the conversations held out (by a hash of "
                                  "each) for the evaluation loss.")

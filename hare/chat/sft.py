@@ -19,6 +19,12 @@ What hare sets on TRL, and why:
   scheduler and RNG states, read back with ``weights_only``); a resumed run skips the batches it
   has seen and ends with the weights an uninterrupted run has.
 
+- ``soup`` > 1: the fine-tuning runs that many times from the same start on the same held-out
+  slice, with training seeds ``seed``, ``seed + 1``, ... (the batches' order, dropout), each in
+  ``run-K/`` with its own checkpoints; ``model/`` is then the uniform model soup of the runs
+  (Wortsman et al. 2022; ``hare.model.soup``) and the held-out loss is the soup's. A resumed soup
+  keeps the runs that finished and continues the one that did not.
+
 Outputs (in the step's folder): ``metrics.jsonl`` (the pretraining layout: step, stage, loss, lr,
 grad_norm, tokens, tokens_per_s, and eval_loss on the steps that were evaluated), ``quarantine.jsonl``
 (records that are not chat), ``checkpoints/``, and ``model/``: a Hugging Face folder whose tokenizer
@@ -31,13 +37,14 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from hare.chat.data import read_chats, split
 from hare.chat.template import has_generation_markers, prepare, without_generation_markers
-from hare.core.io import RecordError, atomic_dir, atomic_open, read_jsonl, write_jsonl
+from hare.core.io import RecordError, atomic_dir, atomic_open, read_json, read_jsonl, write_json, write_jsonl
 from hare.core.progress import Progress
 from hare.core.step import Stats
 from hare.chat.config import SftConfig
@@ -243,6 +250,14 @@ def sft(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, see
         if not (prepared / "config.json").exists() or not resume:
             prepare_tool_base(base, library, prepared)
         base = prepared
+    if not resume:  # a fresh start: what an earlier run (one fine-tuning, or a soup's) left goes
+        for path in [out / "checkpoints", out / "metrics.jsonl", *sorted(out.glob("run-*"))]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    if cfg.soup > 1:
+        return _soup_of_runs(base, data, cfg, out, seed, resume, stop_after, library)
     res = _fine_tune(base, data, cfg, out, seed, resume, stop_after)
     if library is not None and not res["interrupted"]:
         from hare.chat.toolcall.openai import save_library
@@ -251,11 +266,102 @@ def sft(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, see
     return res
 
 
+RUN_RESULT = "result.json"  # a soup's finished run: its stats, so a resumed soup keeps the run
+
+
+def _soup_of_runs(base: Path, data: list[str | Path], cfg: SftConfig, out: Path, seed: int, resume: bool,
+                  stop_after: int | None, library) -> dict[str, Any]:
+    """``sft`` with ``cfg.soup`` runs: each in ``out/run-K`` with training seed ``seed + K`` (the
+    same start and held-out slice), then their uniform soup as ``out/model`` and its held-out loss."""
+    from hare.model.soup import soup
+
+    results = []
+    for k in range(cfg.soup):
+        run = out / f"run-{k}"
+        done = run / RUN_RESULT
+        if resume and done.is_file() and (run / "model" / "config.json").is_file():
+            log.info("sft: soup run %d of %d finished before; kept", k + 1, cfg.soup)
+            results.append(read_json(done))
+            continue
+        done.unlink(missing_ok=True)
+        log.info("sft: soup run %d of %d (training seed %d)", k + 1, cfg.soup, seed + k)
+        res = _fine_tune(base, data, cfg, run, seed, resume, stop_after, train_seed=seed + k)
+        res.pop("model")
+        if res["interrupted"]:
+            return {**res, "model": None, "runs": results}
+        if _main_process():
+            if library is not None:
+                from hare.chat.toolcall.openai import save_library
+
+                save_library(library, run / "model")
+            write_json(done, {**res, "seed": seed + k})
+        results.append({**res, "seed": seed + k})
+    if _main_process():
+        soup([out / f"run-{k}" / "model" for k in range(cfg.soup)], out / "model", replace=True)
+        shutil.copy2(out / "run-0" / "quarantine.jsonl", out / "quarantine.jsonl")  # the same records every run
+    _barrier()
+    first = results[0]
+    return {"model": None, "step": first["step"], "interrupted": False,
+            "final_loss": round(sum(r["final_loss"] for r in results) / len(results), 5),
+            "eval_loss": _held_out_loss(out / "model", data, cfg, out, seed) if first["heldout"] else None,
+            "conversations": first["conversations"], "heldout": first["heldout"],
+            "quarantined": first["quarantined"], "records": first["records"],
+            "tokens": sum(r["tokens"] for r in results),
+            "tokens_per_s": round(sum(r["tokens_per_s"] for r in results) / len(results), 1),
+            "runs": [{"seed": r["seed"], "step": r["step"], "final_loss": r["final_loss"],
+                      "eval_loss": r["eval_loss"]} for r in results]}
+
+
+def _main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _held_out_loss(model_dir: Path, data: list[str | Path], cfg: SftConfig, out: Path, seed: int) -> float | None:
+    """The held-out loss of the exported model ``model_dir`` on the conversations ``sft`` held out
+    (the same split), computed by the same trainer as during fine-tuning."""
+    chats = read_chats(data, cfg.format)
+    _, eval_rows = split(chats.conversations, cfg.eval_fraction, seed)
+    if not eval_rows:
+        return None
+    model, tok = load_base(model_dir)
+    _chat_template(tok, model, cfg.template, model_dir)  # the training template, with its generation markers
+    plain = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})})
+    with tempfile.TemporaryDirectory(dir=out, prefix=".eval-") as tmp:  # the trainer wants a folder; it keeps nothing
+        trainer = build_trainer(model, tok, eval_rows, eval_rows, plain, Path(tmp), seed, total_steps=1)
+        return round(float(trainer.evaluate()["eval_loss"]), 5)
+
+
+def _chat_template(tok, model, template: str, base: str | Path) -> str:
+    """``prepare``, and for ``template: tokenizer`` a check that the template marks the assistant's
+    tokens (or that TRL can patch it to); returns the end-of-turn token."""
+    eot = prepare(tok, model, template)
+    if template == "tokenizer" and not has_generation_markers(tok.chat_template):
+        from trl.chat_template_utils import get_training_chat_template
+
+        try:
+            get_training_chat_template(tok)
+        except ValueError as e:
+            raise ValueError(f"sft.template 'tokenizer': the chat template of {base} does not mark the assistant's "
+                             f"tokens with {{% generation %}} and TRL cannot patch it ({e}); use template "
+                             "'hare' or 'chatml'") from None
+    return eot
+
+
 def _fine_tune(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, seed: int, resume: bool,
-               stop_after: int | None) -> dict[str, Any]:
+               stop_after: int | None, train_seed: int | None = None) -> dict[str, Any]:
     """``sft``'s fine-tuning: chats read and split, the template prepared, TRL's trainer run, the
-    model exported and its metrics completed with the final evaluation."""
+    model exported and its metrics completed with the final evaluation. ``seed`` splits the chats
+    and draws new tokens' embeddings; ``train_seed`` (default: ``seed``) orders the batches."""
     import torch
+
+    train_seed = seed if train_seed is None else train_seed
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -267,23 +373,14 @@ def _fine_tune(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Pa
     train_rows, eval_rows = split(chats.conversations, cfg.eval_fraction, seed)
     model, tok = load_base(base)
     torch.manual_seed(seed)  # the new tokens' embeddings are drawn around the mean of the old ones
-    eot = prepare(tok, model, cfg.template)
-    if cfg.template == "tokenizer" and not has_generation_markers(tok.chat_template):
-        from trl.chat_template_utils import get_training_chat_template
-
-        try:
-            get_training_chat_template(tok)
-        except ValueError as e:
-            raise ValueError(f"sft.template 'tokenizer': the chat template of {base} does not mark the assistant's "
-                             f"tokens with {{% generation %}} and TRL cannot patch it ({e}); use template "
-                             "'hare' or 'chatml'") from None
+    eot = _chat_template(tok, model, cfg.template, base)
 
     ckpt_dir = out / "checkpoints"
     start = last_checkpoint(ckpt_dir) if resume else None
     if not resume and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
     resume_step = int(start.name.split("-")[1]) if start else 0
-    trainer = build_trainer(model, tok, train_rows, eval_rows, cfg, out, seed, total_steps=cfg.max_steps)
+    trainer = build_trainer(model, tok, train_rows, eval_rows, cfg, out, train_seed, total_steps=cfg.max_steps)
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # metrics.jsonl and hare's bar say it instead
@@ -338,9 +435,18 @@ class SftStats(Stats):
     quarantined: int = 0
     tokens: int = 0
     tokens_per_s: float = 0.0
+    runs: list[dict] = []  # a soup's runs: seed, step, final_loss, eval_loss
 
 
 def sft_metrics(folder: Path) -> list[dict]:
-    """A fine-tuning folder's training-loss records (the report plots them)."""
+    """A fine-tuning folder's training-loss records (the report plots them); a soup's carry their
+    run's training seed (``seed``), one run after another."""
     path = folder / "metrics.jsonl"
-    return [m for m in _complete_lines(path) if "loss" in m] if path.exists() else []
+    if path.exists():
+        return [m for m in _complete_lines(path) if "loss" in m]
+    out = []
+    for run in sorted(folder.glob("run-*"), key=lambda p: int(p.name.split("-")[1])):
+        seed = read_json(run / RUN_RESULT).get("seed") if (run / RUN_RESULT).is_file() else None
+        if (run / "metrics.jsonl").exists():
+            out += [{**m, "seed": seed} for m in _complete_lines(run / "metrics.jsonl") if "loss" in m]
+    return out

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     fields = {k: getattr(args, k) for k in ("template", "format", "max_steps", "epochs", "lr", "batch_size",
                                              "grad_accum", "max_length", "eval_fraction", "device", "threads",
-                                             "tools", "neftune_noise_alpha")
+                                             "tools", "neftune_noise_alpha", "soup")
               if getattr(args, k) is not None}
     try:
         cfg = SftConfig(**fields, packing=not args.no_packing, padding_free=not args.padded,
@@ -48,7 +48,13 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"sft: {res['step']} steps, loss {res['final_loss']:.4f}"
+    runs = res.get("runs") or []
+    if runs:
+        print("sft: " + "; ".join(f"run {i} (seed {r['seed']}): loss {r['final_loss']:.4f}"
+                                  + (f", held-out {r['eval_loss']:.4f}" if r["eval_loss"] is not None else "")
+                                  for i, r in enumerate(runs)))
+    print(f"sft: {'soup of ' + str(len(runs)) + ' runs, ' if runs else ''}{res['step']} steps, "
+          f"{'mean ' if runs else ''}loss {res['final_loss']:.4f}"
           + (f", held-out loss {res['eval_loss']:.4f}" if res["eval_loss"] is not None else "")
           + f", {res['conversations']} conversations, {res['quarantined']} quarantined, "
             f"{res['tokens_per_s']:,.0f} tokens/s")
@@ -81,6 +87,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--neftune", dest="neftune_noise_alpha", type=float, default=None, metavar="ALPHA",
                     help="NEFTune: noise on the input embeddings while training, of magnitude ALPHA / sqrt(length x "
                     "hidden size) (the paper: 5; default: none)")
+    sp.add_argument("--soup", type=int, default=None, metavar="N",
+                    help="fine-tune N times (training seeds --seed, --seed+1, ...) and export the uniform model soup "
+                         "of the runs (hare soup); each run is kept in OUT/run-K (default: 1, no soup)")
     sp.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     sp.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's)")
     sp.add_argument("--seed", type=int, default=1234, help="seed of the data order and the held-out slice")

@@ -102,9 +102,11 @@ def check_ingredients(models: Sequence[Path]) -> list[dict[str, Path]]:
     return maps
 
 
-def soup(models: Sequence[str | Path], out: str | Path, weights: Sequence[float] | None = None) -> dict[str, Any]:
+def soup(models: Sequence[str | Path], out: str | Path, weights: Sequence[float] | None = None,
+         replace: bool = False) -> dict[str, Any]:
     """Write the weighted average of ``models`` (uniform without ``weights``) as a model folder
-    ``out``; returns what ``soup.json`` records. ``out`` is replaced only if it is an earlier soup."""
+    ``out``; returns what ``soup.json`` records. ``out`` is replaced only if it is an earlier soup, or
+    with ``replace`` (the caller owns the folder: ``hare sft``'s soup replaces its own export)."""
     import torch
     from safetensors.torch import save_file
 
@@ -122,7 +124,7 @@ def soup(models: Sequence[str | Path], out: str | Path, weights: Sequence[float]
     if len(weights) != len(models) or any(not w > 0 for w in weights):
         raise DataError(f"{len(weights)} weights for {len(models)} models; each must be above 0")
     weights = [w / float(sum(weights)) for w in weights]
-    if out.exists() and not (out / SOUP_FILE).is_file():
+    if out.exists() and not replace and not (out / SOUP_FILE).is_file():
         raise DataError(f"{out} exists and is not a soup: give a new folder")
     if out.resolve() in {m.resolve() for m in models}:
         raise DataError(f"{out} is one of the ingredients")

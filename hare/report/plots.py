@@ -25,14 +25,21 @@ def _svg(fig) -> Markup:
 
 
 def loss(metrics: list[dict]) -> Markup:
-    """Training loss and learning rate against the step."""
+    """Training loss and learning rate against the step; one loss line per training seed when the
+    records carry one (a soup's runs)."""
     fig, ax = _pyplot().subplots(1, 2, figsize=(10, 3.2))
-    steps = [m["step"] for m in metrics]
-    ax[0].plot(steps, [m["loss"] for m in metrics], color="#1f77b4")
+    seeds = list(dict.fromkeys(m.get("seed") for m in metrics))
+    for seed in seeds:
+        run = [m for m in metrics if m.get("seed") == seed]
+        ax[0].plot([m["step"] for m in run], [m["loss"] for m in run], color=None if len(seeds) > 1 else "#1f77b4",
+                   label=f"seed {seed}")
+    if len(seeds) > 1:
+        ax[0].legend(fontsize=8)
     ax[0].set_xlabel("step")
     ax[0].set_ylabel("training loss")
     ax[0].grid(alpha=.3)
-    ax[1].plot(steps, [m["lr"] for m in metrics], color="#ff7f0e")
+    first = [m for m in metrics if m.get("seed") == seeds[0]] if metrics else []
+    ax[1].plot([m["step"] for m in first], [m["lr"] for m in first], color="#ff7f0e")
     ax[1].set_xlabel("step")
     ax[1].set_ylabel("learning rate")
     ax[1].grid(alpha=.3)

@@ -178,3 +178,46 @@ def test_export_is_a_chat_model(tiny_base, chat_file, tmp_path):
     ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = model.generate(**ids, max_new_tokens=5, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_soup_is_the_average_of_its_runs_and_resumes_run_by_run(tiny_base, chat_file, tmp_path):
+    """``soup: 2``: two runs from the same start with training seeds 3 and 4, the export their
+    uniform average; a run killed in the first run resumes to the same soup, and a finished soup
+    resumed trains nothing again."""
+    c = cfg(max_steps=4, soup=2, eval_every=4)
+    full = sft(tiny_base, [chat_file], c, tmp_path / "full", seed=3)
+    runs = [weights(tmp_path / "full" / f"run-{k}" / "model") for k in range(2)]
+    soup = weights(tmp_path / "full" / "model")
+    assert any(not torch.equal(runs[0][k], runs[1][k]) for k in soup)  # the seeds trained apart
+    for k in soup:
+        mean = (runs[0][k].double() * 0.5 + runs[1][k].double() * 0.5).to(soup[k].dtype)
+        torch.testing.assert_close(soup[k], mean, rtol=0, atol=0, msg=k)
+    assert [r["seed"] for r in full["runs"]] == [3, 4] and full["step"] == 4
+    assert full["final_loss"] == round((full["runs"][0]["final_loss"] + full["runs"][1]["final_loss"]) / 2, 5)
+    assert full["eval_loss"] > 0 and full["eval_loss"] not in {r["eval_loss"] for r in full["runs"]}
+    record = json.loads((tmp_path / "full" / "model" / "soup.json").read_text())
+    assert [i["path"] for i in record["ingredients"]] == [str(tmp_path / "full" / f"run-{k}" / "model")
+                                                          for k in range(2)]
+    from hare.chat.sft import sft_metrics
+
+    metrics = sft_metrics(tmp_path / "full")
+    assert [(m["seed"], m["step"]) for m in metrics] == [(s, i) for s in (3, 4) for i in range(1, 5)]
+
+    part = sft(tiny_base, [chat_file], c, tmp_path / "part", seed=3, stop_after=3)
+    assert part["interrupted"] and not (tmp_path / "part" / "model").exists()
+    resumed = sft(tiny_base, [chat_file], c, tmp_path / "part", seed=3, resume=True)
+    assert resumed["runs"] == full["runs"]
+    b = weights(tmp_path / "part" / "model")
+    for k in soup:
+        torch.testing.assert_close(b[k], soup[k], rtol=0, atol=0, msg=k)
+
+    trained = [(tmp_path / "part" / f"run-{k}" / "model" / "model.safetensors").stat().st_mtime_ns for k in range(2)]
+    again = sft(tiny_base, [chat_file], c, tmp_path / "part", seed=3, resume=True)
+    assert again["runs"] == full["runs"] and again["eval_loss"] == full["eval_loss"]
+    assert [(tmp_path / "part" / f"run-{k}" / "model" / "model.safetensors").stat().st_mtime_ns
+            for k in range(2)] == trained
+
+    single = sft(tiny_base, [chat_file], cfg(max_steps=4, eval_every=4), tmp_path / "part", seed=3)
+    assert not list((tmp_path / "part").glob("run-*")) and "runs" not in single  # a fresh start clears the soup
+    assert not (tmp_path / "part" / "model" / "soup.json").exists()
+    assert single["final_loss"] == full["runs"][0]["final_loss"]  # the soup's first run is this run

@@ -87,3 +87,18 @@ def test_lora_trains_adapters_and_exports_merged_weights(tmp_path, tiny_base, sm
     assert not (merged[q] == base[q]).all()  # the adapters were merged in
     k = "model.layers.0.self_attn.k_proj.weight"
     assert (merged[k] == base[k]).all()  # modules without adapters are untouched
+
+
+def test_sft_step_soup_reports_its_runs(tmp_path, tiny_base, small_chat):
+    r = recipe(enabled=True, data=[str(small_chat)], max_steps=2, batch_size=2, max_length=256, threads=1,
+               device="cpu", eval_every=2, log_every=1, soup=2)
+    ctx = context(r, tmp_path, tiny_base)
+    SFT(ctx)
+    stats = read_json(ctx.out / "stats.json")
+    assert [run["seed"] for run in stats["runs"]] == [r.seed, r.seed + 1] and stats["eval_loss"] > 0
+    assert (ctx.out / "model" / "soup.json").is_file()
+    from hare.report.html import render_report
+
+    html = render_report(tmp_path, "r", [(SFT, ctx.out)])
+    assert "uniform soup of 2 fine-tunings" in html and html.count(f"<td>{r.seed + 1}</td>") == 1
+    assert "seed " + str(r.seed + 1) in html  # the loss plot's legend: one line per run

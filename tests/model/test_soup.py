@@ -101,6 +101,10 @@ def test_bad_requests_are_refused_and_lose_nothing(three, tmp_path):
     soup(three[1:], tmp_path / "soup")  # an earlier soup is replaced
     assert [i["path"] for i in json.loads((tmp_path / "soup" / "soup.json").read_text())["ingredients"]] \
         == [str(m) for m in three[1:]]
+    plain = tmp_path / "export"  # replace=True: the caller owns the folder (hare sft --soup's own export)
+    shutil.copytree(three[0], plain)
+    soup(three[1:], plain, replace=True)
+    assert (plain / "soup.json").is_file()
 
 
 def test_the_command(three, tmp_path, capsys):

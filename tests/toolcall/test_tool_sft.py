@@ -191,3 +191,23 @@ def test_arguments_are_decoded_under_the_functions_schema(tool_model):
             assert schema_problem(d.result.arguments, lib.by_name[d.result.name].parameters) is None
     assert sum(isinstance(d.result, Call) for d in held) >= 6
     assert held[-1].result == Call("get_weather", ARGS)  # what it learned is unchanged
+
+
+def test_tool_sft_soup_carries_the_library(tmp_path, tiny_base, capsys):  # noqa: F811
+    """``hare sft --tools --soup 2``: both runs start from one functional-token base, and the soup
+    carries the library like a single run's export."""
+    lib = load_library()
+    rec = {"messages": [{"role": "user", "content": QUERY},
+                        {"role": "assistant", "content": lib.target("get_weather", ARGS)}]}
+    write_jsonl(tmp_path / "train.jsonl", [rec] * 8)
+    assert main(["sft", str(tiny_base), str(tmp_path / "train.jsonl"), "--tools", lib.path, "--out",
+                 str(tmp_path / "run"), "--max-steps", "2", "--batch-size", "4", "--max-length", "128",
+                 "--eval-fraction", "0", "--template", "hare", "--device", "cpu", "--threads", "1",
+                 "--soup", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "run 1 (seed 1235)" in out and "soup of 2 runs" in out
+    soup = tmp_path / "run" / "model"
+    assert (soup / "tools.json").read_bytes() == (tmp_path / "run" / "run-0" / "model" / "tools.json").read_bytes()
+    from hare.chat.toolcall.openai import model_library
+
+    assert [f.name for f in model_library(soup).functions] == [f.name for f in lib.functions]
