@@ -21,7 +21,8 @@ for training), with the answers that break their schema counted.
 ``--out``) to the training queries; ``--against OUT/results.json`` of an earlier run prints its
 figures beside this run's (the held-out queries are the same with or without paraphrases);
 ``--model DIR`` scores an already fine-tuned model instead of fine-tuning; ``--soup DIR DIR ...``
-scores the average of several (``hare soup``: e.g. the exports of runs with ``--sft-seed`` 0, 1, 2).
+scores the average of several (``hare soup``: e.g. the exports of runs with ``--sft-seed`` 0, 1, 2);
+``--sft-soup N`` fine-tunes N seeds and scores their soup in one run (``hare sft --soup N``).
 
 Prints the table, the fine-tuning time and the totals, and writes ``results.json`` and
 ``results.md`` into ``--out``.
@@ -86,10 +87,15 @@ def main() -> None:
                     help="the held-out split, the paraphrase requests and (unless --sft-seed) the fine-tuning")
     ap.add_argument("--neftune", type=float, default=None, metavar="ALPHA",
                     help="fine-tune with NEFTune noise on the input embeddings (hare sft --neftune)")
+    ap.add_argument("--sft-soup", type=int, default=None, metavar="N",
+                    help="fine-tune N times (training seeds --sft-seed or --seed, then +1, ...) and score their model "
+                         "soup: hare sft --soup N")
     ap.add_argument("--sft-seed", type=int, default=None,
                     help="the fine-tuning's seed alone (initial order of the batches, dropout): the same data, "
                          "another run, to measure how much a score moves from seed to seed")
     args = ap.parse_args()
+    if args.sft_soup and (args.model or args.soup):
+        ap.error("--sft-soup fine-tunes; --model and --soup score models already fine-tuned")
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -133,7 +139,8 @@ def main() -> None:
     batch = args.batch_size or (1 if args.packing else 8)
     t0 = time.perf_counter()
     flags = ((["--threads", str(args.threads)] if args.threads else []) + ([] if args.packing else ["--no-packing"])
-             + (["--padded"] if args.padded else []) + (["--neftune", str(args.neftune)] if args.neftune else []))
+             + (["--padded"] if args.padded else []) + (["--neftune", str(args.neftune)] if args.neftune else [])
+             + (["--soup", str(args.sft_soup)] if args.sft_soup else []))
     given = args.model or args.soup
     if not given:
         code = hare(["sft", str(base), str(out / "train.jsonl"), "--tools", lib.path, "--out", str(out / "sft"),
@@ -193,7 +200,8 @@ def main() -> None:
                                       "base": str(base), "train_queries": len(train), "test_queries": len(test),
                                       "paraphrase": args.paraphrase, "paraphrase_refusals": args.paraphrase_refusals,
                                       "keep_refusal_share": args.keep_refusal_share, "ablate": args.ablate,
-                                      "seed": args.seed, "sft_seed": args.sft_seed, "model": str(model_dir),
+                                      "seed": args.seed, "sft_seed": args.sft_seed, "sft_soup": args.sft_soup,
+                                      "model": str(model_dir),
                                       "soup": args.soup})
     write_text(out / "results.md", table)
     print(json.dumps({k: v.get("overall", v) for k, v in results.items()}, indent=1))
