@@ -48,6 +48,7 @@ from hare.core.io import RecordError, atomic_dir, atomic_open, read_json, read_j
 from hare.core.progress import Progress
 from hare.core.step import Stats
 from hare.chat.config import SftConfig
+from hare.core import dist
 
 log = logging.getLogger("hare.chat")
 
@@ -240,6 +241,12 @@ def sft(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, see
     ``stop_after`` ends the run at that step as a crash would (for tests)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    chats = read_chats(data, cfg.format)
+    write_jsonl(out / "quarantine.jsonl", chats.quarantined)
+    if not chats.conversations:
+        raise ValueError(f"no chat records in {', '.join(map(str, data))} ({len(chats.quarantined)} quarantined; "
+                         f"see {out / 'quarantine.jsonl'})")
+    rows = split(chats.conversations, cfg.eval_fraction, seed)
     library = None
     if cfg.tools:
         from hare.chat.toolcall.library import load_library
@@ -257,8 +264,8 @@ def sft(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, see
             else:
                 path.unlink(missing_ok=True)
     if cfg.soup > 1:
-        return _soup_of_runs(base, data, cfg, out, seed, resume, stop_after, library)
-    res = _fine_tune(base, data, cfg, out, seed, resume, stop_after)
+        return _soup_of_runs(base, chats, rows, cfg, out, seed, resume, stop_after, library)
+    res = _fine_tune(base, chats, rows, cfg, out, seed, resume, stop_after)
     if library is not None and not res["interrupted"]:
         from hare.chat.toolcall.openai import save_library
 
@@ -269,8 +276,8 @@ def sft(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, see
 RUN_RESULT = "result.json"  # a soup's finished run: its stats, so a resumed soup keeps the run
 
 
-def _soup_of_runs(base: Path, data: list[str | Path], cfg: SftConfig, out: Path, seed: int, resume: bool,
-                  stop_after: int | None, library) -> dict[str, Any]:
+def _soup_of_runs(base: Path, chats, rows: tuple[list, list], cfg: SftConfig, out: Path, seed: int,
+                  resume: bool, stop_after: int | None, library) -> dict[str, Any]:
     """``sft`` with ``cfg.soup`` runs: each in ``out/run-K`` with training seed ``seed + K`` (the
     same start and held-out slice), then their uniform soup as ``out/model`` and its held-out loss."""
     from hare.model.soup import soup
@@ -285,25 +292,24 @@ def _soup_of_runs(base: Path, data: list[str | Path], cfg: SftConfig, out: Path,
             continue
         done.unlink(missing_ok=True)
         log.info("sft: soup run %d of %d (training seed %d)", k + 1, cfg.soup, seed + k)
-        res = _fine_tune(base, data, cfg, run, seed, resume, stop_after, train_seed=seed + k)
+        res = _fine_tune(base, chats, rows, cfg, run, seed, resume, stop_after, train_seed=seed + k)
         res.pop("model")
         if res["interrupted"]:
             return {**res, "model": None, "runs": results}
-        if _main_process():
+        if dist.is_main():
             if library is not None:
                 from hare.chat.toolcall.openai import save_library
 
                 save_library(library, run / "model")
             write_json(done, {**res, "seed": seed + k})
         results.append({**res, "seed": seed + k})
-    if _main_process():
+    if dist.is_main():
         soup([out / f"run-{k}" / "model" for k in range(cfg.soup)], out / "model", replace=True)
-        shutil.copy2(out / "run-0" / "quarantine.jsonl", out / "quarantine.jsonl")  # the same records every run
-    _barrier()
+    dist.barrier()
     first = results[0]
     return {"model": None, "step": first["step"], "interrupted": False,
             "final_loss": round(sum(r["final_loss"] for r in results) / len(results), 5),
-            "eval_loss": _held_out_loss(out / "model", data, cfg, out, seed) if first["heldout"] else None,
+            "eval_loss": _held_out_loss(out / "model", rows[1], cfg, out, seed) if rows[1] else None,
             "conversations": first["conversations"], "heldout": first["heldout"],
             "quarantined": first["quarantined"], "records": first["records"],
             "tokens": sum(r["tokens"] for r in results),
@@ -312,24 +318,9 @@ def _soup_of_runs(base: Path, data: list[str | Path], cfg: SftConfig, out: Path,
                       "eval_loss": r["eval_loss"]} for r in results]}
 
 
-def _main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def _held_out_loss(model_dir: Path, data: list[str | Path], cfg: SftConfig, out: Path, seed: int) -> float | None:
-    """The held-out loss of the exported model ``model_dir`` on the conversations ``sft`` held out
-    (the same split), computed by the same trainer as during fine-tuning."""
-    chats = read_chats(data, cfg.format)
-    _, eval_rows = split(chats.conversations, cfg.eval_fraction, seed)
-    if not eval_rows:
-        return None
+def _held_out_loss(model_dir: Path, eval_rows: list, cfg: SftConfig, out: Path, seed: int) -> float:
+    """The held-out loss of the exported model ``model_dir`` on the conversations ``sft`` held out,
+    computed by the same trainer as during fine-tuning."""
     model, tok = load_base(model_dir)
     _chat_template(tok, model, cfg.template, model_dir)  # the training template, with its generation markers
     plain = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})})
@@ -354,23 +345,19 @@ def _chat_template(tok, model, template: str, base: str | Path) -> str:
     return eot
 
 
-def _fine_tune(base: str | Path, data: list[str | Path], cfg: SftConfig, out: Path, seed: int, resume: bool,
-               stop_after: int | None, train_seed: int | None = None) -> dict[str, Any]:
-    """``sft``'s fine-tuning: chats read and split, the template prepared, TRL's trainer run, the
-    model exported and its metrics completed with the final evaluation. ``seed`` splits the chats
-    and draws new tokens' embeddings; ``train_seed`` (default: ``seed``) orders the batches."""
+def _fine_tune(base: str | Path, chats, rows: tuple[list, list], cfg: SftConfig, out: Path, seed: int,
+               resume: bool, stop_after: int | None, train_seed: int | None = None) -> dict[str, Any]:
+    """``sft``'s fine-tuning of the chats ``sft`` read and split (``rows``: training and held-out
+    conversations): the template prepared, TRL's trainer run, the model exported and its metrics
+    completed with the final evaluation. ``seed`` draws new tokens' embeddings; ``train_seed``
+    (default: ``seed``) orders the batches."""
     import torch
 
     train_seed = seed if train_seed is None else train_seed
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    chats = read_chats(data, cfg.format)
-    write_jsonl(out / "quarantine.jsonl", chats.quarantined)
-    if not chats.conversations:
-        raise ValueError(f"no chat records in {', '.join(map(str, data))} ({len(chats.quarantined)} quarantined; "
-                         f"see {out / 'quarantine.jsonl'})")
-    train_rows, eval_rows = split(chats.conversations, cfg.eval_fraction, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    train_rows, eval_rows = rows
     model, tok = load_base(base)
     torch.manual_seed(seed)  # the new tokens' embeddings are drawn around the mean of the old ones
     eot = _chat_template(tok, model, cfg.template, base)

